@@ -1,0 +1,5 @@
+"""Allow `python -m kiosk` as well as the `kiosk` console script."""
+
+from kiosk.cli import main
+
+main()

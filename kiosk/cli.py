@@ -1,0 +1,34 @@
+"""The `kiosk` command: one entry point, subcommands registered from each part of the system."""
+
+from __future__ import annotations
+
+import click
+
+from kiosk import __version__
+from kiosk.cliutil import KioskGroup
+
+
+@click.group(cls=KioskGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kiosk")
+def cli() -> None:
+    """Branch attendance kiosk: face, card and GPS punches in an encrypted store, synced to HR.
+
+    Every command takes --config FILE (default /etc/kiosk/kiosk.toml) and --set KEY=VALUE.
+    Start with `kiosk init DIR` to create a kiosk home, or `kiosk demo` to see it work.
+    """
+
+
+def _register() -> None:
+    from kiosk import cli_store
+    from kiosk.bench import bench
+
+    for command in cli_store.COMMANDS:
+        cli.add_command(command)
+    cli.add_command(bench)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="kiosk")

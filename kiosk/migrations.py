@@ -1,0 +1,111 @@
+"""Named schema migrations, applied in order and recorded in the `_migrations` table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE employees (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            branch TEXT,
+            created_utc TEXT NOT NULL,
+            updated_utc TEXT NOT NULL
+        );
+        CREATE TABLE cards (
+            card_id TEXT PRIMARY KEY,
+            employee_id TEXT NOT NULL REFERENCES employees(id),
+            created_utc TEXT NOT NULL
+        );
+        CREATE INDEX cards_employee ON cards(employee_id);
+        CREATE TABLE templates (
+            id INTEGER PRIMARY KEY,
+            employee_id TEXT NOT NULL REFERENCES employees(id),
+            model_id TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            quality REAL,
+            source TEXT NOT NULL,
+            created_utc TEXT NOT NULL
+        );
+        CREATE INDEX templates_employee ON templates(employee_id);
+        CREATE INDEX templates_model ON templates(model_id);
+        CREATE TABLE punches (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            employee_id TEXT NOT NULL,
+            method TEXT NOT NULL,
+            ts_utc TEXT NOT NULL,
+            mono_ns INTEGER NOT NULL,
+            boot_id TEXT NOT NULL,
+            clock_state TEXT NOT NULL,
+            score REAL,
+            lat REAL,
+            lon REAL,
+            accuracy_m REAL,
+            flags TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX punches_employee ON punches(employee_id, seq);
+        CREATE INDEX punches_ts ON punches(ts_utc);
+        -- Punches are append-only: the store itself refuses to change or drop one.
+        CREATE TRIGGER punches_no_update BEFORE UPDATE ON punches
+            BEGIN SELECT RAISE(ABORT, 'punches are append-only'); END;
+        CREATE TRIGGER punches_no_delete BEFORE DELETE ON punches
+            BEGIN SELECT RAISE(ABORT, 'punches are append-only'); END;
+        CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            ts_utc TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    ("001_initial", _m001_initial),
+]
+
+
+def applied(db: sqlite_utils.Database) -> set[str]:
+    """Names of migrations already recorded."""
+    if "_migrations" not in db.table_names():
+        return set()
+    return {row["name"] for row in db.query("SELECT name FROM _migrations")}
+
+
+def pending(db: sqlite_utils.Database) -> list[str]:
+    """Names of migrations not yet applied, in order."""
+    done = applied(db)
+    return [name for name, _ in MIGRATIONS if name not in done]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations; the caller wraps this in one transaction. Returns what ran."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
+    ran = []
+    done = applied(db)
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        step(db)
+        db.execute("INSERT INTO _migrations (name, applied_utc) VALUES (?, ?)",
+                   [name, datetime.now(UTC).isoformat(timespec="seconds")])
+        ran.append(name)
+    return ran

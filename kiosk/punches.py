@@ -1,0 +1,154 @@
+"""The append-only punch log: durable appends, chain verification, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from kiosk.errors import InvalidInput, NotFound
+from kiosk.punchrecord import CLOCK_STATES, GENESIS_HASH, METHODS, Punch, punch_hash
+from kiosk.timeutil import boot_id, iso_utc, monotonic_ns, utc_now, uuid7
+
+if TYPE_CHECKING:
+    from kiosk.store import Store
+
+log = logging.getLogger(__name__)
+
+NOTE_MAX_CHARS = 500
+
+
+@dataclass(frozen=True)
+class PunchDraft:
+    """What the caller decides; the log adds id, seq, times and the chain."""
+
+    employee_id: str
+    method: str
+    clock_state: str = "unverified"
+    score: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    flags: str = ""
+    note: str = ""
+    when: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of walking the chain: ``ok`` or the first bad record and why."""
+
+    checked: int
+    ok: bool
+    bad_seq: int | None = None
+    bad_id: str | None = None
+    problem: str = ""
+
+
+class PunchLog:
+    """Punches of one store. Appends are durable before they return."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _validate(self, draft: PunchDraft) -> None:
+        if draft.method not in METHODS:
+            raise InvalidInput(f"unknown punch method {draft.method!r}", fix=f"Use one of: {', '.join(METHODS)}.")
+        if draft.clock_state not in CLOCK_STATES:
+            raise InvalidInput(f"unknown clock state {draft.clock_state!r}")
+        if len(draft.note) > NOTE_MAX_CHARS:
+            raise InvalidInput(f"note is {len(draft.note)} characters; at most {NOTE_MAX_CHARS} are kept",
+                               fix="Shorten the note.")
+
+    def append(self, draft: PunchDraft) -> Punch:
+        """Store a punch; returns only after the transaction is durably committed."""
+        self._validate(draft)
+        moment = draft.when or utc_now()
+        mono, boot = monotonic_ns(), boot_id()
+        with self.store.atomic("recording the punch") as db:
+            if db.execute("SELECT 1 FROM employees WHERE id = ?", [draft.employee_id]).fetchone() is None:
+                raise NotFound(f"no employee {draft.employee_id!r} on this kiosk",
+                               fix="Check the id with `kiosk employee list`.")
+            last = db.execute("SELECT seq, hash FROM punches ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            record = {
+                "id": str(uuid7(int(moment.timestamp() * 1000))), "seq": seq,
+                "employee_id": draft.employee_id, "method": draft.method, "ts_utc": iso_utc(moment),
+                "mono_ns": mono, "boot_id": boot, "clock_state": draft.clock_state,
+                "score": draft.score, "lat": draft.lat, "lon": draft.lon, "accuracy_m": draft.accuracy_m,
+                "flags": draft.flags, "note": draft.note, "prev_hash": prev,
+            }
+            record["hash"] = punch_hash(record)
+            cols = ", ".join(record)
+            db.execute(f"INSERT INTO punches ({cols}) VALUES ({', '.join('?' * len(record))})",
+                       list(record.values()))
+        return Punch(**record)
+
+    def last_for(self, employee_id: str) -> Punch | None:
+        rows = self.store.query("SELECT * FROM punches WHERE employee_id = ? ORDER BY seq DESC LIMIT 1",
+                                [employee_id])
+        return Punch.from_row(rows[0]) if rows else None
+
+    def head(self) -> Punch | None:
+        rows = self.store.query("SELECT * FROM punches ORDER BY seq DESC LIMIT 1")
+        return Punch.from_row(rows[0]) if rows else None
+
+    def count(self) -> int:
+        return self.store.query("SELECT count(*) AS n FROM punches")[0]["n"]
+
+    def iter(self, since_ts: str | None = None, after_seq: int = 0, batch: int = 1000) -> Iterator[Punch]:
+        """Punches in seq order, optionally only those at or after a UTC timestamp."""
+        while True:
+            sql = "SELECT * FROM punches WHERE seq > ?"
+            params: list = [after_seq]
+            if since_ts:
+                sql += " AND ts_utc >= ?"
+                params.append(since_ts)
+            rows = self.store.query(sql + " ORDER BY seq LIMIT ?", [*params, batch])
+            for row in rows:
+                yield Punch.from_row(row)
+            if len(rows) < batch:
+                return
+            after_seq = rows[-1]["seq"]
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain: seq continuity, prev_hash links, and each record's own hash."""
+        expected_seq, prev = 1, GENESIS_HASH
+        checked = 0
+        for punch in self.iter():
+            if punch.seq != expected_seq:
+                return VerifyReport(checked, False, punch.seq, punch.id,
+                                    f"seq jumps from {expected_seq - 1} to {punch.seq}: "
+                                    f"{punch.seq - expected_seq} punch(es) missing")
+            if punch.prev_hash != prev:
+                return VerifyReport(checked, False, punch.seq, punch.id,
+                                    "prev_hash does not match the previous punch: the chain was broken")
+            if punch_hash(punch.to_dict()) != punch.hash:
+                return VerifyReport(checked, False, punch.seq, punch.id,
+                                    "hash does not match the record: it was altered after it was stored")
+            prev, expected_seq, checked = punch.hash, punch.seq + 1, checked + 1
+        return VerifyReport(checked, True)
+
+
+def export_punches(punches: Iterator[Punch], fmt: str, out: io.TextIOBase) -> int:
+    """Write punches as JSON lines or CSV; returns how many were written."""
+    count = 0
+    if fmt == "csv":
+        writer = None
+        for punch in punches:
+            row = punch.to_dict()
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+            count += 1
+        return count
+    for punch in punches:
+        out.write(json.dumps(punch.to_dict(), ensure_ascii=False) + "\n")
+        count += 1
+    return count

@@ -1,0 +1,65 @@
+"""The punch record: its fields, canonical form and hash chain (shared by kiosk and hub)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Method = Literal["face", "card", "card+face", "manual"]
+ClockState = Literal["verified", "unverified"]
+METHODS: tuple[str, ...] = ("face", "card", "card+face", "manual")
+CLOCK_STATES: tuple[str, ...] = ("verified", "unverified")
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class Punch:
+    """One append-only attendance record, exactly as stored and as sent to the hub."""
+
+    id: str
+    seq: int
+    employee_id: str
+    method: str
+    ts_utc: str
+    mono_ns: int
+    boot_id: str
+    clock_state: str
+    score: float | None
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    flags: str
+    note: str
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Punch:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+HASHED_FIELDS = tuple(f.name for f in fields(Punch) if f.name != "hash")
+
+
+def canonical_bytes(record: dict[str, Any]) -> bytes:
+    """The bytes the hash covers: every field but ``hash``, sorted keys, compact JSON, UTF-8."""
+    body = {name: record[name] for name in HASHED_FIELDS}
+    for name in ("score", "lat", "lon", "accuracy_m"):
+        value = body[name]
+        if value is not None:
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number")
+            body[name] = value
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def punch_hash(record: dict[str, Any]) -> str:
+    """SHA-256 over the canonical record, which includes ``prev_hash`` (so the hashes form a chain)."""
+    return hashlib.sha256(canonical_bytes(record)).hexdigest()
