@@ -1,0 +1,86 @@
+"""Shared fixtures: kiosk homes made by the real `kiosk init`, the face photo set, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kiosk.cli import cli
+from kiosk.config import load_config
+from kiosk.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _face_data_dir() -> Path:
+    return Path(os.environ.get("KIOSK_FACE_DATA", REPO.parent / "shared" / "faces"))
+
+
+def _video_dir() -> Path:
+    return Path(os.environ.get("KIOSK_VIDEO_DATA", REPO.parent / "shared" / "videos"))
+
+
+@pytest.fixture(scope="session")
+def face_data() -> Path:
+    """The real photo set (../shared/faces or $KIOSK_FACE_DATA); skips when absent."""
+    path = _face_data_dir()
+    if not (path / "MANIFEST.tsv").exists():
+        pytest.skip(f"face photo set not found at {path} (set KIOSK_FACE_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def video_data() -> Path:
+    path = _video_dir()
+    if not (path / "MANIFEST.tsv").exists():
+        pytest.skip(f"face videos not found at {path} (set KIOSK_VIDEO_DATA)")
+    return path
+
+
+def run_kiosk(*args: str, check: bool = False, timeout: float = 120, env: dict | None = None,
+              input_text: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real `kiosk` entry point in a child process."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "kiosk", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, input=input_text)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kiosk {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def invoke(runner: CliRunner):
+    """Invoke the CLI in-process; returns click's Result (exit_code, output, stderr)."""
+
+    def _invoke(*args: str, **kwargs):
+        return runner.invoke(cli, list(args), catch_exceptions=False, **kwargs)
+
+    return _invoke
+
+
+@pytest.fixture
+def kiosk_home(tmp_path: Path, invoke) -> Path:
+    """A kiosk home created by `kiosk init` (config, 0600 key file, store); returns the config path."""
+    home = tmp_path / "kiosk"
+    result = invoke("init", str(home))
+    assert result.exit_code == 0, result.output
+    return home / "kiosk.toml"
+
+
+@pytest.fixture
+def fresh_store(kiosk_home: Path):
+    """The kiosk home's store, opened; closed after the test."""
+    store = open_store(load_config(kiosk_home))
+    yield store
+    store.close()
