@@ -16,7 +16,6 @@ from kiosk.punches import PunchDraft
 from kiosk.store import Store, plain_factory
 
 
-
 @click.group("bench")
 def bench() -> None:
     """Benchmarks that print numbers (each compared with the plain alternative in the same run)."""

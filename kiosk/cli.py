@@ -25,6 +25,8 @@ def _register() -> None:
     for command in cli_store.COMMANDS:
         cli.add_command(command)
     cli.add_command(bench)
+    from kiosk.demo import demo_command
+    cli.add_command(demo_command)
 
 
 _register()

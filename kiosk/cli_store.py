@@ -127,7 +127,8 @@ def db_verify(cfg: ConfigRef) -> None:
 
 @db_group.command("export")
 @click.option("--since", metavar="TS", help="Only punches at or after this ISO 8601 time (UTC if no zone).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
+              help="JSON lines (one punch per line) or CSV with a header row.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
 @config_options
 def db_export(since: str | None, fmt: str, out: Path | None, cfg: ConfigRef) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -129,6 +130,10 @@ class Store:
         if not path.parent.is_dir():
             raise StoreError(f"the folder for the store, {path.parent}, does not exist",
                              fix="Create it (the systemd unit's StateDirectory does), or fix store.path.")
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            raise StoreError(f"{path} is on a read-only filesystem; the store needs to write even to read "
+                             "(write-ahead log)", fix="Remount it read-write (mount -o remount,rw), or copy "
+                             "the .db file and its key to a writable disk to inspect it.")
         exists = path.exists() and path.stat().st_size > 0
         if not exists and not create:
             raise StoreError(f"no kiosk store at {path}",

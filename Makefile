@@ -1,0 +1,42 @@
+# Bootstrap, demo, tests and benchmarks on a fresh Debian / Raspberry Pi OS machine (Python 3.11+).
+# Quick start: `make demo`, then `make test`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FACE_DATA ?= $(or $(KIOSK_FACE_DATA),../shared/faces)
+# On Raspberry Pi OS set SYSTEM_SITE_PACKAGES=1 so the venv sees python3-picamera2 from apt.
+SYSTEM_SITE_PACKAGES ?= 0
+VENV_FLAGS := $(if $(filter 1,$(SYSTEM_SITE_PACKAGES)),--system-site-packages,)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[hub,dev]'
+	@# insightface's metadata asks for the GUI OpenCV build (needs libGL/X); its real
+	@# dependencies are in setup.cfg with opencv-python-headless, so install it alone.
+	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps insightface==2.1
+	./scripts/system-deps.sh
+	touch $@
+
+demo: venv
+	$(BIN)/kiosk demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/kiosk bench store
+	./scripts/bench-face.sh "$(FACE_DATA)"
+
+lint: venv
+	$(BIN)/ruff check kiosk sync enrollment hardware tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Face benchmarks on the real photo set when present, else on the images shipped in the wheels.
+set -euo pipefail
+data="${1:-../shared/faces}"
+kiosk=".venv/bin/kiosk"
+if [ -d "$data" ]; then
+    "$kiosk" bench accuracy --data "$data" --pairs "$data/pairs.tsv"
+else
+    echo "note: $data not found; benchmarking on the sample images shipped in the wheels" >&2
+    "$kiosk" bench accuracy --data wheel-samples
+fi
+"$kiosk" bench latency
+"$kiosk" bench gallery --size 100000
