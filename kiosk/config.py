@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from kiosk.configbase import ConfigPath, StrictModel
+from kiosk.daemon_config import ClockConfig, EventsConfig, LivenessConfig, PipelineConfig, PunchConfig
 from kiosk.errors import ConfigError
+from kiosk.face.config import FaceConfig, MatchConfig, QualityConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,14 @@ class KioskConfig(StrictModel):
     device: DeviceConfig = Field(default_factory=DeviceConfig, description="Identity of this kiosk.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="The encrypted store.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    punch: PunchConfig = Field(default_factory=PunchConfig, description="Punch policy.")
+    liveness: LivenessConfig = Field(default_factory=LivenessConfig, description="Liveness checks.")
+    clock: ClockConfig = Field(default_factory=ClockConfig, description="Trusted time.")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Frame pipeline pacing.")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="Event output.")
+    face: FaceConfig = Field(default_factory=FaceConfig, description="Face models, detector and tracking.")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="Face quality gate.")
+    match: MatchConfig = Field(default_factory=MatchConfig, description="1:N matching and the frame vote.")
 
     # Path of the file this was loaded from (not a TOML key).
     _source: Path | None = None

@@ -78,8 +78,31 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_clock_anchors(db: sqlite_utils.Database) -> None:
+    # Monotonic-to-true-UTC anchors: they let the hub correct punches made on an untrusted clock.
+    db.executescript(
+        """
+        CREATE TABLE clock_anchors (
+            id INTEGER PRIMARY KEY,
+            boot_id TEXT NOT NULL,
+            mono_ns INTEGER NOT NULL,
+            utc TEXT NOT NULL,
+            source TEXT NOT NULL,
+            offset_s REAL
+        );
+        CREATE INDEX clock_anchors_boot ON clock_anchors(boot_id, mono_ns);
+        CREATE TABLE evidence (
+            punch_id TEXT PRIMARY KEY,
+            created_utc TEXT NOT NULL,
+            jpeg BLOB NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
+    ("003_clock_anchors_evidence", _m003_clock_anchors),
 ]
 
 

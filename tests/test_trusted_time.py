@@ -1,0 +1,89 @@
+"""Trusted time: which source vouches for the clock, the floor, and anchors that correct punches later."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from kiosk.daemon_config import ClockConfig
+from kiosk.punches import PunchDraft
+from kiosk.timeutil import boot_id
+from kiosk.trustedtime import TrustedClock, corrected_utc
+
+NOW = datetime(2026, 11, 26, 8, 57, tzinfo=UTC)
+
+
+class Dial:
+    """A settable wall clock and monotonic clock: the RTC-less board's view of time."""
+
+    def __init__(self, wall: datetime) -> None:
+        self.wall_s = wall.timestamp()
+        self.mono_ns = 10_000_000_000
+
+    def advance(self, seconds: float) -> None:
+        self.wall_s += seconds
+        self.mono_ns += int(seconds * 1e9)
+
+
+def _clock(dial: Dial, ntp: bool | None = False, **cfg) -> TrustedClock:
+    return TrustedClock(ClockConfig(**cfg), kernel_synced=lambda: ntp,
+                        wall=lambda: dial.wall_s, mono=lambda: dial.mono_ns)
+
+
+def test_ntp_synced_clock_is_verified() -> None:
+    reading = _clock(Dial(NOW), ntp=True).now()
+    assert reading.state == "verified" and reading.source == "ntp" and reading.offset_s == 0.0
+
+
+def test_no_source_is_unverified() -> None:
+    reading = _clock(Dial(NOW), ntp=None).now()
+    assert reading.state == "unverified" and reading.source == "none"
+
+
+def test_gps_vouches_only_when_close() -> None:
+    dial = Dial(NOW)
+    clock = _clock(dial)
+    clock.note_gps(NOW + timedelta(seconds=0.4), dial.wall_s, dial.mono_ns)
+    assert clock.now().state == "verified" and clock.now().source == "gps"
+    clock.note_gps(NOW + timedelta(hours=3), dial.wall_s, dial.mono_ns)
+    reading = clock.now()
+    assert reading.state == "unverified" and abs(reading.offset_s - 3 * 3600) < 1
+    dial.advance(10_000)  # the GPS reading goes stale
+    assert clock.now().source == "none"
+
+
+def test_hub_offset() -> None:
+    dial = Dial(NOW)
+    clock = _clock(dial)
+    clock.note_hub(1.0, dial.mono_ns)
+    assert clock.now().state == "verified" and clock.now().source == "hub"
+
+
+def test_clock_behind_floor_is_flagged_even_with_a_source() -> None:
+    dial = Dial(datetime(2021, 1, 1, tzinfo=UTC))  # a Pi that booted with its last saved time
+    reading = _clock(dial, ntp=True).now()
+    assert reading.state == "unverified" and "clock_behind_floor" in reading.flags
+    clock = _clock(Dial(NOW), ntp=True)
+    clock.raise_floor(NOW + timedelta(minutes=5))
+    assert "clock_behind_floor" in clock.now().flags
+
+
+def test_anchor_corrects_unverified_punches(fresh_store) -> None:
+    """Punches on a wrong clock get their true time from an anchor recorded once GPS is known."""
+    fresh_store.roster.add("E001", "Li")
+    dial = Dial(NOW - timedelta(days=400))  # clock far behind after a power cut
+    clock = _clock(dial)
+    reading = clock.now()
+    punch = fresh_store.punches.append(PunchDraft("E001", "card", reading.state, when=reading.utc))
+    # the stored punch carries the real monotonic clock; align the dial with it for the anchor
+    dial.mono_ns = punch.mono_ns
+    dial.advance(30)
+    clock.note_gps(NOW + timedelta(seconds=30), dial.wall_s, dial.mono_ns)
+    later = clock.now()
+    assert clock.anchor_due(later)
+    clock.record_anchor(fresh_store, later)
+    assert not clock.anchor_due(later)
+    anchors = fresh_store.query("SELECT * FROM clock_anchors")
+    assert anchors[0]["boot_id"] == boot_id() and anchors[0]["source"] == "gps"
+    fixed = corrected_utc(punch.mono_ns, punch.boot_id, anchors)
+    assert abs((fixed - NOW).total_seconds()) < 0.01
+    assert corrected_utc(punch.mono_ns, "another-boot", anchors) is None
