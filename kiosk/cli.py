@@ -25,8 +25,17 @@ def _register() -> None:
     for command in cli_store.COMMANDS:
         cli.add_command(command)
     cli.add_command(bench)
+    from kiosk.cli_face import register as register_face
+    register_face(cli, bench)
+    from hardware.cli import hw
+    cli.add_command(hw)
     from kiosk.demo import demo_command
     cli.add_command(demo_command)
+    from kiosk.cli_daemon import run_command
+    cli.add_command(run_command)
+    from sync.cli import hub_group, sync_group
+    cli.add_command(sync_group)
+    cli.add_command(hub_group)
 
 
 _register()

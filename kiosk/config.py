@@ -11,10 +11,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from hardware.config import CameraConfig, FeedbackConfig, GeofenceConfig, GpsConfig, RfidConfig
 from kiosk.configbase import ConfigPath, StrictModel
 from kiosk.daemon_config import ClockConfig, EventsConfig, LivenessConfig, PipelineConfig, PunchConfig
 from kiosk.errors import ConfigError
 from kiosk.face.config import FaceConfig, MatchConfig, QualityConfig
+from kiosk.ui.config import UiConfig
+from sync.config import SyncConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,11 @@ class KioskConfig(StrictModel):
     device: DeviceConfig = Field(default_factory=DeviceConfig, description="Identity of this kiosk.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="The encrypted store.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="The camera (none by default).")
+    rfid: RfidConfig = Field(default_factory=RfidConfig, description="The card reader (none by default).")
+    gps: GpsConfig = Field(default_factory=GpsConfig, description="The GPS receiver (off by default).")
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Buzzer, LEDs, door relay.")
+    geofence: GeofenceConfig = Field(default_factory=GeofenceConfig, description="Allowed punch area.")
     punch: PunchConfig = Field(default_factory=PunchConfig, description="Punch policy.")
     liveness: LivenessConfig = Field(default_factory=LivenessConfig, description="Liveness checks.")
     clock: ClockConfig = Field(default_factory=ClockConfig, description="Trusted time.")
@@ -77,6 +85,8 @@ class KioskConfig(StrictModel):
     face: FaceConfig = Field(default_factory=FaceConfig, description="Face models, detector and tracking.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Face quality gate.")
     match: MatchConfig = Field(default_factory=MatchConfig, description="1:N matching and the frame vote.")
+    sync: SyncConfig = Field(default_factory=SyncConfig, description="The sync agent: hub, batching, retention.")
+    ui: UiConfig = Field(default_factory=UiConfig, description="The kiosk screen (local web UI) and admin mode.")
 
     # Path of the file this was loaded from (not a TOML key).
     _source: Path | None = None

@@ -49,3 +49,11 @@ class Conflict(KioskError):
 
 class InvalidInput(KioskError):
     """A value given by a person is malformed (empty name, bad card number...)."""
+
+
+class ModelError(KioskError):
+    """A model pack file is missing, unreadable, damaged, or not the kind of model expected."""
+
+
+class ModelMismatch(KioskError):
+    """Face templates were made by another recognition model than the one running."""

@@ -45,6 +45,7 @@ class Event:
     method: str | None = None
     score: float | None = None
     punch_id: str | None = None
+    latency_ms: float | None = None  # first frame showing the face -> durable punch
     detail: str = ""
 
     def to_dict(self) -> dict:

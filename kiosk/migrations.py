@@ -100,9 +100,45 @@ def _m003_clock_anchors(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_sync(db: sqlite_utils.Database) -> None:
+    statements = [
+        # The hub registration; the device token lives only here, inside the encrypted store.
+        "CREATE TABLE sync_registration (id INTEGER PRIMARY KEY CHECK (id = 1), hub_url TEXT NOT NULL, "
+        "device_id TEXT NOT NULL, token TEXT NOT NULL, branch TEXT NOT NULL, registered_utc TEXT NOT NULL)",
+        # Punches the hub refused, with its reason; they are kept and never purged.
+        "CREATE TABLE sync_rejected (seq INTEGER PRIMARY KEY, punch_id TEXT NOT NULL, reason TEXT NOT NULL, "
+        "rejected_utc TEXT NOT NULL)",
+        # When the hub acknowledged everything up to a seq: retention counts days from here.
+        "CREATE TABLE sync_acks (upto_seq INTEGER PRIMARY KEY, acked_utc TEXT NOT NULL)",
+        # Deleting a punch is allowed only for the retention purge: at or below the chain anchor
+        # (meta chain_anchor_seq, set by the purge in the same transaction), at or below the prefix
+        # the hub acknowledged (sync_state acked_seq), and never the newest punch, which carries the
+        # chain on to the next append.
+        "DROP TRIGGER punches_no_delete",
+        "CREATE TRIGGER punches_no_delete BEFORE DELETE ON punches "
+        "WHEN OLD.seq > coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'chain_anchor_seq'), 0) "
+        "OR OLD.seq > coalesce((SELECT CAST(value AS INTEGER) FROM sync_state WHERE key = 'acked_seq'), 0) "
+        "OR OLD.seq >= (SELECT max(seq) FROM punches) "
+        "BEGIN SELECT RAISE(ABORT, 'punches are append-only; only punches the hub acknowledged can be purged'); END",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
+def _m_enrolment_outbox(db: sqlite_utils.Database) -> None:
+    # Enrolments made on this device (guided capture, import), waiting to be sent to the hub
+    # (source 'device'). Rows point at templates; an erased person's rows are deleted with them.
+    db.execute("CREATE TABLE enrolment_outbox (id INTEGER PRIMARY KEY, employee_id TEXT NOT NULL, "
+               "model_id TEXT NOT NULL, template_ids TEXT NOT NULL, method TEXT NOT NULL, "
+               "source TEXT NOT NULL DEFAULT 'device', created_utc TEXT NOT NULL, sent_utc TEXT)")
+    db.execute("CREATE INDEX enrolment_outbox_unsent ON enrolment_outbox(sent_utc, id)")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("003_clock_anchors_evidence", _m003_clock_anchors),
+    ("002_sync", _m002_sync),
+    ("ui_enrolment_outbox", _m_enrolment_outbox),
 ]
 
 

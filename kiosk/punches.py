@@ -48,6 +48,7 @@ class VerifyReport:
     bad_seq: int | None = None
     bad_id: str | None = None
     problem: str = ""
+    anchored_at: int | None = None  # seq of the last purged punch the walk started from, if any
 
 
 class PunchLog:
@@ -116,11 +117,20 @@ class PunchLog:
                 return
             after_seq = rows[-1]["seq"]
 
+    def chain_anchor(self) -> tuple[int, str]:
+        """(seq, hash) the chain starts from: (0, genesis), or the last punch purged by retention
+        after the hub acknowledged it (sync.outbox records it in meta in the purge transaction)."""
+        seq = self.store.get_meta("chain_anchor_seq")
+        if seq is None:
+            return 0, GENESIS_HASH
+        return int(seq), self.store.get_meta("chain_anchor_hash") or ""
+
     def verify(self) -> VerifyReport:
         """Walk the whole chain: seq continuity, prev_hash links, and each record's own hash."""
-        expected_seq, prev = 1, GENESIS_HASH
+        anchor_seq, prev = self.chain_anchor()
+        expected_seq = anchor_seq + 1
         checked = 0
-        for punch in self.iter():
+        for punch in self.iter(after_seq=anchor_seq):
             if punch.seq != expected_seq:
                 return VerifyReport(checked, False, punch.seq, punch.id,
                                     f"seq jumps from {expected_seq - 1} to {punch.seq}: "
@@ -132,7 +142,7 @@ class PunchLog:
                 return VerifyReport(checked, False, punch.seq, punch.id,
                                     "hash does not match the record: it was altered after it was stored")
             prev, expected_seq, checked = punch.hash, punch.seq + 1, checked + 1
-        return VerifyReport(checked, True)
+        return VerifyReport(checked, True, anchored_at=anchor_seq or None)
 
 
 def export_punches(punches: Iterator[Punch], fmt: str, out: io.TextIOBase) -> int:

@@ -84,3 +84,63 @@ def fresh_store(kiosk_home: Path):
     store = open_store(load_config(kiosk_home))
     yield store
     store.close()
+
+
+class PtyDevice:
+    """The device end of a real pseudo-terminal behind a stable path (like /dev/serial/by-id/...).
+
+    The program under test opens ``path``; the test writes what the device would send. ``unplug``
+    closes the pty and removes the path (a USB adapter pulled out); ``plug`` makes a new pty and
+    points the same path at it (plugged back in).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.master: int | None = None
+        self._slave: int | None = None
+        self.plug()
+
+    def plug(self) -> None:
+        import tty
+
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing: bytes pass as on a UART
+        self.master, self._slave = master, slave
+        self.path.unlink(missing_ok=True)
+        self.path.symlink_to(os.ttyname(slave))
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def unplug(self) -> None:
+        self.path.unlink(missing_ok=True)
+        for fd in (self.master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self.master = self._slave = None
+
+    def close(self) -> None:
+        if self.master is not None:
+            self.unplug()
+
+
+@pytest.fixture
+def serial_pty(tmp_path: Path):
+    """Factory: ``serial_pty("ttyUSB0")`` -> a PtyDevice whose ``path`` a reader can open."""
+    made: list[PtyDevice] = []
+
+    def _make(name: str = "ttyUSB0") -> PtyDevice:
+        device = PtyDevice(tmp_path / name)
+        made.append(device)
+        return device
+
+    yield _make
+    for device in made:
+        device.close()
+
+
+# -- face engine (issue 3): a session-scoped engine and the test photos; see tests/face_support.py
+from face_support import face_engine, face_photos  # noqa: E402,F401
+
+# -- sync and hub (issue 6): real hubs on SQLite/PostgreSQL, registered kiosks; see tests/sync_support.py
+from sync_support import hub, hub_backend, hub_config, make_kiosk, pg_database  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Enrolment workflows: photo checks (photos.py); guided capture and bulk import build on them."""

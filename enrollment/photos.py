@@ -1,0 +1,109 @@
+"""Photo -> checked template, or the reason it is refused: the rule shared by every enrolment path.
+
+``check_photo(engine, image, ...) -> PhotoCheck``: exactly one presenting face, passing the quality
+gate, and — when a gallery is given — not already someone else's face and not a different person
+from the employee's other templates. ``PhotoCheck.reason`` is a stable name (no_face,
+several_faces, poor_quality, other_employee, not_same_person, unreadable) for the UI to translate;
+``detail`` is an English sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kiosk.errors import InvalidInput
+from kiosk.face.engine import FaceEngine
+from kiosk.face.gallery import Gallery
+from kiosk.face.images import image_files, read_image
+from kiosk.face.quality import REASON_TEXT
+from kiosk.face.types import Face, QualityReport
+
+log = logging.getLogger(__name__)
+
+# Cosine below which a new photo is taken to show a different person than the employee's stored
+# templates. Far below the match threshold on purpose: same-person photos years apart can score
+# 0.2-0.4, while different people stay under ~0.3 (bench accuracy on ../shared/faces).
+DIFFERENT_PERSON_MAX = 0.2
+
+
+@dataclass(frozen=True)
+class PhotoCheck:
+    """The verdict on one photo; ``vector`` is set only when ``ok``."""
+
+    source: str
+    ok: bool
+    reason: str | None = None
+    detail: str = ""
+    vector: np.ndarray | None = None
+    quality: QualityReport | None = None
+    face: Face | None = None
+
+    def to_dict(self) -> dict:
+        return {"photo": self.source, "ok": self.ok, "reason": self.reason, "detail": self.detail,
+                "quality": list(self.quality.reasons) if self.quality else None,
+                "quality_score": self.quality.score if self.quality else None}
+
+
+def refuse(source: str, reason: str, detail: str, **extra: object) -> PhotoCheck:
+    return PhotoCheck(source, False, reason, detail, **extra)
+
+
+def expand_photos(paths: list[Path]) -> list[Path]:
+    """Photo files named directly, plus the image files inside any folder named."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += image_files(path)
+        else:
+            out.append(path)
+    return out
+
+
+def _identity_problem(source: str, vector: np.ndarray, gallery: Gallery, employee_id: str | None,
+                      threshold: float) -> PhotoCheck | None:
+    match = gallery.search(vector)
+    if match.employee_id is not None and match.employee_id != employee_id and match.score >= threshold:
+        return refuse(source, "other_employee",
+                      f"this face matches employee {match.employee_id} (score {match.score:.2f}); "
+                      "check it is the right person's photo")
+    own = gallery.best_of(vector, employee_id) if employee_id else None
+    if own is not None and own < DIFFERENT_PERSON_MAX:
+        return refuse(source, "not_same_person",
+                      f"this face does not match {employee_id}'s other photos (best score {own:.2f})")
+    return None
+
+
+def check_photo(engine: FaceEngine, image: np.ndarray, source: str, gallery: Gallery | None = None,
+                employee_id: str | None = None) -> PhotoCheck:
+    """Detect, gate and embed one photo for enrolment; refuse with a named reason when unfit."""
+    faces = engine.detect_photo(image)
+    if not faces:
+        return refuse(source, "no_face", "no face was found in the photo")
+    face = engine.choose(faces, image.shape)
+    if engine.crowded(faces, face):
+        return refuse(source, "several_faces",
+                      f"{len(faces)} faces are in the photo; use one showing only this person", face=face)
+    report = engine.assess_quality(image, face)
+    if not report.ok:
+        detail = "; ".join(REASON_TEXT[r] for r in report.reasons)
+        return refuse(source, "poor_quality", detail, quality=report, face=face)
+    vector = engine.embed(image, face)
+    if gallery is not None:
+        problem = _identity_problem(source, vector, gallery, employee_id, gallery.cfg.threshold)
+        if problem is not None:
+            return PhotoCheck(problem.source, False, problem.reason, problem.detail, quality=report, face=face)
+    return PhotoCheck(source, True, vector=vector, quality=report, face=face)
+
+
+def check_photo_file(engine: FaceEngine, path: Path, gallery: Gallery | None = None,
+                     employee_id: str | None = None) -> PhotoCheck:
+    """check_photo on a file; an unreadable file is a refusal, not an error."""
+    try:
+        image = read_image(path)
+    except InvalidInput as exc:
+        return refuse(str(path), "unreadable", exc.what)
+    return check_photo(engine, image, str(path), gallery, employee_id)

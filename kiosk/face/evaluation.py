@@ -1,0 +1,182 @@
+"""Accuracy evaluation: labelled photo sets, pairs, verification and open-set identification figures.
+
+A photo set is a folder with one sub-folder per identity (``DIR/<identity>/<image>``); folders
+starting with ``_`` are not identities. Where a photo holds several faces the one nearest the
+centre is the labelled one. ``wheel_samples`` builds a small stand-in set from the photos shipped
+with the bundled models when no photo set is present (each face a pseudo-identity, with
+flipped/darkened/rotated copies) — a smoke test of the pipeline, not an accuracy figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kiosk.errors import InvalidInput
+from kiosk.face.engine import FaceEngine
+from kiosk.face.gallery import Gallery
+from kiosk.face.images import image_files, read_image
+from kiosk.face.pack import sample_images
+
+PAIRS_SEED = 0
+SAME_PAIRS_PER_IDENTITY = 10
+SAMPLE_MIN_FACE_PX = 36
+WHEEL_SAMPLES = "wheel-samples"
+FAR_LEVELS = ("0.01", "0.001")
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    identity: str
+    path: str
+    load: Callable[[], np.ndarray]
+
+
+def photo_set(root: Path) -> list[LabelledImage]:
+    """Every image of every identity folder under ``root``, sorted by identity then file name."""
+    if not root.is_dir():
+        raise InvalidInput(f"photo set {root} is not a folder",
+                           fix=f"Pass a folder of identity folders, or `--data {WHEEL_SAMPLES}`.")
+    items = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for file in image_files(folder):
+            items.append(LabelledImage(folder.name, f"{folder.name}/{file.name}", lambda f=file: read_image(f)))
+    if not items:
+        raise InvalidInput(f"no identity folders with images in {root}",
+                           fix="Lay the set out as DIR/<identity>/<image>.")
+    return items
+
+
+def _variants(crop: np.ndarray) -> list[np.ndarray]:
+    h, w = crop.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 8, 0.9)
+    return [crop, cv2.flip(crop, 1), cv2.convertScaleAbs(crop, alpha=0.75),
+            cv2.warpAffine(crop, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)]
+
+
+def wheel_samples(engine: FaceEngine) -> list[LabelledImage]:
+    """Pseudo-identities cut from the bundled sample photos, four variants each."""
+    items = []
+    for path in sample_images():
+        image = read_image(path)
+        for i, face in enumerate(f for f in engine.detect_photo(image) if f.width >= SAMPLE_MIN_FACE_PX):
+            cx, cy = face.center
+            half = int(1.2 * max(face.width, face.height))
+            y1, x1 = max(0, int(cy) - half), max(0, int(cx) - half)
+            crop = image[y1:int(cy) + half, x1:int(cx) + half].copy()
+            if len(engine.detect(crop)) != 1:
+                continue  # a neighbour's face in the crop: not a clean sample
+            identity = f"{path.stem}_{i:02d}"
+            for j, variant in enumerate(_variants(crop)):
+                items.append(LabelledImage(identity, f"{identity}/v{j}", lambda v=variant: v))
+    return items
+
+
+def embed_labelled(engine: FaceEngine, items: list[LabelledImage]) -> dict[str, np.ndarray | None]:
+    """path -> embedding of the face nearest the centre (None when no face is found)."""
+    out: dict[str, np.ndarray | None] = {}
+    for item in items:
+        image = item.load()
+        face = engine.choose(engine.detect_photo(image), image.shape, policy="center")
+        out[item.path] = engine.embed(image, face) if face is not None else None
+    return out
+
+
+def read_pairs(path: Path) -> list[tuple[str, str, bool, str]]:
+    """(path1, path2, same, kind) rows of a TSV with header path1 path2 same_person [pair_kind]."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if not rows or not {"path1", "path2", "same_person"} <= set(rows[0]):
+        raise InvalidInput(f"{path} is not a pairs file", fix="Use a TSV with header path1 path2 same_person "
+                           "[pair_kind], paths relative to --data.")
+    return [(r["path1"], r["path2"], r["same_person"].strip() in {"1", "true", "True"},
+             (r.get("pair_kind") or "all").strip() or "all") for r in rows]
+
+
+def make_pairs(items: list[LabelledImage]) -> list[tuple[str, str, bool, str]]:
+    """Same-person pairs (up to 10 per identity) and as many different-person pairs, fixed seed."""
+    rng = random.Random(PAIRS_SEED)
+    by_id: dict[str, list[str]] = {}
+    for item in items:
+        by_id.setdefault(item.identity, []).append(item.path)
+    same = []
+    for paths in by_id.values():
+        combos = list(itertools.combinations(paths, 2))
+        same += rng.sample(combos, min(SAME_PAIRS_PER_IDENTITY, len(combos)))
+    names = sorted(by_id)
+    different = []
+    while len(different) < len(same) and len(names) > 1:
+        a, b = rng.sample(names, 2)
+        different.append((rng.choice(by_id[a]), rng.choice(by_id[b])))
+    return [(a, b, True, "generated") for a, b in same] + [(a, b, False, "generated") for a, b in different]
+
+
+def _cos(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    return float(a @ b) if a is not None and b is not None else -1.0
+
+
+def verification(vectors: dict[str, np.ndarray | None], pairs: list[tuple[str, str, bool, str]]) -> dict:
+    """Pair scores -> best accuracy and its threshold, EER, TAR at fixed FAR, accuracy per pair kind."""
+    missing = sorted({p for a, b, _, _ in pairs for p in (a, b) if p not in vectors})
+    if missing:
+        raise InvalidInput(f"pairs file names {len(missing)} image(s) not in the set, e.g. {missing[0]}",
+                           fix="Paths in the pairs file are relative to --data.")
+    scores = np.array([_cos(vectors[a], vectors[b]) for a, b, _, _ in pairs])
+    same = np.array([s for _, _, s, _ in pairs], dtype=bool)
+    cuts = np.unique(np.concatenate([scores, [scores.max() + 1e-6]]))
+    acc = np.array([np.mean((scores >= t) == same) for t in cuts])
+    best = int(np.argmax(acc))
+    far = np.array([np.mean(scores[~same] >= t) for t in cuts])
+    frr = np.array([np.mean(scores[same] < t) for t in cuts])
+    e = int(np.argmin(np.abs(far - frr)))
+    tar = {}
+    for level in FAR_LEVELS:
+        ok = np.nonzero(far <= float(level))[0]
+        tar[level] = round(float(np.mean(scores[same] >= cuts[ok[0]])), 4) if len(ok) else 0.0
+    kinds = {}
+    for kind in sorted({k for *_, k in pairs}):
+        sel = np.array([k == kind for *_, k in pairs])
+        kinds[kind] = {"pairs": int(sel.sum()),
+                       "accuracy_at_best": round(float(np.mean((scores[sel] >= cuts[best]) == same[sel])), 4)}
+    return {"pairs_same": int(same.sum()), "pairs_different": int((~same).sum()),
+            "best_accuracy": round(float(acc[best]), 4), "best_threshold": round(float(cuts[best]), 4),
+            "eer": round(float((far[e] + frr[e]) / 2), 4), "tar_at_far": tar, "by_pair_kind": kinds}
+
+
+def identification(items: list[LabelledImage], vectors: dict[str, np.ndarray | None], gallery: Gallery,
+                   enroll_k: int) -> dict:
+    """Open-set 1:N: even-indexed identities enrolled with their first K images, odd ones are strangers."""
+    by_id: dict[str, list[str]] = {}
+    for item in items:
+        by_id.setdefault(item.identity, []).append(item.path)
+    mated, non_mated = [], []
+    for index, identity in enumerate(sorted(by_id)):
+        paths = by_id[identity]
+        if index % 2 == 0 and len(paths) >= 2:
+            for path in paths[:enroll_k]:
+                if vectors[path] is not None:
+                    gallery.add(identity, vectors[path])
+            mated += [(identity, p) for p in paths[enroll_k:]]
+        elif index % 2 == 1:
+            non_mated += [(identity, p) for p in paths]
+    rank1 = hits = false_accepts = 0
+    for identity, path in mated:
+        if vectors[path] is None:
+            continue
+        match = gallery.search(vectors[path])
+        rank1 += match.employee_id == identity
+        hits += match.accepted and match.employee_id == identity
+    for _, path in non_mated:
+        if vectors[path] is not None:
+            false_accepts += gallery.search(vectors[path]).accepted
+    return {"enrolled": gallery.employees, "mated_probes": len(mated), "non_mated_probes": len(non_mated),
+            "rank1": round(rank1 / max(1, len(mated)), 4), "threshold": gallery.cfg.threshold,
+            "fnir": round(1 - hits / max(1, len(mated)), 4),
+            "fpir": round(false_accepts / max(1, len(non_mated)), 4)}

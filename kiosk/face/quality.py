@@ -1,0 +1,107 @@
+"""The quality gate: size, sharpness, pose, light, occlusion and cut-off, each with a named reason.
+
+``assess(frame, face, aligned, cfg) -> QualityReport`` is a pure function of the frame, the
+detected face, its aligned 112x112 crop and the [quality] thresholds. Pose is estimated from the
+five landmarks with a simple head model (nose tip in front of the eye/mouth plane), good to a few
+degrees near frontal, which is all a gate needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from kiosk.face.config import QualityConfig
+from kiosk.face.types import Face, QualityReport
+
+# Head model, in units of half the distance between the eyes: how far the nose tip stands in
+# front of the eye/mouth plane (adult average ~30 mm vs ~31 mm half-IPD) and how far the mouth is
+# below the eyes; and where the detector's nose point sits between the eye line and the mouth line
+# on a level face (the median over the 338 photos of ../shared/faces).
+NOSE_DEPTH = 1.0
+EYE_TO_MOUTH = 2.31
+FRONTAL_NOSE_FRACTION = 0.56
+# Central part of the aligned 112x112 crop: the face without hair and background.
+INNER = (slice(24, 100), slice(20, 92))
+
+
+def _derolled(kps: np.ndarray) -> np.ndarray:
+    """Landmarks rotated so the eyes are level, with the midpoint of the eyes at the origin."""
+    left, right = kps[0], kps[1]
+    angle = math.atan2(right[1] - left[1], right[0] - left[0])
+    cos, sin = math.cos(-angle), math.sin(-angle)
+    rot = np.array([[cos, -sin], [sin, cos]], dtype=np.float64)
+    return (kps - (left + right) / 2) @ rot.T
+
+
+def estimate_pose(kps: np.ndarray) -> tuple[float, float]:
+    """(yaw, pitch) in degrees from five landmarks; positive yaw = nose towards image right."""
+    pts = _derolled(np.asarray(kps, dtype=np.float64))
+    half_eye = max(1e-6, (pts[1, 0] - pts[0, 0]) / 2)
+    nose = pts[2]
+    mouth_y = (pts[3, 1] + pts[4, 1]) / 2
+    yaw = math.degrees(math.atan((nose[0] / half_eye) / NOSE_DEPTH))
+    fraction = nose[1] / mouth_y if mouth_y > 1e-6 else FRONTAL_NOSE_FRACTION
+    pitch = math.degrees(math.atan((FRONTAL_NOSE_FRACTION - fraction) * EYE_TO_MOUTH / NOSE_DEPTH))
+    return yaw, pitch
+
+
+def outside_ratio(face: Face, frame_shape: tuple[int, ...]) -> float:
+    """Fraction of the face box that lies outside the frame."""
+    h, w = frame_shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in face.bbox)
+    area = max(1e-6, (x2 - x1) * (y2 - y1))
+    inside = max(0.0, min(x2, w) - max(x1, 0)) * max(0.0, min(y2, h) - max(y1, 0))
+    return max(0.0, 1 - inside / area)
+
+
+def _landmarks_inside(face: Face, frame_shape: tuple[int, ...]) -> bool:
+    h, w = frame_shape[:2]
+    k = face.kps
+    return bool(np.all(k[:, 0] >= 0) and np.all(k[:, 0] < w) and np.all(k[:, 1] >= 0) and np.all(k[:, 1] < h))
+
+
+def measure(frame: np.ndarray, face: Face, aligned: np.ndarray) -> dict[str, float]:
+    """Every number the gate looks at."""
+    gray = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
+    inner = gray[INNER]
+    yaw, pitch = estimate_pose(face.kps)
+    return {
+        "eye_distance_px": round(face.eye_distance, 1),
+        "sharpness": round(float(cv2.Laplacian(inner, cv2.CV_64F).var()), 1),
+        "yaw_deg": round(yaw, 1),
+        "pitch_deg": round(pitch, 1),
+        "brightness": round(float(inner.mean()), 1),
+        "face_score": round(float(face.det_score), 3),
+        "outside_ratio": round(outside_ratio(face, frame.shape), 3),
+    }
+
+
+def assess(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConfig) -> QualityReport:
+    """Apply the [quality] thresholds; ``reasons`` lists every check that failed, in a fixed order."""
+    m = measure(frame, face, aligned)
+    failed = {
+        "too_small": m["eye_distance_px"] < cfg.min_eye_distance_px,
+        "blurry": m["sharpness"] < cfg.min_sharpness,
+        "pose": abs(m["yaw_deg"]) > cfg.max_yaw_deg or abs(m["pitch_deg"]) > cfg.max_pitch_deg,
+        "too_dark": m["brightness"] < cfg.min_brightness,
+        "too_bright": m["brightness"] > cfg.max_brightness,
+        "occluded": m["face_score"] < cfg.min_face_score,
+        "cut_off": m["outside_ratio"] > cfg.max_outside_ratio or not _landmarks_inside(face, frame.shape),
+    }
+    reasons = tuple(name for name, bad in failed.items() if bad)
+    return QualityReport(not reasons, reasons, m)
+
+
+REASON_TEXT = {
+    "too_small": "the face is too small: come closer or use a larger photo",
+    "blurry": "the face is blurred: hold still, clean the lens, or use a sharper photo",
+    "pose": "the head is turned or tilted: look straight at the camera",
+    "too_dark": "the face is too dark: add light in front of the face",
+    "too_bright": "the face is over-exposed: avoid direct light or glare",
+    "occluded": "part of the face is hidden or unclear (hand, mask, hair, sunglasses, shadow)",
+    "cut_off": "the face is cut off by the edge of the picture",
+}
+"""English sentences for each reason (the UI may translate by reason name)."""

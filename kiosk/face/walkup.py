@@ -1,0 +1,149 @@
+"""FrameProcessor: the per-frame recognition loop of the daemon, with tracking across a walk-up.
+
+``process(frame) -> FrameResult`` runs detect -> choose -> quality -> embed -> match -> vote, but
+spends work only where it changes the outcome:
+
+- nobody in view: one detector pass at the small ``face.idle_det_size_px``;
+- a face followed from the previous frame: detection only in the region around it
+  (``face.track_det_size_px``), which is cheaper and gives sharper landmarks;
+- once the walk-up is decided (k of n frames agreed) the face is no longer embedded while it stays
+  in view, and after ``face.max_embeds_per_walkup`` embeddings without a decision it is reported
+  ``UNKNOWN`` (not recognised: use the card) instead of being embedded forever.
+
+A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
+face (no overlap with the followed one) is presented; liveness (issue 5) slots in before embed.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kiosk.face.config import MatchConfig
+from kiosk.face.engine import FaceEngine
+from kiosk.face.gallery import Gallery, Match
+from kiosk.face.types import Face, QualityReport
+from kiosk.face.vote import Decision, FrameVote
+
+
+class FrameState(enum.Enum):
+    IDLE = "idle"              # nobody in view
+    ADJUST = "adjust"          # a face, but the quality gate refused it (see quality.reasons)
+    DECIDING = "deciding"      # matched this frame; not enough agreeing frames yet
+    DECIDED = "decided"        # k of n frames agreed on one employee
+    UNKNOWN = "unknown"        # gave up on this walk-up: not recognised
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    state: FrameState
+    face: Face | None = None
+    quality: QualityReport | None = None
+    match: Match | None = None
+    decision: Decision | None = None
+    embedded: bool = False
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def iou(a: Face, b: Face) -> float:
+    x1, y1 = max(a.bbox[0], b.bbox[0]), max(a.bbox[1], b.bbox[1])
+    x2, y2 = min(a.bbox[2], b.bbox[2]), min(a.bbox[3], b.bbox[3])
+    inter = max(0.0, float(x2 - x1)) * max(0.0, float(y2 - y1))
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
+class _Clock:
+    """Accumulates per-stage milliseconds for one frame."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = self.ms.get(stage, 0.0) + (now - self._t) * 1000
+        self._t = now
+
+
+class FrameProcessor:
+    """Per-frame loop for one camera (not thread-safe: one camera thread calls process)."""
+
+    def __init__(self, engine: FaceEngine, gallery: Gallery, match_cfg: MatchConfig | None = None) -> None:
+        """``walkup_id`` counts walk-ups (it changes when a new face is followed); ``gallery`` may be
+        replaced between frames when the roster changes."""
+        self.engine = engine
+        self.gallery = gallery
+        self.cfg = engine.cfg
+        self.vote = FrameVote.from_config(match_cfg or gallery.cfg)
+        self._track: Face | None = None
+        self._misses = 0
+        self._embeds = 0
+        self._decided: Decision | None = None
+        self._last_match: Match | None = None
+        self.walkup_id = 0
+
+    @property
+    def tracking(self) -> bool:
+        """Whether a face is being followed (a walk-up is in progress)."""
+        return self._track is not None
+
+    def reset(self) -> None:
+        """End the current walk-up."""
+        self._track, self._misses, self._embeds, self._decided, self._last_match = None, 0, 0, None, None
+        self.vote.reset()
+
+    def _find(self, frame: np.ndarray) -> Face | None:
+        """The presented face, following the current walk-up when there is one."""
+        engine, track = self.engine, self._track
+        if track is not None:
+            near = [f for f in engine.detect_region(frame, track) if iou(f, track) >= self.cfg.track_iou_min]
+            if near:
+                return max(near, key=lambda f: iou(f, track))
+            return engine.choose(engine.detect(frame), frame.shape)
+        seen = engine.choose(engine.detect(frame, size=self.cfg.idle_det_size_px), frame.shape)
+        if seen is None:
+            return None
+        # Re-detect in the region for landmarks as sharp as a followed face gets.
+        return engine.choose(engine.detect_region(frame, seen), frame.shape) or seen
+
+    def _follow(self, face: Face | None) -> bool:
+        """Update the walk-up with this frame's face; False when nobody is (any longer) in view."""
+        if face is None:
+            self._misses += 1
+            if self._track is not None and self._misses > self.cfg.track_grace_frames:
+                self.reset()
+            return False
+        if self._track is None or iou(face, self._track) < self.cfg.track_iou_min:
+            self.reset()
+            self.walkup_id += 1
+        self._track, self._misses = face, 0
+        return True
+
+    def process(self, frame: np.ndarray) -> FrameResult:
+        clock = _Clock()
+        face = self._find(frame)
+        clock.lap("detect")
+        if not self._follow(face):
+            return FrameResult(FrameState.IDLE, timings_ms=clock.ms)
+        if self._decided is not None:
+            return FrameResult(FrameState.DECIDED, face, decision=self._decided, timings_ms=clock.ms)
+        if self._embeds >= self.cfg.max_embeds_per_walkup:
+            return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms)
+        report = self.engine.assess_quality(frame, face)
+        clock.lap("quality")
+        if not report.ok:
+            return FrameResult(FrameState.ADJUST, face, report, timings_ms=clock.ms)
+        vector = self.engine.embed(frame, face)
+        self._embeds += 1
+        clock.lap("embed")
+        match = self._last_match = self.gallery.search(vector)
+        decision = self.vote.push(match)
+        clock.lap("match")
+        if decision.decided:
+            self._decided = decision
+        state = FrameState.DECIDED if decision.decided else FrameState.DECIDING
+        return FrameResult(state, face, report, match, decision, True, clock.ms)

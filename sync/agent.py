@@ -1,0 +1,424 @@
+"""The sync agent on the kiosk: push punches, pull the roster, send heartbeats, apply retention.
+
+`Agent.once()` does each step once (`kiosk sync once`). `Agent.run(stop)` schedules them with
+APScheduler until ``stop`` is set (`kiosk sync run`):
+
+- **watch** (every ``watch_interval_ms``): the daemon needs to do nothing to signal a new punch:
+  committing it is the signal. The agent polls ``PRAGMA data_version`` on its own connection,
+  which changes whenever another connection commits; then it compares the head seq with the
+  outbox cursor and wakes the push job. A punch is at the hub within about
+  watch interval + one round trip (well under 2 s).
+- **push** (also every ``push_interval_s``): upload batches until the outbox is empty.
+- **roster** (every ``roster_interval_s``), **heartbeat** (every ``heartbeat_interval_s``),
+  **retention** (hourly, when ``retention_days`` > 0).
+
+Every hub call shares one exponential backoff with jitter, capped at ``backoff_max_s``: a hub that
+is down for weeks costs one small request per cap interval, and nothing is ever deleted unsent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kiosk import __version__
+from kiosk.clock import current_clock_state
+from kiosk.config import KioskConfig
+from kiosk.errors import KioskError
+from kiosk.store import Store
+from kiosk.timeutil import iso_utc, utc_now
+from sync.client import HubClient
+from sync.clockoffset import latest_hub_clock, save_hub_clock
+from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
+from sync.outbox import Registration, SyncState
+from sync.protocol import Heartbeat, RegisterRequest
+from sync.rosterapply import RosterReport, apply_page
+
+log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S = 3600
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+class Backoff:
+    """Exponential backoff with equal jitter: wait between base/2 and base, base doubling to ``cap_s``."""
+
+    def __init__(self, initial_s: float, cap_s: float, rand: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.initial_s, self.cap_s = initial_s, cap_s
+        self.rand, self.clock = rand, clock
+        self.failures = 0
+        self.next_try = 0.0
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        return self.clock() >= self.next_try
+
+    def failed(self, retry_after_s: float | None = None) -> float:
+        """Record a failure; returns the seconds until the next try."""
+        with self._lock:
+            self.failures += 1
+            base = min(self.cap_s, self.initial_s * 2 ** min(self.failures - 1, 40))
+            delay = base / 2 + self.rand() * base / 2
+            if retry_after_s is not None:
+                delay = max(delay, min(retry_after_s, self.cap_s))
+            self.next_try = self.clock() + delay
+            return delay
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.next_try = 0.0
+
+
+@dataclass
+class PushReport:
+    """Totals of one push run."""
+
+    batches: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class OnceReport:
+    """What `kiosk sync once` did, step by step (an error per step that failed)."""
+
+    push: PushReport = field(default_factory=PushReport)
+    roster: RosterReport = field(default_factory=RosterReport)
+    heartbeat: bool = False
+    purged: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def device_model(config: KioskConfig) -> tuple[str | None, int | None]:
+    """(model id, template length) of the face model this kiosk runs, or (None, None) for cards only."""
+    face_cfg = getattr(config, "face", None)
+    if face_cfg is None:
+        return None, None
+    try:
+        from kiosk.face.engine import EMBEDDING_DIM
+        from kiosk.face.pack import resolve_pack
+        return resolve_pack(face_cfg).model_id, EMBEDDING_DIM
+    except (KioskError, ImportError) as exc:
+        log.warning("no face model for sync (cards only): %s", exc)
+        return None, None
+
+
+class Agent:
+    """One kiosk store, one hub. Safe to call from several scheduler threads."""
+
+    def __init__(self, config: KioskConfig, store: Store, transport: httpx.BaseTransport | None = None,
+                 model: tuple[str | None, int | None] | None = None) -> None:
+        self.config = config
+        self.cfg = config.sync
+        self.store = store
+        self.state = SyncState(store)
+        self.transport = transport
+        self.backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
+        self.batch_size = self.cfg.batch_size
+        self._model = model
+        self._client: HubClient | None = None
+        self._client_key: tuple[str, str] | None = None
+        self._push_lock = threading.Lock()
+        self._roster_lock = threading.Lock()
+        self._data_version: int | None = None
+        self._maybe_pending = True
+        self._push_requested = threading.Event()
+        self._wake: Callable[[str], None] | None = None
+        self.last_tick = time.monotonic()
+
+    # -- plumbing -------------------------------------------------------------
+
+    @property
+    def model(self) -> tuple[str | None, int | None]:
+        if self._model is None:
+            self._model = device_model(self.config)
+        return self._model
+
+    def hub_url(self, reg: Registration) -> str:
+        return self.cfg.hub_url or reg.hub_url
+
+    def client(self) -> HubClient:
+        """A client for the current registration (re-read each time: `sync register` may replace it)."""
+        reg = self.state.require_registration()
+        key = (self.hub_url(reg), reg.token)
+        if self._client is None or self._client_key != key:
+            if self._client is not None:
+                self._client.close()
+            self._client = self.make_client(key[0], reg.token)
+            self._client_key = key
+        return self._client
+
+    def make_client(self, url: str, token: str | None = None) -> HubClient:
+        return HubClient(url, token, ca_bundle=self.cfg.ca_bundle, connect_timeout_s=self.cfg.connect_timeout_s,
+                         read_timeout_s=self.cfg.read_timeout_s, transport=self.transport)
+
+    def _batch_limit(self) -> int:
+        """Our batch size, never above what the hub said it accepts (registration, heartbeat)."""
+        hub_max = self.state.get_int("hub_max_batch")
+        return min(self.batch_size, hub_max) if hub_max > 0 else self.batch_size
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- steps ----------------------------------------------------------------
+
+    def register(self, hub_url: str, code: str) -> Registration:
+        """Spend a one-time code: the device id and token go into the encrypted store."""
+        hub_url = hub_url.rstrip("/")
+        chain_seq, chain_hash = self.state.chain_start_for(hub_url)
+        model_id, dim = self.model
+        req = RegisterRequest(code=code, device_name=self.config.device.name, software_version=__version__,
+                              model_id=model_id, template_dim=dim, chain_seq=chain_seq, chain_hash=chain_hash)
+        with self.make_client(hub_url) as client:
+            answer = client.register(req)
+            clock = client.last_clock
+        reg = Registration(hub_url, answer.device_id, answer.token, answer.branch, iso_utc(utc_now()))
+        self.state.save_registration(reg, chain_seq)
+        self.state.put(hub_max_batch=answer.max_batch)
+        if clock is not None:
+            save_hub_clock(self.store, clock)
+        log.info("registered with %s as %s (branch %s); uploads continue after seq %d", hub_url, reg.device_id,
+                 reg.branch, chain_seq)
+        return reg
+
+    def push(self, max_seconds: float | None = None) -> PushReport:
+        """Upload unsent punches in batches until none are left (or ``max_seconds`` passed)."""
+        report = PushReport()
+        client = self.client()
+        start = time.monotonic()
+        with self._push_lock:
+            while True:
+                batch = self.state.pending(self._batch_limit())
+                if not batch:
+                    break
+                try:
+                    answer = client.upload(batch)
+                except HubRefused as exc:
+                    if exc.status != 413 or self.batch_size == 1:
+                        raise
+                    self.batch_size = max(1, self.batch_size // 2)
+                    log.warning("hub refused a batch as too large; sending %d per batch now", self.batch_size)
+                    continue
+                outcome = self.state.record_results(batch, answer)
+                report.batches += 1
+                report.accepted += outcome.accepted
+                report.duplicates += outcome.duplicates
+                report.rejected += outcome.rejected
+                if outcome.push_seq < batch[-1]["seq"]:
+                    break
+                if max_seconds is not None and time.monotonic() - start > max_seconds:
+                    break
+        report.seconds = round(time.monotonic() - start, 3)
+        if report.batches:
+            log.info("pushed %d punch(es) in %d batch(es) (%d duplicate, %d rejected)", report.accepted,
+                     report.batches, report.duplicates, report.rejected)
+        return report
+
+    def retry_rejected(self) -> PushReport:
+        """Send punches the hub rejected once more (e.g. after a hub upgrade)."""
+        report = PushReport()
+        client = self.client()
+        with self._push_lock:
+            batch = self.state.rejected_records(self.batch_size)
+            if batch:
+                outcome = self.state.record_results(batch, client.upload(batch))
+                report = PushReport(1, outcome.accepted, outcome.duplicates, outcome.rejected)
+        return report
+
+    def pull_roster(self) -> RosterReport:
+        """Download this branch's changes since the cursor and apply them (leavers erased now)."""
+        report = RosterReport()
+        client = self.client()
+        reg = self.state.require_registration()
+        model_id, _ = self.model
+        with self._roster_lock:
+            cursor = self.state.get_int("roster_cursor")
+            if (self.state.get("roster_model_id", "") != (model_id or "")
+                    or self.state.get("roster_branch", reg.branch) != reg.branch):
+                log.info("model or branch changed: downloading the whole roster again")
+                cursor = 0
+            while True:
+                page = client.roster(cursor)
+                apply_page(self.store, self.state, page, reg.branch, model_id, report)
+                cursor = page.cursor
+                if not page.more:
+                    break
+        if report.upserted or report.erased:
+            log.info("roster: %d person(s) updated, %d erased, %d template(s)", report.upserted, report.erased,
+                     report.templates)
+        return report
+
+    def heartbeat(self) -> None:
+        """Report health to the hub, and keep the clock offset it measured for the daemon."""
+        client = self.client()
+        model_id, dim = self.model
+        head = self.store.punches.head()
+        hub_clock = latest_hub_clock(self.store)
+        beat = Heartbeat(software_version=__version__, model_id=model_id, template_dim=dim,
+                         backlog=self.state.backlog(), rejected=self.state.rejected_count(),
+                         last_punch_seq=head.seq if head else 0, last_punch_utc=head.ts_utc if head else None,
+                         clock_offset_s=hub_clock.offset_s if hub_clock else None,
+                         clock_state=current_clock_state(), disk_free_bytes=_disk_free(self.store.path),
+                         temperature_c=_temperature_c(), roster_cursor=self.state.get_int("roster_cursor"))
+        answer = client.heartbeat(beat)
+        self.state.put(hub_max_batch=answer.max_batch)
+        if client.last_clock is not None:
+            save_hub_clock(self.store, client.last_clock)
+        self.state.put(last_heartbeat_utc=iso_utc(utc_now()))
+
+    def retention(self) -> int:
+        return self.state.purge(self.cfg.retention_days)
+
+    def once(self, retry_rejected: bool = False) -> OnceReport:
+        """Every step once; a failing step is reported and the others still run."""
+        report = OnceReport()
+        steps: list[tuple[str, Callable[[], Any]]] = [("push", self.push)]
+        if retry_rejected:
+            steps.append(("retry_rejected", self.retry_rejected))
+        steps += [("roster", self.pull_roster), ("heartbeat", self.heartbeat), ("retention", self.retention)]
+        for name, step in steps:
+            try:
+                result = step()
+            except KioskError as exc:
+                report.errors[name] = exc.what
+                self._note_error(exc)
+                continue
+            if name == "push":
+                report.push = result
+            elif name == "roster":
+                report.roster = result
+            elif name == "heartbeat":
+                report.heartbeat = True
+            elif name == "retention":
+                report.purged = result
+        return report
+
+    def _note_error(self, exc: KioskError) -> None:
+        values = {"last_error": exc.what[:500], "last_error_utc": iso_utc(utc_now())}
+        if isinstance(exc, DeviceNotAuthorized):
+            values["auth_error"] = exc.what[:500]
+        try:
+            self.state.put(**values)
+        except KioskError:
+            log.exception("cannot record the sync error in the store")
+
+    # -- scheduled run ---------------------------------------------------------
+
+    def guarded(self, name: str, step: Callable[[], Any]) -> None:
+        """Run a step under the shared backoff; never raise into the scheduler."""
+        if not self.backoff.ready():
+            return
+        try:
+            step()
+        except HubUnreachable as exc:
+            delay = self.backoff.failed(exc.retry_after_s)
+            self._log_failure(name, exc, delay)
+            self._note_error(exc)
+        except DeviceNotAuthorized as exc:
+            # Permanent until someone registers again; keep asking slowly so a new token is picked up.
+            self.backoff.failed(self.cfg.backoff_max_s)
+            log.error("%s: %s (%s)", name, exc.what, exc.fix)
+            self._note_error(exc)
+        except KioskError as exc:
+            delay = self.backoff.failed()
+            log.error("%s failed: %s; retrying in %.0f s", name, exc.what, delay)
+            self._note_error(exc)
+        except Exception:  # noqa: BLE001 - a bug must not stop the agent; it is logged with its traceback
+            delay = self.backoff.failed()
+            log.exception("%s failed unexpectedly; retrying in %.0f s", name, delay)
+        else:
+            if self.backoff.failures:
+                log.info("hub reachable again")
+            self.backoff.succeeded()
+
+    def _log_failure(self, name: str, exc: HubUnreachable, delay: float) -> None:
+        # First failures in full, then only when the wait has grown to the cap: weeks offline stay quiet.
+        if self.backoff.failures <= 3 or self.backoff.failures % 20 == 0:
+            log.warning("%s: %s; retry in %.1f s (failure %d)", name, exc.what, delay, self.backoff.failures)
+
+    def watch(self) -> None:
+        """Wake the push job when a punch was committed by another connection (the daemon)."""
+        self.last_tick = time.monotonic()
+        try:
+            version = self.store.query("PRAGMA data_version")[0]["data_version"]
+            if version != self._data_version:
+                self._data_version = version
+                self._maybe_pending = True
+            if (not self._maybe_pending or self._push_requested.is_set() or self._push_lock.locked()
+                    or not self.backoff.ready()):
+                return
+            head = self.store.query("SELECT max(seq) AS s FROM punches")[0]["s"] or 0
+            pending = head > self.state.get_int("push_seq") and self.state.registration() is not None
+        except KioskError as exc:
+            log.debug("watch: %s", exc.what)
+            return
+        if not pending:
+            self._maybe_pending = False
+        elif self._wake is not None:
+            self._push_requested.set()
+            self._wake("push")
+
+    def scheduled_push(self) -> None:
+        """The push job: on its interval, or right after watch() saw a new punch."""
+        self._push_requested.clear()
+        self.guarded("push", self.push)
+
+    def local(self, name: str, step: Callable[[], Any]) -> None:
+        """Run a step that does not call the hub (retention), outside the hub backoff."""
+        try:
+            step()
+        except KioskError as exc:
+            log.error("%s failed: %s", name, exc.what)
+        except Exception:  # noqa: BLE001 - logged with its traceback; the agent keeps running
+            log.exception("%s failed unexpectedly", name)
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        """Run the scheduled jobs until ``stop`` is set, then finish the running ones."""
+        from sync.schedule import build_scheduler
+        scheduler = build_scheduler(self)
+        self._wake = lambda job_id: scheduler.modify_job(job_id, next_run_time=datetime.now().astimezone())
+        scheduler.start()
+        log.info("sync agent running (push on new punches, every %.0f s otherwise)", self.cfg.push_interval_s)
+        try:
+            while not stop.wait(1.0):
+                if on_tick is not None:
+                    on_tick()
+        finally:
+            self._wake = None
+            scheduler.shutdown(wait=True)
+            self.close()
+            log.info("sync agent stopped")
+
+
+def _disk_free(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _temperature_c() -> float | None:
+    try:
+        return round(int(THERMAL_ZONE.read_text().strip()) / 1000, 1)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,128 @@
+"""The hub's configuration file (hub.toml): server, database, faces, logging."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from kiosk.config import apply_overrides, describe_errors, read_toml
+from kiosk.configbase import ConfigPath, StrictModel
+from kiosk.errors import ConfigError
+
+DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
+HUB_CONFIG_ENV = "KIOSK_HUB_CONFIG"
+DB_PASSWORD_CREDENTIAL = "kiosk-hub-db-password"
+
+
+class ServerConfig(StrictModel):
+    """The HTTP server."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on (0.0.0.0 for all).")
+    port: int = Field(8750, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (PostgreSQL only; SQLite uses one).")
+    tls_cert_file: ConfigPath | None = Field(None, description="PEM certificate chain for HTTPS; omit when a "
+                                             "reverse proxy terminates TLS.")
+    tls_key_file: ConfigPath | None = Field(None, description="PEM private key for HTTPS (or the systemd "
+                                            "credential kiosk-hub-tls-key).")
+    max_body_bytes: int = Field(4 * 2**20, ge=1024, le=2**30,
+                                description="Largest request body a device may send, bytes.")
+    max_hr_body_bytes: int = Field(32 * 2**20, ge=1024, le=2**31,
+                                   description="Largest HR request body (photos are large), bytes.")
+    max_batch: int = Field(1000, ge=1, le=10000, description="Most punches accepted in one upload.")
+    roster_page_size: int = Field(200, ge=1, le=5000, description="Employees per roster page.")
+    export_page_size: int = Field(5000, ge=1, le=100000, description="Most punches per HR export request.")
+    registration_code_ttl_h: float = Field(168, ge=0.01, le=8760,
+                                           description="Hours a one-time registration code stays valid.")
+
+    @model_validator(mode="after")
+    def verify_tls_pair(self) -> ServerConfig:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file needs tls_cert_file")
+        return self
+
+
+class DatabaseConfig(StrictModel):
+    """Where the hub keeps its data."""
+
+    backend: Literal["sqlite", "postgres"] = Field("sqlite", description="sqlite (embedded file) or postgres.")
+    sqlite_path: ConfigPath = Field(Path("hub.db"), validate_default=True, description="SQLite database file (backend = sqlite).")
+    postgres_dsn: str = Field("", description="libpq connection string without the password, e.g. "
+                              "'host=db.internal dbname=kiosk_hub user=kiosk_hub'. The password comes from "
+                              "the systemd credential kiosk-hub-db-password, $PGPASSWORD or ~/.pgpass.")
+    postgres_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                                 description="PostgreSQL schema holding the hub's tables.")
+    pool_size: int = Field(8, ge=1, le=200, description="Most PostgreSQL connections per worker process.")
+    busy_timeout_s: float = Field(10.0, ge=0.1, le=300, description="Seconds to wait for a database lock.")
+
+    @model_validator(mode="after")
+    def verify_postgres_has_dsn(self) -> DatabaseConfig:
+        if self.backend == "postgres" and not self.postgres_dsn.strip():
+            raise ValueError("backend = 'postgres' needs postgres_dsn")
+        if "password=" in self.postgres_dsn.replace(" ", "").lower():
+            raise ValueError("postgres_dsn must not hold the password; use the systemd credential "
+                             f"{DB_PASSWORD_CREDENTIAL}, $PGPASSWORD or ~/.pgpass")
+        return self
+
+    def password(self) -> str | None:
+        """The database password from the systemd credential, if one was passed."""
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if cred_dir:
+            path = Path(cred_dir) / DB_PASSWORD_CREDENTIAL
+            if path.exists():
+                return path.read_text(encoding="utf-8").strip()
+        return None
+
+
+class FacesConfig(StrictModel):
+    """Turning HR's photos into templates."""
+
+    model_packs: list[ConfigPath] = Field(default_factory=list, description="Model pack folders the hub "
+                                          "can make templates with; empty means the built-in default pack.")
+    enabled: bool = Field(True, description="Make templates from photos (off: HR must send templates).")
+    max_photo_bytes: int = Field(8 * 2**20, ge=1024, le=2**28, description="Largest single photo, bytes.")
+
+
+class HubLogConfig(StrictModel):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Least severe level logged.")
+    access_log: bool = Field(False, description="Log every HTTP request (noisy at thousands of punches/s).")
+
+
+class HubConfig(StrictModel):
+    """The whole hub configuration file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
+    # Built from {} with validation, so the default relative sqlite_path is resolved against the file.
+    database: DatabaseConfig = Field(default_factory=dict, validate_default=True, description="Database.")
+    faces: FacesConfig = Field(default_factory=FacesConfig, description="Photos to templates.")
+    log: HubLogConfig = Field(default_factory=HubLogConfig, description="Logging.")
+
+    _source: Path | None = None
+
+
+def default_hub_config_path() -> Path:
+    """$KIOSK_HUB_CONFIG or /etc/kiosk/hub.toml."""
+    env = os.environ.get(HUB_CONFIG_ENV)
+    return Path(env) if env else DEFAULT_HUB_CONFIG
+
+
+def validate_hub_config(data: dict[str, Any], source: str, base_dir: Path | None) -> HubConfig:
+    try:
+        return HubConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems = describe_errors(HubConfig, exc, source)
+        raise ConfigError(f"{source} has {len(problems)} problem(s)", problems=problems,
+                          fix="Fix each key shown (see config/hub.example.toml).") from None
+
+
+def load_hub_config(path: Path | None = None, overrides: list[str] | None = None) -> HubConfig:
+    """Load and validate a hub.toml; relative paths are relative to its folder."""
+    path = Path(path) if path else default_hub_config_path()
+    data = apply_overrides(read_toml(path), overrides or [])
+    config = validate_hub_config(data, str(path), path.resolve().parent)
+    config._source = path
+    return config

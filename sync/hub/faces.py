@@ -1,0 +1,102 @@
+"""Photos to templates on the hub: a small TemplateMaker interface and its face-engine adapter."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MadeTemplate:
+    """A template computed from one photo with one model."""
+
+    model_id: str
+    vector: np.ndarray
+    quality: float | None
+
+
+class TemplateMaker(Protocol):
+    """Turns a photo into a template for a model id, or says why it cannot."""
+
+    def model_ids(self) -> dict[str, int]:
+        """Model ids this maker can compute, with their template length."""
+
+    def make(self, photo: bytes, model_id: str) -> MadeTemplate | str:
+        """A template, or a sentence saying why the photo cannot be used."""
+
+
+class NoTemplateMaker:
+    """A hub without a face engine: HR must send ready templates."""
+
+    def model_ids(self) -> dict[str, int]:
+        return {}
+
+    def make(self, photo: bytes, model_id: str) -> MadeTemplate | str:
+        return "this hub has no face model to make templates from photos; send templates instead"
+
+
+class EngineTemplateMaker:
+    """The kiosk's own face engine and enrolment rule (enrollment.photos.check_photo), per model pack.
+
+    Model ids are known at once (a hash of each recogniser file); a pack's models are loaded on its
+    first photo, so a hub that only receives punches never pays for them.
+    """
+
+    def __init__(self, pack_dirs: list[Path | None]) -> None:
+        from kiosk.face.config import FaceConfig
+        from kiosk.face.pack import resolve_pack
+        self._configs = {}
+        for pack_dir in pack_dirs:
+            cfg = FaceConfig(pack_dir=pack_dir)
+            self._configs[resolve_pack(cfg).model_id] = cfg
+        self._engines: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_engines(cls, engines: list[Any]) -> EngineTemplateMaker:
+        """A maker over engines already loaded (tests share one engine per session)."""
+        maker = cls([])
+        for engine in engines:
+            maker._configs[engine.model_id] = engine.cfg
+            maker._engines[engine.model_id] = engine
+        return maker
+
+    def model_ids(self) -> dict[str, int]:
+        from kiosk.face.engine import EMBEDDING_DIM
+        return {model_id: EMBEDDING_DIM for model_id in self._configs}
+
+    def _engine(self, model_id: str) -> Any:
+        from kiosk.face.engine import FaceEngine
+        if model_id not in self._engines:
+            self._engines[model_id] = FaceEngine.from_config(self._configs[model_id])
+        return self._engines[model_id]
+
+    def make(self, photo: bytes, model_id: str) -> MadeTemplate | str:
+        import cv2
+
+        from enrollment.photos import check_photo
+        if model_id not in self._configs:
+            return f"the hub has no model pack for model {model_id[:12]}"
+        image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            return "unreadable: the file is not a decodable JPEG or PNG image"
+        # One photo at a time: the engine already uses every core for one image.
+        with self._lock:
+            check = check_photo(self._engine(model_id), image, "photo")
+        if not check.ok:
+            return f"{check.reason}: {check.detail}"
+        return MadeTemplate(model_id, check.vector, check.quality.score if check.quality else None)
+
+
+def build_template_maker(config) -> TemplateMaker:  # noqa: ANN001 - FacesConfig
+    """The hub's template maker for [faces]: the kiosk's own face engine, or none when disabled."""
+    if not config.enabled:
+        return NoTemplateMaker()
+    return EngineTemplateMaker(list(config.model_packs) or [None])

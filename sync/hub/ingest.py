@@ -1,0 +1,240 @@
+"""Punch ingest on the hub: per-record checks, idempotency by id, seq continuity and the hash chain.
+
+Every record gets its own verdict. Valid records are always stored, even when the chain looks
+wrong; what the hub sees (gaps, chain breaks, forks, id conflicts) is recorded as a device issue,
+and a rejected record is kept in punch_rejects: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from kiosk.timeutil import iso_utc, utc_now
+from sync.errors import Unauthorized
+from sync.hub.devices import Device, add_issue
+from sync.hub.store import HubDb, Tx
+from sync.protocol import PunchBatchResponse, PunchIn, PunchResult
+
+log = logging.getLogger(__name__)
+
+PUNCH_COLUMNS = ("hub_seq", "id", "device_id", "branch", "seq", "employee_id", "method", "ts_utc", "mono_ns",
+                 "boot_id", "clock_state", "score", "lat", "lon", "accuracy_m", "flags", "note", "prev_hash",
+                 "hash", "received_utc", "chain")
+INSERT_PUNCH = (f"INSERT INTO punches ({', '.join(PUNCH_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(PUNCH_COLUMNS))})")
+REJECT_BODY_MAX_CHARS = 4000
+
+
+def validation_reason(exc: ValidationError, limit: int = 5) -> str:
+    """A short sentence naming each bad field (never echoing the values)."""
+    parts = []
+    for err in exc.errors(include_url=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass
+class Gap:
+    """Missing seqs [first, last] of one device; ``issue_id`` is None until stored."""
+
+    first: int
+    last: int
+    issue_id: int | None = None
+
+
+@dataclass
+class ChainWalk:
+    """What walking a device's new punches in seq order found."""
+
+    seq: int
+    hash: str
+    status: dict[str, str] = field(default_factory=dict)
+    issues: list[tuple[str, int, int, str]] = field(default_factory=list)
+    new_gaps: list[Gap] = field(default_factory=list)
+    resolved_gaps: list[int] = field(default_factory=list)
+    behind: list[PunchIn] = field(default_factory=list)
+
+
+def walk_forward(seq: int, head_hash: str, records: list[PunchIn]) -> ChainWalk:
+    """Advance the chain over records sorted by seq; records at or below the head are set aside."""
+    walk = ChainWalk(seq, head_hash)
+    for rec in records:
+        if rec.seq <= walk.seq:
+            walk.behind.append(rec)
+            continue
+        if rec.seq == walk.seq + 1 and rec.prev_hash == walk.hash:
+            walk.status[rec.id] = "ok"
+        elif rec.seq == walk.seq + 1:
+            walk.status[rec.id] = "break"
+            walk.issues.append(("chain_break", rec.seq, rec.seq, f"prev_hash of seq {rec.seq} does not match "
+                                f"the hash of seq {walk.seq}: a punch was altered or replaced"))
+        else:
+            walk.status[rec.id] = "after_gap"
+            walk.new_gaps.append(Gap(walk.seq + 1, rec.seq - 1))
+        walk.seq, walk.hash = rec.seq, rec.hash
+    return walk
+
+
+@dataclass
+class Checked:
+    """Input records after schema and hash checks."""
+
+    results: list[PunchResult | None]
+    valid: list[tuple[int, PunchIn]]
+    rejects: list[tuple[str, int | None, str, str]]  # punch id, seq, reason, body
+
+
+def check_records(raw: list[Any]) -> Checked:
+    """Validate each record on its own and recompute its hash."""
+    checked = Checked([None] * len(raw), [], [])
+    for index, item in enumerate(raw):
+        ident = item.get("id") if isinstance(item, dict) else None
+        seq = item.get("seq") if isinstance(item, dict) else None
+        ident = ident if isinstance(ident, str) else ""
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        try:
+            rec = PunchIn.model_validate(item)
+        except ValidationError as exc:
+            reason = validation_reason(exc)
+        else:
+            if rec.hash_matches():
+                checked.valid.append((index, rec))
+                continue
+            reason = "hash does not match the record: it was altered after it was stored"
+        checked.results[index] = PunchResult(id=ident[:64], seq=seq, status="rejected", reason=reason)
+        body = json.dumps(item, default=str, ensure_ascii=False)[:REJECT_BODY_MAX_CHARS]
+        checked.rejects.append((ident[:64], seq, reason, body))
+    return checked
+
+
+def _dedupe(tx: Tx, device: Device, checked: Checked) -> tuple[list[PunchIn], int]:
+    """Split valid records into new ones and repeats; an id reused for other content is rejected."""
+    ids = [rec.id for _, rec in checked.valid]
+    where, params = tx.in_list("id", ids)
+    known = {r["id"]: (r["device_id"], r["hash"]) for r in tx.rows(
+        f"SELECT id, device_id, hash FROM punches WHERE {where}", params)} if ids else {}
+    new, duplicates = [], 0
+    for index, rec in checked.valid:
+        seen = known.get(rec.id)
+        if seen is None:
+            known[rec.id] = (device.id, rec.hash)
+            new.append(rec)
+        elif seen == (device.id, rec.hash):
+            checked.results[index] = PunchResult(id=rec.id, seq=rec.seq, status="duplicate")
+            duplicates += 1
+        else:
+            reason = "this punch id is already stored with different content"
+            checked.results[index] = PunchResult(id=rec.id, seq=rec.seq, status="rejected", reason=reason)
+            checked.rejects.append((rec.id, rec.seq, reason, json.dumps(rec.model_dump())))
+            add_issue(tx, device.id, "id_conflict", rec.seq, rec.seq, f"punch {rec.id}: {reason}")
+    return new, duplicates
+
+
+def _neighbour(tx: Tx, device_id: str, seq: int, batch: dict[int, PunchIn]) -> tuple[str, str] | None:
+    """(prev_hash, hash) of the chain's punch at ``seq``, from this batch or the database."""
+    if seq in batch:
+        return batch[seq].prev_hash, batch[seq].hash
+    row = tx.row("SELECT prev_hash, hash FROM punches WHERE device_id = ? AND seq = ? AND chain <> 'fork'",
+                 [device_id, seq])
+    return (row["prev_hash"], row["hash"]) if row else None
+
+
+def _classify_behind(tx: Tx, device_id: str, walk: ChainWalk, batch: dict[int, PunchIn]) -> None:
+    """A record at or below the head either fills a known gap (late) or duplicates a seq (fork)."""
+    gaps = [Gap(r["seq_from"], r["seq_to"], r["id"]) for r in tx.rows(
+        "SELECT id, seq_from, seq_to FROM device_issues WHERE device_id = ? AND kind = 'gap' "
+        "AND resolved_utc IS NULL", [device_id])] + walk.new_gaps
+    for rec in walk.behind:
+        gap = next((g for g in gaps if g.first <= rec.seq <= g.last), None)
+        if gap is None:
+            walk.status[rec.id] = "fork"
+            walk.issues.append(("fork", rec.seq, rec.seq, f"a second, different punch {rec.id} has seq {rec.seq}: "
+                                "the kiosk's store was restored or cloned"))
+            continue
+        walk.status[rec.id] = "late"
+        gaps.remove(gap)
+        if gap.issue_id is not None:
+            walk.resolved_gaps.append(gap.issue_id)
+        else:
+            walk.new_gaps.remove(gap)
+        for part in (Gap(gap.first, rec.seq - 1), Gap(rec.seq + 1, gap.last)):
+            if part.first <= part.last:
+                gaps.append(part)
+                walk.new_gaps.append(part)
+        batch[rec.seq] = rec
+        before = _neighbour(tx, device_id, rec.seq - 1, batch)
+        after = _neighbour(tx, device_id, rec.seq + 1, batch)
+        if before is not None and before[1] != rec.prev_hash:
+            walk.status[rec.id] = "break"
+            walk.issues.append(("chain_break", rec.seq, rec.seq, f"late punch seq {rec.seq} does not link to "
+                                f"seq {rec.seq - 1}"))
+        if after is not None and after[0] != rec.hash:
+            walk.issues.append(("chain_break", rec.seq + 1, rec.seq + 1, f"seq {rec.seq + 1} does not link to "
+                                f"the late punch seq {rec.seq}"))
+        elif after is not None:
+            tx.run("UPDATE punches SET chain = 'ok' WHERE device_id = ? AND seq = ? AND chain = 'after_gap'",
+                   [device_id, rec.seq + 1])
+
+
+def _store_issues(tx: Tx, device_id: str, walk: ChainWalk) -> None:
+    now = iso_utc(utc_now())
+    for issue_id in walk.resolved_gaps:
+        tx.run("UPDATE device_issues SET resolved_utc = ? WHERE id = ?", [now, issue_id])
+    for gap in walk.new_gaps:
+        count = gap.last - gap.first + 1
+        add_issue(tx, device_id, "gap", gap.first, gap.last, f"{count} punch(es) not received")
+    for kind, first, last, detail in walk.issues:
+        add_issue(tx, device_id, kind, first, last, detail)
+
+
+def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str) -> tuple:
+    return (hub_seq, rec.id, device.id, device.branch, rec.seq, rec.employee_id, rec.method, rec.ts_utc,
+            rec.mono_ns, rec.boot_id, rec.clock_state, rec.score, rec.lat, rec.lon, rec.accuracy_m, rec.flags,
+            rec.note, rec.prev_hash, rec.hash, now, chain)
+
+
+def ingest(db: HubDb, device: Device, raw: list[Any]) -> PunchBatchResponse:
+    """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason)."""
+    checked = check_records(raw)
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        head = tx.row("SELECT status, chain_seq, chain_hash FROM devices WHERE id = ?" + tx.for_update, [device.id])
+        if head is None or head["status"] != "active":
+            raise Unauthorized("this device was revoked", fix="Register the kiosk again with a new code.")
+        new, duplicates = _dedupe(tx, device, checked)
+        new.sort(key=lambda rec: rec.seq)
+        walk = walk_forward(head["chain_seq"], head["chain_hash"], new)
+        if walk.behind:
+            _classify_behind(tx, device.id, walk, {rec.seq: rec for rec in new if rec.id not in
+                                                   {b.id for b in walk.behind}})
+        if new:
+            first = tx.next_values("punch", len(new))
+            tx.many(INSERT_PUNCH, [_row(first + i, device, rec, now, walk.status[rec.id])
+                                   for i, rec in enumerate(new)])
+        _store_issues(tx, device.id, walk)
+        if checked.rejects:
+            tx.many("INSERT INTO punch_rejects (device_id, punch_id, seq, reason, body, received_utc) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", [(device.id, *rej, now) for rej in checked.rejects])
+        tx.run("UPDATE devices SET chain_seq = ?, chain_hash = ?, punches = punches + ?, "
+               "duplicates = duplicates + ?, rejected = rejected + ?, last_seen_utc = ? WHERE id = ?",
+               [walk.seq, walk.hash, len(new), duplicates, len(checked.rejects), now, device.id])
+    warnings = {rec.id: walk.status[rec.id] for rec in new if walk.status[rec.id] != "ok"}
+    results = [res or PunchResult(id=rec.id, seq=rec.seq, status="accepted")
+               for res, rec in zip(checked.results, _records_by_index(checked, raw), strict=True)]
+    results = [r.model_copy(update={"reason": f"chain: {warnings[r.id]}"}) if r.id in warnings
+               and r.status == "accepted" else r for r in results]
+    return PunchBatchResponse(results=results, accepted=len(new), duplicates=duplicates,
+                              rejected=len(checked.rejects), chain_seq=walk.seq)
+
+
+def _records_by_index(checked: Checked, raw: list[Any]) -> list[PunchIn | None]:
+    by_index: list[PunchIn | None] = [None] * len(raw)
+    for index, rec in checked.valid:
+        by_index[index] = rec
+    return by_index

@@ -1,0 +1,258 @@
+"""Employees on the hub (HR's side) and the per-branch roster feed devices download.
+
+Every change to a person takes a fresh value of the 'roster' counter and stamps it on all of
+that person's branch rows; a device pages through its branch's rows by that value. A row whose
+person left (or left the branch) is sent as a deletion, so the device erases them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kiosk.errors import Conflict, InvalidInput, NotFound
+from kiosk.timeutil import iso_utc, utc_now
+from sync.hub.devices import Device
+from sync.hub.faces import MadeTemplate, TemplateMaker
+from sync.hub.store import HubDb, Tx
+from sync.protocol import (EmployeeIn, EmployeeOut, EmployeePatch, PhotoProblem, RosterEmployee, RosterPage,
+                           RosterTemplate, TemplateIn, encode_vector)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    """A template ready to store: L2-normalised float32."""
+
+    model_id: str
+    vector: np.ndarray
+    quality: float | None
+    source: str
+
+
+@dataclass
+class Templates:
+    """What came of HR's photos and templates for one request."""
+
+    ready: list[NewTemplate]
+    photos_used: int
+    problems: list[PhotoProblem]
+    models_missing: list[str]
+
+
+def _normalised(vec: np.ndarray) -> np.ndarray:
+    vec = np.asarray(vec, dtype=np.float32).ravel()
+    return (vec / np.linalg.norm(vec)).astype(np.float32)
+
+
+def decode_photo(text: str, index: int, max_bytes: int) -> bytes:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"photos[{index}] is not valid base64", fix="Send each photo file base64-encoded.") from None
+    if len(data) > max_bytes:
+        raise InvalidInput(f"photos[{index}] is {len(data)} bytes; at most {max_bytes} are accepted",
+                           fix="Send a smaller JPEG (a face 200+ px wide is plenty).")
+    if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
+        raise InvalidInput(f"photos[{index}] is neither a JPEG nor a PNG file", fix="Send JPEG or PNG photos.")
+    return data
+
+
+def prepare_templates(photos: list[str], given: list[TemplateIn], maker: TemplateMaker,
+                      known: dict[str, int | None], max_photo_bytes: int) -> Templates:
+    """Check HR's templates and compute templates from photos for every model the hub can make."""
+    ready: list[NewTemplate] = []
+    for i, tpl in enumerate(given):
+        if tpl.model_id not in known:
+            raise InvalidInput(f"templates[{i}]: unknown model id {tpl.model_id[:12]}...: no device runs it "
+                               "and the hub cannot make it", fix="Send templates of a model id the kiosks report.")
+        dim = known[tpl.model_id]
+        if dim is not None and len(tpl.vector) != dim:
+            raise InvalidInput(f"templates[{i}] has {len(tpl.vector)} values; model {tpl.model_id[:12]}... "
+                               f"makes {dim}", fix="Send the vector exactly as the model produced it.")
+        ready.append(NewTemplate(tpl.model_id, _normalised(np.asarray(tpl.vector)), tpl.quality, "hr"))
+    data = [decode_photo(text, i, max_photo_bytes) for i, text in enumerate(photos)]
+    makeable = maker.model_ids()
+    problems: list[PhotoProblem] = []
+    used = set()
+    for i, photo in enumerate(data):
+        for model_id in makeable:
+            made = maker.make(photo, model_id)
+            if isinstance(made, MadeTemplate):
+                ready.append(NewTemplate(model_id, _normalised(made.vector), made.quality, "photo"))
+                used.add(i)
+            else:
+                problems.append(PhotoProblem(index=i, model_id=model_id, reason=made))
+    if data and not makeable:
+        problems += [PhotoProblem(index=i, reason="the hub has no face model to make templates with")
+                     for i in range(len(data))]
+    missing = sorted(m for m in known if m not in makeable) if data else []
+    return Templates(ready, len(used), problems, missing)
+
+
+# -- writes -------------------------------------------------------------------------
+
+
+def _bump(tx: Tx, employee_id: str) -> None:
+    value = tx.next_values("roster", 1)
+    tx.run("UPDATE employee_branches SET change_seq = ? WHERE employee_id = ?", [value, employee_id])
+
+
+def _set_cards(tx: Tx, employee_id: str, cards: list[str]) -> None:
+    cards = sorted({c.upper() for c in cards})
+    if cards:
+        where, params = tx.in_list("card_id", cards)
+        for row in tx.rows(f"SELECT card_id, employee_id FROM employee_cards WHERE {where}", params):
+            if row["employee_id"] != employee_id:
+                raise Conflict(f"card {row['card_id']} already belongs to employee {row['employee_id']}",
+                               fix=f"Remove it from {row['employee_id']} first (PATCH their cards).")
+    tx.run("DELETE FROM employee_cards WHERE employee_id = ?", [employee_id])
+    tx.many("INSERT INTO employee_cards (card_id, employee_id) VALUES (?, ?)", [(c, employee_id) for c in cards])
+
+
+def _set_branches(tx: Tx, employee_id: str, branches: list[str]) -> None:
+    wanted = set(branches)
+    for row in tx.rows("SELECT branch FROM employee_branches WHERE employee_id = ?", [employee_id]):
+        if row["branch"] not in wanted:
+            tx.run("UPDATE employee_branches SET active = 0 WHERE employee_id = ? AND branch = ?",
+                   [employee_id, row["branch"]])
+    for branch in sorted(wanted):
+        tx.run("INSERT INTO employee_branches (employee_id, branch, active, change_seq) VALUES (?, ?, 1, 0) "
+               "ON CONFLICT (employee_id, branch) DO UPDATE SET active = 1", [employee_id, branch])
+
+
+def _add_templates(tx: Tx, employee_id: str, templates: list[NewTemplate], now: str) -> None:
+    tx.many("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, created_utc) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(employee_id, t.model_id, int(t.vector.size), t.vector.astype("<f4").tobytes(), t.quality, t.source,
+              now) for t in templates])
+
+
+def create_employee(db: HubDb, emp: EmployeeIn, made: Templates) -> tuple[EmployeeOut, bool]:
+    """Create (or re-hire a terminated) employee; returns the result and whether it was re-hired."""
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [emp.employee_id])
+        if row is not None and row["active"]:
+            raise Conflict(f"employee {emp.employee_id} already exists",
+                           fix=f"Change them with PATCH /v1/hr/employees/{emp.employee_id}.")
+        if row is None:
+            tx.run("INSERT INTO employees (id, name, active, created_utc, updated_utc) VALUES (?, ?, 1, ?, ?)",
+                   [emp.employee_id, emp.name, now, now])
+        else:
+            tx.run("UPDATE employees SET name = ?, active = 1, updated_utc = ?, terminated_utc = NULL, "
+                   "terminate_reason = '' WHERE id = ?", [emp.name, now, emp.employee_id])
+            tx.run("DELETE FROM templates WHERE employee_id = ?", [emp.employee_id])
+        _set_cards(tx, emp.employee_id, emp.cards)
+        _set_branches(tx, emp.employee_id, emp.branches)
+        _add_templates(tx, emp.employee_id, made.ready, now)
+        _bump(tx, emp.employee_id)
+        out = _employee_out(tx, emp.employee_id)
+    log.info("employee %s %s: %d template(s)", emp.employee_id, "re-hired" if row else "created", len(made.ready))
+    return _with_report(out, made), row is not None
+
+
+def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Templates) -> EmployeeOut:
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [employee_id])
+        if row is None:
+            raise NotFound(f"no employee {employee_id}", fix="Create them with POST /v1/hr/employees.")
+        if not row["active"]:
+            raise Conflict(f"employee {employee_id} was terminated",
+                           fix="Re-hire with POST /v1/hr/employees (the full record).")
+        if patch.name is not None:
+            tx.run("UPDATE employees SET name = ? WHERE id = ?", [patch.name.strip(), employee_id])
+        if patch.cards is not None:
+            _set_cards(tx, employee_id, patch.cards)
+        if patch.branches is not None:
+            _set_branches(tx, employee_id, patch.branches)
+        if patch.replace_templates:
+            tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
+        _add_templates(tx, employee_id, made.ready, now)
+        tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, employee_id])
+        _bump(tx, employee_id)
+        out = _employee_out(tx, employee_id)
+    return _with_report(out, made)
+
+
+def terminate_employee(db: HubDb, employee_id: str, reason: str) -> EmployeeOut:
+    """A leaver: cards and templates are deleted; every branch's kiosks erase them on their next sync."""
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [employee_id])
+        if row is None:
+            raise NotFound(f"no employee {employee_id}")
+        tx.run("UPDATE employees SET active = 0, terminated_utc = ?, terminate_reason = ?, updated_utc = ? "
+               "WHERE id = ?", [now, reason, now, employee_id])
+        tx.run("DELETE FROM employee_cards WHERE employee_id = ?", [employee_id])
+        tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
+        _bump(tx, employee_id)
+        out = _employee_out(tx, employee_id)
+    log.info("employee %s terminated", employee_id)
+    return out
+
+
+# -- reads --------------------------------------------------------------------------
+
+
+def _employee_out(tx: Tx, employee_id: str) -> EmployeeOut:
+    emp = tx.row("SELECT id, name, active FROM employees WHERE id = ?", [employee_id])
+    if emp is None:
+        raise NotFound(f"no employee {employee_id}")
+    branches = [r["branch"] for r in tx.rows(
+        "SELECT branch FROM employee_branches WHERE employee_id = ? AND active = 1 ORDER BY branch", [employee_id])]
+    cards = [r["card_id"] for r in tx.rows(
+        "SELECT card_id FROM employee_cards WHERE employee_id = ? ORDER BY card_id", [employee_id])]
+    counts = {r["model_id"]: r["n"] for r in tx.rows(
+        "SELECT model_id, count(*) AS n FROM templates WHERE employee_id = ? GROUP BY model_id", [employee_id])}
+    return EmployeeOut(employee_id=emp["id"], name=emp["name"], active=bool(emp["active"]), branches=branches,
+                       cards=cards, templates=counts)
+
+
+def _with_report(out: EmployeeOut, made: Templates) -> EmployeeOut:
+    return out.model_copy(update={"photos_used": made.photos_used, "photos_rejected": made.problems,
+                                  "models_missing": made.models_missing})
+
+
+def get_employee(db: HubDb, employee_id: str) -> EmployeeOut:
+    with db.transaction(write=False) as tx:
+        return _employee_out(tx, employee_id)
+
+
+def roster_page(db: HubDb, device: Device, cursor: int, limit: int) -> RosterPage:
+    """The device's branch's people changed since ``cursor``; a device never sees another branch."""
+    with db.transaction(write=False) as tx:
+        rows = tx.rows("SELECT b.employee_id, b.active AS member, b.change_seq, e.name, e.active "
+                       "FROM employee_branches b JOIN employees e ON e.id = b.employee_id "
+                       "WHERE b.branch = ? AND b.change_seq > ? ORDER BY b.change_seq LIMIT ?",
+                       [device.branch, cursor, limit])
+        live = [r["employee_id"] for r in rows if r["member"] and r["active"]]
+        cards: dict[str, list[str]] = {e: [] for e in live}
+        templates: dict[str, list[RosterTemplate]] = {e: [] for e in live}
+        if live:
+            where, params = tx.in_list("employee_id", live)
+            for r in tx.rows(f"SELECT card_id, employee_id FROM employee_cards WHERE {where} ORDER BY card_id", params):
+                cards[r["employee_id"]].append(r["card_id"])
+            if device.model_id:
+                for r in tx.rows(f"SELECT employee_id, model_id, dim, vector, quality FROM templates "
+                                 f"WHERE model_id = ? AND {where} ORDER BY id", [device.model_id, *params]):
+                    templates[r["employee_id"]].append(_roster_template(r))
+    people = [RosterEmployee(employee_id=r["employee_id"], name=r["name"], cards=cards[r["employee_id"]],
+                             templates=templates[r["employee_id"]]) for r in rows if r["employee_id"] in cards]
+    # A device starting from 0 has nobody to erase; later pages carry every leaver.
+    gone = [r["employee_id"] for r in rows if r["employee_id"] not in cards] if cursor > 0 else []
+    return RosterPage(cursor=rows[-1]["change_seq"] if rows else cursor, more=len(rows) == limit,
+                      model_id=device.model_id, employees=people, deletions=gone)
+
+
+def _roster_template(row: dict[str, Any]) -> RosterTemplate:
+    vec = np.frombuffer(bytes(row["vector"]), dtype="<f4")
+    return RosterTemplate(model_id=row["model_id"], dim=row["dim"], vector_b64=encode_vector(vec),
+                          quality=row["quality"])

@@ -1,0 +1,330 @@
+"""Protocol v1: the JSON bodies the agent and the hub exchange (pydantic models, shared by both ends)."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+from kiosk.punchrecord import CLOCK_STATES, METHODS, punch_hash
+from kiosk.timeutil import parse_iso
+
+PROTOCOL_VERSION = 1
+API_PREFIX = "/v1"
+HUB_TIME_HEADER = "X-Hub-Time"
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+MORE_HEADER = "X-More"
+
+HEX64 = r"^[0-9a-f]{64}$"
+UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+EMPLOYEE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+BRANCH = r"^[A-Za-z0-9_.-]{1,32}$"
+CARD = r"^[0-9A-Fa-f]{4,20}$"
+TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+TS_MIN, TS_MAX = "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"
+MAX_TEMPLATE_DIM = 4096
+MIN_TEMPLATE_DIM = 32
+MAX_PHOTOS = 20
+MAX_TEMPLATES = 50
+
+EmployeeId = Annotated[str, Field(pattern=EMPLOYEE_ID, description="1-64 letters, digits, _ . -")]
+Branch = Annotated[str, Field(pattern=BRANCH, description="Branch code: 1-32 letters, digits, _ . -")]
+ModelId = Annotated[str, Field(pattern=HEX64, description="SHA-256 (hex) of the recognition model file")]
+Version = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
+
+
+class WireModel(BaseModel):
+    """A protocol body: unknown fields are errors, so typos and version skew are loud."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(WireModel):
+    """Every 4xx/5xx answer: a machine code, a sentence, what to do, and per-field details."""
+
+    code: str = Field(description="Machine-readable error code, e.g. invalid_request, unauthorized.")
+    message: str = Field(description="What went wrong, in one sentence.")
+    fix: str = Field("", description="What the caller can do about it.")
+    details: list[dict[str, Any]] = Field(default_factory=list, description="Per-field problems.")
+
+
+class ErrorResponse(WireModel):
+    error: ErrorBody
+
+
+def check_timestamp(value: str) -> str:
+    """Canonical UTC millisecond timestamps only (what kiosk.timeutil.iso_utc writes)."""
+    if not TS_RE.match(value):
+        raise ValueError("timestamp must look like 2026-01-31T08:57:00.123Z (UTC, milliseconds)")
+    try:
+        parse_iso(value)
+    except ValueError:
+        raise ValueError("timestamp is not a real date and time") from None
+    if not TS_MIN <= value < TS_MAX:
+        raise ValueError("timestamp is outside 2000-2100")
+    return value
+
+
+# -- punches -------------------------------------------------------------------
+
+
+class PunchIn(WireModel):
+    """One punch as the kiosk stored it (kiosk.punchrecord.Punch); the hub re-checks ``hash``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str = Field(pattern=UUID_RE, description="Punch id (UUIDv7, lower-case).")
+    seq: int = Field(ge=1, le=2**62, description="Per-device sequence number, 1, 2, 3...")
+    employee_id: EmployeeId
+    method: Literal[METHODS]  # type: ignore[valid-type]
+    ts_utc: str = Field(description="Wall-clock time of the punch, UTC.")
+    mono_ns: int = Field(ge=0, le=2**63 - 1, description="CLOCK_MONOTONIC at the punch, ns.")
+    boot_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    clock_state: Literal[CLOCK_STATES]  # type: ignore[valid-type]
+    score: float | None = Field(None, ge=-1.0, le=1.0, description="Face match score (cosine).")
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    accuracy_m: float | None = Field(None, ge=0, le=1e6)
+    flags: str = Field("", max_length=200)
+    note: str = Field("", max_length=500)
+    prev_hash: str = Field(pattern=HEX64)
+    hash: str = Field(pattern=HEX64)
+
+    @field_validator("ts_utc")
+    @classmethod
+    def verify_ts(cls, value: str) -> str:
+        return check_timestamp(value)
+
+    @field_validator("score", "lat", "lon", "accuracy_m")
+    @classmethod
+    def verify_finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    def hash_matches(self) -> bool:
+        return punch_hash(self.model_dump()) == self.hash
+
+
+PunchJson = Annotated[dict[str, Any], WithJsonSchema(PunchIn.model_json_schema())]
+
+
+class PunchBatch(WireModel):
+    """Punches in seq order. Each record is checked on its own: one bad record never blocks the rest."""
+
+    punches: list[PunchJson] = Field(min_length=1, description="Punch records (see PunchIn).")
+
+
+class PunchResult(WireModel):
+    id: str = Field(description="The punch id as sent (or '' when the record had none).")
+    seq: int | None = Field(None, description="The punch seq as sent.")
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str = Field("", description="Why it was rejected; for accepted ones, a chain warning if any.")
+
+
+class PunchBatchResponse(WireModel):
+    results: list[PunchResult]
+    accepted: int
+    duplicates: int
+    rejected: int
+    chain_seq: int = Field(description="Highest seq of this device the hub has processed.")
+
+
+# -- registration and heartbeat -------------------------------------------------
+
+
+class RegisterRequest(WireModel):
+    code: str = Field(min_length=4, max_length=64, description="One-time registration code from HR.")
+    device_name: str = Field(min_length=1, max_length=64)
+    software_version: Version
+    model_id: ModelId | None = Field(None, description="Face model this kiosk runs (None: cards only).")
+    template_dim: int | None = Field(None, ge=MIN_TEMPLATE_DIM, le=MAX_TEMPLATE_DIM)
+    chain_seq: int = Field(0, ge=0, description="Seq of the last punch this store already delivered "
+                           "(or purged); the hub continues the chain check from there.")
+    chain_hash: str = Field("0" * 64, pattern=HEX64, description="Hash of that punch (zeros for none).")
+
+
+class RegisterResponse(WireModel):
+    device_id: str
+    token: str = Field(description="Bearer token for this device; shown once, hashed on the hub.")
+    branch: Branch
+    max_batch: int
+    hub_time_utc: str
+
+
+class Heartbeat(WireModel):
+    software_version: Version
+    model_id: ModelId | None = None
+    template_dim: int | None = Field(None, ge=MIN_TEMPLATE_DIM, le=MAX_TEMPLATE_DIM)
+    backlog: int = Field(ge=0, description="Punches not yet acknowledged by the hub.")
+    rejected: int = Field(0, ge=0, description="Punches the hub rejected (kept on the kiosk).")
+    last_punch_seq: int = Field(0, ge=0)
+    last_punch_utc: str | None = None
+    clock_offset_s: float | None = Field(None, ge=-1e9, le=1e9, description="Hub time minus kiosk time.")
+    clock_state: Literal[CLOCK_STATES]  # type: ignore[valid-type]
+    disk_free_bytes: int | None = Field(None, ge=0)
+    temperature_c: float | None = Field(None, ge=-100, le=200)
+    roster_cursor: int = Field(0, ge=0)
+
+    @field_validator("last_punch_utc")
+    @classmethod
+    def verify_ts(cls, value: str | None) -> str | None:
+        return None if value is None else check_timestamp(value)
+
+    @field_validator("clock_offset_s", "temperature_c")
+    @classmethod
+    def verify_finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class HeartbeatResponse(WireModel):
+    device_id: str
+    branch: Branch
+    max_batch: int
+    hub_time_utc: str
+
+
+# -- roster ---------------------------------------------------------------------
+
+
+class RosterTemplate(WireModel):
+    model_id: ModelId
+    dim: int = Field(ge=MIN_TEMPLATE_DIM, le=MAX_TEMPLATE_DIM)
+    vector_b64: str = Field(description="base64 of little-endian float32 values, L2-normalised.")
+    quality: float | None = None
+
+    def vector(self) -> np.ndarray:
+        """Decode and check the vector (length, finite values)."""
+        vec = np.frombuffer(base64.b64decode(self.vector_b64, validate=True), dtype="<f4")
+        if vec.size != self.dim or not np.all(np.isfinite(vec)):
+            raise ValueError(f"template of model {self.model_id[:12]} is malformed")
+        return vec.astype(np.float32)
+
+
+class RosterEmployee(WireModel):
+    employee_id: EmployeeId
+    name: str = Field(min_length=1, max_length=100)
+    cards: list[str] = Field(default_factory=list)
+    templates: list[RosterTemplate] = Field(default_factory=list)
+
+
+class RosterPage(WireModel):
+    cursor: int = Field(description="Send this back as ?cursor= for the next page.")
+    more: bool = Field(description="True when another page follows right away.")
+    model_id: ModelId | None = Field(None, description="The model id templates were chosen for.")
+    employees: list[RosterEmployee] = Field(default_factory=list, description="New or changed people.")
+    deletions: list[EmployeeId] = Field(default_factory=list,
+                                        description="People to erase on this kiosk now (left or moved).")
+
+
+def encode_vector(vec: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
+
+
+# -- HR -------------------------------------------------------------------------
+
+
+class TemplateIn(WireModel):
+    model_id: ModelId
+    vector: list[float] = Field(min_length=MIN_TEMPLATE_DIM, max_length=MAX_TEMPLATE_DIM)
+    quality: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("vector")
+    @classmethod
+    def verify_vector(cls, value: list[float]) -> list[float]:
+        vec = np.asarray(value, dtype=np.float64)
+        if not np.all(np.isfinite(vec)):
+            raise ValueError("template values must be finite numbers")
+        if float(np.linalg.norm(vec)) < 1e-6:
+            raise ValueError("template vector is all zeros")
+        return value
+
+
+Photo = Annotated[str, Field(min_length=16, description="base64 of a JPEG or PNG file")]
+
+
+class EmployeeIn(WireModel):
+    """HR creates (or re-hires) an employee; the hub makes templates from ``photos``."""
+
+    employee_id: EmployeeId
+    name: str = Field(min_length=1, max_length=100)
+    branches: list[Branch] = Field(default_factory=list, max_length=64)
+    cards: list[Annotated[str, Field(pattern=CARD)]] = Field(default_factory=list, max_length=16)
+    photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
+    templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
+
+    @field_validator("name")
+    @classmethod
+    def verify_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(ord(c) < 32 for c in value):
+            raise ValueError("name is empty or holds control characters")
+        return value
+
+
+class EmployeePatch(WireModel):
+    """HR changes part of an employee; lists given replace the old ones."""
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    branches: list[Branch] | None = Field(None, max_length=64)
+    cards: list[Annotated[str, Field(pattern=CARD)]] | None = Field(None, max_length=16)
+    photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
+    templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
+    replace_templates: bool = Field(False, description="Drop the old templates before adding these.")
+
+
+class PhotoProblem(WireModel):
+    index: int = Field(description="Position of the photo in the request, from 0.")
+    model_id: str | None = None
+    reason: str
+
+
+class EmployeeOut(WireModel):
+    employee_id: str
+    name: str
+    active: bool
+    branches: list[str]
+    cards: list[str]
+    templates: dict[str, int] = Field(description="Template count per model id.")
+    photos_used: int = 0
+    photos_rejected: list[PhotoProblem] = Field(default_factory=list)
+    models_missing: list[str] = Field(default_factory=list,
+                                      description="Model ids devices run that the hub cannot make templates for.")
+
+
+class TerminateIn(WireModel):
+    reason: str = Field("", max_length=500)
+
+
+class DeviceIssue(WireModel):
+    kind: str
+    seq_from: int | None
+    seq_to: int | None
+    detail: str
+    first_seen_utc: str
+    resolved_utc: str | None
+
+
+class DeviceStatus(WireModel):
+    device_id: str
+    branch: str
+    name: str
+    status: str
+    model_id: str | None
+    software_version: str | None
+    registered_utc: str
+    last_seen_utc: str | None
+    heartbeat_utc: str | None
+    heartbeat: dict[str, Any]
+    punches: int
+    duplicates: int
+    rejected: int
+    chain_seq: int
+    open_issues: int
+    issues: list[DeviceIssue] = Field(default_factory=list)

@@ -1,0 +1,147 @@
+"""`kiosk enroll add`, `kiosk identify` and the face benchmarks through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from kiosk.config import load_config
+from kiosk.store import open_store
+
+IDENTIFY_KEYS = {"photo", "employee_id", "score", "margin", "accepted", "reason"}
+
+
+def _files(tmp_path: Path, photos) -> list[str]:  # noqa: ANN001
+    """The photos as files in the test's temp folder (never inside the repo)."""
+    out = []
+    for i, photo in enumerate(photos):
+        path = tmp_path / f"{i:02d}_{Path(photo.name).stem}.png"
+        cv2.imwrite(str(path), photo.image)
+        out.append(str(path))
+    return out
+
+
+def _enrollable(engine, photos) -> bool:  # noqa: ANN001
+    faces = [engine.choose(engine.detect_photo(p.image), p.image.shape) for p in photos]
+    return len(photos) >= 3 and all(f is not None and engine.assess_quality(p.image, f).ok
+                                    for p, f in zip(photos, faces, strict=True))
+
+
+@pytest.fixture
+def people(face_engine, face_photos, tmp_path: Path) -> dict[str, list[str]]:
+    """Photo files of the identities whose first three photos all pass the quality gate."""
+    out = {}
+    for name in sorted(face_photos.people):
+        if _enrollable(face_engine, face_photos.people[name][:3]):
+            (tmp_path / name).mkdir()
+            out[name] = _files(tmp_path / name, face_photos.people[name][:3])
+    assert len(out) >= 2
+    return out
+
+
+def _json_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_enroll_then_identify(invoke, kiosk_home: Path, people) -> None:
+    cfg = str(kiosk_home)
+    a, stranger = sorted(people)[0], sorted(people)[1]
+    result = invoke("enroll", "add", "--config", cfg, "--employee", "E001", "--name", "Wang Li",
+                    "--card", "0012345678", "--photos", *people[a][:2])
+    assert result.exit_code == 0, result.output
+    assert "E001: stored 2 template(s), refused 0" in result.output
+    with open_store(load_config(kiosk_home)) as store:
+        employee = store.roster.get("E001")
+        assert employee.templates == 2 and employee.cards == ("0012345678",)
+    result = invoke("identify", "--config", cfg, "--json", people[a][2], people[stranger][0])
+    assert result.exit_code == 0, result.output
+    same, other = _json_lines(result.output)
+    assert IDENTIFY_KEYS <= set(same) and IDENTIFY_KEYS <= set(other)
+    assert same["employee_id"] == "E001" and same["accepted"] and same["reason"] == "match"
+    assert same["score"] > 0.4 and same["margin"] > 0
+    assert not other["accepted"] and other["reason"] == "below_threshold"
+    result = invoke("identify", "--config", cfg, people[a][2])
+    assert "E001 score" in result.output and "accepted" in result.output
+
+
+def test_unusable_photos_are_refused_with_reasons(invoke, kiosk_home: Path, face_photos, tmp_path: Path) -> None:
+    files = _files(tmp_path, [face_photos.no_faces[0], max(face_photos.groups, key=lambda p: p.image.size)])
+    (tmp_path / "notes.jpg").write_text("not an image")
+    result = invoke("enroll", "add", "--config", str(kiosk_home), "--employee", "E002", "--name", "Chen Jing",
+                    "--photos", *files, str(tmp_path / "notes.jpg"))
+    assert result.exit_code == 1
+    assert "no_face" in result.output and "several_faces" in result.output and "unreadable" in result.output
+    assert "nothing was stored" in result.output and "Traceback" not in result.output
+    with open_store(load_config(kiosk_home)) as store:
+        assert store.roster.get("E002") is None
+
+
+def test_a_colleague_s_face_is_refused(invoke, kiosk_home: Path, people) -> None:
+    cfg = str(kiosk_home)
+    a, b = sorted(people)[:2]
+    assert invoke("enroll", "add", "--config", cfg, "--employee", "E001", "--name", "A",
+                  "--photos", people[a][0]).exit_code == 0
+    result = invoke("enroll", "add", "--config", cfg, "--employee", "E009", "--name", "Someone Else",
+                    "--json", "--photos", people[a][1])
+    assert result.exit_code == 1
+    assert _json_lines(result.output)[0]["reason"] == "other_employee"
+    result = invoke("enroll", "add", "--config", cfg, "--employee", "E001", "--name", "A",
+                    "--photos", people[b][0], people[a][2])
+    assert result.exit_code == 0 and "not_same_person" in result.output
+    assert "stored 1 template(s), refused 1" in result.output
+
+
+def test_identify_without_a_face_and_with_an_empty_gallery(invoke, kiosk_home: Path, face_photos,
+                                                           tmp_path: Path) -> None:
+    nothing, someone = _files(tmp_path, [face_photos.no_faces[0], face_photos.clean[0]])
+    result = invoke("identify", "--config", str(kiosk_home), "--json", nothing, someone)
+    first, second = _json_lines(result.output)
+    assert first["reason"] == "no_face" and first["employee_id"] is None
+    assert second["reason"] == "empty_gallery" and not second["accepted"]
+
+
+def test_bench_gallery_json(invoke) -> None:
+    result = invoke("bench", "gallery", "--size", "3000", "--probes", "20", "--json",
+                    "--set", "match.exact_search_max=1000")
+    data = json.loads(result.output)
+    assert {"size", "p50_ms", "p95_ms"} <= set(data) and data["size"] == 3000
+    assert data["coarse_index"] and data["recall_at_1"] == 1.0
+
+
+def test_bench_latency_json(invoke) -> None:
+    result = invoke("bench", "latency", "--frames", "6", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.splitlines()[-1])
+    assert set(data["stages"]) == {"detect", "quality", "embed", "match"}
+    for key in ("total", "insightface", "ratio_vs_insightface", "floor_ms", "ratio_vs_floor", "det_size", "threads"):
+        assert key in data
+    assert data["det_size"] == 320 and data["floor_ms"] > 0 and data["walkup"]["decided_at_frame"] == 3
+
+
+def test_bench_accuracy_json(invoke, face_photos, face_data_or_samples) -> None:
+    result = invoke("bench", "accuracy", "--data", face_data_or_samples, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.splitlines()[-1])
+    assert {"model_id", "images", "no_face", "verification", "identification"} <= set(data)
+    ver, ide = data["verification"], data["identification"]
+    assert {"pairs_same", "pairs_different", "best_accuracy", "best_threshold", "eer", "tar_at_far",
+            "by_pair_kind"} <= set(ver) and set(ver["tar_at_far"]) == {"0.01", "0.001"}
+    assert {"enrolled", "mated_probes", "non_mated_probes", "rank1", "threshold", "fnir", "fpir"} <= set(ide)
+    assert data["no_face"] == 0 and ver["best_accuracy"] >= 0.95 and ide["rank1"] >= 0.95
+
+
+@pytest.fixture
+def face_data_or_samples(face_photos, tmp_path: Path) -> str:
+    """A small photo set: links to a few real identity folders, or the bundled samples."""
+    if not face_photos.real:
+        return "wheel-samples"
+    from face_support import IDENTITIES, _data_dir
+
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for name in IDENTITIES:
+        (subset / name).symlink_to(_data_dir() / name, target_is_directory=True)
+    return str(subset)

@@ -1,0 +1,134 @@
+"""The face engine on real photos: detection (groups, no faces, tight crops), embeddings, model packs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kiosk.errors import ModelError
+from kiosk.face.config import FaceConfig
+from kiosk.face.engine import FaceEngine
+from kiosk.face.pack import bundled_pack_dir, resolve_pack
+
+
+def test_same_person_scores_above_different_people(face_engine, face_photos) -> None:
+    vectors = {}
+    for identity, photos in face_photos.people.items():
+        for photo in photos:
+            face = face_engine.choose(face_engine.detect_photo(photo.image), photo.image.shape, policy="center")
+            assert face is not None, f"no face in {photo.name}"
+            vectors[photo.name] = (identity, face_engine.embed(photo.image, face))
+    same, different = [], []
+    names = sorted(vectors)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            (id_a, va), (id_b, vb) = vectors[a], vectors[b]
+            (same if id_a == id_b else different).append(float(va @ vb))
+    assert same and different
+    # Every same-person pair beats every different-person pair, look-alikes included.
+    assert min(same) > max(different), (min(same), max(different))
+
+
+def test_embedding_is_512_unit_float32(face_engine, face_photos) -> None:
+    photo = face_photos.clean[0]
+    face = face_engine.choose(face_engine.detect(photo.image), photo.image.shape)
+    vec = face_engine.embed(photo.image, face)
+    assert vec.shape == (512,) and vec.dtype == np.float32
+    assert abs(float(np.linalg.norm(vec)) - 1) < 1e-5
+    # Deterministic: the same frame gives the same template.
+    assert float(vec @ face_engine.embed(photo.image, face)) > 0.9999
+
+
+def test_no_face_images_give_no_face(face_engine, face_photos) -> None:
+    found = {p.name: len(face_engine.detect_photo(p.image)) for p in face_photos.no_faces}
+    assert found and all(n == 0 for n in found.values()), found
+
+
+def test_group_photos_give_several_faces(face_engine, face_photos) -> None:
+    counts = {p.name: len(face_engine.detect_photo(p.image)) for p in face_photos.groups}
+    assert counts and all(n >= 2 for n in counts.values()), counts
+    photo = max(face_photos.groups, key=lambda p: counts[p.name])
+    faces = face_engine.detect(photo.image)
+    central = face_engine.choose(faces, photo.image.shape, policy="center")
+    largest = face_engine.choose(faces, photo.image.shape, policy="largest")
+    assert largest.width == max(f.width for f in faces)
+    h, w = photo.image.shape[:2]
+    dist = [np.hypot(f.center[0] - w / 2, f.center[1] - h / 2) for f in faces]
+    assert central is faces[int(np.argmin(dist))]
+    assert face_engine.crowded(faces, largest)
+
+
+def test_tight_crops_are_found(face_engine, face_photos) -> None:
+    missed = [p.name for p in face_photos.tight if not face_engine.detect_photo(p.image)]
+    assert face_photos.tight and missed == []
+
+
+def test_tight_crops_need_the_padded_retry_at_a_large_detector_input(face_photos) -> None:
+    """With a 640 px detector input (a Jetson setting) one pass misses ID-style crops; padding finds them."""
+    engine = FaceEngine.from_config(FaceConfig(det_size_px=640))
+    sample = face_photos.tight[:: max(1, len(face_photos.tight) // 12)]
+    assert all(engine.detect(p.image) == [] for p in sample if face_photos.real)
+    missed = [p.name for p in sample if not engine.detect_photo(p.image)]
+    assert missed == []
+
+
+def test_default_pack_is_the_bundled_wheel_and_model_id_is_the_recogniser_hash(face_engine) -> None:
+    pack = face_engine.pack
+    assert pack.bundled and pack.directory == bundled_pack_dir()
+    assert pack.detector.name == "scrfd_500m_bnkps.onnx" and pack.recognizer.name == "w600k_mbf.onnx"
+    assert face_engine.model_id == hashlib.sha256(pack.recognizer.read_bytes()).hexdigest()
+
+
+def _copy_pack(tmp_path: Path) -> Path:
+    pack = resolve_pack(FaceConfig())
+    folder = tmp_path / "pack"
+    folder.mkdir()
+    for path in (pack.detector, pack.recognizer):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_a_configured_pack_folder_loads(tmp_path: Path, face_engine) -> None:
+    folder = _copy_pack(tmp_path)
+    engine = FaceEngine.from_config(FaceConfig(pack_dir=folder))
+    assert not engine.pack.bundled and engine.model_id == face_engine.model_id
+
+
+def test_missing_pack_folder_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ModelError) as err:
+        FaceEngine.from_config(FaceConfig(pack_dir=tmp_path / "nowhere"))
+    assert str(tmp_path / "nowhere") in err.value.what and "face.pack_dir" in err.value.fix
+
+
+def test_missing_recogniser_names_what_was_looked_for(tmp_path: Path) -> None:
+    folder = _copy_pack(tmp_path)
+    (folder / "w600k_mbf.onnx").unlink()
+    with pytest.raises(ModelError) as err:
+        FaceEngine.from_config(FaceConfig(pack_dir=folder))
+    assert "no recognizer model" in err.value.what and "w600k_mbf.onnx" in err.value.what
+    assert "face.recognizer_file" in err.value.fix
+
+
+def test_corrupt_model_file_names_the_file(tmp_path: Path) -> None:
+    folder = _copy_pack(tmp_path)
+    damaged = folder / "w600k_mbf.onnx"
+    damaged.write_bytes(damaged.read_bytes()[: 100_000])
+    with pytest.raises(ModelError) as err:
+        FaceEngine.from_config(FaceConfig(pack_dir=folder))
+    assert str(damaged) in err.value.what and "damaged" in err.value.what
+    assert err.value.fix
+
+
+def test_region_detection_follows_a_face(face_engine, face_photos) -> None:
+    photo = face_photos.groups[0]
+    faces = face_engine.detect(photo.image)
+    target = max(faces, key=lambda f: f.width)
+    found = face_engine.detect_region(photo.image, target)
+    assert found
+    best = max(found, key=lambda f: np.hypot(*np.subtract(f.center, target.center)) * -1)
+    assert np.allclose(best.center, target.center, atol=0.1 * target.width)
+    assert abs(best.width - target.width) < 0.15 * target.width

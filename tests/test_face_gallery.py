@@ -1,0 +1,173 @@
+"""Gallery 1:N search, model-id refusal, pack-change report, the k-of-n vote and the walk-up loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kiosk.errors import ModelMismatch
+from kiosk.face.config import MatchConfig
+from kiosk.face.gallery import Gallery, Match, pack_change
+from kiosk.face.vote import FrameVote
+from kiosk.face.walkup import FrameProcessor, FrameState
+
+RNG = np.random.default_rng(7)
+
+
+def _unit(n: int, dim: int = 512) -> np.ndarray:
+    v = RNG.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _near(vec: np.ndarray, cos: float) -> np.ndarray:
+    noise = _unit(1)[0]
+    noise -= (noise @ vec) * vec
+    noise /= np.linalg.norm(noise)
+    return cos * vec + np.sqrt(1 - cos**2) * noise
+
+
+@pytest.fixture(scope="module")
+def embeddings(face_engine, face_photos) -> dict[str, list[np.ndarray]]:
+    out = {}
+    for identity, photos in face_photos.people.items():
+        out[identity] = []
+        for photo in photos:
+            face = face_engine.choose(face_engine.detect_photo(photo.image), photo.image.shape, policy="center")
+            out[identity].append(face_engine.embed(photo.image, face))
+    return out
+
+
+def test_real_faces_are_found_with_margin_and_strangers_refused(embeddings) -> None:
+    names = sorted(embeddings)
+    enrolled, strangers = names[::2], names[1::2]
+    gallery = Gallery("m1")
+    for name in enrolled:
+        gallery.add(name, embeddings[name][0])
+    for name in enrolled:
+        for probe in embeddings[name][1:]:
+            match = gallery.search(probe)
+            assert match.employee_id == name and match.accepted and match.reason == "match", match
+            assert match.margin >= gallery.cfg.margin
+    for name in strangers:
+        for probe in embeddings[name]:
+            match = gallery.search(probe)
+            assert not match.accepted and match.reason == "below_threshold", (name, match)
+
+
+def test_best_of_several_templates_and_remove(embeddings) -> None:
+    gallery = Gallery("m1")
+    a, b = sorted(embeddings)[:2]
+    gallery.add(a, embeddings[b][0])  # a wrong template first...
+    gallery.add(a, embeddings[a][0])  # ...and a right one: the best of a's templates counts
+    gallery.add(b, embeddings[b][1])
+    assert len(gallery) == 3 and gallery.employees == 2
+    assert gallery.search(embeddings[a][1]).employee_id == a
+    assert gallery.remove(a) == 2 and len(gallery) == 1
+    assert gallery.search(embeddings[a][1]).employee_id == b
+    assert gallery.best_of(embeddings[b][0], b) > 0.4 and gallery.best_of(embeddings[b][0], a) is None
+
+
+def test_close_call_between_two_employees_is_ambiguous() -> None:
+    gallery = Gallery("m1", MatchConfig(threshold=0.4, margin=0.05))
+    base = _unit(1)[0]
+    gallery.add("E1", _near(base, 0.80))
+    gallery.add("E2", _near(base, 0.78))
+    match = gallery.search(base)
+    assert match.reason == "ambiguous" and not match.accepted and match.runner_up in {"E1", "E2"}
+    assert gallery.search(np.zeros(512, np.float32) + 1).reason in {"below_threshold", "ambiguous"}
+
+
+def test_empty_gallery() -> None:
+    assert Gallery("m1").search(_unit(1)[0]) == Match(None, 0.0, 0.0, False, "empty_gallery")
+
+
+def test_template_of_another_model_is_refused(embeddings) -> None:
+    gallery = Gallery("model-a")
+    name = sorted(embeddings)[0]
+    with pytest.raises(ModelMismatch) as err:
+        gallery.add(name, embeddings[name][0], model_id="model-b")
+    assert "never compared" in err.value.what and "re-compute" in err.value.fix
+    assert len(gallery) == 0
+
+
+def test_store_templates_of_another_model_are_left_out_and_reported(fresh_store, face_engine, embeddings) -> None:
+    names = sorted(embeddings)
+    roster = fresh_store.roster
+    roster.add("E1", "Current Model")
+    roster.add("E2", "Old Model")
+    roster.add_template("E1", face_engine.model_id, embeddings[names[0]][0], 0.9, "test")
+    roster.add_template("E2", "0" * 64, embeddings[names[1]][0], 0.9, "test")
+    gallery = Gallery.from_roster(roster, face_engine.model_id)
+    assert len(gallery) == 1 and gallery.search(embeddings[names[1]][0]).employee_id == "E1"
+    assert not gallery.search(embeddings[names[1]][0]).accepted
+    message = pack_change(roster, face_engine.model_id)
+    assert message and "1 stored template" in message and "Re-enrol" in message and "hub" in message
+    with pytest.raises(ModelMismatch):
+        gallery.add_template(roster.templates()[-1])
+
+
+def test_large_gallery_coarse_index_agrees_with_exact_search() -> None:
+    vectors = _unit(3000)
+    owners = [f"E{i // 2:04d}" for i in range(3000)]
+    exact = Gallery("m", MatchConfig(exact_search_max=100000))
+    coarse = Gallery("m", MatchConfig(exact_search_max=500, rerank_k=64))
+    exact.add_many(owners, vectors)
+    coarse.add_many(owners, vectors)
+    for i in RNG.choice(3000, 40, replace=False):
+        probe = _near(vectors[i], 0.6)
+        a, b = exact.search(probe), coarse.search(probe)
+        assert a.employee_id == b.employee_id == owners[i]
+        assert abs(a.score - b.score) < 1e-5
+    # Changes keep the index in step: a new template is found, a removed employee is gone.
+    fresh = _unit(1)[0]
+    coarse.add("NEW", fresh)
+    assert coarse.search(_near(fresh, 0.6)).employee_id == "NEW"
+    coarse.remove(owners[10])
+    assert coarse.search(_near(vectors[10], 0.9)).employee_id != owners[10]
+
+
+def test_vote_needs_k_of_last_n() -> None:
+    vote = FrameVote(3, 5)
+    yes = Match("E1", 0.7, 0.3, True, "match")
+    other = Match("E2", 0.7, 0.3, True, "match")
+    no = Match("E1", 0.3, 0.3, False, "below_threshold")
+    assert not vote.push(yes).decided  # one lucky frame never punches
+    assert not vote.push(no).decided
+    assert not vote.push(other).decided
+    decision = vote.push(yes)
+    assert not decision.decided and decision.votes == 2
+    decision = vote.push(yes)
+    assert decision.decided and decision.employee_id == "E1" and decision.votes == 3
+    vote.reset()
+    assert not vote.push(yes).decided
+
+
+def test_walkup_decides_then_stops_embedding(face_engine, face_photos) -> None:
+    photo = face_photos.clean[0]
+    frame = photo.image
+    face = face_engine.choose(face_engine.detect(frame), frame.shape)
+    gallery = Gallery(face_engine.model_id, MatchConfig(vote_k=3, vote_n=5))
+    gallery.add("E1", face_engine.embed(frame, face))
+    loop = FrameProcessor(face_engine, gallery)
+    blank = np.full_like(frame, 90)
+    assert loop.process(blank).state is FrameState.IDLE and not loop.tracking
+    results = [loop.process(np.roll(frame, dx, axis=1)) for dx in (0, 2, 4, 2, 0, -2, -4)]
+    states = [r.state for r in results]
+    assert states[:3] == [FrameState.DECIDING, FrameState.DECIDING, FrameState.DECIDED]
+    assert all(s is FrameState.DECIDED for s in states[3:])
+    assert [r.embedded for r in results] == [True, True, True, False, False, False, False]
+    assert results[-1].decision.employee_id == "E1" and "embed" not in results[-1].timings_ms
+    assert loop.tracking and loop.walkup_id == 1
+    for _ in range(face_engine.cfg.track_grace_frames + 1):
+        loop.process(blank)
+    assert not loop.tracking
+    assert loop.process(frame).state is FrameState.DECIDING  # a new walk-up starts from scratch
+    assert loop.walkup_id == 2
+
+
+def test_walkup_gives_up_on_a_stranger(face_engine, face_photos) -> None:
+    photo = face_photos.clean[0]
+    loop = FrameProcessor(face_engine, Gallery(face_engine.model_id))
+    results = [loop.process(photo.image) for _ in range(face_engine.cfg.max_embeds_per_walkup + 2)]
+    assert sum(r.embedded for r in results) == face_engine.cfg.max_embeds_per_walkup
+    assert results[-1].state is FrameState.UNKNOWN and results[-1].match.reason == "empty_gallery"

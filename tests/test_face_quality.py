@@ -1,0 +1,75 @@
+"""The quality gate names what is wrong with blurred, darkened, brightened, shrunk and cut photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from face_support import blurred, brightened, darkened, downscaled
+
+from kiosk.face.quality import estimate_pose
+
+
+def _report(engine, image):  # noqa: ANN001, ANN202
+    face = engine.choose(engine.detect_photo(image), image.shape)
+    assert face is not None, "the degraded photo should still show a face"
+    return engine.assess_quality(image, face)
+
+
+def test_clean_real_photos_pass(face_engine, face_photos) -> None:
+    for photo in face_photos.clean:
+        report = _report(face_engine, photo.image)
+        assert report.ok, (photo.name, report.reasons, report.metrics)
+        assert 0 < report.score <= 1
+
+
+@pytest.mark.parametrize(("degrade", "reason"), [(blurred, "blurry"), (darkened, "too_dark"),
+                                                 (brightened, "too_bright")])
+def test_degraded_photos_fire_their_reason(face_engine, face_photos, degrade, reason) -> None:
+    for photo in face_photos.clean:
+        face = face_engine.choose(face_engine.detect(photo.image), photo.image.shape)
+        report = _report(face_engine, degrade(photo.image, face.width))
+        assert not report.ok and reason in report.reasons, (photo.name, report.reasons, report.metrics)
+
+
+def test_downscaled_photos_are_too_small(face_engine, face_photos) -> None:
+    for photo in face_photos.clean:
+        face = face_engine.choose(face_engine.detect(photo.image), photo.image.shape)
+        report = _report(face_engine, downscaled(photo.image, face.width))
+        assert "too_small" in report.reasons, (photo.name, report.metrics)
+        assert report.metrics["eye_distance_px"] < face.eye_distance / 2
+
+
+def test_a_face_cut_by_the_edge_is_cut_off(face_engine, face_photos) -> None:
+    photo = face_photos.clean[0]
+    face = face_engine.choose(face_engine.detect(photo.image), photo.image.shape)
+    # Keep the frame only up to the nose: mouth and chin fall outside.
+    cut = photo.image[: int(face.kps[2][1]) + 2].copy()
+    report = face_engine.assess_quality(cut, face)
+    assert "cut_off" in report.reasons and report.metrics["outside_ratio"] > 0.2
+
+
+def test_pose_is_level_for_a_frontal_face_and_follows_a_turn() -> None:
+    # The ArcFace template (frontal) lightly adjusted to the detector's nose height.
+    frontal = np.array([[38.3, 51.7], [73.5, 51.5], [56.0, 74.5], [41.5, 92.4], [70.7, 92.2]])
+    yaw, pitch = estimate_pose(frontal)
+    assert abs(yaw) < 3 and abs(pitch) < 5
+    turned = frontal.copy()
+    turned[2, 0] += 15  # nose towards image right
+    assert estimate_pose(turned)[0] > 30
+    # Rolling the head (tilting it sideways) does not change yaw or pitch.
+    angle = np.radians(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    rolled = (frontal - 56) @ rot.T + 56
+    assert np.allclose(estimate_pose(rolled), (yaw, pitch), atol=1e-6)
+
+
+def test_a_turned_real_face_fails_pose(face_engine, face_photos) -> None:
+    """A horizontally squeezed and shifted landmark set stands in for a profile-ish real photo."""
+    photo = face_photos.clean[0]
+    face = face_engine.choose(face_engine.detect(photo.image), photo.image.shape)
+    from kiosk.face.types import Face
+
+    kps = face.kps.copy()
+    kps[2, 0] = kps[1, 0]  # the nose tip at the far eye: a strong turn
+    report = face_engine.assess_quality(photo.image, Face(face.bbox, kps, face.det_score))
+    assert "pose" in report.reasons and abs(report.metrics["yaw_deg"]) > 35

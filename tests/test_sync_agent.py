@@ -1,0 +1,223 @@
+"""The agent against a real hub, with faults injected at the HTTP edge: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import ssl
+import statistics
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from sync_support import start_hub, wait_for
+
+from kiosk.config import load_config
+from kiosk.punches import PunchDraft
+from kiosk.store import open_store
+from sync.clockoffset import latest_hub_clock
+from sync.errors import DeviceNotAuthorized, HubUnreachable
+from sync.hub import devices
+from sync.hub.config import validate_hub_config
+from sync.hub.server import HubThread
+
+
+class FaultyTransport(httpx.BaseTransport):
+    """Forwards to the real hub, except for the scripted faults, one per request, in order.
+
+    "500" / "503": the hub's answer is replaced (nothing reaches the hub); "timeout" / "cut": the
+    request never arrives; "lost": the hub handles and commits it, then the answer is lost.
+    """
+
+    def __init__(self, *faults: str) -> None:
+        self.faults = list(faults)
+        self.real = httpx.HTTPTransport()
+        self.seen: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        fault = self.faults.pop(0) if self.faults else "ok"
+        self.seen.append(f"{request.url.path}:{fault}")
+        if fault == "500":
+            return httpx.Response(500, json={"error": {"code": "internal", "message": "boom"}})
+        if fault == "503":
+            return httpx.Response(503, headers={"Retry-After": "0.2"}, text="<html>maintenance</html>")
+        if fault == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if fault == "cut":
+            raise httpx.RemoteProtocolError("peer closed connection", request=request)
+        response = self.real.handle_request(request)
+        response.read()
+        if fault == "lost":
+            raise httpx.ReadError("connection reset after the hub answered", request=request)
+        return response
+
+
+def seqs_at_hub(hub) -> list[int]:
+    return [p["seq"] for p in hub.export()]
+
+
+def test_push_roster_heartbeat_and_clock_against_a_real_hub(hub, make_kiosk) -> None:
+    kiosk = make_kiosk(hub=hub)
+    kiosk.punch("E1", 1203)
+    report = kiosk.agent.once()
+    assert report.errors == {}
+    assert report.push.accepted == 1203 and report.push.batches == 3
+    assert seqs_at_hub(hub) == list(range(1, 1204))
+    assert kiosk.agent.state.backlog() == 0
+    clock = latest_hub_clock(kiosk.store)
+    assert clock is not None and clock.source == "x-hub-time" and clock.same_boot()
+    assert abs(clock.offset_s) < 1.0 and clock.age_s() < 60
+    status = hub.hr.get("/v1/hr/devices").json()[0]
+    assert status["heartbeat"]["backlog"] == 0 and status["heartbeat"]["last_punch_seq"] == 1203
+
+
+def test_http_faults_lose_nothing_and_duplicate_nothing(hub, make_kiosk) -> None:
+    transport = FaultyTransport()
+    kiosk = make_kiosk(hub=hub, transport=transport, sync={"batch_size": 10})
+    kiosk.punch("E1", 35)
+    transport.faults = ["500", "503", "timeout", "cut", "ok", "lost", "lost"]
+    outcomes = []
+    for _ in range(12):
+        try:
+            outcomes.append(kiosk.agent.push())
+        except HubUnreachable as exc:
+            outcomes.append(exc.what)
+        if kiosk.agent.state.backlog() == 0:
+            break
+    assert kiosk.agent.state.backlog() == 0
+    assert seqs_at_hub(hub) == list(range(1, 36)), "every punch once, in order"
+    assert sum(o.duplicates for o in outcomes if not isinstance(o, str)) == 10, \
+        "the batch whose answer was lost comes back as duplicates"
+    failures = [o for o in outcomes if isinstance(o, str)]
+    assert len(failures) == 6 and "failed" in failures[0] and "did not answer" in failures[2]
+    assert "cut" in failures[3]
+    status = hub.hr.get("/v1/hr/devices").json()[0]
+    # The batch was delivered three times: stored once, counted twice more as duplicates.
+    assert status["punches"] == 35 and status["duplicates"] == 20 and status["open_issues"] == 0
+
+
+def test_backoff_spaces_retries_and_records_the_error(hub, make_kiosk) -> None:
+    transport = FaultyTransport()
+    kiosk = make_kiosk(hub=hub, transport=transport)
+    kiosk.punch("E1", 3)
+    transport.seen.clear()
+    transport.faults = ["503", "500"]
+    kiosk.agent.guarded("push", kiosk.agent.push)
+    assert kiosk.agent.backoff.failures == 1 and not kiosk.agent.backoff.ready()
+    kiosk.agent.guarded("push", kiosk.agent.push)
+    assert transport.seen == ["/v1/device/punches:503"], "no request while backing off"
+    assert "maintenance" not in kiosk.agent.state.get("last_error")
+    wait_for(kiosk.agent.backoff.ready, timeout_s=5)
+    kiosk.agent.guarded("push", kiosk.agent.push)
+    wait_for(kiosk.agent.backoff.ready, timeout_s=5)
+    kiosk.agent.guarded("push", kiosk.agent.push)
+    assert kiosk.agent.backoff.failures == 0 and kiosk.agent.state.backlog() == 0
+    assert seqs_at_hub(hub) == [1, 2, 3]
+
+
+def test_hub_down_then_up_drains_the_backlog(hub_config, make_kiosk) -> None:
+    first = start_hub(hub_config)
+    port = int(first.url.rsplit(":", 1)[1])
+    kiosk = make_kiosk(hub=first)
+    first.hr.close()
+    first.server.stop()
+    kiosk.punch("E1", 50)
+    with pytest.raises(HubUnreachable, match="cannot connect"):
+        kiosk.agent.push()
+    assert kiosk.agent.state.backlog() == 50 and kiosk.store.punches.count() == 50
+    again = HubThread(hub_config, port=port).start()
+    try:
+        kiosk.agent.push()
+        assert kiosk.agent.state.backlog() == 0
+        with again.db.transaction(write=False) as tx:
+            assert tx.row("SELECT count(DISTINCT id) AS n FROM punches")["n"] == 50
+    finally:
+        again.stop()
+
+
+def test_revoked_kiosk_keeps_its_punches_and_resumes_after_registering_again(hub, make_kiosk) -> None:
+    kiosk = make_kiosk(hub=hub)
+    kiosk.punch("E1", 5)
+    kiosk.agent.push()
+    devices.revoke_device(hub.db, kiosk.agent.state.registration().device_id)
+    kiosk.punch("E1", 5)
+    with pytest.raises(DeviceNotAuthorized, match="refused"):
+        kiosk.agent.push()
+    assert kiosk.agent.state.backlog() == 5
+    kiosk.agent.guarded("push", kiosk.agent.push)
+    assert "refused" in kiosk.agent.state.status()["auth_error"]
+    kiosk.agent.register(hub.url, hub.code("B001"))
+    kiosk.agent.push()
+    stored = hub.export()
+    assert [p["seq"] for p in stored] == list(range(1, 11))
+    assert len({p["device_id"] for p in stored}) == 2
+    assert hub.hr.get("/v1/hr/devices").json()[1]["open_issues"] == 0, "the new device's chain continues"
+
+
+def test_batch_size_follows_the_hub_limit(hub_backend, tmp_path, request, make_kiosk) -> None:
+    from sync_support import hub_config_data
+    config = validate_hub_config(hub_config_data(hub_backend, tmp_path, request, max_batch=40), "t", tmp_path)
+    hub = start_hub(config)
+    try:
+        kiosk = make_kiosk(hub=hub, sync={"batch_size": 100})
+        kiosk.punch("E1", 100)
+        assert kiosk.agent.push().batches == 3
+        kiosk.agent.state.put(hub_max_batch=0)
+        kiosk.punch("E1", 100)
+        report = kiosk.agent.push()
+        assert report.accepted == 100 and kiosk.agent.batch_size <= 40, "a 413 halves the batch"
+    finally:
+        hub.hr.close()
+        hub.server.stop()
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_running_agent_delivers_each_new_punch_within_two_seconds(hub, make_kiosk) -> None:
+    kiosk = make_kiosk(hub=hub, sync={"push_interval_s": 600, "heartbeat_interval_s": 600})
+    kiosk.store.roster.add("E1", "Person E1")
+    stop = threading.Event()
+    runner = threading.Thread(target=kiosk.agent.run, args=(stop,), name="agent-under-test")
+    runner.start()
+    daemon_store = open_store(load_config(kiosk.path))  # the daemon's own connection
+    delays = []
+    try:
+        for _ in range(5):
+            punch = daemon_store.punches.append(PunchDraft("E1", "card", "verified"))
+            start = time.monotonic()
+            wait_for(lambda p=punch: any(r["id"] == p.id for r in hub.export(since=len(delays))), timeout_s=5)
+            delays.append(time.monotonic() - start)
+    finally:
+        stop.set()
+        runner.join(timeout=20)
+        daemon_store.close()
+    assert not runner.is_alive()
+    assert max(delays) < 2.0, delays
+    print(f"punch-to-hub delays: median {statistics.median(delays):.3f} s, max {max(delays):.3f} s")
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_tls_is_verified_against_the_configured_ca_bundle(hub_config, make_kiosk, tmp_path: Path) -> None:
+    cert, key = tmp_path / "hub.pem", tmp_path / "hub.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    config = hub_config.model_copy(update={"server": hub_config.server.model_copy(
+        update={"tls_cert_file": cert, "tls_key_file": key})})
+    hub = start_hub(config)
+    hub.hr = httpx.Client(base_url=hub.url, headers=hub.hr.headers, verify=ssl.create_default_context(cafile=cert))
+    try:
+        assert hub.url.startswith("https://")
+        untrusting = make_kiosk()
+        with pytest.raises(HubUnreachable, match="not trusted") as err:
+            untrusting.agent.register(hub.url, hub.code())
+        assert "ca_bundle" in err.value.fix
+        trusting = make_kiosk(sync={"ca_bundle": str(cert)}, hub=hub)
+        trusting.punch("E1", 2)
+        assert trusting.agent.push().accepted == 2
+        assert Counter(p["seq"] for p in hub.export()) == {1: 1, 2: 1}
+        trusting.agent.close()
+    finally:
+        hub.hr.close()
+        hub.server.stop()
