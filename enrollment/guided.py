@@ -130,7 +130,8 @@ def guidance_for(reasons: tuple[str, ...]) -> str:
     return "hold_still"
 
 
-def find_warning(samples: list[Sample], gallery: Gallery, employee_id: str, threshold: float) -> DuplicateWarning | None:
+def find_warning(samples: list[Sample], gallery: Gallery, employee_id: str,
+                 threshold: float) -> DuplicateWarning | None:
     """1:N duplicate check: does any sample match another employee (at the recognition threshold),
     or do the samples not match this employee's own stored templates?"""
     worst: DuplicateWarning | None = None
@@ -249,7 +250,8 @@ class GuidedEnrolment:
     def _samples_complete(self) -> None:
         warning = find_warning(self.samples, self.gallery, self.person.employee_id, self.match_cfg.threshold)
         if warning is not None:
-            self.warning = DuplicateWarning(warning.kind, warning.employee_id, warning.score, self._names(warning.employee_id))
+            self.warning = DuplicateWarning(warning.kind, warning.employee_id, warning.score,
+                                            self._names(warning.employee_id))
             self.phase, self.guidance = Phase.CONFIRM, None
             log.info("enrolment of %s: samples match %s (%s, score %.2f); asking the admin",
                      self.person.employee_id, warning.employee_id, warning.kind, warning.score)

@@ -27,6 +27,8 @@ def _register() -> None:
     cli.add_command(bench)
     from kiosk.cli_face import register as register_face
     register_face(cli, bench)
+    from kiosk.cli_enroll_extra import register as register_enroll_extra  # after cli_face: extends `enroll`
+    register_enroll_extra(cli)
     from hardware.cli import hw
     cli.add_command(hw)
     from kiosk.demo import demo_command
@@ -36,6 +38,8 @@ def _register() -> None:
     from sync.cli import hub_group, sync_group
     cli.add_command(sync_group)
     cli.add_command(hub_group)
+    from sync.bench import bench_hub
+    bench.add_command(bench_hub)
 
 
 _register()

@@ -65,7 +65,7 @@ class KioskDaemon:
         floor = last_punch_floor(self.store)
         if floor is not None:
             self.clock.raise_floor(floor)
-        self.camera = self.rfid = self.gps = None
+        self.camera = self.rfid = self.gps = self.feedback = None
         self.engine = self.gallery = self.pipeline = None
         self._inference: threading.Thread | None = None
         self._camera_state = None
@@ -88,9 +88,11 @@ class KioskDaemon:
             and self.config.camera.source.strip() != "none"
 
     def _open_parts(self) -> None:
-        from hardware import open_camera, open_gps, open_rfid
+        from hardware import open_camera, open_feedback, open_gps, open_rfid
         from hardware.geofence import check_geofence
         self._check_geofence = check_geofence
+        self.feedback = open_feedback(self.config.feedback)
+        self.bus.subscribe(self._signal)
         if self._uses_face():
             self._open_face()
             self.camera = open_camera(self.config.camera)
@@ -142,6 +144,19 @@ class KioskDaemon:
         except KioskError as exc:
             log.error("card %s not handled: %s", read.card[-4:], exc)
 
+    def _signal(self, event: Event) -> None:
+        """Buzzer/LEDs/door for the events a person must notice."""
+        from hardware import Signal
+        if event.kind is EventKind.PUNCHED:
+            self.feedback.signal(Signal.ACCEPTED)
+            self.feedback.open_door()
+        elif event.kind in (EventKind.ALREADY_PUNCHED, EventKind.SHOW_FACE):
+            self.feedback.signal(Signal.ATTENTION)
+        elif event.kind in (EventKind.NOT_RECOGNISED, EventKind.USE_CARD, EventKind.UNKNOWN_CARD,
+                            EventKind.FACE_MISMATCH, EventKind.OUTSIDE_GEOFENCE, EventKind.STORE_ERROR,
+                            EventKind.NOT_LIVE):
+            self.feedback.signal(Signal.REJECTED)
+
     def _locate(self) -> Position | None:
         if self.gps is None:
             return None
@@ -150,14 +165,15 @@ class KioskDaemon:
             return None
         verdict = self._check_geofence(fix, self.config.geofence) if self.config.geofence.policy != "off" else None
         inside = None if verdict is None else verdict.inside
-        return Position(fix.lat, fix.lon, fix.accuracy_m, inside)
+        accuracy = fix.accuracy_m if fix.accuracy_m is not None else float("nan")
+        return Position(fix.lat, fix.lon, accuracy, inside)
 
     # -- running ---------------------------------------------------------
 
     def run(self) -> int:
         """Start everything, serve until stopped, stop in order; returns the exit code."""
         self._install_signals()
-        for device in (self.camera, self.rfid, self.gps):
+        for device in (self.feedback, self.camera, self.rfid, self.gps):
             if device is not None:
                 device.start()
         if self.pipeline is not None:
@@ -203,6 +219,7 @@ class KioskDaemon:
             if frame is None:
                 if self.camera.finished and self.exit_when_camera_ends:
                     log.info("camera source ended: every frame processed; stopping")
+                    self.pipeline.finish_walkup()
                     self.stop_event.set()
                 continue
             if self.frame_tap is not None and self.frame_tap(frame):  # guided enrolment: no punching
@@ -237,9 +254,18 @@ class KioskDaemon:
                 self.bus.publish(Event(EventKind.CAMERA_ONLINE, detail=status.reason))
         elif status.state.value in ("stalled", "disconnected", "failed"):
             self.bus.publish(Event(EventKind.CAMERA_OFFLINE, detail=status.reason))
+            if self.exit_when_camera_ends:
+                log.error("camera %s cannot be read (%s); with --exit-when-camera-ends there is nothing to "
+                          "wait for: stopping", self.camera.describe(), status.reason)
+                self.exit_code = 1
+                self.stop_event.set()
         self.notifier.status(self._status_line())
 
     def _feed_clock(self) -> None:
+        from sync.clockoffset import latest_hub_clock
+        hub = latest_hub_clock(self.store)
+        if hub is not None and hub.same_boot():
+            self.clock.note_hub(hub.offset_s, hub.mono_ns)
         if self.gps is None:
             return
         gps_time = self.gps.time()
@@ -308,7 +334,7 @@ class KioskDaemon:
             self.camera.stop()
         if self._inference is not None:
             self._inference.join(timeout=10)
-        for device in (self.rfid, self.gps):
+        for device in (self.rfid, self.gps, self.feedback):
             if device is not None:
                 device.stop()
         self.store.close()

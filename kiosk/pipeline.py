@@ -49,6 +49,8 @@ class WalkupState:
     walkup_id: int = -1
     first_face_ns: int = 0
     handled: bool = False
+    embeds: int = 0
+    awaiting_blink: bool = False
 
 
 class Pipeline:
@@ -92,13 +94,28 @@ class Pipeline:
         result = self.processor.process(frame.image)
         self.latest = (frame, result)
         if result.state is FrameState.IDLE or result.face is None:
+            if not self.processor.tracking:
+                self.finish_walkup()
             return result
         if self.processor.walkup_id != self.walkup.walkup_id:
+            self.finish_walkup()
             self.walkup = WalkupState(self.processor.walkup_id, frame.mono_ns)
             self.liveness.reset()
+        self.walkup.embeds += int(result.embedded)
         if not self.walkup.handled:
             self._decide(frame, result)
         return result
+
+    def finish_walkup(self) -> None:
+        """The person left (or the camera ended): say what became of an undecided walk-up."""
+        walkup = self.walkup
+        if walkup.walkup_id < 0 or walkup.handled:
+            return
+        walkup.handled = True
+        if walkup.awaiting_blink:
+            self.bus.publish(Event(EventKind.NOT_LIVE, detail="recognised, but no blink was seen"))
+        elif walkup.embeds > 0 and self.policy.pending_verification() is None:
+            self.policy.on_unrecognised(detail="walk-up ended undecided")
 
     # -- decisions -------------------------------------------------------
 
@@ -121,7 +138,9 @@ class Pipeline:
         if result.state is FrameState.UNKNOWN:
             self.policy.on_unrecognised(detail=result.match.reason if result.match else "")
             self.walkup.handled = True
-        elif result.state is FrameState.DECIDED and verdict is Verdict.LIVE:
+        elif result.state is FrameState.DECIDED and verdict is not Verdict.LIVE:
+            self.walkup.awaiting_blink = True
+        elif result.state is FrameState.DECIDED:
             decision = result.decision
             event = self.policy.on_face(decision.employee_id, decision.score)
             self.walkup.handled = True

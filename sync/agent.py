@@ -254,7 +254,8 @@ class Agent:
             cursor = self.state.get_int("roster_cursor")
             if (self.state.get("roster_model_id", "") != (model_id or "")
                     or self.state.get("roster_branch", reg.branch) != reg.branch):
-                log.info("model or branch changed: downloading the whole roster again")
+                if cursor:
+                    log.info("this kiosk's model or branch changed: downloading the whole roster again")
                 cursor = 0
             while True:
                 page = client.roster(cursor)

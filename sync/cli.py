@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import threading
 import time
@@ -42,7 +43,12 @@ def sync_group() -> None:
 
 def _agent(store: Any, cfg: ConfigRef) -> Any:
     from sync.agent import Agent
-    return Agent(cfg.load(), store)
+    config = cfg.load()
+    if config.log.level != "DEBUG":
+        # One line per HTTP request and per scheduler tick (4 a second) would drown the journal.
+        for name in ("httpx", "apscheduler"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return Agent(config, store)
 
 
 @sync_group.command("register")

@@ -18,8 +18,15 @@ from pydantic import BaseModel, ValidationError
 from kiosk import __version__
 from sync.clockoffset import HubClock, measure
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
-from sync.protocol import (API_PREFIX, Heartbeat, HeartbeatResponse, PunchBatchResponse, RegisterRequest,
-                           RegisterResponse, RosterPage)
+from sync.protocol import (
+    API_PREFIX,
+    Heartbeat,
+    HeartbeatResponse,
+    PunchBatchResponse,
+    RegisterRequest,
+    RegisterResponse,
+    RosterPage,
+)
 
 log = logging.getLogger(__name__)
 

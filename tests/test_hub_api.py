@@ -205,7 +205,8 @@ def test_hr_input_is_validated_with_reasons(hub) -> None:
     assert hub.hr.post("/v1/hr/employees", json=base).status_code == 409
     taken = hub.hr.post("/v1/hr/employees", json={**base, "employee_id": "E2", "cards": ["1234ABCD"]})
     assert taken.status_code == 409 and "E1" in taken.json()["error"]["message"]
-    bad_photo = hub.hr.post("/v1/hr/employees", json={**base, "employee_id": "E3", "photos": ["bm90IGEgcGhvdG8gYXQgYWxs"]})
+    not_a_photo = "bm90IGEgcGhvdG8gYXQgYWxs"
+    bad_photo = hub.hr.post("/v1/hr/employees", json={**base, "employee_id": "E3", "photos": [not_a_photo]})
     assert bad_photo.status_code == 422 and "JPEG" in bad_photo.json()["error"]["message"]
     jpeg = "/9j/" + "A" * 40
     no_engine = hub.hr.post("/v1/hr/employees", json={**base, "employee_id": "E4", "photos": [jpeg]})
@@ -237,3 +238,14 @@ def test_heartbeat_reaches_device_status_and_openapi_is_published(hub) -> None:
 def test_health_needs_no_token(hub) -> None:
     resp = httpx.get(f"{hub.url}/v1/health")
     assert resp.status_code == 200 and resp.json()["database"] == "sqlite"
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_an_internal_failure_answers_500_with_an_incident_id_not_a_traceback(hub) -> None:
+    device = register(hub)
+    with hub.db.transaction() as tx:
+        tx.run("DROP TABLE device_issues")  # a broken database the code did not expect
+    resp = device.get(f"/v1/hr/devices/{device.device_id}", headers=hub.hr.headers)
+    body = resp.json()["error"]
+    assert resp.status_code == 500 and body["code"] == "internal" and "incident" in body["message"]
+    assert "Traceback" not in resp.text and "device_issues" not in resp.text

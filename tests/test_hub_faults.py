@@ -154,3 +154,28 @@ def test_operator_flow_through_the_cli(hub_backend, tmp_path, invoke) -> None:
         assert status["backlog"] == 1 and status["auth_error"]
         assert "kd1." not in json.dumps(status), "the device token is never shown"
         hr.close()
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_sync_run_pushes_a_new_punch_at_once_and_stops_on_sigterm(hub, make_kiosk) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    kiosk = make_kiosk(hub=hub, sync={"heartbeat_interval_s": 600, "push_interval_s": 600})
+    kiosk.punch("E1", 3)  # an offline backlog: pushed as soon as the agent starts
+    agent = subprocess.Popen([sys.executable, "-m", "kiosk", "sync", "run", "--config", str(kiosk.path),
+                              "--set", "sync.backoff_max_s=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for(lambda: len(hub.export()) == 3, timeout_s=30)
+        from kiosk.punches import PunchDraft
+        punch = kiosk.store.punches.append(PunchDraft("E1", "card", "verified"))  # as the daemon would
+        start = time.monotonic()
+        wait_for(lambda: any(p["id"] == punch.id for p in hub.export(since=3)), timeout_s=5, interval_s=0.01)
+        assert time.monotonic() - start < 5.0, "pushed on the store's signal, not the 10-minute timer"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        out, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
+    assert "sync agent stopped" in err and "Traceback" not in err

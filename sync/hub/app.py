@@ -21,9 +21,25 @@ from sync.hub.devices import Device
 from sync.hub.faces import TemplateMaker
 from sync.hub.middleware import HubMiddleware
 from sync.hub.store import HubDb
-from sync.protocol import (API_PREFIX, MORE_HEADER, NEXT_CURSOR_HEADER, PROTOCOL_VERSION, DeviceStatus, EmployeeIn,
-                           EmployeeOut, EmployeePatch, ErrorResponse, Heartbeat, HeartbeatResponse, PunchBatch,
-                           PunchBatchResponse, RegisterRequest, RegisterResponse, RosterPage, TerminateIn)
+from sync.protocol import (
+    API_PREFIX,
+    MORE_HEADER,
+    NEXT_CURSOR_HEADER,
+    PROTOCOL_VERSION,
+    DeviceStatus,
+    EmployeeIn,
+    EmployeeOut,
+    EmployeePatch,
+    ErrorResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    PunchBatch,
+    PunchBatchResponse,
+    RegisterRequest,
+    RegisterResponse,
+    RosterPage,
+    TerminateIn,
+)
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ class DatabaseConfig(StrictModel):
     """Where the hub keeps its data."""
 
     backend: Literal["sqlite", "postgres"] = Field("sqlite", description="sqlite (embedded file) or postgres.")
-    sqlite_path: ConfigPath = Field(Path("hub.db"), validate_default=True, description="SQLite database file (backend = sqlite).")
+    sqlite_path: ConfigPath = Field(Path("hub.db"), validate_default=True,
+                                    description="SQLite database file (backend = sqlite).")
     postgres_dsn: str = Field("", description="libpq connection string without the password, e.g. "
                               "'host=db.internal dbname=kiosk_hub user=kiosk_hub'. The password comes from "
                               "the systemd credential kiosk-hub-db-password, $PGPASSWORD or ~/.pgpass.")

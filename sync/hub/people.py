@@ -20,8 +20,17 @@ from kiosk.timeutil import iso_utc, utc_now
 from sync.hub.devices import Device
 from sync.hub.faces import MadeTemplate, TemplateMaker
 from sync.hub.store import HubDb, Tx
-from sync.protocol import (EmployeeIn, EmployeeOut, EmployeePatch, PhotoProblem, RosterEmployee, RosterPage,
-                           RosterTemplate, TemplateIn, encode_vector)
+from sync.protocol import (
+    EmployeeIn,
+    EmployeeOut,
+    EmployeePatch,
+    PhotoProblem,
+    RosterEmployee,
+    RosterPage,
+    RosterTemplate,
+    TemplateIn,
+    encode_vector,
+)
 
 log = logging.getLogger(__name__)
 

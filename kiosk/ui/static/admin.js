@@ -19,8 +19,12 @@ const Admin = {
     }));
     $("pin-clear").addEventListener("click", () => { $("pin").value = ""; });
     $("pin-ok").addEventListener("click", () => this.login());
+    $("pin-form").addEventListener("submit", (e) => { e.preventDefault(); this.login(); });
     document.addEventListener("keydown", (e) => this.onKey(e));
-    ["pointerdown", "keydown"].forEach((kind) => document.addEventListener(kind, () => { this.lastTouch = Date.now(); }));
+    ["pointerdown", "keydown"].forEach((kind) => document.addEventListener(kind, () => {
+      this.lastTouch = Date.now();
+      this.keepAlive();
+    }));
     document.querySelectorAll(".tabs [data-tab]").forEach((b) => b.addEventListener("click", () => this.showTab(b.dataset.tab)));
     $("admin-logout").addEventListener("click", () => this.logout("manual"));
     $("enrol-form").addEventListener("submit", (e) => { e.preventDefault(); this.startEnrol(); });
@@ -37,6 +41,14 @@ const Admin = {
   },
 
   isOpen() { return this.open; },
+
+  keepAlive() {
+    // The server logs an idle session out too: tell it about touches that made no request.
+    if (this.loggedIn && Date.now() - (this.lastPing || 0) > 5000) {
+      this.lastPing = Date.now();
+      this.api("GET", "/api/admin/session");
+    }
+  },
 
   async api(method, path, body) {
     const options = { method, headers: { "x-kiosk-admin": "1" }, credentials: "same-origin" };
@@ -262,16 +274,17 @@ const Admin = {
     else if (s.phase === "confirm") guidance = I18n.t("enrol.check_needed");
     $("enrol-guidance").textContent = guidance;
     $("enrol-guidance").dataset.phase = s.phase;
-    const dots = "●".repeat(Math.min(s.samples, s.samples_needed)) + "○".repeat(Math.max(0, s.samples_needed - s.samples));
-    $("enrol-samples").textContent = s.phase === "capturing" ? dots + "  " + I18n.t("enrol.samples", {
-      taken: s.samples, needed: s.samples_needed }) : "";
+    const capturing = s.phase === "capturing";
+    $("enrol-dots").textContent = capturing ? "●".repeat(Math.min(s.samples, s.samples_needed)) +
+      "○".repeat(Math.max(0, s.samples_needed - s.samples)) : "";
+    $("enrol-count").textContent = capturing ? I18n.t("enrol.samples", { taken: s.samples, needed: s.samples_needed }) : "";
     const warning = s.phase === "confirm" && s.warning;
     $("enrol-warning").classList.toggle("hidden", !warning);
     if (warning) {
       $("enrol-warning-text").textContent = I18n.t("warning." + warning.kind, {
         employee_id: warning.employee_id, name: warning.name || "", score: warning.score.toFixed(2) });
     }
-    $("enrol-cancel").classList.toggle("hidden", finished || s.phase === "self_test");
+    $("enrol-cancel").classList.toggle("hidden", finished || s.phase === "self_test" || s.phase === "confirm");
     $("enrol-retry").classList.toggle("hidden", !(s.phase === "failed" && s.templates_saved > 0));
     $("enrol-close").classList.toggle("hidden", !(finished || s.phase === "self_test"));
   },

@@ -88,8 +88,9 @@ const Screen = {
     const img = document.createElement("img");
     img.id = "preview";
     img.alt = "";
+    // A restarted daemon breaks the stream: ask again.
     img.addEventListener("error", () => setTimeout(() => { img.src = "/api/preview.mjpg?t=" + Date.now(); }, 2000));
-    img.src = "/api/preview.mjpg";
+    if (this.state.preview) img.src = "/api/preview.mjpg";
     return img;
   },
 

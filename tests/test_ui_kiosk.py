@@ -1,0 +1,359 @@
+"""The kiosk screen end to end: the real daemon (`python -m kiosk run`) with a fake camera showing real
+photos and a card reader on a real pty, driven through a real headless Chromium.
+
+The tests run in file order against one daemon and one browser page (loading models once): the
+idle screen, languages, a live punch, admin login, guided enrolment (with the duplicate warning),
+cards, manual punch, health, erase, lockout, camera offline. Screenshots of the idle and result
+screens land in $KIOSK_UI_SCREENSHOTS (default: a pytest temp folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from ui_support import Daemon, Scene, chromium, free_port, new_page, require_chromium
+
+from conftest import REPO, PtyDevice, run_kiosk
+from kiosk.config import load_config
+from kiosk.store import open_store
+from kiosk.ui.config import UiConfig
+
+PIN = "135790"
+WAIT_MS = 20_000
+BRANCH = "Pudong Sub-branch"
+
+
+@pytest.fixture(scope="module")
+def kiosk(tmp_path_factory: pytest.TempPathFactory, face_data: Path):  # noqa: ANN201
+    """One kiosk: E001 Colin Powell enrolled from photos, an admin PIN, a daemon serving the screen."""
+    require_chromium()
+    work = tmp_path_factory.mktemp("ui")
+    home = work / "kiosk"
+    run_kiosk("init", str(home), "--branch", "B017", check=True)
+    config = home / "kiosk.toml"
+    colin = face_data / "Colin_Powell"
+    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+              "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
+    run_kiosk("admin", "set-pin", "--config", str(config), "--pin-stdin", input_text=PIN + "\n", check=True)
+    scene = Scene(work / "camera")
+    scene.idle()
+    reader = PtyDevice(work / "ttyUSB-reader")
+    port = free_port()
+    daemon = Daemon(config, [
+        f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=false",
+        "ui.enabled=true", f"ui.port={port}", "ui.language=zh", f"ui.branch_title={BRANCH}",
+        "ui.result_display_s=3", "ui.admin_idle_logout_s=15", "face.max_embeds_per_walkup=6",
+        f"rfid.port={reader.path}", "rfid.protocol=line", "rfid.hold_off_s=0.1",
+        "sync.hub_url=http://127.0.0.1:9", "device.timezone=Asia/Shanghai",
+    ], work)
+    url = f"http://127.0.0.1:{port}/"
+    daemon.start(url)
+    try:
+        yield {"daemon": daemon, "scene": scene, "reader": reader, "url": url, "config": config, "face_data": face_data}
+    finally:
+        code = daemon.stop()
+        reader.close()
+        assert code == 0, daemon.log()
+
+
+@pytest.fixture(scope="module")
+def chrome(kiosk):  # noqa: ANN001, ANN201
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def page(kiosk, chrome):  # noqa: ANN001, ANN201
+    page = new_page(chrome)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_screen(page, kiosk["url"] + "?lang=en")
+    yield page
+    page.context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("KIOSK_UI_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def open_screen(page, url: str) -> None:  # noqa: ANN001
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
+
+
+def expect():  # noqa: ANN201
+    from playwright.sync_api import expect as playwright_expect
+    return playwright_expect
+
+
+def local_hhmm() -> str:
+    from zoneinfo import ZoneInfo
+    return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M")
+
+
+def store_of(kiosk):  # noqa: ANN001, ANN201
+    return open_store(load_config(kiosk["config"]))
+
+
+def events(kiosk) -> list[dict]:  # noqa: ANN001
+    lines = kiosk["daemon"].events_path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def photos(kiosk, identity: str, names: range) -> list[Path]:  # noqa: ANN001
+    folder = kiosk["face_data"] / identity
+    return [folder / f"{identity}_{i:04d}.jpg" for i in names]
+
+
+def back_to_idle(kiosk, page) -> None:  # noqa: ANN001
+    kiosk["scene"].idle()
+    expect()(page.locator("#screen-result")).to_be_hidden(timeout=WAIT_MS)
+    time.sleep(1.0)  # the walk-up ends once the face has been gone for a few frames
+
+
+# -- the teller's screen ------------------------------------------------------------------------
+
+def test_idle_screen(page, shots: Path) -> None:  # noqa: ANN001
+    expect()(page.locator("#prompt")).to_have_text("Please look at the camera")
+    expect()(page.locator("#prompt-other")).to_have_text("请看摄像头")
+    expect()(page.locator("#branch-name")).to_have_text(BRANCH)
+    before = local_hhmm()
+    expect()(page.locator("#clock")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+    assert page.inner_text("#clock") in (before, local_hhmm())  # the branch's zone, not the browser's
+    expect()(page.locator("#preview")).not_to_have_js_property("naturalWidth", 0, timeout=WAIT_MS)  # live MJPEG
+    expect()(page.locator("#screen-result")).to_be_hidden()
+    page.screenshot(path=str(shots / "idle-en.png"))
+    sizes = page.evaluate("""() => ['clock', 'prompt'].map(id =>
+        parseFloat(getComputedStyle(document.getElementById(id)).fontSize))""")
+    assert sizes[0] >= 90 and sizes[1] >= 30  # px on an 800x480 panel: readable from 1 m
+
+
+def test_language_default_query_and_switch(kiosk, chrome, page, shots: Path) -> None:  # noqa: ANN001
+    other = new_page(chrome)
+    open_screen(other, kiosk["url"])  # no ?lang: the configured default (ui.language = zh)
+    expect()(other.locator("#prompt")).to_have_text("请看摄像头")
+    expect()(other.locator("#admin-open")).to_have_text("管理")
+    other.screenshot(path=str(shots / "idle-zh.png"))
+    other.click("button.lang[data-lang=en]")
+    expect()(other.locator("#prompt")).to_have_text("Please look at the camera")
+    assert other.url.endswith("?lang=en")
+    other.context.close()
+    page.click("button.lang[data-lang=zh]")
+    expect()(page.locator("#prompt")).to_have_text("请看摄像头")
+    page.click("button.lang[data-lang=en]")
+    expect()(page.locator("#prompt")).to_have_text("Please look at the camera")
+
+
+def test_recognised_punch_appears_live(kiosk, page, shots: Path) -> None:  # noqa: ANN001
+    before = local_hhmm()
+    kiosk["scene"].show(photos(kiosk, "Colin_Powell", range(5, 6)))
+    result = page.locator("#screen-result")
+    expect()(result).to_be_visible(timeout=WAIT_MS)
+    expect()(result).to_have_class(re.compile("tone-ok"))
+    expect()(page.locator("#result-title")).to_have_text("Punch recorded")
+    expect()(page.locator("#result-name")).to_have_text("Colin Powell")
+    expect()(page.locator("#result-method")).to_have_text("Face")
+    assert page.inner_text("#result-time") in (before, local_hhmm())  # the branch's time zone
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(shots / "result-punched.png"))
+    sizes = page.evaluate("""() => ['result-name', 'result-time'].map(id =>
+        parseFloat(getComputedStyle(document.getElementById(id)).fontSize))""")
+    assert sizes[0] >= 50 and sizes[1] >= 70
+    punched = [e for e in events(kiosk) if e["kind"] == "punched"]
+    assert punched[-1]["employee_id"] == "E001" and punched[-1]["method"] == "face"
+    back_to_idle(kiosk, page)
+
+
+def test_second_walk_up_says_already_punched(kiosk, page) -> None:  # noqa: ANN001
+    kiosk["scene"].show(photos(kiosk, "Colin_Powell", range(6, 7)))
+    expect()(page.locator("#result-title")).to_have_text(re.compile(r"^Already punched at \d\d:\d\d$"), timeout=WAIT_MS)
+    expect()(page.locator("#screen-result")).to_have_class(re.compile("tone-warn"))
+    back_to_idle(kiosk, page)
+
+
+def test_a_stranger_is_told_to_use_the_card(kiosk, page, shots: Path) -> None:  # noqa: ANN001
+    kiosk["scene"].show(photos(kiosk, "George_W_Bush", range(1, 2)))
+    expect()(page.locator("#result-title")).to_have_text("Not recognised — please use your card", timeout=WAIT_MS)
+    expect()(page.locator("#screen-result")).to_have_class(re.compile("tone-bad"))
+    page.screenshot(path=str(shots / "result-not-recognised.png"))
+    back_to_idle(kiosk, page)
+
+
+# -- admin mode ---------------------------------------------------------------------------------
+
+def type_pin(page, pin: str) -> None:  # noqa: ANN001
+    for digit in pin:
+        page.click(f".pinpad [data-digit='{digit}']")
+    page.click("#pin-ok")
+
+
+def test_admin_login(page) -> None:  # noqa: ANN001
+    page.click("#admin-open")
+    expect()(page.locator("#admin-login")).to_be_visible()
+    type_pin(page, "111111")
+    expect()(page.locator("#pin-message")).to_have_text("Wrong PIN — 4 tries left")
+    type_pin(page, PIN)
+    expect()(page.locator("#admin-main")).to_be_visible()
+    expect()(page.locator(".tabs [data-tab=enrol]")).to_have_class(re.compile("current"))
+
+
+def test_guided_enrolment_end_to_end(kiosk, page, shots: Path) -> None:  # noqa: ANN001
+    page.fill("#enrol-id", "E002")
+    page.fill("#enrol-name", "Vladimir Putin")
+    page.fill("#enrol-card", "0012345678")
+    page.click("#enrol-form button[type=submit]")
+    expect()(page.locator("#enrol-capture")).to_be_visible()
+    expect()(page.locator("#enrol-guidance")).to_have_text("Look at the camera")  # nobody in view yet
+    kiosk["scene"].show(photos(kiosk, "Vladimir_Putin", range(1, 11)))
+    expect()(page.locator("#enrol-samples")).to_contain_text("of 5 samples", timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "admin-enrol-capture.png"))
+    expect()(page.locator("#enrol-guidance")).to_have_text(
+        "Recognised — enrolment complete (5 samples saved)", timeout=WAIT_MS)
+    kiosk["scene"].idle()
+    page.wait_for_timeout(1500)  # the enrolment keeps the camera until closed: nobody is punched
+    page.click("#enrol-close")
+    with store_of(kiosk) as store:
+        putin = store.roster.get("E002")
+        assert putin.templates == 5 and putin.cards == ("0012345678",)
+        queued = store.query("SELECT * FROM enrolment_outbox WHERE employee_id = 'E002'")
+        assert len(queued) == 1 and queued[0]["source"] == "device" and len(json.loads(queued[0]["template_ids"])) == 5
+        assert {"enroll.start", "enroll.guided", "enroll.close"} <= {r["action"] for r in store.audit_log(50)}
+    assert not [e for e in events(kiosk) if e["kind"] == "punched" and e.get("employee_id") == "E002"]
+
+
+def test_duplicate_warning_before_saving(kiosk, page, shots: Path) -> None:  # noqa: ANN001
+    page.fill("#enrol-id", "E003")
+    page.fill("#enrol-name", "Someone Else")
+    page.click("#enrol-form button[type=submit]")
+    kiosk["scene"].show(photos(kiosk, "Colin_Powell", range(4, 11)))
+    warning = page.locator("#enrol-warning-text")
+    expect()(warning).to_be_visible(timeout=WAIT_MS)
+    expect()(warning).to_contain_text("This face already matches employee E001 Colin Powell")
+    page.screenshot(path=str(shots / "admin-enrol-duplicate.png"))
+    page.click("#enrol-refuse")
+    expect()(page.locator("#enrol-guidance")).to_have_text("Enrolment cancelled — nothing was saved")
+    kiosk["scene"].idle()
+    page.wait_for_timeout(1500)
+    page.click("#enrol-close")
+    with store_of(kiosk) as store:
+        assert store.roster.get("E003") is None
+        assert "enroll.duplicate_refused" in {r["action"] for r in store.audit_log(20)}
+
+
+def employee_row(page, employee_id: str):  # noqa: ANN001, ANN201
+    return page.locator(f"#employee-rows tr[data-employee='{employee_id}']")
+
+
+def test_add_a_card_by_reading_it(kiosk, page) -> None:  # noqa: ANN001
+    page.click(".tabs [data-tab=employees]")
+    page.fill("#employee-search", "Putin")
+    row = employee_row(page, "E002")
+    expect()(row).to_be_visible()
+    expect()(page.locator("#employee-rows tr")).to_have_count(1)
+    row.locator("[data-action=add-card]").click()
+    expect()(page.locator("#admin-message")).to_contain_text("Tap Vladimir Putin's card on the reader")
+    kiosk["reader"].write(b"0087654321\r\n")
+    expect()(page.locator("#admin-message")).to_have_text("Card 0087654321 added for Vladimir Putin", timeout=WAIT_MS)
+    expect()(row.locator("[data-action=card]")).to_have_count(2)
+
+
+def test_manual_punch_and_health(kiosk, page) -> None:  # noqa: ANN001
+    page.click(".tabs [data-tab=punch]")
+    page.fill("#punch-id", "E002")
+    page.click("#punch-form button[type=submit]")  # no reason: the form asks for one
+    page.fill("#punch-reason", "card left at home")
+    page.click("#punch-form button[type=submit]")
+    recorded = re.compile(r"^Punch recorded for Vladimir Putin at \d\d:\d\d$")
+    expect()(page.locator("#admin-message")).to_have_text(recorded)
+    with store_of(kiosk) as store:
+        last = store.punches.last_for("E002")
+        assert last.method == "manual" and last.note == "card left at home"
+    page.click(".tabs [data-tab=health]")
+    health = page.locator("#health-rows")
+    expect()(health).to_contain_text("Camera")
+    text = health.inner_text()
+    assert "working" in text and "Card reader" in text and "Face model" in text
+    assert re.search(r"Enrolments not yet at the hub\s+1", text)
+
+
+def test_card_punch_after_logout(kiosk, page) -> None:  # noqa: ANN001
+    page.click("#admin-logout")
+    expect()(page.locator("#admin")).to_be_hidden()
+    kiosk["reader"].write(b"0087654321\r\n")
+    expect()(page.locator("#result-title")).to_have_text(re.compile("Punch recorded|Already punched"), timeout=WAIT_MS)
+    expect()(page.locator("#result-name")).to_have_text("Vladimir Putin")
+    expect()(page.locator("#screen-result")).to_be_hidden(timeout=WAIT_MS)
+
+
+def test_erase_an_employee(kiosk, page) -> None:  # noqa: ANN001
+    page.click("#admin-open")
+    type_pin(page, PIN)
+    page.click(".tabs [data-tab=employees]")
+    page.fill("#employee-search", "E002")
+    employee_row(page, "E002").locator("[data-action=erase]").click()
+    expect()(page.locator("#dialog-text")).to_contain_text("Erase E002 Vladimir Putin?")
+    page.fill("#dialog-input", "left the bank")
+    page.click("#dialog-ok")
+    expect()(page.locator("#admin-message")).to_have_text("E002 erased: 5 samples overwritten, 2 cards removed")
+    expect()(employee_row(page, "E002")).to_have_count(0)
+    with store_of(kiosk) as store:
+        erased = store.roster.get("E002")
+        assert not erased.active and erased.templates == 0 and erased.cards == ()
+        assert store.query("SELECT count(*) AS n FROM templates WHERE employee_id = 'E002'")[0]["n"] == 0
+        assert store.query("SELECT count(*) AS n FROM enrolment_outbox WHERE employee_id = 'E002'")[0]["n"] == 0
+        assert store.punches.last_for("E002") is not None  # punches stay
+        erase = next(r for r in store.audit_log(20) if r["action"] == "employee.erase")
+        assert erase["actor"] == "kiosk-admin" and json.loads(erase["detail"])["reason"] == "left the bank"
+
+
+def test_idle_admin_mode_logs_out_by_itself(page) -> None:  # noqa: ANN001
+    expect()(page.locator("#admin-main")).to_be_visible()
+    expect()(page.locator("#admin")).to_be_hidden(timeout=25_000)  # ui.admin_idle_logout_s = 15
+    expect()(page.locator("#toast")).to_have_text("Admin mode logged out (idle)")
+
+
+def test_lockout_after_five_wrong_pins(kiosk, page) -> None:  # noqa: ANN001
+    page.click("#admin-open")
+    for remaining in (4, 3, 2, 1):
+        type_pin(page, "000000")
+        expect()(page.locator("#pin-message")).to_have_text(f"Wrong PIN — {remaining} tries left")
+    type_pin(page, "000000")
+    expect()(page.locator("#pin-message")).to_have_text("Too many wrong PINs — admin mode is locked for 5 min")
+    type_pin(page, PIN)  # even the right PIN, while locked
+    expect()(page.locator("#pin-message")).to_have_text("Too many wrong PINs — admin mode is locked for 5 min")
+    expect()(page.locator("#admin-main")).to_be_hidden()
+    with store_of(kiosk) as store:
+        assert "admin.lockout" in {r["action"] for r in store.audit_log(20)}
+    page.click("#admin-login [data-action=close-admin]")
+
+
+def test_camera_offline_is_shown(kiosk, page) -> None:  # noqa: ANN001
+    kiosk["scene"].empty()
+    expect()(page.locator("#banner")).to_have_text("Camera offline — please use your card", timeout=WAIT_MS)
+    kiosk["scene"].idle()
+    expect()(page.locator("#banner")).to_be_hidden(timeout=WAIT_MS)
+
+
+def test_the_browser_unit_waits_for_this_screen(kiosk) -> None:  # noqa: ANN001
+    unit = (REPO / "systemd" / "kiosk-browser.service").read_text()
+    assert f"KIOSK_URL=http://127.0.0.1:{UiConfig().port}/" in unit and "--kiosk ${KIOSK_URL}" in unit
+    up = run_kiosk_module("kiosk.ui.wait", kiosk["url"], "5")
+    assert up.returncode == 0, up.stderr
+    down = run_kiosk_module("kiosk.ui.wait", f"http://127.0.0.1:{free_port()}/", "1")
+    assert down.returncode == 1 and "did not answer" in down.stderr
+
+
+def run_kiosk_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60)
