@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@# insightface's metadata asks for the GUI OpenCV build (needs libGL/X); its real
 	@# dependencies are in setup.cfg with opencv-python-headless, so install it alone.
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps insightface==2.1
-	./scripts/system-deps.sh
+	./scripts/system-deps.sh faketime chromium fonts-noto-cjk
 	touch $@
 
 demo: venv

@@ -29,6 +29,8 @@ from kiosk.ui.config import UiConfig
 PIN = "135790"
 WAIT_MS = 20_000
 BRANCH = "Pudong Sub-branch"
+BRANCH_LAT, BRANCH_LON = 31.2304, 121.4737
+FAR_AWAY_GPS = "fake:?lat=39.9042&lon=116.4074&time_offset_s=3600"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,8 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory, face_data: Path):  # noqa: A
     run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
               "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
     run_kiosk("admin", "set-pin", "--config", str(config), "--pin-stdin", input_text=PIN + "\n", check=True)
+    # On the roster (as the hub sends new hires) but without a face yet: waiting for enrolment.
+    run_kiosk("employee", "add", "E002", "--name", "Vladimir Putin", "--config", str(config), check=True)
     scene = Scene(work / "camera")
     scene.idle()
     reader = PtyDevice(work / "ttyUSB-reader")
@@ -53,6 +57,10 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory, face_data: Path):  # noqa: A
         "ui.result_display_s=3", "ui.admin_idle_logout_s=15", "face.max_embeds_per_walkup=6",
         f"rfid.port={reader.path}", "rfid.protocol=line", "rfid.hold_off_s=0.1",
         "sync.hub_url=http://127.0.0.1:9", "device.timezone=Asia/Shanghai",
+        # A field device far from its branch, whose GPS clock is off by an hour: punches are kept but
+        # flagged outside the area, and the time stays unverified.
+        f"gps.port={FAR_AWAY_GPS}", f"geofence.lat={BRANCH_LAT}", f"geofence.lon={BRANCH_LON}",
+        "geofence.policy=flag",
     ], work)
     url = f"http://127.0.0.1:{port}/"
     daemon.start(url)
@@ -165,6 +173,9 @@ def test_recognised_punch_appears_live(kiosk, page, shots: Path) -> None:  # noq
     expect()(page.locator("#result-title")).to_have_text("Punch recorded")
     expect()(page.locator("#result-name")).to_have_text("Colin Powell")
     expect()(page.locator("#result-method")).to_have_text("Face")
+    note = page.locator("#result-note")
+    expect()(note).to_contain_text("Time not yet verified — it will be corrected automatically")
+    expect()(note).to_contain_text("Recorded outside the branch area")
     assert page.inner_text("#result-time") in (before, local_hhmm())  # the branch's time zone
     page.wait_for_timeout(300)
     page.screenshot(path=str(shots / "result-punched.png"))
@@ -210,8 +221,9 @@ def test_admin_login(page) -> None:  # noqa: ANN001
 
 
 def test_guided_enrolment_end_to_end(kiosk, page, shots: Path) -> None:  # noqa: ANN001
-    page.fill("#enrol-id", "E002")
-    page.fill("#enrol-name", "Vladimir Putin")
+    page.locator("#enrol-roster button", has_text="E002").click()  # picked from the roster
+    expect()(page.locator("#enrol-id")).to_have_value("E002")
+    expect()(page.locator("#enrol-name")).to_have_value("Vladimir Putin")
     page.fill("#enrol-card", "0012345678")
     page.click("#enrol-form button[type=submit]")
     expect()(page.locator("#enrol-capture")).to_be_visible()
@@ -267,6 +279,11 @@ def test_add_a_card_by_reading_it(kiosk, page) -> None:  # noqa: ANN001
     kiosk["reader"].write(b"0087654321\r\n")
     expect()(page.locator("#admin-message")).to_have_text("Card 0087654321 added for Vladimir Putin", timeout=WAIT_MS)
     expect()(row.locator("[data-action=card]")).to_have_count(2)
+    row.locator("[data-action=card]", has_text="0012345678").click()
+    expect()(page.locator("#dialog-text")).to_have_text("Remove card 0012345678 from Vladimir Putin?")
+    page.click("#dialog-ok")
+    expect()(page.locator("#admin-message")).to_have_text("Card 0012345678 removed from Vladimir Putin")
+    expect()(row.locator("[data-action=card]")).to_have_count(1)
 
 
 def test_manual_punch_and_health(kiosk, page) -> None:  # noqa: ANN001
@@ -306,7 +323,8 @@ def test_erase_an_employee(kiosk, page) -> None:  # noqa: ANN001
     expect()(page.locator("#dialog-text")).to_contain_text("Erase E002 Vladimir Putin?")
     page.fill("#dialog-input", "left the bank")
     page.click("#dialog-ok")
-    expect()(page.locator("#admin-message")).to_have_text("E002 erased: 5 samples overwritten, 2 cards removed")
+    expect()(page.locator("#admin-message")).to_have_text(
+        "E002 erased: face samples overwritten: 5, cards removed: 1")
     expect()(employee_row(page, "E002")).to_have_count(0)
     with store_of(kiosk) as store:
         erased = store.roster.get("E002")
@@ -357,3 +375,35 @@ def test_the_browser_unit_waits_for_this_screen(kiosk) -> None:  # noqa: ANN001
 
 def run_kiosk_module(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_card_only_kiosk_refuses_a_punch_outside_the_branch(chrome, tmp_path: Path) -> None:  # noqa: ANN001
+    """A second, card-only kiosk (no camera, no models) whose geofence refuses punches from afar."""
+    home = tmp_path / "kiosk"
+    run_kiosk("init", str(home), check=True)
+    config = home / "kiosk.toml"
+    run_kiosk("employee", "add", "E500", "--name", "Field Manager", "--card", "0055667788", "--config", str(config),
+              check=True)
+    reader, port = PtyDevice(tmp_path / "ttyUSB-field"), free_port()
+    daemon = Daemon(config, ["ui.enabled=true", f"ui.port={port}", f"rfid.port={reader.path}", "rfid.protocol=line",
+                             f"gps.port={FAR_AWAY_GPS}", f"geofence.lat={BRANCH_LAT}", f"geofence.lon={BRANCH_LON}",
+                             "geofence.policy=refuse"], tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    daemon.start(url)
+    try:
+        page = new_page(chrome)
+        open_screen(page, url)
+        expect()(page.locator("#prompt")).to_have_text("Please tap your card")  # no camera here
+        expect()(page.locator("#preview")).to_have_count(0)
+        page.wait_for_timeout(1500)  # the fake receiver's first fix
+        reader.write(b"0055667788\r\n")
+        expect()(page.locator("#result-title")).to_have_text("Outside the branch area — punch not recorded",
+                                                           timeout=WAIT_MS)
+        expect()(page.locator("#screen-result")).to_have_class(re.compile("tone-bad"))
+        expect()(page.locator("#result-name")).to_have_text("Field Manager")
+        page.context.close()
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+        reader.close()
+    with open_store(load_config(config)) as store:
+        assert store.punches.last_for("E500") is None

@@ -1,0 +1,189 @@
+"""The real daemon (`kiosk run`) on image-sequence cameras built from real photos, fake readers at the edge."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon_support import copy_home, enrol, kinds, parse_events, run_daemon, start_daemon, write_sequence
+from kiosk.config import load_config
+from kiosk.daemon import KioskDaemon
+from kiosk.events import EventBus, EventKind
+from kiosk.store import open_store
+
+CARD_A = "0008075634"
+
+
+@pytest.fixture(scope="module")
+def people(face_data: Path) -> dict[str, list[Path]]:
+    def photos(identity: str) -> list[Path]:
+        return sorted((face_data / identity).iterdir())
+    return {"A": photos("Ariel_Sharon"), "B": photos("Alex_Lacamoire"), "stranger": photos("Arnold_Schwarzenegger")}
+
+
+@pytest.fixture(scope="module")
+def enrolled_home(tmp_path_factory: pytest.TempPathFactory, people) -> Path:
+    """A kiosk home with A (photos 1-2, card) and B (photo 1) enrolled through the real CLI."""
+    from conftest import run_kiosk
+    home = tmp_path_factory.mktemp("enrolled") / "kiosk"
+    run_kiosk("init", str(home), check=True)
+    config = home / "kiosk.toml"
+    enrol(config, "E001", "Ariel Sharon", people["A"][:2], "--card", CARD_A)
+    enrol(config, "E002", "Alex Lacamoire", people["B"][:1])
+    return config
+
+
+@pytest.fixture
+def home(enrolled_home: Path, tmp_path: Path) -> Path:
+    return copy_home(enrolled_home, tmp_path / "kiosk")
+
+
+def _punches(config: Path) -> list:
+    with open_store(load_config(config)) as store:
+        assert store.punches.verify().ok
+        return list(store.punches.iter())
+
+
+def test_enrolled_punches_once_stranger_never_repeat_is_debounced(home: Path, tmp_path: Path, people) -> None:
+    camera = write_sequence(tmp_path / "cam", [
+        (None, 3), (people["A"][2], 8), (None, 8),
+        (people["stranger"][0], 8), (None, 8),
+        (people["A"][3], 8), (None, 8)])
+    proc, events = run_daemon(home, f"camera.source='images:{camera}?fps=0'", "liveness.enabled=false",
+                              "punch.debounce_s=600")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert kinds(events) == ["punched", "not_recognised", "already_punched"]
+    punches = _punches(home)
+    assert [(p.employee_id, p.method) for p in punches] == [("E001", "face")]
+    assert punches[0].score > 0.4
+
+
+def test_still_photo_never_punches_with_liveness_on(home: Path, tmp_path: Path, people, video_data: Path) -> None:
+    """A printed/screen photo held up, slightly moved and tilted, over many frames."""
+    import cv2
+
+    from daemon_support import compose
+    folder = tmp_path / "attack"
+    folder.mkdir()
+    photo = cv2.imread(str(people["A"][2]))
+    index = 0
+    for step in range(60):
+        # A hand-held photo: small shifts, a little zoom, and vertical squash as it tilts back.
+        squash = 1.0 - 0.12 * abs(((step % 20) - 10) / 10)
+        tilted = cv2.resize(photo, (photo.shape[1], max(1, int(photo.shape[0] * squash))))
+        frame = compose(tilted, shift=(step % 5 - 2, step % 3 - 1), scale=1.0 + 0.01 * (step % 4))
+        cv2.imwrite(str(folder / f"{index:05d}.jpg"), frame)
+        index += 1
+    proc, events = run_daemon(home, f"camera.source='images:{folder}?fps=15'", "liveness.enabled=true",
+                              "liveness.window_s=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "punched" not in kinds(events)
+    assert "not_live" in kinds(events)
+    assert _punches(home) == []
+
+
+def test_card_and_face_refuses_the_wrong_face(home: Path, tmp_path: Path, people) -> None:
+    wrong = write_sequence(tmp_path / "wrong", [(None, 10), (people["B"][0], 30), (None, 6)])
+    sets = ["punch.mode='card_and_face'", "liveness.enabled=false", "rfid.port='fake:?cards=8075634&start_s=0.2'"]
+    proc, events = run_daemon(home, f"camera.source='images:{wrong}?fps=10'", *sets)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "show_face" in kinds(events) and "punched" not in kinds(events)
+    assert _punches(home) == []
+    right = write_sequence(tmp_path / "right", [(None, 10), (people["A"][3], 30), (None, 6)])
+    proc, events = run_daemon(home, f"camera.source='images:{right}?fps=10'", *sets)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [(p.employee_id, p.method) for p in _punches(home)] == [("E001", "card+face")]
+
+
+def test_camera_stall_card_still_works(home: Path) -> None:
+    config = load_config(home, ["camera.source='fake:?fps=15'", "camera.stall_timeout_s=0.5",
+                                "rfid.port='fake:'", "events.stdout_json=false"])
+    bus = EventBus(stdout_json=False)
+    seen: list = []
+    bus.subscribe(seen.append)
+    daemon = KioskDaemon(config, bus=bus)
+    runner = threading.Thread(target=daemon.run, name="test-daemon")
+    runner.start()
+    try:
+        assert daemon.camera.wait_for(lambda status: status.state.working, 10)
+        daemon.camera.fake.go_silent()
+        deadline = time.monotonic() + 15
+        while not any(e.kind is EventKind.CAMERA_OFFLINE for e in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(e.kind is EventKind.CAMERA_OFFLINE for e in seen)
+        daemon.rfid.fake.present(8075634)
+        deadline = time.monotonic() + 10
+        while not any(e.kind is EventKind.PUNCHED for e in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        punched = [e for e in seen if e.kind is EventKind.PUNCHED]
+        assert punched and punched[0].method == "card" and punched[0].employee_id == "E001"
+        daemon.camera.fake.resume()
+        deadline = time.monotonic() + 15
+        while not any(e.kind is EventKind.CAMERA_ONLINE for e in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(e.kind is EventKind.CAMERA_ONLINE for e in seen)
+    finally:
+        daemon.stop_event.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    assert [p.method for p in _punches(home)] == ["card"]
+
+
+def test_sigterm_mid_walkup_loses_no_acknowledged_punch(home: Path, tmp_path: Path, people) -> None:
+    camera = write_sequence(tmp_path / "loop", [
+        (people["A"][2], 6), (None, 7), (people["B"][1], 6), (None, 7)])
+    proc = start_daemon(home, f"camera.source='images:{camera}?fps=30&loop=1'", "liveness.enabled=false",
+                        "punch.debounce_s=0")
+    acknowledged = []
+    deadline = time.monotonic() + 120
+    try:
+        while len(acknowledged) < 4 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acknowledged += [e["punch_id"] for e in parse_events(line) if e["kind"] == "punched"]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    acknowledged += [e["punch_id"] for e in parse_events(out) if e["kind"] == "punched"]
+    assert proc.returncode == 0, err[-2000:]
+    assert len(acknowledged) >= 4
+    stored = {p.id for p in _punches(home)}
+    assert set(acknowledged) <= stored
+    assert "kiosk stopped" in err
+
+
+def test_clock_set_back_keeps_seq_and_flags_punches(home: Path) -> None:
+    """First a punch on a GPS-verified clock, then the wall clock is set back two days."""
+    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not libs:
+        pytest.skip("libfaketime (Debian package faketime) is needed to set the daemon's clock back")
+    sets = ["rfid.port='fake:?cards=8075634&start_s=2.5'", "gps.port='fake:?lat=31.23&lon=121.47'",
+            "punch.debounce_s=0"]
+
+    def one_punch(env: dict | None = None) -> dict:
+        proc = start_daemon(home, *sets, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                events = parse_events(proc.stdout.readline())
+                if events and events[0]["kind"] == "punched":
+                    return events[0]
+            raise AssertionError("no punch")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+
+    one_punch()
+    # The daemon's wall clock two days back; its monotonic clock untouched, as after a manual change.
+    one_punch({"LD_PRELOAD": str(libs[0]), "FAKETIME": "-2d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    first, second = _punches(home)
+    assert first.clock_state == "verified" and "clock_behind_floor" not in first.flags
+    assert second.seq == first.seq + 1 and second.ts_utc < first.ts_utc
+    assert second.clock_state == "unverified" and "clock_behind_floor" in second.flags
