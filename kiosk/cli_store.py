@@ -31,21 +31,15 @@ key_file = "kiosk-db.key"
 """
 
 
-@click.command("init")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--branch", default="B001", show_default=True, help="Branch code of this kiosk.")
-@click.option("--name", default="kiosk", show_default=True, help="Name of this kiosk.")
-@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone for local times shown.")
-def init_command(directory: Path, branch: str, name: str, timezone: str) -> None:
-    """Create a ready-to-use kiosk home in DIRECTORY: kiosk.toml, a 0600 key file, the store."""
+def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", timezone: str = "UTC") -> Path:
+    """Write DIR/kiosk.toml, a fresh 0600 key file and the initialised store; returns the config path."""
     config_path = directory / "kiosk.toml"
     if config_path.exists():
         raise KioskError(f"{config_path} already exists; refusing to overwrite a kiosk's config",
                          fix="Choose an empty folder, or use the existing config.")
     directory.mkdir(parents=True, exist_ok=True)
-    text = KIOSK_TOML_TEMPLATE.format(name=name, branch=branch, timezone=timezone)
     tmp = directory / ".kiosk.toml.tmp"
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(KIOSK_TOML_TEMPLATE.format(name=name, branch=branch, timezone=timezone), encoding="utf-8")
     try:
         config = load_config(tmp)
     except ConfigError:
@@ -55,6 +49,18 @@ def init_command(directory: Path, branch: str, name: str, timezone: str) -> None
     with open_store(config, create=True):
         pass
     tmp.rename(config_path)
+    return config_path
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--branch", default="B001", show_default=True, help="Branch code of this kiosk.")
+@click.option("--name", default="kiosk", show_default=True, help="Name of this kiosk.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone for local times shown.")
+def init_command(directory: Path, branch: str, name: str, timezone: str) -> None:
+    """Create a ready-to-use kiosk home in DIRECTORY: kiosk.toml, a 0600 key file, the store."""
+    config_path = create_home(directory, branch, name, timezone)
+    config = load_config(config_path)
     click.echo(f"Kiosk home ready in {directory}:")
     click.echo(f"  config   {config_path}")
     click.echo(f"  key      {config.store.key_file} (mode 0600; back it up: without it the store is unreadable)")

@@ -7,7 +7,6 @@ One inference thread calls ``handle(frame)`` for every frame it takes from the c
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import cv2
@@ -70,7 +69,6 @@ class Pipeline:
         self._last_look_ns = 0
         self.frames_seen = 0
         self.frames_processed = 0
-        self.last_latency_ms: float | None = None
         # The newest frame and what was found in it, for the screen's live preview (read-only there).
         self.latest: tuple[object, FrameResult | None] | None = None
 
@@ -142,7 +140,7 @@ class Pipeline:
             self.walkup.awaiting_blink = True
         elif result.state is FrameState.DECIDED:
             decision = result.decision
-            event = self.policy.on_face(decision.employee_id, decision.score)
+            event = self.policy.on_face(decision.employee_id, decision.score, self.walkup.first_face_ns)
             self.walkup.handled = True
             self._after(frame, result, event)
 
@@ -156,7 +154,7 @@ class Pipeline:
             self.walkup.handled = True
             return
         if verdict is Verdict.LIVE:
-            event = self.policy.on_face_check(employee_id, score)
+            event = self.policy.on_face_check(employee_id, score, self.walkup.first_face_ns)
             if event is not None:
                 self.walkup.handled = True
                 self._after(frame, result, event)
@@ -164,9 +162,7 @@ class Pipeline:
     def _after(self, frame, result: FrameResult, event: Event) -> None:  # noqa: ANN001
         if event.kind is not EventKind.PUNCHED:
             return
-        latency_ms = (time.monotonic_ns() - self.walkup.first_face_ns) / 1e6
-        log.info("walk-up to durable punch: %.0f ms", latency_ms)
-        self.last_latency_ms = latency_ms
+        log.info("walk-up to durable punch: %.0f ms", event.latency_ms or 0)
         if self.store is not None and self.config.store.evidence_thumbnails and event.punch_id:
             store_evidence(self.store, event.punch_id, frame.image, result.face.bbox)
 

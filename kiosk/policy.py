@@ -52,8 +52,9 @@ class PunchPolicy:
 
     # -- inputs ----------------------------------------------------------
 
-    def on_face(self, employee_id: str, score: float) -> Event:
-        """A face accepted by the matcher (and liveness) for ``employee_id``."""
+    def on_face(self, employee_id: str, score: float, started_ns: int | None = None) -> Event:
+        """A face accepted by the matcher (and liveness) for ``employee_id``; ``started_ns`` is the
+        monotonic time the walk-up's first frame was captured (for the latency on the event)."""
         with self._lock:
             self.failed_attempts = 0
             if self.cfg.mode == "card":
@@ -61,7 +62,7 @@ class PunchPolicy:
             if self.cfg.mode == "card_and_face":
                 return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id,
                                         detail="show your card first"))
-            return self._punch(employee_id, "face", score)
+            return self._punch(employee_id, "face", score, started_ns)
 
     def on_unrecognised(self, detail: str = "") -> Event:
         """A walk-up ended without a match (stranger, or a colleague not enrolled here)."""
@@ -95,7 +96,7 @@ class PunchPolicy:
                 self.pending = None
             return self.pending.employee_id if self.pending else None
 
-    def on_face_check(self, employee_id: str, score: float) -> Event | None:
+    def on_face_check(self, employee_id: str, score: float, started_ns: int | None = None) -> Event | None:
         """card_and_face: a 1:1 score of the face in view against the card holder's templates."""
         with self._lock:
             if self.pending is None or self.pending.employee_id != employee_id:
@@ -103,7 +104,7 @@ class PunchPolicy:
             if score < self.cfg.verify_threshold:
                 return None  # keep looking until the window closes
             self.pending = None
-            return self._punch(employee_id, "card+face", score)
+            return self._punch(employee_id, "card+face", score, started_ns)
 
     def on_face_mismatch(self, employee_id: str) -> Event:
         with self._lock:
@@ -125,7 +126,7 @@ class PunchPolicy:
             elapsed = (reading.utc - parse_iso(last.ts_utc)).total_seconds()
         return last if 0 <= elapsed < self.cfg.debounce_s else None
 
-    def _punch(self, employee_id: str, method: str, score: float | None) -> Event:
+    def _punch(self, employee_id: str, method: str, score: float | None, started_ns: int | None = None) -> Event:
         employee = self.store.roster.get(employee_id)
         name = employee.name if employee else None
         reading = self.clock.now()
@@ -151,10 +152,11 @@ class PunchPolicy:
         except KioskError as exc:
             log.error("punch for %s NOT recorded: %s", employee_id, exc)
             return self._emit(Event(EventKind.STORE_ERROR, employee_id=employee_id, name=name, detail=exc.what))
+        latency_ms = (self.clock.mono() - started_ns) / 1e6 if started_ns else None
         self._after_punch(reading)
         event = self._emit(Event(EventKind.PUNCHED, employee_id=employee_id, name=name, method=method,
                                  local_time=self._local_hhmm(reading.utc), score=score, punch_id=punch.id,
-                                 detail=",".join(flags)))
+                                 latency_ms=latency_ms, detail=",".join(flags)))
         if reading.state != "verified":
             self._emit(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
         if "outside_geofence" in flags:
