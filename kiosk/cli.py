@@ -35,6 +35,8 @@ def _register() -> None:
     cli.add_command(demo_command)
     from kiosk.cli_daemon import run_command
     cli.add_command(run_command)
+    from kiosk.bench_daemon import bench_walkup
+    bench.add_command(bench_walkup)
     from sync.cli import hub_group, sync_group
     cli.add_command(sync_group)
     cli.add_command(hub_group)
