@@ -230,6 +230,14 @@ class KioskDaemon:
         self.notifier.watchdog()
         self._watch_camera()
         self._feed_clock()
+        reading = self.clock.now()
+        if self.clock.anchor_due(reading):
+            # As soon as a source knows the true time, tie this boot's monotonic clock to it: that
+            # is what lets the hub correct punches stored while the clock was unverified.
+            try:
+                self.clock.record_anchor(self.store, reading)
+            except KioskError as exc:
+                log.warning("clock anchor not recorded: %s", exc)
         now = time.monotonic()
         if self.gallery is not None and now - getattr(self, "_last_roster_check", 0.0) >= ROSTER_CHECK_S:
             self._last_roster_check = now

@@ -1,0 +1,76 @@
+"""The daemon speaks systemd's notify protocol (READY, WATCHDOG, STATUS, STOPPING) and keeps evidence right."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from daemon_support import start_daemon
+from kiosk.config import load_config
+from kiosk.events import Event, EventKind
+from kiosk.pipeline import face_thumbnail, purge_evidence, store_evidence
+from kiosk.punches import PunchDraft
+from kiosk.store import open_store
+from kiosk.timeutil import iso_utc, utc_now
+
+
+def test_notify_ready_watchdog_stopping(kiosk_home: Path, tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock_path))
+    server.settimeout(1.0)
+    proc = start_daemon(kiosk_home, "rfid.port='fake:'",
+                        env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("WATCHDOG=1" in m for m in messages):
+            try:
+                messages.append(server.recv(4096).decode())
+            except TimeoutError:
+                continue
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        server.settimeout(0.2)
+        while True:
+            try:
+                messages.append(server.recv(4096).decode())
+            except TimeoutError:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.close()
+    ready = next(m for m in messages if "READY=1" in m)
+    assert "STATUS=mode face_or_card" in ready and "rfid" in ready
+    assert any("WATCHDOG=1" in m for m in messages)
+    assert "STOPPING=1" in messages[-1]
+    assert proc.returncode == 0, err[-2000:]
+
+
+def test_evidence_thumbnail_is_small_encrypted_and_expires(fresh_store, kiosk_home: Path) -> None:
+    import numpy as np
+    fresh_store.roster.add("E001", "Li")
+    punch = fresh_store.punches.append(PunchDraft("E001", "face", score=0.8))
+    frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    store_evidence(fresh_store, punch.id, frame, np.array([200, 100, 360, 300], dtype=np.float32))
+    row = fresh_store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]
+    assert row["jpeg"][:2] == b"\xff\xd8" and len(row["jpeg"]) < 20_000
+    assert len(face_thumbnail(frame, np.array([200, 100, 360, 300]))) == len(row["jpeg"])
+    assert purge_evidence(fresh_store, retention_days=30) == 0
+    old = iso_utc(utc_now() - timedelta(days=40))
+    with fresh_store.atomic() as db:
+        db.execute("UPDATE evidence SET created_utc = ?", [old])
+    assert purge_evidence(fresh_store, retention_days=30) == 1
+    assert fresh_store.query("SELECT count(*) AS n FROM evidence")[0]["n"] == 0
+    fresh_store.close()
+    assert b"\xff\xd8\xff" not in load_config(kiosk_home).store.path.read_bytes()
+
+
+def test_event_never_carries_images() -> None:
+    event = Event(EventKind.PUNCHED, employee_id="E001", name="Li", score=0.7)
+    assert set(event.to_dict()) <= {"kind", "ts_utc", "employee_id", "name", "local_time", "method", "score",
+                                    "punch_id", "latency_ms", "detail"}
