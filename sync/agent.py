@@ -41,7 +41,7 @@ from sync.client import HubClient
 from sync.clockoffset import latest_hub_clock, save_hub_clock
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
 from sync.outbox import Registration, SyncState
-from sync.protocol import Heartbeat, RegisterRequest
+from sync.protocol import MAX_ANCHORS, ClockAnchor, Heartbeat, RegisterRequest
 from sync.rosterapply import RosterReport, apply_page
 
 log = logging.getLogger(__name__)
@@ -279,12 +279,19 @@ class Agent:
                          last_punch_seq=head.seq if head else 0, last_punch_utc=head.ts_utc if head else None,
                          clock_offset_s=hub_clock.offset_s if hub_clock else None,
                          clock_state=current_clock_state(), disk_free_bytes=_disk_free(self.store.path),
-                         temperature_c=_temperature_c(), roster_cursor=self.state.get_int("roster_cursor"))
+                         temperature_c=_temperature_c(), roster_cursor=self.state.get_int("roster_cursor"),
+                         clock_anchors=self._clock_anchors())
         answer = client.heartbeat(beat)
         self.state.put(hub_max_batch=answer.max_batch)
         if client.last_clock is not None:
             save_hub_clock(self.store, client.last_clock)
         self.state.put(last_heartbeat_utc=iso_utc(utc_now()))
+
+    def _clock_anchors(self) -> list[ClockAnchor]:
+        """The newest clock anchors the daemon stored (the hub keeps them; sending again is harmless)."""
+        rows = self.store.query("SELECT boot_id, mono_ns, utc, source FROM clock_anchors ORDER BY id DESC LIMIT ?",
+                                [MAX_ANCHORS])
+        return [ClockAnchor(**row) for row in rows]
 
     def retention(self) -> int:
         return self.state.purge(self.cfg.retention_days)

@@ -156,6 +156,23 @@ class RegisterResponse(WireModel):
     hub_time_utc: str
 
 
+MAX_ANCHORS = 100
+
+
+class ClockAnchor(WireModel):
+    """A moment when the kiosk knew the true time: the hub corrects unverified punches of that boot from it."""
+
+    boot_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    mono_ns: int = Field(ge=0, description="CLOCK_MONOTONIC of that boot, ns.")
+    utc: str = Field(description="The true UTC time at mono_ns.")
+    source: Literal["ntp", "gps", "hub"]
+
+    @field_validator("utc")
+    @classmethod
+    def verify_utc(cls, value: str) -> str:
+        return check_timestamp(value)
+
+
 class Heartbeat(WireModel):
     software_version: Version
     model_id: ModelId | None = None
@@ -169,6 +186,8 @@ class Heartbeat(WireModel):
     disk_free_bytes: int | None = Field(None, ge=0)
     temperature_c: float | None = Field(None, ge=-100, le=200)
     roster_cursor: int = Field(0, ge=0)
+    clock_anchors: list[ClockAnchor] = Field(default_factory=list, max_length=MAX_ANCHORS,
+                                             description="The kiosk's newest clock anchors.")
 
     @field_validator("last_punch_utc")
     @classmethod

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from daemon_support import compose, copy_home, enrol, run_daemon
+
 from kiosk.daemon_config import LivenessConfig
 from kiosk.landmarks import Landmarks106
 from kiosk.liveness import LivenessCheck, Verdict, eye_openness
@@ -148,7 +148,8 @@ def test_report_replays_and_live_clips(video_data: Path, face_engine, landmarks,
     with capsys.disabled():
         print("\nliveness judgement of genuine clips without a clear blink and of screen replays:")
         print("\n".join(lines))
-    assert len(lines) == len([c for k in ("real_live", "spoof_screen") for c in _clips(k) if c[-4:] in (".mp4", ".mov")])
+    clips = [c for k in ("real_live", "spoof_screen") for c in _clips(k) if c.endswith((".mp4", ".mov"))]
+    assert len(lines) == len(clips)
 
 
 def test_daemon_punches_a_blinking_person(video_data: Path, tmp_path: Path, enrolled_from_video) -> None:

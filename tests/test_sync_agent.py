@@ -17,6 +17,7 @@ from sync_support import start_hub, wait_for
 from kiosk.config import load_config
 from kiosk.punches import PunchDraft
 from kiosk.store import open_store
+from kiosk.timeutil import parse_iso, utc_now
 from sync.clockoffset import latest_hub_clock
 from sync.errors import DeviceNotAuthorized, HubUnreachable
 from sync.hub import devices
@@ -225,3 +226,27 @@ def test_tls_is_verified_against_the_configured_ca_bundle(hub_config, make_kiosk
     finally:
         hub.hr.close()
         hub.server.stop()
+
+
+def test_unverified_punches_are_corrected_at_the_hub_from_clock_anchors(hub, make_kiosk) -> None:
+    """A kiosk whose clock was a year behind: its anchor reaches the hub, which gives HR the true time."""
+    from datetime import timedelta
+
+    from kiosk.daemon_config import ClockConfig
+    from kiosk.trustedtime import TrustedClock
+    kiosk = make_kiosk(hub=hub)
+    kiosk.store.roster.add("E1", "Person E1")
+    wrong = utc_now() - timedelta(days=365)
+    punch = kiosk.store.punches.append(PunchDraft("E1", "card", "unverified", when=wrong))
+    clock = TrustedClock(ClockConfig(), kernel_synced=lambda: True)
+    reading = clock.now()  # NTP now vouches for the clock: record the anchor as the daemon does
+    clock.record_anchor(kiosk.store, reading)
+    assert kiosk.agent.once().errors == {}
+    row = next(p for p in hub.export() if p["id"] == punch.id)
+    assert row["clock_state"] == "unverified" and row["ts_utc"] == punch.ts_utc
+    corrected = parse_iso(row["corrected_ts_utc"])
+    # The punch was made moments before the anchor, on the same boot: its true time is about now.
+    assert abs((corrected - reading.utc).total_seconds()) < 5
+    verified = kiosk.store.punches.append(PunchDraft("E1", "card", "verified"))
+    assert kiosk.agent.once().errors == {}
+    assert next(p for p in hub.export() if p["id"] == verified.id)["corrected_ts_utc"] == verified.ts_utc

@@ -167,8 +167,12 @@ def heartbeat(db: HubDb, device: Device, beat: Heartbeat) -> None:
     with db.transaction() as tx:
         tx.run("UPDATE devices SET heartbeat = ?, heartbeat_utc = ?, last_seen_utc = ?, software_version = ?, "
                "model_id = ?, template_dim = ? WHERE id = ?",
-               [json.dumps(beat.model_dump(), sort_keys=True), now, now, beat.software_version, beat.model_id,
-                beat.template_dim, device.id])
+               [json.dumps(beat.model_dump(exclude={"clock_anchors"}), sort_keys=True), now, now,
+                beat.software_version, beat.model_id, beat.template_dim, device.id])
+        if beat.clock_anchors:
+            tx.many("INSERT INTO clock_anchors (device_id, boot_id, mono_ns, utc, source) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (device_id, boot_id, mono_ns) DO NOTHING",
+                    [(device.id, a.boot_id, a.mono_ns, a.utc, a.source) for a in beat.clock_anchors])
     if beat.model_id != device.model_id:
         log.info("device %s now runs model %s", device.id, (beat.model_id or "none")[:12])
 

@@ -11,7 +11,7 @@ from sync.hub.store import HubDb
 
 EXPORT_COLUMNS = ("cursor", "id", "device_id", "branch", "seq", "employee_id", "method", "ts_utc", "clock_state",
                   "score", "lat", "lon", "accuracy_m", "flags", "note", "mono_ns", "boot_id", "prev_hash", "hash",
-                  "received_utc", "chain")
+                  "received_utc", "chain", "corrected_ts_utc")
 
 
 def punches_since(db: HubDb, cursor: int, limit: int, branch: str | None = None) -> list[dict[str, Any]]:
@@ -24,7 +24,27 @@ def punches_since(db: HubDb, cursor: int, limit: int, branch: str | None = None)
         sql += " AND branch = ?"
         params.append(branch)
     with db.transaction(write=False) as tx:
-        return tx.rows(sql + " ORDER BY hub_seq LIMIT ?", [*params, limit])
+        rows = tx.rows(sql + " ORDER BY hub_seq LIMIT ?", [*params, limit])
+        _correct_unverified(tx, rows)
+    return rows
+
+
+def _correct_unverified(tx: Any, rows: list[dict[str, Any]]) -> None:
+    """``corrected_ts_utc``: a verified punch's own time, or an unverified punch's true time from the
+    nearest clock anchor of the same device and boot (None while no anchor of that boot is known)."""
+    from kiosk.timeutil import iso_utc
+    from kiosk.trustedtime import corrected_utc
+    boots = {(r["device_id"], r["boot_id"]) for r in rows if r["clock_state"] != "verified"}
+    anchors: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for device_id, boot in boots:
+        anchors[(device_id, boot)] = tx.rows("SELECT boot_id, mono_ns, utc FROM clock_anchors "
+                                             "WHERE device_id = ? AND boot_id = ?", [device_id, boot])
+    for row in rows:
+        if row["clock_state"] == "verified":
+            row["corrected_ts_utc"] = row["ts_utc"]
+            continue
+        fixed = corrected_utc(row["mono_ns"], row["boot_id"], anchors.get((row["device_id"], row["boot_id"]), []))
+        row["corrected_ts_utc"] = iso_utc(fixed) if fixed is not None else None
 
 
 def as_json_lines(rows: list[dict[str, Any]]) -> str:

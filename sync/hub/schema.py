@@ -80,6 +80,15 @@ def _statements(text: str, dialect: str) -> list[str]:
 
 HubMigration = tuple[str, Callable[[str], list[str]]]
 
+# Clock anchors from devices: (boot, monotonic ns) -> true UTC, to correct unverified punches.
+_CLOCK_ANCHORS = """
+CREATE TABLE clock_anchors (
+    device_id TEXT NOT NULL, boot_id TEXT NOT NULL, mono_ns {big} NOT NULL, utc TEXT NOT NULL,
+    source TEXT NOT NULL, PRIMARY KEY (device_id, boot_id, mono_ns)
+)
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
+    ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
 ]
