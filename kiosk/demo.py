@@ -117,10 +117,37 @@ def demo_command(faces: Path | None, keep: Path | None) -> None:
             report = store.punches.verify()
             punches = list(store.punches.iter())
         click.echo("")
+        _sync_to_local_hub(config_path, Path(tmp), engine.model_id)
         click.echo(f"stored punches: {len(punches)}; hash chain {'intact' if report.ok else report.problem}; "
                    f"clock {punches[0].clock_state if punches else '-'} (no NTP/GPS confirmation here)")
         if code != 0:
             raise KioskError("the demo daemon did not finish cleanly", fix="Run with --keep DIR and inspect the log.")
+
+
+def _sync_to_local_hub(config_path: Path, folder: Path, model_id: str) -> None:
+    """Register with a hub on 127.0.0.1 (SQLite), push every punch, and show what HR sees."""
+    from sync.agent import Agent
+    from sync.hub import devices
+    from sync.hub.config import validate_hub_config
+    from sync.hub.export import count_punches
+    from sync.hub.server import HubThread
+    hub_config = validate_hub_config({"database": {"backend": "sqlite", "sqlite_path": str(folder / "hub.db")},
+                                      "server": {"port": 0}, "faces": {"enabled": False}}, "(demo hub)", folder)
+    server = HubThread(hub_config).start()
+    try:
+        config = load_config(config_path)
+        with open_store(config) as store:
+            agent = Agent(config, store, model=(model_id, 512))
+            agent.register(server.url, devices.create_code(server.db, config.device.branch, 1.0)["code"])
+            report = agent.once()
+            backlog = agent.state.backlog()
+            agent.close()
+        at_hub = count_punches(server.db)
+    finally:
+        server.stop()
+    problems = f"; errors: {report.errors}" if report.errors else ""
+    click.echo(f"sync: registered with a local hub at {server.url}; pushed {report.push.accepted} punch(es); "
+               f"the hub holds {at_hub}, {backlog} left to send{problems}")
 
 
 def _load_engine(config):  # noqa: ANN001, ANN202

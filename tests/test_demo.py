@@ -1,0 +1,27 @@
+"""`kiosk demo` (what `make demo` runs) works on a fresh machine's embedded defaults."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import run_kiosk
+from kiosk.config import load_config
+from kiosk.store import open_store
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    keep = tmp_path / "demo"
+    proc = run_kiosk("demo", "--keep", str(keep), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    punched = re.findall(r"^E\d{3} .*punched .* at \d\d:\d\d", out, re.M)
+    assert len(punched) >= 2
+    assert re.search(r"^stranger .*not recognised - use your card", out, re.M)
+    assert re.search(r"again\s+already punched at \d\d:\d\d", out)
+    assert "hash chain intact" in out
+    held = re.search(r"the hub holds (\d+), 0 left to send", out)
+    assert held and int(held.group(1)) == len(punched)
+    with open_store(load_config(keep / "kiosk.toml")) as store:
+        assert store.punches.count() == len(punched)
+        assert all(p.method == "face" for p in store.punches.iter())
