@@ -6,7 +6,7 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -22,6 +22,8 @@ from sync.config import SyncConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
+EXAMPLE = "config/kiosk.example.toml"
+M = TypeVar("M", bound=BaseModel)
 CONFIG_ENV = "KIOSK_CONFIG"
 
 
@@ -181,23 +183,32 @@ def describe_errors(model: type[BaseModel], exc: ValidationError, source: str) -
     return lines
 
 
+def validate_model(model: type[M], data: dict[str, Any], source: str, base_dir: Path | None, example: str) -> M:
+    """Validate raw data into ``model`` or raise ConfigError listing every problem."""
+    try:
+        return model.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems = describe_errors(model, exc, source)
+        raise ConfigError(f"{source} has {len(problems)} problem(s)", problems=problems,
+                          fix=f"Fix each key shown (see {example}).") from None
+
+
+def load_model_file(model: type[M], path: Path, overrides: list[str] | None, example: str) -> M:
+    """Read, override and validate a TOML file; relative paths are relative to its folder."""
+    data = apply_overrides(read_toml(path), overrides or [])
+    config = validate_model(model, data, str(path), path.resolve().parent, example)
+    config._source = path
+    return config
+
+
 def validate_config(data: dict[str, Any], source: str, base_dir: Path | None) -> KioskConfig:
     """Validate raw data into a KioskConfig or raise ConfigError listing every problem."""
-    try:
-        return KioskConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        problems = describe_errors(KioskConfig, exc, source)
-        raise ConfigError(f"{source} has {len(problems)} problem(s)", problems=problems,
-                          fix="Fix each key shown (see config/kiosk.example.toml).") from None
+    return validate_model(KioskConfig, data, source, base_dir, EXAMPLE)
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> KioskConfig:
     """Load, override and validate the config file; relative paths are relative to its folder."""
-    path = Path(path) if path else default_config_path()
-    data = apply_overrides(read_toml(path), overrides or [])
-    config = validate_config(data, str(path), path.resolve().parent)
-    config._source = path
-    return config
+    return load_model_file(KioskConfig, Path(path) if path else default_config_path(), overrides, EXAMPLE)
 
 
 def config_from_defaults(base_dir: Path, overrides: list[str] | None = None) -> KioskConfig:

@@ -14,26 +14,13 @@ import cv2
 import numpy as np
 
 from conftest import REPO, run_kiosk
-
-FRAME_W, FRAME_H = 640, 480
-BACKGROUND = 40
+from kiosk import walkups
 
 
 def compose(photo: Path | np.ndarray | None, shift: tuple[int, int] = (0, 0), scale: float = 1.0) -> np.ndarray:
-    """A camera frame: the photo letterboxed on a plain background (None: nobody in view)."""
-    canvas = np.full((FRAME_H, FRAME_W, 3), BACKGROUND, np.uint8)
-    if photo is None:
-        return canvas
+    """A camera frame: the photo (a file or an image) letterboxed on a plain background."""
     image = cv2.imread(str(photo)) if isinstance(photo, Path) else photo
-    h, w = image.shape[:2]
-    s = min((FRAME_H - 40) / h, (FRAME_W - 40) / w) * scale
-    image = cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
-    y = (FRAME_H - image.shape[0]) // 2 + shift[1]
-    x = (FRAME_W - image.shape[1]) // 2 + shift[0]
-    y0, x0 = max(0, y), max(0, x)
-    y1, x1 = min(FRAME_H, y + image.shape[0]), min(FRAME_W, x + image.shape[1])
-    canvas[y0:y1, x0:x1] = image[y0 - y:y1 - y, x0 - x:x1 - x]
-    return canvas
+    return walkups.compose(image, shift, scale)
 
 
 def write_sequence(folder: Path, steps: Sequence[tuple[Path | None, int]]) -> Path:

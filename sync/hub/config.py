@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from kiosk.config import apply_overrides, describe_errors, read_toml
+from kiosk.config import load_model_file, validate_model
 from kiosk.configbase import ConfigPath, StrictModel
-from kiosk.errors import ConfigError
 
 DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
 HUB_CONFIG_ENV = "KIOSK_HUB_CONFIG"
+HUB_EXAMPLE = "config/hub.example.toml"
 DB_PASSWORD_CREDENTIAL = "kiosk-hub-db-password"
 
 
@@ -112,18 +112,9 @@ def default_hub_config_path() -> Path:
 
 
 def validate_hub_config(data: dict[str, Any], source: str, base_dir: Path | None) -> HubConfig:
-    try:
-        return HubConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        problems = describe_errors(HubConfig, exc, source)
-        raise ConfigError(f"{source} has {len(problems)} problem(s)", problems=problems,
-                          fix="Fix each key shown (see config/hub.example.toml).") from None
+    return validate_model(HubConfig, data, source, base_dir, HUB_EXAMPLE)
 
 
 def load_hub_config(path: Path | None = None, overrides: list[str] | None = None) -> HubConfig:
     """Load and validate a hub.toml; relative paths are relative to its folder."""
-    path = Path(path) if path else default_hub_config_path()
-    data = apply_overrides(read_toml(path), overrides or [])
-    config = validate_hub_config(data, str(path), path.resolve().parent)
-    config._source = path
-    return config
+    return load_model_file(HubConfig, Path(path) if path else default_hub_config_path(), overrides, HUB_EXAMPLE)
