@@ -66,6 +66,40 @@ def drop_unsent(store, employee_id: str) -> int:  # noqa: ANN001 - Store
 
 
 def unsent(store, limit: int = 100) -> list[dict]:  # noqa: ANN001 - Store
-    """Unsent enrolments, oldest first, with their template ids decoded (for the sync agent)."""
-    rows = store.query("SELECT * FROM enrolment_outbox WHERE sent_utc IS NULL ORDER BY id LIMIT ?", [limit])
-    return [{**row, "template_ids": json.loads(row["template_ids"])} for row in rows]
+    """Unsent enrolments, oldest first, for the sync agent: the outbox row, the person (name, branch,
+    cards) and the templates that still exist (id, model id, vector, quality). A row whose person
+    was erased or whose templates are all gone is skipped (``mark_sent`` it to drop it)."""
+    rows = store.query("SELECT o.*, e.name, e.branch, e.active FROM enrolment_outbox o "
+                       "JOIN employees e ON e.id = o.employee_id WHERE o.sent_utc IS NULL ORDER BY o.id LIMIT ?",
+                       [limit])
+    out = []
+    for row in rows:
+        ids = json.loads(row["template_ids"])
+        marks = ", ".join("?" * len(ids))
+        templates = store.query(f"SELECT id, model_id, vector, quality FROM templates WHERE id IN ({marks}) "
+                                "ORDER BY id", ids)
+        if not row["active"] or not templates:
+            continue
+        cards = [r["card_id"] for r in store.query("SELECT card_id FROM cards WHERE employee_id = ? ORDER BY card_id",
+                                                   [row["employee_id"]])]
+        out.append({"outbox_id": row["id"], "employee_id": row["employee_id"], "name": row["name"],
+                    "branch": row["branch"], "cards": cards, "method": row["method"], "source": row["source"],
+                    "created_utc": row["created_utc"],
+                    "templates": [{"id": t["id"], "model_id": t["model_id"], "quality": t["quality"],
+                                   "vector": np.frombuffer(t["vector"], dtype=np.float32).copy()} for t in templates]})
+    return out
+
+
+def mark_sent(store, outbox_ids: list[int]) -> None:  # noqa: ANN001 - Store
+    """Record that the hub has these enrolments (the agent calls this after the hub's answer)."""
+    if not outbox_ids:
+        return
+    with store.atomic("marking enrolments sent") as db:
+        now = iso_utc(utc_now())
+        for outbox_id in outbox_ids:
+            db.execute("UPDATE enrolment_outbox SET sent_utc = ? WHERE id = ?", [now, outbox_id])
+
+
+def count_unsent(store) -> int:  # noqa: ANN001 - Store
+    """Enrolments not yet at the hub (device health)."""
+    return store.query("SELECT count(*) AS n FROM enrolment_outbox WHERE sent_utc IS NULL")[0]["n"]

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from daemon_support import copy_home, enrol, kinds, parse_events, run_daemon, start_daemon, write_sequence
+
 from kiosk.config import load_config
 from kiosk.daemon import KioskDaemon
 from kiosk.events import EventBus, EventKind
@@ -65,7 +65,6 @@ def test_enrolled_punches_once_stranger_never_repeat_is_debounced(home: Path, tm
 def test_still_photo_never_punches_with_liveness_on(home: Path, tmp_path: Path, people, video_data: Path) -> None:
     """A printed/screen photo held up, slightly moved and tilted, over many frames."""
     import cv2
-
     from daemon_support import compose
     folder = tmp_path / "attack"
     folder.mkdir()

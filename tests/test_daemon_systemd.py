@@ -9,11 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from daemon_support import start_daemon
+
 from kiosk.config import load_config
 from kiosk.events import Event, EventKind
 from kiosk.pipeline import face_thumbnail, purge_evidence, store_evidence
 from kiosk.punches import PunchDraft
-from kiosk.store import open_store
 from kiosk.timeutil import iso_utc, utc_now
 
 

@@ -14,7 +14,7 @@ from face_support import darkened, downscaled
 
 from conftest import run_kiosk
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Person, Phase
-from enrollment.saving import NewTemplate, store_enrolment
+from enrollment.saving import NewTemplate, count_unsent, mark_sent, store_enrolment, unsent
 from kiosk.config import load_config
 from kiosk.face.config import MatchConfig
 from kiosk.face.gallery import Gallery
@@ -146,6 +146,19 @@ def test_saving_goes_through_the_store_and_the_hub_queue(face_engine, face_data:
     queued = fresh_store.query("SELECT * FROM enrolment_outbox")
     assert [(q["employee_id"], json.loads(q["template_ids"]), q["source"]) for q in queued] == [("E300", ids, "device")]
     assert fresh_store.audit_log(1)[0]["action"] == "enroll.guided"
+    pending = unsent(fresh_store)
+    assert [(p["employee_id"], p["name"], p["cards"], [t["id"] for t in p["templates"]]) for p in pending] == \
+        [("E300", "Colin P", ["00123456"], ids)]
+    assert np.allclose(pending[0]["templates"][0]["vector"], vector / np.linalg.norm(vector))
+    mark_sent(fresh_store, [pending[0]["outbox_id"]])
+    assert unsent(fresh_store) == [] and count_unsent(fresh_store) == 0
+
+
+def test_without_a_hub_nothing_is_queued(face_engine, fresh_store, kiosk_home) -> None:
+    vector = np.ones(512, np.float32) / np.sqrt(512)
+    store_enrolment(fresh_store, load_config(kiosk_home), "E301", "No Hub", None, (), face_engine.model_id,
+                    [NewTemplate(vector, 0.5, "guided")], "guided", "admin")
+    assert count_unsent(fresh_store) == 0 and fresh_store.roster.get("E301").templates == 1
 
 
 def scene(folder: Path, images: list[np.ndarray]) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import get_args
 
 import pytest
 
 from conftest import REPO
 from hardware.device import DeviceState
+from kiosk.daemon_config import PunchMode
 from kiosk.punchrecord import METHODS
 from kiosk.ui.i18n import CATALOGUE_DIR, LANGUAGES, catalogue, translate
 
@@ -69,6 +71,7 @@ def test_every_code_the_server_can_send_has_a_sentence() -> None:
     assert {f"failure.{f}" for f in failures} <= known
     assert {f"state.{s.value}" for s in DeviceState} <= known
     assert {f"method.{m}" for m in METHODS} <= known
+    assert {f"mode.{m}" for m in get_args(PunchMode)} <= known
     assert {"warning.other_employee", "warning.not_same_person"} <= known
 
 
@@ -76,3 +79,14 @@ def test_every_code_the_server_can_send_has_a_sentence() -> None:
 def test_translate_fills_placeholders(lang: str, expected: str) -> None:
     assert translate(lang, "result.already", time="08:57") == expected
     assert translate(lang, "no.such.key") == "no.such.key"
+
+
+def test_the_screen_handles_every_event_kind() -> None:
+    from kiosk.events import EventKind
+
+    script = (STATIC / "screen.js").read_text(encoding="utf-8")
+    results = script.split("const RESULTS = {")[1].split("};")[0]
+    shown = set(re.findall(r"^\s+(\w+): \{", results, flags=re.M))
+    handled = shown | set(re.findall(r'event\.kind === "(\w+)"', script)) | {"ready"}
+    assert {kind.value for kind in EventKind} <= handled
+    assert {f"result.{k}" for k in re.findall(r'title: "result\.(\w+)"', results)} <= keys("en")

@@ -230,12 +230,13 @@ def test_guided_enrolment_end_to_end(kiosk, page, shots: Path) -> None:  # noqa:
     expect()(page.locator("#enrol-guidance")).to_have_text("Look at the camera")  # nobody in view yet
     kiosk["scene"].show(photos(kiosk, "Vladimir_Putin", range(1, 11)))
     expect()(page.locator("#enrol-samples")).to_contain_text("of 5 samples", timeout=WAIT_MS)
-    page.screenshot(path=str(shots / "admin-enrol-capture.png"))
     expect()(page.locator("#enrol-guidance")).to_have_text(
         "Recognised — enrolment complete (5 samples saved)", timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "admin-enrol-done.png"))
     kiosk["scene"].idle()
     page.wait_for_timeout(1500)  # the enrolment keeps the camera until closed: nobody is punched
     page.click("#enrol-close")
+    expect()(page.locator("#enrol-form")).to_be_visible()  # the close request has been answered
     with store_of(kiosk) as store:
         putin = store.roster.get("E002")
         assert putin.templates == 5 and putin.cards == ("0012345678",)
@@ -259,6 +260,7 @@ def test_duplicate_warning_before_saving(kiosk, page, shots: Path) -> None:  # n
     kiosk["scene"].idle()
     page.wait_for_timeout(1500)
     page.click("#enrol-close")
+    expect()(page.locator("#enrol-form")).to_be_visible()  # the close request has been answered
     with store_of(kiosk) as store:
         assert store.roster.get("E003") is None
         assert "enroll.duplicate_refused" in {r["action"] for r in store.audit_log(20)}

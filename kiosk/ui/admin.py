@@ -10,7 +10,7 @@ import logging
 import threading
 from zoneinfo import ZoneInfo
 
-from enrollment.saving import drop_unsent, unsent
+from enrollment.saving import count_unsent, drop_unsent
 from kiosk.errors import InvalidInput, KioskError
 from kiosk.events import Event, EventKind
 from kiosk.punches import NOTE_MAX_CHARS, PunchDraft
@@ -111,7 +111,7 @@ def health(daemon) -> dict:  # noqa: ANN001 - KioskDaemon
     status = SyncState(daemon.store).status()
     report["sync"] = {key: status.get(key) for key in ("registered", "hub_url", "backlog", "rejected",
                                                        "last_push_utc", "last_roster_utc", "last_error")}
-    report["enrolments_unsent"] = len(unsent(daemon.store))
+    report["enrolments_unsent"] = count_unsent(daemon.store)
     report["device"] = {"name": daemon.config.device.name, "branch": daemon.config.device.branch}
     return report
 

@@ -152,7 +152,14 @@ const Admin = {
     this.renderLogin();
     this.hide();
     if (reason === "idle" || reason === "expired") this.toast(I18n.t("admin.logged_out_idle"));
-    if (Screen.preview && Screen.state.preview) $("preview-slot-idle").appendChild(Screen.preview);
+    this.returnPreview();
+  },
+
+  returnPreview() {
+    // The live picture goes back to the idle screen, or stops when the screen shows none.
+    if (!Screen.preview) return;
+    if (Screen.state.preview) $("preview-slot-idle").appendChild(Screen.preview);
+    else Screen.preview.removeAttribute("src");
   },
 
   checkIdle() {
@@ -251,7 +258,7 @@ const Admin = {
     this.stopEnrolPolling();
     this.enrolState = null;
     this.renderEnrol();
-    if (Screen.state.preview) $("preview-slot-idle").appendChild(Screen.preview);
+    this.returnPreview();
     $("enrol-form").reset();
     this.loadWaitingList();
   },
@@ -388,7 +395,7 @@ const Admin = {
     if (!answer.ok) return;
     const h = answer.data;
     const rows = [["health.version", h.version], ["health.uptime", I18n.t("health.seconds", { s: h.uptime_s })],
-                  ["health.mode", h.mode]];
+                  ["health.mode", I18n.t("mode." + h.mode)]];
     for (const d of h.devices) {
       rows.push(["device." + d.device, I18n.t("state." + d.state) + (d.reason ? " — " + d.reason : "")]);
     }

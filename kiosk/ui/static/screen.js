@@ -168,7 +168,7 @@ const Screen = {
     $("result-name").textContent = view.name ? (event.name || event.employee_id || "") : "";
     $("result-time").textContent = view.time ? (event.local_time || "") : "";
     $("result-method").textContent = view.method && event.method ? I18n.t("method." + event.method) : "";
-    $("result-note").textContent = this.shown.notes.map((key) => I18n.t(key)).join(" · ");
+    $("result-note").textContent = this.shown.notes.map((key) => I18n.t(key)).join("\n");
     $("screen-idle").classList.add("hidden");
     this.renderBanner();
   },
