@@ -41,7 +41,18 @@ from sync.client import HubClient
 from sync.clockoffset import latest_hub_clock, save_hub_clock
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
 from sync.outbox import Registration, SyncState
-from sync.protocol import MAX_ANCHORS, ClockAnchor, Heartbeat, RegisterRequest
+from sync.protocol import (
+    MAX_ANCHORS,
+    MAX_ENROLMENT_TEMPLATES,
+    MAX_ENROLMENTS,
+    ClockAnchor,
+    DeviceEnrolment,
+    DeviceEnrolmentBatch,
+    Heartbeat,
+    RegisterRequest,
+    RosterTemplate,
+    encode_vector,
+)
 from sync.rosterapply import RosterReport, apply_page
 
 log = logging.getLogger(__name__)
@@ -100,6 +111,7 @@ class OnceReport:
     roster: RosterReport = field(default_factory=RosterReport)
     heartbeat: bool = False
     purged: int = 0
+    enrolments_sent: int = 0
     errors: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +256,24 @@ class Agent:
                 report = PushReport(1, outcome.accepted, outcome.duplicates, outcome.rejected)
         return report
 
+    def send_enrolments(self) -> int:
+        """Send faces enrolled at this kiosk (guided capture, import) to the hub; returns how many it
+        took. A refused enrolment is logged and audited, and does not block the others."""
+        from enrollment.saving import mark_sent, unsent
+        client = self.client()
+        taken = 0
+        while pending := unsent(self.store, MAX_ENROLMENTS):
+            batch = DeviceEnrolmentBatch(enrolments=[_enrolment(e) for e in pending])
+            answer = client.enrolments(batch)
+            for result in answer.results:
+                if result.status == "rejected":
+                    log.warning("the hub refused enrolment %d: %s", result.enrolment_id, result.reason)
+                    self.store.audit("sync", "enroll.refused_by_hub", str(result.enrolment_id), reason=result.reason)
+                else:
+                    taken += 1
+            mark_sent(self.store, [r.enrolment_id for r in answer.results])
+        return taken
+
     def pull_roster(self) -> RosterReport:
         """Download this branch's changes since the cursor and apply them (leavers erased now)."""
         report = RosterReport()
@@ -302,7 +332,8 @@ class Agent:
         steps: list[tuple[str, Callable[[], Any]]] = [("push", self.push)]
         if retry_rejected:
             steps.append(("retry_rejected", self.retry_rejected))
-        steps += [("roster", self.pull_roster), ("heartbeat", self.heartbeat), ("retention", self.retention)]
+        steps += [("enrolments", self.send_enrolments), ("roster", self.pull_roster), ("heartbeat", self.heartbeat),
+                  ("retention", self.retention)]
         for name, step in steps:
             try:
                 result = step()
@@ -318,6 +349,8 @@ class Agent:
                 report.heartbeat = True
             elif name == "retention":
                 report.purged = result
+            elif name == "enrolments":
+                report.enrolments_sent = result
         return report
 
     def _note_error(self, exc: KioskError) -> None:
@@ -430,3 +463,11 @@ def _temperature_c() -> float | None:
         return round(int(THERMAL_ZONE.read_text().strip()) / 1000, 1)
     except (OSError, ValueError):
         return None
+
+
+def _enrolment(entry: dict[str, Any]) -> DeviceEnrolment:
+    templates = [RosterTemplate(model_id=t["model_id"], dim=int(t["vector"].size),
+                                vector_b64=encode_vector(t["vector"]), quality=t["quality"])
+                 for t in entry["templates"][:MAX_ENROLMENT_TEMPLATES]]
+    return DeviceEnrolment(enrolment_id=entry["outbox_id"], employee_id=entry["employee_id"], name=entry["name"],
+                           cards=entry["cards"], templates=templates, created_utc=entry["created_utc"])

@@ -20,6 +20,8 @@ from sync.clockoffset import HubClock, measure
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
 from sync.protocol import (
     API_PREFIX,
+    DeviceEnrolmentBatch,
+    DeviceEnrolmentResponse,
     Heartbeat,
     HeartbeatResponse,
     PunchBatchResponse,
@@ -132,6 +134,9 @@ class HubClient:
 
     def roster(self, cursor: int) -> RosterPage:
         return self._parse(self._send("GET", "/device/roster", params={"cursor": cursor}), RosterPage)
+
+    def enrolments(self, batch: DeviceEnrolmentBatch) -> DeviceEnrolmentResponse:
+        return self._parse(self._send("POST", "/device/enrolments", json=batch.model_dump()), DeviceEnrolmentResponse)
 
     def heartbeat(self, beat: Heartbeat) -> HeartbeatResponse:
         return self._parse(self._send("POST", "/device/heartbeat", json=beat.model_dump()), HeartbeatResponse)

@@ -242,6 +242,40 @@ class RosterPage(WireModel):
                                         description="People to erase on this kiosk now (left or moved).")
 
 
+MAX_ENROLMENTS = 50
+MAX_ENROLMENT_TEMPLATES = 20
+
+
+class DeviceEnrolment(WireModel):
+    """A face enrolled at a kiosk (guided capture or import), sent to the hub (source 'device')."""
+
+    enrolment_id: int = Field(ge=1, description="The kiosk's id for this enrolment (idempotency key).")
+    employee_id: EmployeeId
+    name: str = Field(min_length=1, max_length=100)
+    cards: list[str] = Field(default_factory=list, max_length=10)
+    templates: list[RosterTemplate] = Field(min_length=1, max_length=MAX_ENROLMENT_TEMPLATES)
+    created_utc: str
+
+    @field_validator("created_utc")
+    @classmethod
+    def verify_created(cls, value: str) -> str:
+        return check_timestamp(value)
+
+
+class DeviceEnrolmentBatch(WireModel):
+    enrolments: list[DeviceEnrolment] = Field(min_length=1, max_length=MAX_ENROLMENTS)
+
+
+class EnrolmentResult(WireModel):
+    enrolment_id: int
+    status: Literal["stored", "duplicate", "rejected"]
+    reason: str = ""
+
+
+class DeviceEnrolmentResponse(WireModel):
+    results: list[EnrolmentResult]
+
+
 def encode_vector(vec: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
 

@@ -24,6 +24,9 @@ def build_scheduler(agent: Agent) -> BackgroundScheduler:
                       seconds=cfg.push_interval_s, next_run_time=now)
     scheduler.add_job(agent.guarded, "interval", args=["roster", agent.pull_roster], id="roster",
                       name="pull roster", seconds=cfg.roster_interval_s, next_run_time=now + timedelta(seconds=1))
+    scheduler.add_job(agent.guarded, "interval", args=["enrolments", agent.send_enrolments], id="enrolments",
+                      name="send kiosk enrolments", seconds=cfg.roster_interval_s,
+                      next_run_time=now + timedelta(seconds=1))
     scheduler.add_job(agent.guarded, "interval", args=["heartbeat", agent.heartbeat], id="heartbeat",
                       name="heartbeat", seconds=cfg.heartbeat_interval_s, next_run_time=now + timedelta(seconds=2))
     if cfg.retention_days > 0:

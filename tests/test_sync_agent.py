@@ -250,3 +250,58 @@ def test_unverified_punches_are_corrected_at_the_hub_from_clock_anchors(hub, mak
     verified = kiosk.store.punches.append(PunchDraft("E1", "card", "verified"))
     assert kiosk.agent.once().errors == {}
     assert next(p for p in hub.export() if p["id"] == verified.id)["corrected_ts_utc"] == verified.ts_utc
+
+
+def test_kiosk_enrolment_reaches_the_hub_and_the_branch_but_no_other(hub, make_kiosk) -> None:
+    import numpy as np
+    from sync_support import TEST_DIM, TEST_MODEL
+
+    from enrollment.saving import NewTemplate, count_unsent, store_enrolment
+    enrolling, colleague, elsewhere = make_kiosk(hub=hub), make_kiosk(hub=hub), make_kiosk("B002", hub=hub)
+    for kiosk in (enrolling, colleague, elsewhere):
+        assert kiosk.agent.once().errors == {}  # heartbeats: the hub knows each kiosk's model
+    rng = np.random.default_rng(3)
+    vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(3, TEST_DIM)).astype(np.float32)]
+    store_enrolment(enrolling.store, enrolling.config, "E77", "Guided Person", None, ["0012345678"], TEST_MODEL,
+                    [NewTemplate(v, 0.8, "guided") for v in vectors], "guided", "kiosk-admin")
+    assert count_unsent(enrolling.store) == 1
+    report = enrolling.agent.once()
+    assert report.errors == {} and report.enrolments_sent == 1 and count_unsent(enrolling.store) == 0
+    person = hub.hr.get("/v1/hr/employees/E77").json()
+    assert person["branches"] == ["B001"] and person["cards"] == ["0012345678"]
+    assert colleague.agent.once().errors == {}
+    got = colleague.store.roster.templates(TEST_MODEL)
+    assert len(got) == 3 and all(t.employee_id == "E77" and t.source == "hub" for t in got)
+    assert np.allclose(sorted(float(t.vector[0]) for t in got), sorted(float(v[0]) for v in vectors), atol=1e-6)
+    assert colleague.store.roster.by_card("0012345678").id == "E77"
+    assert elsewhere.agent.once().errors == {} and elsewhere.store.roster.get("E77") is None
+    assert enrolling.agent.once().errors == {}
+    assert len(enrolling.store.roster.templates(TEST_MODEL)) == 3  # its own faces are not sent back
+    # The answer was lost and the kiosk sends again: the hub counts it once.
+    with enrolling.store.atomic() as db:
+        db.execute("UPDATE enrolment_outbox SET sent_utc = NULL")
+    assert enrolling.agent.once().enrolments_sent == 1
+    assert colleague.agent.once().errors == {} and len(colleague.store.roster.templates(TEST_MODEL)) == 3
+
+
+def test_refused_kiosk_enrolment_does_not_block_the_others(hub, make_kiosk) -> None:
+    import numpy as np
+    from sync_support import TEST_DIM, TEST_MODEL
+
+    from enrollment.saving import NewTemplate, count_unsent, store_enrolment
+    hr_body = {"employee_id": "E90", "name": "Other Branch", "branches": ["B002"], "cards": [],
+               "templates": [{"model_id": TEST_MODEL, "vector": [1.0] + [0.0] * (TEST_DIM - 1)}]}
+    kiosk = make_kiosk(hub=hub)  # registering tells the hub which model its templates must be of
+    assert hub.hr.post("/v1/hr/employees", json=hr_body).status_code == 201
+    assert kiosk.agent.once().errors == {}
+    vec = np.zeros(TEST_DIM, np.float32)
+    for employee_id, axis in (("E90", 1), ("E91", 2)):
+        vec[:] = 0
+        vec[axis] = 1
+        store_enrolment(kiosk.store, kiosk.config, employee_id, "Someone", None, [], TEST_MODEL,
+                        [NewTemplate(vec.copy(), 0.7, "guided")], "guided", "kiosk-admin")
+    report = kiosk.agent.once()
+    assert report.errors == {} and report.enrolments_sent == 1 and count_unsent(kiosk.store) == 0
+    refused = [a for a in kiosk.store.audit_log() if a["action"] == "enroll.refused_by_hub"]
+    assert len(refused) == 1 and "B002" in refused[0]["detail"]
+    assert hub.hr.get("/v1/hr/employees/E91").json()["branches"] == ["B001"]

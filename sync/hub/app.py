@@ -26,6 +26,8 @@ from sync.protocol import (
     MORE_HEADER,
     NEXT_CURSOR_HEADER,
     PROTOCOL_VERSION,
+    DeviceEnrolmentBatch,
+    DeviceEnrolmentResponse,
     DeviceStatus,
     EmployeeIn,
     EmployeeOut,
@@ -167,6 +169,13 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
             raise PayloadTooLarge(f"a batch of {len(batch.punches)} punches; at most {server.max_batch} per request",
                                   fix=f"Send at most {server.max_batch} punches per request.")
         return ingest.ingest(db, device, batch.punches)
+
+    @app.post(f"{API_PREFIX}/device/enrolments", response_model=DeviceEnrolmentResponse, tags=["device"],
+              responses=ERRORS)
+    def enrolments(batch: DeviceEnrolmentBatch, device: DeviceDep) -> DeviceEnrolmentResponse:
+        """Faces enrolled at the kiosk (source 'device'): idempotent by the kiosk's enrolment id, one
+        verdict per enrolment; the branch's other kiosks receive them with their next roster."""
+        return DeviceEnrolmentResponse(results=[people.device_enrolment(db, device, e) for e in batch.enrolments])
 
     @app.get(f"{API_PREFIX}/device/roster", response_model=RosterPage, tags=["device"], responses=ERRORS)
     def roster(device: DeviceDep, cursor: Annotated[int, Query(ge=0)] = 0) -> RosterPage:

@@ -21,9 +21,11 @@ from sync.hub.devices import Device
 from sync.hub.faces import MadeTemplate, TemplateMaker
 from sync.hub.store import HubDb, Tx
 from sync.protocol import (
+    DeviceEnrolment,
     EmployeeIn,
     EmployeeOut,
     EmployeePatch,
+    EnrolmentResult,
     PhotoProblem,
     RosterEmployee,
     RosterPage,
@@ -235,6 +237,56 @@ def get_employee(db: HubDb, employee_id: str) -> EmployeeOut:
         return _employee_out(tx, employee_id)
 
 
+def device_source(device_id: str) -> str:
+    """Template source of faces enrolled at a kiosk (never sent back to that kiosk)."""
+    return f"device:{device_id}"
+
+
+def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> EnrolmentResult:
+    """Store a kiosk's enrolment: the person joins the kiosk's branch (created if new), cards are
+    added, templates stored with source 'device:ID'; the branch's other kiosks get them by roster."""
+    def refuse(reason: str) -> EnrolmentResult:
+        return EnrolmentResult(enrolment_id=enr.enrolment_id, status="rejected", reason=reason)
+
+    if any(t.model_id != device.model_id for t in enr.templates):
+        return refuse("templates are not of the model this device reported; send a heartbeat first")
+    try:
+        vectors = [_normalised(t.vector()) for t in enr.templates]
+    except ValueError as exc:
+        return refuse(str(exc))
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        if tx.row("SELECT 1 AS x FROM device_enrolments WHERE device_id = ? AND enrolment_id = ?",
+                  [device.id, enr.enrolment_id]) is not None:
+            return EnrolmentResult(enrolment_id=enr.enrolment_id, status="duplicate")
+        row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [enr.employee_id])
+        if row is not None and not row["active"]:
+            return refuse(f"employee {enr.employee_id} was terminated at the hub")
+        branches = {r["branch"] for r in tx.rows("SELECT branch FROM employee_branches WHERE employee_id = ? "
+                                                 "AND active = 1", [enr.employee_id])}
+        if row is not None and device.branch not in branches:
+            return refuse(f"employee {enr.employee_id} belongs to {', '.join(sorted(branches)) or 'no branch'} "
+                          f"at the hub, not {device.branch}; HR must assign them to this branch first")
+        if row is None:
+            tx.run("INSERT INTO employees (id, name, active, created_utc, updated_utc) VALUES (?, ?, 1, ?, ?)",
+                   [enr.employee_id, enr.name.strip(), now, now])
+            _set_branches(tx, enr.employee_id, [device.branch])
+        existing = [r["card_id"] for r in tx.rows("SELECT card_id FROM employee_cards WHERE employee_id = ?",
+                                                  [enr.employee_id])]
+        try:
+            _set_cards(tx, enr.employee_id, [*existing, *enr.cards])
+        except Conflict as exc:
+            return refuse(exc.what)
+        _add_templates(tx, enr.employee_id, [NewTemplate(device.model_id, v, t.quality, device_source(device.id))
+                                             for v, t in zip(vectors, enr.templates, strict=True)], now)
+        tx.run("INSERT INTO device_enrolments (device_id, enrolment_id, employee_id, templates, received_utc) "
+               "VALUES (?, ?, ?, ?, ?)", [device.id, enr.enrolment_id, enr.employee_id, len(vectors), now])
+        tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, enr.employee_id])
+        _bump(tx, enr.employee_id)
+    log.info("device %s enrolled %s: %d template(s)", device.id, enr.employee_id, len(vectors))
+    return EnrolmentResult(enrolment_id=enr.enrolment_id, status="stored")
+
+
 def roster_page(db: HubDb, device: Device, cursor: int, limit: int) -> RosterPage:
     """The device's branch's people changed since ``cursor``; a device never sees another branch."""
     with db.transaction(write=False) as tx:
@@ -250,8 +302,10 @@ def roster_page(db: HubDb, device: Device, cursor: int, limit: int) -> RosterPag
             for r in tx.rows(f"SELECT card_id, employee_id FROM employee_cards WHERE {where} ORDER BY card_id", params):
                 cards[r["employee_id"]].append(r["card_id"])
             if device.model_id:
+                # A kiosk already has the faces it enrolled itself: they are not sent back to it.
                 for r in tx.rows(f"SELECT employee_id, model_id, dim, vector, quality FROM templates "
-                                 f"WHERE model_id = ? AND {where} ORDER BY id", [device.model_id, *params]):
+                                 f"WHERE model_id = ? AND source != ? AND {where} ORDER BY id",
+                                 [device.model_id, device_source(device.id), *params]):
                     templates[r["employee_id"]].append(_roster_template(r))
     people = [RosterEmployee(employee_id=r["employee_id"], name=r["name"], cards=cards[r["employee_id"]],
                              templates=templates[r["employee_id"]]) for r in rows if r["employee_id"] in cards]

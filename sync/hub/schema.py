@@ -88,7 +88,16 @@ CREATE TABLE clock_anchors (
 )
 """
 
+# Enrolments received from kiosks, by (device, the kiosk's enrolment id): a retry is a duplicate.
+_DEVICE_ENROLMENTS = """
+CREATE TABLE device_enrolments (
+    device_id TEXT NOT NULL, enrolment_id {big} NOT NULL, employee_id TEXT NOT NULL, templates INTEGER NOT NULL,
+    received_utc TEXT NOT NULL, PRIMARY KEY (device_id, enrolment_id)
+)
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
+    ("003_device_enrolments", lambda dialect: _statements(_DEVICE_ENROLMENTS, dialect)),
 ]
