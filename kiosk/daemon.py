@@ -165,8 +165,7 @@ class KioskDaemon:
             return None
         verdict = self._check_geofence(fix, self.config.geofence) if self.config.geofence.policy != "off" else None
         inside = None if verdict is None else verdict.inside
-        accuracy = fix.accuracy_m if fix.accuracy_m is not None else float("nan")
-        return Position(fix.lat, fix.lon, accuracy, inside)
+        return Position(fix.lat, fix.lon, fix.accuracy_m, inside)
 
     # -- running ---------------------------------------------------------
 

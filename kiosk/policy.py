@@ -25,8 +25,8 @@ class Position:
 
     lat: float
     lon: float
-    accuracy_m: float
-    inside: bool | None  # None: no geofence configured
+    accuracy_m: float | None  # None when the receiver sent no HDOP
+    inside: bool | None  # None: no geofence, or the fix is too coarse to tell
 
 
 @dataclass
@@ -137,9 +137,13 @@ class PunchPolicy:
         flags = list(reading.flags)
         position = self.locate() if self.locate else None
         if self.geofence_policy != "off":
+            # Only a fix clearly outside is refused: a kiosk that loses its fix indoors (or gets a
+            # coarse one) still punches, flagged, so nobody is locked out.
             if position is None:
                 flags.append("no_gps_fix")
-            elif position.inside is False:
+            elif position.inside is None:
+                flags.append("geofence_uncertain")
+            elif not position.inside:
                 if self.geofence_policy == "refuse":
                     return self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name))
                 flags.append("outside_geofence")

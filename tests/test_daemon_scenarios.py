@@ -184,5 +184,6 @@ def test_clock_set_back_keeps_seq_and_flags_punches(home: Path) -> None:
     one_punch({"LD_PRELOAD": str(libs[0]), "FAKETIME": "-2d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
     first, second = _punches(home)
     assert first.clock_state == "verified" and "clock_behind_floor" not in first.flags
+    assert first.lat == pytest.approx(31.23, abs=1e-3) and first.lon == pytest.approx(121.47, abs=1e-3)
     assert second.seq == first.seq + 1 and second.ts_utc < first.ts_utc
     assert second.clock_state == "unverified" and "clock_behind_floor" in second.flags

@@ -102,6 +102,10 @@ def test_geofence_policies(setup) -> None:
     assert "outside_geofence" in punch.flags and punch.lat == pytest.approx(31.2304)
     nofix = make("punch.debounce_s=0", locate=lambda: None, geofence="refuse").on_card("0087654321")
     assert nofix.kind is EventKind.PUNCHED and "no_gps_fix" in store.punches.head().flags
+    coarse = Position(31.2304, 121.4737, None, inside=None)
+    unsure = make("punch.debounce_s=0", locate=lambda: coarse, geofence="refuse").on_card("0087654321")
+    assert unsure.kind is EventKind.PUNCHED
+    assert "geofence_uncertain" in store.punches.head().flags and store.punches.head().accuracy_m is None
     assert any(e.kind is EventKind.OUTSIDE_GEOFENCE and e.detail == "stored, flagged" for e in events)
 
 
