@@ -72,7 +72,7 @@ class KioskDaemon:
         self._roster_signature = None
         self._last_purge = 0.0
         self.exit_code = 0
-        # Hooks of the kiosk screen (kiosk/ui, issue 7): guided enrolment borrows camera frames and
+        # Hooks of the kiosk screen (kiosk/ui): guided enrolment borrows camera frames and
         # admin mode takes the next card read; each returns True when it consumed the input.
         self.frame_tap = self.card_tap = self.ui = None
         try:
@@ -177,7 +177,7 @@ class KioskDaemon:
                 device.start()
         if self.pipeline is not None:
             self._start_inference()
-        if self.config.ui.enabled:  # issue 7: the kiosk screen (kiosk/ui/server.py)
+        if self.config.ui.enabled:  # the kiosk screen (kiosk/ui/server.py)
             from kiosk.ui.server import start_ui
             self.ui = start_ui(self)
         status = self._status_line()
@@ -335,7 +335,7 @@ class KioskDaemon:
         or not at all), 4 readers, 5 store (checkpoint, close), 6 tell systemd."""
         self.stop_event.set()
         self.notifier.stopping()
-        if self.ui is not None:  # issue 7: the screen first, so no admin action races the shutdown
+        if self.ui is not None:  # the screen first, so no admin action races the shutdown
             self.ui.stop()
         if self.camera is not None:
             self.camera.stop()

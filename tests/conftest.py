@@ -139,8 +139,8 @@ def serial_pty(tmp_path: Path):
         device.close()
 
 
-# -- face engine (issue 3): a session-scoped engine and the test photos; see tests/face_support.py
+# -- face engine: a session-scoped engine and the test photos; see tests/face_support.py
 from face_support import face_engine, face_photos  # noqa: E402,F401
 
-# -- sync and hub (issue 6): real hubs on SQLite/PostgreSQL, registered kiosks; see tests/sync_support.py
+# -- sync and hub: real hubs on SQLite/PostgreSQL, registered kiosks; see tests/sync_support.py
 from sync_support import hub, hub_backend, hub_config, make_kiosk, pg_database  # noqa: E402,F401
