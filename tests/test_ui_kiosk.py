@@ -4,7 +4,8 @@ photos and a card reader on a real pty, driven through a real headless Chromium.
 The tests run in file order against one daemon and one browser page (loading models once): the
 idle screen, languages, a live punch, admin login, guided enrolment (with the duplicate warning),
 cards, manual punch, health, erase, lockout, camera offline. Screenshots of the idle and result
-screens land in $KIOSK_UI_SCREENSHOTS (default: a pytest temp folder).
+screens, admin mode, the lockout and the camera-offline banner land in $KIOSK_UI_SCREENSHOTS
+(default: test-artifacts/screens in the checkout, kept after the run).
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def page(kiosk, chrome):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("KIOSK_UI_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+def shots() -> Path:
+    folder = Path(os.environ.get("KIOSK_UI_SCREENSHOTS") or REPO / "test-artifacts" / "screens")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -187,10 +188,11 @@ def test_recognised_punch_appears_live(kiosk, page, shots: Path) -> None:  # noq
     back_to_idle(kiosk, page)
 
 
-def test_second_walk_up_says_already_punched(kiosk, page) -> None:  # noqa: ANN001
+def test_second_walk_up_says_already_punched(kiosk, page, shots: Path) -> None:  # noqa: ANN001
     kiosk["scene"].show(photos(kiosk, "Colin_Powell", range(6, 7)))
     expect()(page.locator("#result-title")).to_have_text(re.compile(r"^Already punched at \d\d:\d\d$"), timeout=WAIT_MS)
     expect()(page.locator("#screen-result")).to_have_class(re.compile("tone-warn"))
+    page.screenshot(path=str(shots / "result-already-punched.png"))
     back_to_idle(kiosk, page)
 
 
@@ -210,9 +212,10 @@ def type_pin(page, pin: str) -> None:  # noqa: ANN001
     page.click("#pin-ok")
 
 
-def test_admin_login(page) -> None:  # noqa: ANN001
+def test_admin_login(page, shots: Path) -> None:  # noqa: ANN001
     page.click("#admin-open")
     expect()(page.locator("#admin-login")).to_be_visible()
+    page.screenshot(path=str(shots / "admin-login.png"))
     type_pin(page, "111111")
     expect()(page.locator("#pin-message")).to_have_text("Wrong PIN — 4 tries left")
     type_pin(page, PIN)
@@ -288,7 +291,7 @@ def test_add_a_card_by_reading_it(kiosk, page) -> None:  # noqa: ANN001
     expect()(row.locator("[data-action=card]")).to_have_count(1)
 
 
-def test_manual_punch_and_health(kiosk, page) -> None:  # noqa: ANN001
+def test_manual_punch_and_health(kiosk, page, shots: Path) -> None:  # noqa: ANN001
     page.click(".tabs [data-tab=punch]")
     page.fill("#punch-id", "E002")
     page.click("#punch-form button[type=submit]")  # no reason: the form asks for one
@@ -305,6 +308,7 @@ def test_manual_punch_and_health(kiosk, page) -> None:  # noqa: ANN001
     text = health.inner_text()
     assert "working" in text and "Card reader" in text and "Face model" in text
     assert re.search(r"Enrolments not yet at the hub\s+1", text)
+    page.screenshot(path=str(shots / "admin-health.png"))
 
 
 def test_card_punch_after_logout(kiosk, page) -> None:  # noqa: ANN001
@@ -344,7 +348,7 @@ def test_idle_admin_mode_logs_out_by_itself(page) -> None:  # noqa: ANN001
     expect()(page.locator("#toast")).to_have_text("Admin mode logged out (idle)")
 
 
-def test_lockout_after_five_wrong_pins(kiosk, page) -> None:  # noqa: ANN001
+def test_lockout_after_five_wrong_pins(kiosk, page, shots: Path) -> None:  # noqa: ANN001
     page.click("#admin-open")
     for remaining in (4, 3, 2, 1):
         type_pin(page, "000000")
@@ -354,14 +358,16 @@ def test_lockout_after_five_wrong_pins(kiosk, page) -> None:  # noqa: ANN001
     type_pin(page, PIN)  # even the right PIN, while locked
     expect()(page.locator("#pin-message")).to_have_text("Too many wrong PINs — admin mode is locked for 5 min")
     expect()(page.locator("#admin-main")).to_be_hidden()
+    page.screenshot(path=str(shots / "admin-locked.png"))
     with store_of(kiosk) as store:
         assert "admin.lockout" in {r["action"] for r in store.audit_log(20)}
     page.click("#admin-login [data-action=close-admin]")
 
 
-def test_camera_offline_is_shown(kiosk, page) -> None:  # noqa: ANN001
+def test_camera_offline_is_shown(kiosk, page, shots: Path) -> None:  # noqa: ANN001
     kiosk["scene"].empty()
     expect()(page.locator("#banner")).to_have_text("Camera offline — please use your card", timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "camera-offline.png"))
     kiosk["scene"].idle()
     expect()(page.locator("#banner")).to_be_hidden(timeout=WAIT_MS)
 
