@@ -153,6 +153,11 @@ def read_camera(source: str | None, count: int, timeout_s: float, snapshot: Path
     from hardware.config import CameraConfig
 
     config = _section(CameraConfig, _base_config(cfg, source is not None).camera, source=source)
+    if snapshot is not None:
+        import cv2
+        if not cv2.haveImageWriter(str(snapshot)):
+            raise InvalidInput(f"cannot save a snapshot as {snapshot.name}: not an image file name",
+                               fix="Use a .jpg or .png path, e.g. --snapshot /tmp/cam.jpg.")
     camera = open_camera(config)
     if not camera.configured:
         raise ConfigError("no camera configured", fix="Pass --source SRC or set camera.source in the config.")
@@ -171,7 +176,7 @@ def read_camera(source: str | None, count: int, timeout_s: float, snapshot: Path
         if not cv2.imwrite(str(snapshot), keep.last.image):
             raise InvalidInput(f"cannot write {snapshot}", fix="Use a .jpg or .png path in a writable folder.")
     echo_json(_camera_summary(camera, frames))
-    if len(frames) < count and not camera.ended.is_set():
+    if len(frames) < count and not (camera.ended.is_set() and frames):  # a source that ended with no frame failed
         sys.exit(1)
 
 

@@ -30,9 +30,11 @@ def _append_rate(store: Store, count: int) -> float:
 
 
 @bench.command("store")
-@click.option("--punches", "count", default=500, show_default=True, help="Punches to append per store.")
-@click.option("--opens", default=20, show_default=True, help="Times to open the store for the open-time figure.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--punches", "count", default=500, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Punches to append per store.")
+@click.option("--opens", default=20, show_default=True, type=click.IntRange(1, 100_000),
+              help="Times to open the store for the open-time figure.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Where to create the bench databases (default: a temp dir; use the kiosk's disk).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_store(count: int, opens: int, directory: Path | None, as_json: bool) -> None:

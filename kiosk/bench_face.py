@@ -59,7 +59,7 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
 @click.option("--data", required=True, metavar="DIR",
               help="Photo set: DIR/<identity>/<image> (folders starting with _ are ignored), or "
               "'wheel-samples' for the photos shipped with the bundled models.")
-@click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="TSV of path1 path2 same_person [pair_kind], paths relative to DIR "
               "(default: pairs built with a fixed seed).")
 @click.option("--enroll-k", default=1, show_default=True, type=click.IntRange(1, 100),

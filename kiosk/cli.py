@@ -13,7 +13,8 @@ from kiosk.cliutil import KioskGroup
 def cli() -> None:
     """Branch attendance kiosk: face, card and GPS punches in an encrypted store, synced to HR.
 
-    Every command takes --config FILE (default /etc/kiosk/kiosk.toml) and --set KEY=VALUE.
+    Commands that work on a kiosk take --config FILE (default $KIOSK_CONFIG or
+    /etc/kiosk/kiosk.toml) and --set KEY=VALUE.
     Start with `kiosk init DIR` to create a kiosk home, or `kiosk demo` to see it work.
     """
 

@@ -48,6 +48,9 @@ def enroll_import(csv_path: Path, photo_dir: Path, report_path: Path | None, upd
     from kiosk.face.engine import FaceEngine
     from kiosk.face.gallery import Gallery, pack_change
 
+    if report_path is not None and not report_path.parent.is_dir():
+        raise InvalidInput(f"cannot write the report to {report_path}: folder {report_path.parent} does not exist",
+                           fix="Create the folder first, or choose another --report path; nothing was imported.")
     rows = read_roster(csv_path)
     if not rows:
         raise InvalidInput(f"{csv_path} has no rows under its header", fix="Add one row per person.")
@@ -92,7 +95,13 @@ def _report_row(outcome, as_json: bool) -> None:  # noqa: ANN001 - RowOutcome
 
 
 def _write_report(path: Path, outcomes: list) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
+    try:
+        fh = path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise KioskError(f"the import was done, but the report {path} cannot be written: {exc.strerror}",
+                         fix="Run the import again with --report in a writable folder "
+                         "(rows already done are skipped).") from None
+    with fh:
         out = csv.writer(fh)
         out.writerow(["line", "employee_id", "row_status", "photo", "photo_status", "reason", "quality", "detail"])
         for o in outcomes:
@@ -143,7 +152,11 @@ def admin_set_pin(pin_stdin: bool, cfg: ConfigRef) -> None:
     from kiosk.ui.auth import check_pin_rules, set_pin
 
     if pin_stdin:
-        pin = sys.stdin.readline().rstrip("\r\n")
+        try:
+            pin = sys.stdin.readline().rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InvalidInput("the admin PIN on standard input is not valid UTF-8 text",
+                               fix="Give the PIN as plain text (digits are easiest on the touchscreen).") from None
     else:
         pin = click.prompt("New admin PIN", hide_input=True, confirmation_prompt=True)
     check_pin_rules(pin)

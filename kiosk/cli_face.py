@@ -121,7 +121,8 @@ def _report_identity(r: dict, as_json: bool) -> None:
         echo_json(r)
         return
     if r["employee_id"] is None:
-        click.echo(f"{r['photo']}: nobody ({r['reason']})")
+        detail = f": {r['detail']}" if r.get("detail") else ""
+        click.echo(f"{r['photo']}: nobody ({r['reason']}{detail})")
         return
     verdict = "accepted" if r["accepted"] else f"not accepted ({r['reason']})"
     quality = f", quality: {', '.join(r['quality'])}" if r["quality"] else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,9 +21,9 @@ KIOSK_TOML_TEMPLATE = """\
 # config/kiosk.example.toml; unknown keys are refused. Check with `kiosk config check FILE`.
 
 [device]
-name = "{name}"
-branch = "{branch}"
-timezone = "{timezone}"
+name = {name}
+branch = {branch}
+timezone = {timezone}
 
 [store]
 # Relative paths are relative to this file's folder.
@@ -37,14 +38,23 @@ def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", time
     if config_path.exists():
         raise KioskError(f"{config_path} already exists; refusing to overwrite a kiosk's config",
                          fix="Choose an empty folder, or use the existing config.")
-    directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / ".kiosk.toml.tmp"
-    tmp.write_text(KIOSK_TOML_TEMPLATE.format(name=name, branch=branch, timezone=timezone), encoding="utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        values = {k: json.dumps(v, ensure_ascii=False) for k, v in  # JSON strings are TOML strings
+                  {"name": name, "branch": branch, "timezone": timezone}.items()}
+        tmp.write_text(KIOSK_TOML_TEMPLATE.format(**values), encoding="utf-8")
+    except OSError as exc:
+        raise KioskError(f"cannot create the kiosk home in {directory}: {exc.strerror}",
+                         fix="Choose a folder you can write to (its parent must be a folder, not a file).") from None
     try:
         config = load_config(tmp)
-    except ConfigError:
+    except ConfigError as exc:
         tmp.unlink()
-        raise
+        raise ConfigError("the --branch, --name or --timezone given to `kiosk init` is not valid; nothing was created",
+                          problems=[line.replace(f"{tmp}: ", "") for line in exc.problems],
+                          fix="Give a branch code of letters, digits, _ . - and an IANA time zone such as "
+                          "Asia/Shanghai.") from None
     write_key_file(config.store.key_file)
     with open_store(config, create=True):
         pass
@@ -150,7 +160,12 @@ def db_export(since: str | None, fmt: str, out: Path | None, cfg: ConfigRef) -> 
         if out is None:
             count = export_punches(store.punches.iter(since_ts), fmt, sys.stdout)
         else:
-            with out.open("w", encoding="utf-8", newline="") as fh:
+            try:
+                fh = out.open("w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise InvalidInput(f"cannot write the export to {out}: {exc.strerror}",
+                                   fix="Choose --out in an existing folder you can write to.") from None
+            with fh:
                 count = export_punches(store.punches.iter(since_ts), fmt, fh)
     click.echo(f"exported {count} punch(es)", err=True)
 

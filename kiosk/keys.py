@@ -70,6 +70,10 @@ def check_key_file_mode(path: Path) -> None:
 
 def read_key_file(path: Path, check_mode: bool = True) -> DbKey:
     """Read a key file, checking it is private first."""
+    if path.is_dir():
+        raise KeyMaterialError(f"key file {path} is a folder, not a key file",
+                               fix="Point store.key_file at the key file itself, or create one with "
+                               "`kiosk db keygen --out PATH`.")
     try:
         if check_mode:
             check_key_file_mode(path)

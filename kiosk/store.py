@@ -39,6 +39,9 @@ def sqlcipher_factory(path: Path, key: DbKey, busy_timeout_s: float = 5.0) -> Co
     def connect() -> Any:
         conn = sqlcipher.connect(str(path), isolation_level=None, check_same_thread=False,
                                  timeout=busy_timeout_s)
+        # SQLCipher would print its own "ERROR CORE ... hmac check failed" lines for a wrong key or a
+        # damaged file; the StoreError raised for them already says what happened and what to do.
+        conn.execute("PRAGMA cipher_log_level = NONE")
         conn.execute(f"PRAGMA key = {key.pragma_literal}")
         return conn
 
@@ -68,8 +71,8 @@ def explain_db_error(exc: Exception, path: Path | str, doing: str) -> StoreError
                           fix="Remount the filesystem read-write or fix the file's owner/permissions.")
     if "malformed" in msg or "corrupt" in msg:
         return StoreError(f"{doing} failed: {path} is damaged ({exc})",
-                          fix="Stop the kiosk, copy the file aside, and restore the latest backup; "
-                          "`kiosk db verify` reports what is still readable.")
+                          fix="Stop the kiosk, copy the file aside (with its -wal file), and restore the latest "
+                          "backup; punches already at the hub are safe there.")
     if "locked" in msg or "busy" in msg:
         return StoreError(f"{doing} failed: {path} is busy (another process holds the write lock)",
                           fix="Retry; if it persists, check for a stuck `kiosk` process.")

@@ -28,13 +28,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from kiosk import __version__
 from kiosk.clock import current_clock_state
 from kiosk.config import KioskConfig
-from kiosk.errors import KioskError
+from kiosk.errors import InvalidInput, KioskError
 from kiosk.store import Store
 from kiosk.timeutil import iso_utc, utc_now
 from sync.client import HubClient
@@ -196,6 +197,13 @@ class Agent:
     def register(self, hub_url: str, code: str) -> Registration:
         """Spend a one-time code: the device id and token go into the encrypted store."""
         hub_url = hub_url.rstrip("/")
+        parts = urlsplit(hub_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidInput(f"hub URL {hub_url!r} is not an http:// or https:// address",
+                               fix="Give the hub's base URL, e.g. --hub https://hub.example.bank:8750.")
+        if not 4 <= len(code) <= 64:
+            raise InvalidInput(f"registration code {code!r} is not a code the hub gives out",
+                               fix="Copy the code printed by `kiosk hub device add`, e.g. 7KQM-X2PA-9HDE-CW4R.")
         chain_seq, chain_hash = self.state.chain_start_for(hub_url)
         model_id, dim = self.model
         req = RegisterRequest(code=code, device_name=self.config.device.name, software_version=__version__,

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from kiosk.cliutil import ConfigRef, config_options, configure_logging, echo_json
-from kiosk.errors import KioskError
+from kiosk.errors import ConfigError, KioskError
 from kiosk.store import open_store
 from sync.hub.config import HubConfig, default_hub_config_path, load_hub_config
 
@@ -183,16 +183,25 @@ def _db(hub: HubConfig) -> Any:
 @hub_group.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the hub listens on.")
-@click.option("--port", default=8750, show_default=True, help="TCP port the hub listens on.")
+@click.option("--port", default=8750, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port the hub listens on (0 picks a free one).")
 def hub_init(directory: Path, host: str, port: int) -> None:
     """Create a working hub in DIRECTORY: hub.toml and an SQLite database."""
     path = directory / "hub.toml"
     if path.exists():
         raise KioskError(f"{path} already exists; refusing to overwrite a hub's config",
                          fix="Choose an empty folder, or use the existing config.")
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(HUB_TOML_TEMPLATE.format(host=host, port=port), encoding="utf-8")
-    hub = load_hub_config(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(HUB_TOML_TEMPLATE.format(host=host, port=port), encoding="utf-8")
+    except OSError as exc:
+        raise KioskError(f"cannot create the hub in {directory}: {exc.strerror}",
+                         fix="Choose a folder you can write to (its parent must be a folder, not a file).") from None
+    try:
+        hub = load_hub_config(path)
+    except ConfigError:
+        path.unlink()  # a refused hub.toml would block the next `kiosk hub init` with "already exists"
+        raise
     with _db(hub):
         pass
     click.echo(f"Hub ready in {directory}:")
@@ -207,7 +216,7 @@ def hub_init(directory: Path, host: str, port: int) -> None:
 
 
 @hub_group.command("serve")
-@click.option("--port", type=int, help="TCP port (overrides server.port; 0 picks a free one).")
+@click.option("--port", type=click.IntRange(0, 65535), help="TCP port (overrides server.port; 0 picks a free one).")
 @click.option("--host", help="Listen address (overrides server.host).")
 @hub_config_options
 def hub_serve(port: int | None, host: str | None, hub: HubConfig, overrides: list[str]) -> None:

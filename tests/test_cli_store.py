@@ -82,3 +82,35 @@ def test_no_key_is_a_clear_error(tmp_path: Path) -> None:
                      env={"KIOSK_DB_KEY": "", "CREDENTIALS_DIRECTORY": ""})
     assert proc.returncode == 1 and "no database key found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_init_where_no_folder_can_be_made(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = run_kiosk("init", str(blocker / "kiosk"))
+    assert proc.returncode == 1 and "cannot create the kiosk home" in proc.stderr
+    assert "what to do:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_to_a_missing_folder(kiosk_home: Path, invoke) -> None:
+    out = kiosk_home.parent / "no-such-folder" / "punches.jsonl"
+    result = invoke("db", "export", "--out", str(out), "--config", str(kiosk_home))
+    assert result.exit_code == 1 and "cannot write the export" in result.output
+    assert "what to do:" in result.output and not out.exists()
+
+
+def test_bench_store_refuses_counts_and_folders_it_cannot_use(invoke, tmp_path: Path) -> None:
+    for args in (("--punches", "0"), ("--punches", "-1"), ("--opens", "0"), ("--dir", str(tmp_path / "nope"))):
+        result = invoke("bench", "store", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Invalid value" in result.output
+
+
+def test_init_values_are_quoted_and_bad_ones_named(tmp_path: Path) -> None:
+    home = tmp_path / "quoted"
+    run_kiosk("init", str(home), "--name", 'Branch "7" \\ 浦东', check=True)
+    assert load_config(home / "kiosk.toml").device.name == 'Branch "7" \\ 浦东'
+    bad = run_kiosk("init", str(tmp_path / "mars"), "--timezone", "Mars/Base")
+    assert bad.returncode == 1 and "given to `kiosk init` is not valid" in bad.stderr
+    assert "device.timezone = 'Mars/Base'" in bad.stderr and ".tmp" not in bad.stderr
+    assert not (tmp_path / "mars" / "kiosk.toml").exists()

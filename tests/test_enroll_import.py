@@ -102,6 +102,16 @@ def test_a_roster_without_the_needed_columns_changes_nothing(kiosk_home: Path, t
     assert "Traceback" not in result.stderr
 
 
+def test_a_report_in_a_missing_folder_is_refused_before_importing(kiosk_home: Path, tmp_path: Path,
+                                                                   photo_dir: Path) -> None:
+    roster = "id,name,card,branch,photos\nE101,Raj Koothrappali,,,raj1.png\n"
+    result = import_roster(kiosk_home, tmp_path, photo_dir, roster, "--report", str(tmp_path / "nope" / "r.csv"))
+    assert result.returncode == 1 and "cannot write the report" in result.stderr
+    assert "what to do:" in result.stderr and "Traceback" not in result.stderr
+    with open_store(load_config(kiosk_home)) as store:
+        assert store.roster.list(include_inactive=True) == []
+
+
 def test_the_progress_bar_shows_on_a_terminal(kiosk_home: Path, tmp_path: Path, photo_dir: Path) -> None:
     path = tmp_path / "roster.csv"
     path.write_text("id,name,card,branch,photos\nE201,Raj K,,,raj1.png\nE202,Nobody,,,dog.jpg\n", encoding="utf-8")

@@ -145,3 +145,27 @@ def face_data_or_samples(face_photos, tmp_path: Path) -> str:
     for name in IDENTITIES:
         (subset / name).symlink_to(_data_dir() / name, target_is_directory=True)
     return str(subset)
+
+
+def test_identify_says_why_a_photo_is_unreadable(invoke, kiosk_home: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    result = invoke("identify", "--config", str(kiosk_home), str(text), str(tmp_path / "absent.jpg"))
+    assert result.exit_code == 0, result.output
+    assert f"{text}: nobody (unreadable: photo {text} is not a readable image" in result.output
+    assert "absent.jpg does not exist" in result.output
+
+
+def test_bench_accuracy_with_a_missing_pairs_file(invoke, tmp_path: Path) -> None:
+    result = invoke("bench", "accuracy", "--data", "wheel-samples", "--pairs", str(tmp_path / "pairs.tsv"))
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_a_gigantic_photo_is_refused_before_decoding(invoke, kiosk_home: Path, tmp_path: Path) -> None:
+    """A 9000x9000 image would take ~250 MB to decode: refused from its header, with the size."""
+    from PIL import Image
+    huge = tmp_path / "huge.png"
+    Image.new("L", (9000, 9000)).save(huge)
+    result = invoke("enroll", "add", "--employee", "E1", "--name", "Li", "--photos", str(huge),
+                    "--config", str(kiosk_home))
+    assert result.exit_code != 0 and "9000x9000" in result.output and "Traceback" not in result.output

@@ -106,6 +106,9 @@ def test_bad_requests_get_clear_4xx_bodies_and_no_stack_traces(hub) -> None:
     json_headers = {"content-type": "application/json"}
     malformed = device.post("/v1/device/punches", content=b'{"punches": [', headers=json_headers)
     assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "malformed_json"
+    binary = hub.hr.post("/v1/hr/employees", content=b"\xff\xd8\xff\xe0 a JPEG, not JSON", headers=json_headers)
+    assert binary.status_code == 400 and binary.json()["error"]["code"] == "malformed_json"
+    assert binary.json()["error"]["fix"]
     big = device.post("/v1/device/punches", content=b" " * (5 * 2**20), headers=json_headers)
     assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
 
@@ -122,7 +125,7 @@ def test_bad_requests_get_clear_4xx_bodies_and_no_stack_traces(hub) -> None:
     assert wrong_shape.status_code == 422 and {tuple(d["loc"]) for d in body["details"]} >= {("body", "punches")}
     beat = device.post("/v1/device/heartbeat", json={"software_version": "1", "backlog": -5, "clock_state": "?"})
     assert beat.status_code == 422 and len(beat.json()["error"]["details"]) == 2
-    for resp in (malformed, big, too_many, wrong_shape, beat, device.get("/v1/nowhere")):
+    for resp in (malformed, binary, big, too_many, wrong_shape, beat, device.get("/v1/nowhere")):
         assert "Traceback" not in resp.text and resp.headers["content-type"].startswith("application/json")
     assert device.get("/v1/nowhere").status_code == 404
 

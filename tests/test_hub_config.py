@@ -38,3 +38,25 @@ def test_hub_config_mistakes_are_listed_with_key_and_fix(tmp_path, invoke) -> No
     sqlite_many.write_text("[server]\nworkers = 2\nport = 0\n")
     result = invoke("hub", "serve", "--config", str(sqlite_many))
     assert result.exit_code == 1 and "needs database.backend = 'postgres'" in result.output
+
+
+def test_hub_init_and_serve_mistakes_are_sentences(tmp_path, invoke) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke("hub", "init", str(blocker / "hub"))
+    assert result.exit_code == 1 and "cannot create the hub" in result.output and "what to do:" in result.output
+    bad_port = invoke("hub", "init", str(tmp_path / "h1"), "--port", "99999")
+    assert bad_port.exit_code == 2 and "99999" in bad_port.output
+    assert not (tmp_path / "h1" / "hub.toml").exists()
+    bad_host = invoke("hub", "init", str(tmp_path / "h2"), "--host", 'a"b')
+    assert bad_host.exit_code == 1
+    assert not (tmp_path / "h2" / "hub.toml").exists()  # so the next `kiosk hub init` is not refused
+    assert invoke("hub", "init", str(tmp_path / "h2")).exit_code == 0
+    config = str(tmp_path / "h2" / "hub.toml")
+    serve = invoke("hub", "serve", "--config", config, "--port", "99999")
+    assert serve.exit_code == 2 and "99999" in serve.output
+    not_here = invoke("hub", "serve", "--config", config, "--host", "192.0.2.1", "--port", "0")
+    assert not_here.exit_code == 1 and "cannot listen on 192.0.2.1" in not_here.output
+    assert "--host" in not_here.output and "another --port" not in not_here.output
+    missing = invoke("hub", "device", "add", "--branch", "B001", "--config", str(tmp_path / "absent.toml"))
+    assert missing.exit_code == 1 and "kiosk hub init DIR" in missing.output

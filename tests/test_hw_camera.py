@@ -233,3 +233,20 @@ def test_a_folder_of_real_photos_is_a_camera(face_data) -> None:
         frames = drain(camera)
     assert [f.origin for f in frames] == photos
     assert all(f.image.ndim == 3 and f.image.dtype == np.uint8 for f in frames)
+
+
+def test_cli_snapshot_name_that_is_not_an_image(invoke, tmp_path) -> None:
+    folder = image_folder(tmp_path / "imgs", 3)
+    result = invoke("hw", "read", "camera", "--source", f"images:{folder}?fps=0", "--count", "2",
+                    "--snapshot", str(tmp_path / "last.txt"), "--config", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 1
+    assert "not an image file name" in result.output and "what to do:" in result.output
+
+
+def test_cli_file_without_a_single_frame_exits_1(invoke, tmp_path) -> None:
+    not_video = tmp_path / "clip.mp4"
+    not_video.write_text("not a video")
+    result = invoke("hw", "read", "camera", "--source", f"file:{not_video}?fps=0", "--count", "1",
+                    "--timeout", "5", "--config", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["frames"] == 0

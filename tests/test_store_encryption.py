@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_kiosk
 from kiosk.config import load_config
 from kiosk.errors import KeyMaterialError, StoreError
 from kiosk.keys import DbKey, parse_key, resolve_key
@@ -57,6 +58,9 @@ def test_wrong_key_is_refused_cleanly(kiosk_home: Path, invoke) -> None:
     assert result.exit_code == 3
     assert "cannot be decrypted" in result.output and "Traceback" not in result.output
     assert db_path.read_bytes() == before
+    proc = run_kiosk("db", "stats", "--config", str(kiosk_home), "--set", f"store.key_file={str(wrong)!r}")
+    assert proc.returncode == 3 and proc.stderr.startswith("error: ")
+    assert "hmac check failed" not in proc.stderr, "SQLCipher's own log lines are not for the operator"
 
 
 def test_plain_sqlite_file_is_not_a_store(tmp_path: Path) -> None:
@@ -100,6 +104,16 @@ def test_key_file_must_be_private(kiosk_home: Path) -> None:
     key_file.chmod(0o644)
     with pytest.raises(KeyMaterialError, match="chmod 600"):
         resolve_key(key_file)
+
+
+def test_key_file_that_is_a_folder_is_named(kiosk_home: Path, invoke) -> None:
+    folder = kiosk_home.parent / "keys"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(KeyMaterialError, match="is a folder"):
+        resolve_key(folder)
+    result = invoke("employee", "list", "--config", str(kiosk_home), "--set", f"store.key_file={str(folder)!r}")
+    assert result.exit_code == 1
+    assert "is a folder, not a key file" in result.output and "Traceback" not in result.output
 
 
 def test_key_sources_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -305,3 +305,17 @@ def test_refused_kiosk_enrolment_does_not_block_the_others(hub, make_kiosk) -> N
     refused = [a for a in kiosk.store.audit_log() if a["action"] == "enroll.refused_by_hub"]
     assert len(refused) == 1 and "B002" in refused[0]["detail"]
     assert hub.hr.get("/v1/hr/employees/E91").json()["branches"] == ["B001"]
+
+
+@pytest.mark.parametrize(("hub_url", "code", "expected"), [
+    ("http://127.0.0.1:9", "X", "registration code 'X'"),
+    ("http://127.0.0.1:9", "", "registration code ''"),
+    ("hub.example.bank:8750", "7KQM-X2PA-9HDE-CW4R", "not an http:// or https:// address"),
+    ("ftp://127.0.0.1/", "7KQM-X2PA-9HDE-CW4R", "not an http:// or https:// address"),
+])
+def test_register_with_a_bad_code_or_url_says_so_before_calling(kiosk_home: Path, invoke, hub_url: str, code: str,
+                                                                 expected: str) -> None:
+    result = invoke("sync", "register", "--hub", hub_url, "--code", code, "--config", str(kiosk_home))
+    assert result.exit_code == 1, result.output
+    assert expected in result.output and "what to do:" in result.output
+    assert "cannot connect" not in result.output

@@ -4,6 +4,9 @@ restart), idle logout, every step audited; `kiosk admin set-pin` sets it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,14 @@ def test_set_pin_cli(kiosk_home: Path) -> None:
         assert verify_pin(PIN, stored)
         assert "admin.set_pin" in actions(store)
     assert PIN.encode() not in Path(load_config(kiosk_home).store.path).read_bytes()
+
+
+@pytest.mark.parametrize("io_encoding", ["utf-8:surrogateescape", "utf-8:strict"])
+def test_set_pin_cli_refuses_bytes_that_are_not_text(kiosk_home: Path, io_encoding: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "kiosk", "admin", "set-pin", "--config", str(kiosk_home),
+                           "--pin-stdin"], input=b"\xff\xfe12345678\n", capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONIOENCODING": io_encoding})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1 and "not valid UTF-8 text" in stderr and "Traceback" not in stderr
+    with open_store(load_config(kiosk_home)) as store:
+        assert store.get_meta(PIN_META_KEY) is None

@@ -10,10 +10,32 @@ import numpy as np
 from kiosk.errors import InvalidInput
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# Decoding needs ~3 bytes a pixel: 40 MP is ~120 MB, still safe on a 4 GB Raspberry Pi; a face
+# photo never needs more (a 200 px face is plenty).
+MAX_PIXELS = 40_000_000
+
+
+def oversized(source: Path | bytes) -> str | None:
+    """A sentence when the image header announces more than MAX_PIXELS, read without decoding."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            width, height = im.size
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None  # not an image PIL knows: the decoder below gives the error
+    if width * height > MAX_PIXELS:
+        return (f"is {width}x{height} pixels ({width * height / 1e6:.0f} MP); at most "
+                f"{MAX_PIXELS // 1_000_000} MP are accepted")
+    return None
 
 
 def read_image(path: Path) -> np.ndarray:
     """A photo as BGR uint8 (grey photos become three equal channels), or InvalidInput."""
+    problem = oversized(Path(path)) if Path(path).is_file() else None
+    if problem:
+        raise InvalidInput(f"photo {path} {problem}", fix="Scale it down (a face 200+ px wide is plenty).")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         reason = "does not exist" if not Path(path).exists() else "is not a readable image (JPEG, PNG, BMP, WebP, TIFF)"

@@ -32,6 +32,9 @@ SALT_BYTES = 16
 
 def check_pin_rules(pin: str) -> str:
     """The PIN as given, or InvalidInput saying what a PIN must be."""
+    if pin and any("\ud800" <= c <= "\udfff" for c in pin):  # undecodable bytes read from stdin
+        raise InvalidInput("the admin PIN is not valid UTF-8 text",
+                           fix="Give the PIN as plain text (digits are easiest on the touchscreen).")
     if not PIN_MIN_CHARS <= len(pin or "") <= PIN_MAX_CHARS or any(ord(c) < 32 for c in pin):
         raise InvalidInput(f"the admin PIN must be {PIN_MIN_CHARS}-{PIN_MAX_CHARS} printable characters",
                            fix="Choose a longer PIN or password (digits are easiest on the touchscreen).")

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from kiosk.config import load_model_file, validate_model
 from kiosk.configbase import ConfigPath, StrictModel
+from kiosk.errors import ConfigError
 
 DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
 HUB_CONFIG_ENV = "KIOSK_HUB_CONFIG"
@@ -117,4 +118,8 @@ def validate_hub_config(data: dict[str, Any], source: str, base_dir: Path | None
 
 def load_hub_config(path: Path | None = None, overrides: list[str] | None = None) -> HubConfig:
     """Load and validate a hub.toml; relative paths are relative to its folder."""
-    return load_model_file(HubConfig, Path(path) if path else default_hub_config_path(), overrides, HUB_EXAMPLE)
+    path = Path(path) if path else default_hub_config_path()
+    if not path.exists():
+        raise ConfigError(f"hub config file {path} does not exist",
+                          fix="Create one with `kiosk hub init DIR`, or pass --config FILE.")
+    return load_model_file(HubConfig, path, overrides, HUB_EXAMPLE)

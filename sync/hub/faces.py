@@ -84,6 +84,10 @@ class EngineTemplateMaker:
         from enrollment.photos import check_photo
         if model_id not in self._configs:
             return f"the hub has no model pack for model {model_id[:12]}"
+        from kiosk.face.images import oversized
+        problem = oversized(photo)
+        if problem:
+            return f"too_large: the photo {problem}"
         image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             return "unreadable: the file is not a decodable JPEG or PNG image"

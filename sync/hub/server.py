@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -55,8 +56,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise KioskError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                         fix="Pick another --port, or stop what is using this one.") from None
+        fix = ("Pick another --port, or stop what is using this one." if exc.errno == errno.EADDRINUSE else
+               "Use an address of this machine for --host / server.host (0.0.0.0 for all, 127.0.0.1 for local).")
+        raise KioskError(f"cannot listen on {host}:{port}: {exc.strerror}", fix=fix) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
