@@ -94,8 +94,10 @@ def _rfid_summary(summary: dict) -> str:
 @click.option("--protocol", type=click.Choice(["em4100", "line", "wiegand", "hid"]),
               help="Reader protocol [default: rfid.protocol].")
 @click.option("--baud", type=int, help="Serial speed in bits/s [default: rfid.baud].")
-@click.option("--count", default=1, show_default=True, help="Stop after this many card reads (0: until --timeout).")
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True, help="Stop after this many seconds.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Stop after this many card reads (0: until --timeout).")
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Stop after this many seconds.")
 @config_options
 def read_rfid(port: str | None, protocol: str | None, baud: int | None, count: int, timeout_s: float,
               cfg: ConfigRef) -> None:
@@ -118,8 +120,10 @@ def read_rfid(port: str | None, protocol: str | None, baud: int | None, count: i
 @click.option("--port", metavar="PATH", help="Serial port of the receiver, or 'fake:?lat=..&lon=..' "
               "[default: gps.port from the config].")
 @click.option("--baud", type=int, help="Serial speed in bits/s [default: gps.baud].")
-@click.option("--count", default=1, show_default=True, help="Stop after this many fixes (0: until --timeout).")
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True, help="Stop after this many seconds.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Stop after this many fixes (0: until --timeout).")
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Stop after this many seconds.")
 @config_options
 def read_gps(port: str | None, baud: int | None, count: int, timeout_s: float, cfg: ConfigRef) -> None:
     """Print each fix as {"lat", "lon", "quality", "sats", "hdop", "utc"}; a summary goes to stderr."""
@@ -142,8 +146,9 @@ def read_gps(port: str | None, baud: int | None, count: int, timeout_s: float, c
 @read_group.command("camera")
 @click.option("--source", metavar="SRC", help="Camera source, e.g. v4l2:/dev/video0 or images:DIR?fps=0 "
               "[default: camera.source from the config].")
-@click.option("--count", default=30, show_default=True, help="Frames to read.")
-@click.option("--timeout", "timeout_s", default=20.0, show_default=True, help="Stop after this many seconds.")
+@click.option("--count", default=30, show_default=True, type=click.IntRange(min=1), help="Frames to read.")
+@click.option("--timeout", "timeout_s", default=20.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Stop after this many seconds.")
 @click.option("--snapshot", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the last frame to this image file (to see what the camera sees).")
 @config_options

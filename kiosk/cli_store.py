@@ -92,15 +92,35 @@ def config_check(file: Path | None, cfg: ConfigRef) -> None:
     """Validate FILE (or --config): exit 0 when valid, else one line per problem and exit 1."""
     path = file or cfg.path
     try:
-        load_config(path, cfg.overrides)
+        config = load_config(path, cfg.overrides)
+        problems = missing_files(config, str(path))
     except ConfigError as exc:
         if not exc.problems:
             raise
-        for line in exc.problems:
+        problems = exc.problems
+    if problems:
+        for line in problems:
             click.echo(line)
-        click.echo(f"{len(exc.problems)} problem(s); see config/kiosk.example.toml for every key.", err=True)
+        click.echo(f"{len(problems)} problem(s); see config/kiosk.example.toml for every key.", err=True)
         sys.exit(1)
     click.echo(f"{path}: OK")
+
+
+def missing_files(config, source: str) -> list[str]:  # noqa: ANN001 - KioskConfig
+    """Files and folders the config names that are not there (a typo is caught before the kiosk starts)."""
+    wanted = [("store.path (its folder)", config.store.path.parent, "dir"),
+              ("store.key_file", config.store.key_file, "file"),
+              ("face.pack_dir", config.face.pack_dir, "dir"),
+              ("liveness.passive_model", config.liveness.passive_model, "file")]
+    problems = []
+    for key, path, kind in wanted:
+        if path is None:
+            continue
+        exists = path.is_dir() if kind == "dir" else path.is_file()
+        if not exists:
+            what = "folder" if kind == "dir" else "file"
+            problems.append(f"{source}: {key} = {str(path)!r}: no such {what} on this machine")
+    return problems
 
 
 @click.group("db")

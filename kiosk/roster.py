@@ -123,7 +123,8 @@ class Roster:
         with self.store.atomic("removing the card") as db:
             owner = db.execute("SELECT employee_id FROM cards WHERE card_id = ?", [card]).fetchone()
             if owner is None:
-                raise NotFound(f"card {card} is not registered on this kiosk")
+                raise NotFound(f"card {card} is not registered on this kiosk",
+                               fix="Check the number with `kiosk employee list` (cards are listed per person).")
             db.execute("DELETE FROM cards WHERE card_id = ?", [card])
             self.store.audit(actor, "card.remove", owner[0])
         return owner[0]

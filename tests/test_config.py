@@ -20,9 +20,20 @@ busy_timeout_s = -1
 """
 
 
-def test_example_config_is_valid(invoke) -> None:
-    result = invoke("config", "check", str(REPO / "config/kiosk.example.toml"))
+def test_example_config_is_valid(invoke, kiosk_home: Path) -> None:
+    here = kiosk_home.parent  # the example names /var/lib/kiosk and /etc/kiosk: use a real home's instead
+    result = invoke("config", "check", str(REPO / "config/kiosk.example.toml"),
+                    "--set", f"store.path='{here / 'kiosk.db'}'", "--set", f"store.key_file='{here / 'kiosk-db.key'}'")
     assert result.exit_code == 0, result.output
+
+
+def test_missing_files_are_problems(invoke, kiosk_home: Path) -> None:
+    result = invoke("config", "check", str(kiosk_home), "--set", "face.pack_dir='/nonexistent/buffalo_l'",
+                    "--set", "liveness.passive_model='/nonexistent/live.onnx'")
+    assert result.exit_code == 1
+    assert "face.pack_dir = '/nonexistent/buffalo_l': no such folder on this machine" in result.stdout
+    assert "liveness.passive_model = '/nonexistent/live.onnx': no such file" in result.stdout
+    assert invoke("config", "check", str(kiosk_home)).exit_code == 0
 
 
 def test_every_problem_is_one_line(tmp_path: Path, invoke) -> None:
