@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from urllib.parse import parse_qsl
 from hardware.config import GpsConfig
 from hardware.device import DeviceState, DropOldestQueue
 from hardware.nmea import Fix, GpsTime, NmeaTracker, gga_sentence, nmea_sentence, rmc_sentence
-from hardware.serialport import FAKE_PREFIX, FakeLine, SerialDevice
+from hardware.serialport import FAKE_PREFIX, FakeDevice, FakeLine, SerialDevice
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ class GpsReader(SerialDevice):
         return True
 
 
-class FakeGps:
+class FakeGps(FakeDevice):
     """The receiver behind port `fake:`: emits RMC+GGA+GSA every interval_s for a settable position.
 
     Options in the port string: `fake:?lat=31.2304&lon=121.4737&hdop=0.9&sats=9&fix=1&interval_s=1
@@ -160,24 +159,6 @@ class FakeGps:
 
     def set_time_offset(self, seconds: float) -> None:
         self.time_offset = timedelta(seconds=seconds)
-
-    def go_silent(self) -> None:
-        self.line.go_silent()
-
-    def resume(self) -> None:
-        self.line.resume()
-
-    def send_garbage(self, count: int = 64) -> None:
-        self.line.feed(os.urandom(count))
-
-    def feed(self, data: bytes) -> None:
-        self.line.feed(data)
-
-    def unplug(self) -> None:
-        self.line.unplug()
-
-    def replug(self) -> None:
-        self.line.replug()
 
     def epoch(self, utc: datetime) -> bytes:
         """One second of receiver output for the current state."""

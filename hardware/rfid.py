@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import select
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from hardware.rfid_protocols import (
     make_decoder,
     parse_number_line,
 )
-from hardware.serialport import FAKE_PREFIX, FakeLine, SerialDevice
+from hardware.serialport import FAKE_PREFIX, FakeDevice, FakeLine, SerialDevice
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +171,7 @@ class HidReader(_CardSink, Device):
         self._emit(decoded, time.monotonic_ns())
 
 
-class FakeRfid:
+class FakeRfid(FakeDevice):
     """The card reader behind port `fake:`. Tests call its methods; the config may script it:
     `fake:?cards=0008075634,0001217496&every_s=2&start_s=1&repeats=3` presents each card in turn
     (repeats = how many frames per presentation, as a held card gives)."""
@@ -208,19 +207,6 @@ class FakeRfid:
         index = 12 if self.config.protocol == "em4100" else 0
         frame[index] = ord("0") if frame[index] != ord("0") else ord("1")
         self.line.feed(bytes(frame))
-
-    def send_garbage(self, count: int = 40) -> None:
-        """Line noise: random bytes (an unshielded cable, a wrong baud rate)."""
-        self.line.feed(os.urandom(count))
-
-    def feed(self, data: bytes) -> None:
-        self.line.feed(data)
-
-    def unplug(self) -> None:
-        self.line.unplug()
-
-    def replug(self) -> None:
-        self.line.replug()
 
     def _due(self, now: float) -> bytes:
         if self._started is None:

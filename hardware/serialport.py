@@ -9,6 +9,7 @@ the port, go silent or send garbage.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -212,3 +213,28 @@ class SerialDevice(Device):
 
     def _on_idle(self, now_ns: int) -> bool:
         return True
+
+
+class FakeDevice:
+    """What every fake serial device lets a test do to its line: raw bytes, noise, silence, unplug."""
+
+    line: FakeLine
+
+    def feed(self, data: bytes) -> None:
+        self.line.feed(data)
+
+    def send_garbage(self, count: int = 48) -> None:
+        """Line noise: random bytes (an unshielded cable, a wrong baud rate)."""
+        self.line.feed(os.urandom(count))
+
+    def go_silent(self) -> None:
+        self.line.go_silent()
+
+    def resume(self) -> None:
+        self.line.resume()
+
+    def unplug(self) -> None:
+        self.line.unplug()
+
+    def replug(self) -> None:
+        self.line.replug()
