@@ -305,14 +305,16 @@ def employee_remove_card(card: str, cfg: ConfigRef) -> None:
 @config_options
 def punch_command(employee_id: str, method: str, note: str, as_json: bool, cfg: ConfigRef) -> None:
     """Record an admin's manual punch (audited)."""
-    from kiosk.clock import current_clock_state
+    from kiosk.trustedtime import clock_for
     if not note.strip():
         raise InvalidInput("a manual punch needs a reason", fix="Pass --note 'forgot card', for example.")
-    with open_store(cfg.load()) as store:
+    config = cfg.load()
+    with open_store(config) as store:
         store.roster.require(employee_id)
+        reading = clock_for(config, store).now()
         with store.atomic("recording the manual punch"):
-            punch = store.punches.append(PunchDraft(employee_id, method, current_clock_state(),
-                                                    note=note.strip()))
+            punch = store.punches.append(PunchDraft(employee_id, method, reading.state, flags=",".join(reading.flags),
+                                                    note=note.strip(), when=reading.utc))
             store.audit("admin", "punch.manual", employee_id, punch_id=punch.id, note=note.strip())
     if as_json:
         echo_json(punch.to_dict())

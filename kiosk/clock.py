@@ -38,8 +38,3 @@ def kernel_ntp_synchronized() -> bool | None:
     if state < 0:
         return None
     return state != TIME_ERROR and not (tx.status & STA_UNSYNC) and tx.maxerror < MAX_ERROR_US
-
-
-def current_clock_state() -> str:
-    """'verified' when the kernel says NTP has synchronised the clock, else 'unverified'."""
-    return "verified" if kernel_ntp_synchronized() else "unverified"

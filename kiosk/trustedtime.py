@@ -130,6 +130,21 @@ class TrustedClock:
         self._last_anchor_mono = reading.mono_ns
 
 
+def clock_for(config, store) -> TrustedClock:  # noqa: ANN001 - KioskConfig, Store
+    """A TrustedClock for a process without a GPS (CLI, sync agent): kernel NTP, the hub's clock as
+    last measured by the agent on this boot, and the floor of the newest verified punch."""
+    from kiosk.policy import last_punch_floor
+    from sync.clockoffset import latest_hub_clock
+    clock = TrustedClock(config.clock)
+    floor = last_punch_floor(store)
+    if floor is not None:
+        clock.raise_floor(floor)
+    hub = latest_hub_clock(store)
+    if hub is not None and hub.same_boot():
+        clock.note_hub(hub.offset_s, hub.mono_ns)
+    return clock
+
+
 def corrected_utc(punch_mono_ns: int, punch_boot_id: str, anchors: list[dict]) -> datetime | None:
     """The true time of an unverified punch from the nearest anchor of the same boot, if any."""
     same_boot = [a for a in anchors if a["boot_id"] == punch_boot_id]

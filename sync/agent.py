@@ -33,11 +33,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from kiosk import __version__
-from kiosk.clock import current_clock_state
 from kiosk.config import KioskConfig
 from kiosk.errors import InvalidInput, KioskError
 from kiosk.store import Store
 from kiosk.timeutil import iso_utc, utc_now
+from kiosk.trustedtime import clock_for
 from sync.client import HubClient
 from sync.clockoffset import latest_hub_clock, save_hub_clock
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
@@ -316,7 +316,8 @@ class Agent:
                          backlog=self.state.backlog(), rejected=self.state.rejected_count(),
                          last_punch_seq=head.seq if head else 0, last_punch_utc=head.ts_utc if head else None,
                          clock_offset_s=hub_clock.offset_s if hub_clock else None,
-                         clock_state=current_clock_state(), disk_free_bytes=_disk_free(self.store.path),
+                         clock_state=clock_for(self.config, self.store).now().state,
+                         disk_free_bytes=_disk_free(self.store.path),
                          temperature_c=_temperature_c(), roster_cursor=self.state.get_int("roster_cursor"),
                          clock_anchors=self._clock_anchors())
         answer = client.heartbeat(beat)
