@@ -169,3 +169,14 @@ def test_a_gigantic_photo_is_refused_before_decoding(invoke, kiosk_home: Path, t
     result = invoke("enroll", "add", "--employee", "E1", "--name", "Li", "--photos", str(huge),
                     "--config", str(kiosk_home))
     assert result.exit_code != 0 and "9000x9000" in result.output and "Traceback" not in result.output
+
+
+def test_a_truncated_jpeg_is_called_unreadable(invoke, kiosk_home: Path, tmp_path: Path, face_photos) -> None:
+    import cv2
+    photo = face_photos.clean[0].image
+    ok, data = cv2.imencode(".jpg", photo)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data.tobytes()[: len(data) // 2])
+    result = invoke("enroll", "add", "--employee", "E1", "--name", "Li", "--photos", str(cut),
+                    "--config", str(kiosk_home))
+    assert result.exit_code != 0 and "cut short" in result.output and "Traceback" not in result.output

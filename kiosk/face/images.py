@@ -31,11 +31,18 @@ def oversized(source: Path | bytes) -> str | None:
     return None
 
 
+def truncated_jpeg(data: bytes) -> bool:
+    """A JPEG whose end-of-image marker is missing: the file was cut short (a copy that did not finish)."""
+    return data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-4096:]
+
+
 def read_image(path: Path) -> np.ndarray:
     """A photo as BGR uint8 (grey photos become three equal channels), or InvalidInput."""
     problem = oversized(Path(path)) if Path(path).is_file() else None
     if problem:
         raise InvalidInput(f"photo {path} {problem}", fix="Scale it down (a face 200+ px wide is plenty).")
+    if Path(path).is_file() and truncated_jpeg(Path(path).read_bytes()):
+        raise InvalidInput(f"photo {path} is cut short (the JPEG ends early)", fix="Copy or export the photo again.")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         reason = "does not exist" if not Path(path).exists() else "is not a readable image (JPEG, PNG, BMP, WebP, TIFF)"

@@ -84,10 +84,12 @@ class EngineTemplateMaker:
         from enrollment.photos import check_photo
         if model_id not in self._configs:
             return f"the hub has no model pack for model {model_id[:12]}"
-        from kiosk.face.images import oversized
+        from kiosk.face.images import oversized, truncated_jpeg
         problem = oversized(photo)
         if problem:
             return f"too_large: the photo {problem}"
+        if truncated_jpeg(photo):
+            return "unreadable: the JPEG is cut short (it ends early); send the whole file"
         image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             return "unreadable: the file is not a decodable JPEG or PNG image"
