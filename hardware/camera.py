@@ -106,10 +106,6 @@ class Camera(Device):
         return self.spec.text or "(none)"
 
     @property
-    def lossless(self) -> bool:
-        return self._lossless
-
-    @property
     def dropped(self) -> int:
         """Frames dropped because the consumer was slower than the camera."""
         return self.frames.dropped

@@ -135,7 +135,6 @@ class ImageFolderBackend(Backend):
         self.loop = bool(spec.option("loop", 0))
         self._files: list[Path] = []
         self._index = 0
-        self.skipped = 0
 
     def _list(self) -> list[Path]:
         if not self.folder.is_dir():
@@ -158,7 +157,6 @@ class ImageFolderBackend(Backend):
         self._index += 1
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            self.skipped += 1
             log.warning("camera: skipping unreadable image %s", path)
             return None
         self.last_origin = path.name

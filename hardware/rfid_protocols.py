@@ -152,10 +152,6 @@ class DecodeStats:
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped.values())
-
 
 class Em4100Decoder:
     """Finds STX ... ETX frames in a byte stream; drops bad ones, counts noise, never raises."""

@@ -78,10 +78,6 @@ class FakeLine:
     def resume(self) -> None:
         self._silent = False
 
-    @property
-    def plugged(self) -> bool:
-        return self._plugged
-
     def open(self) -> FakeSerialPort:
         with self._cond:
             if not self._plugged:

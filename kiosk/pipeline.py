@@ -67,8 +67,6 @@ class Pipeline:
         self.motion = MotionGate(config.pipeline.motion_threshold)
         self.walkup = WalkupState()
         self._last_look_ns = 0
-        self.frames_seen = 0
-        self.frames_processed = 0
         # The newest frame and what was found in it, for the screen's live preview (read-only there).
         self.latest: tuple[object, FrameResult | None] | None = None
 
@@ -76,19 +74,17 @@ class Pipeline:
 
     def _should_look(self, frame) -> bool:  # noqa: ANN001 - hardware Frame
         """While idle: only on motion, or every idle_interval_ms to catch someone standing still."""
-        moved = self.motion.changed(frame.image)
         if self.processor.tracking:
-            return True
+            return True  # following a face: every frame counts, and no motion thumbnail is needed
+        moved = self.motion.changed(frame.image)
         due = frame.mono_ns - self._last_look_ns >= self.config.pipeline.idle_interval_ms * 1e6
         return moved or due
 
     def handle(self, frame) -> FrameResult | None:  # noqa: ANN001 - hardware Frame
-        self.frames_seen += 1
         if not self._should_look(frame):
             self.latest = (frame, None)
             return None
         self._last_look_ns = frame.mono_ns
-        self.frames_processed += 1
         result = self.processor.process(frame.image)
         self.latest = (frame, result)
         if result.state is FrameState.IDLE or result.face is None:
