@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from enrollment.photos import DIFFERENT_PERSON_MAX
-from kiosk.errors import KioskError
+from kiosk.base.errors import KioskError
 from kiosk.face.config import MatchConfig
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery

@@ -19,10 +19,10 @@ import numpy as np
 
 from enrollment.photos import DIFFERENT_PERSON_MAX, PhotoCheck, check_photo_file, refuse
 from enrollment.saving import NewTemplate, store_enrolment
-from kiosk.errors import InvalidInput, KioskError
+from kiosk.base.errors import InvalidInput, KioskError
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery
-from kiosk.roster import check_employee_id, check_name, normalise_card
+from kiosk.store.roster import check_employee_id, check_name, normalise_card
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.errors import InvalidInput
+from kiosk.base.errors import InvalidInput
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery
 from kiosk.face.images import image_files, read_image

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.timeutil import iso_utc, utc_now
 
 log = logging.getLogger(__name__)
 

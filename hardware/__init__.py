@@ -12,7 +12,6 @@ _EXPORTS = {
     "open_rfid": "hardware.rfid",
     "open_gps": "hardware.gps",
     "open_feedback": "hardware.feedback",
-    "open_devices": "hardware.probe",
     "DeviceState": "hardware.device",
     "DeviceStatus": "hardware.device",
     "Frame": "hardware.camera",

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from hardware.model import StrictModel
 from hardware.sources import parse_source
-from kiosk.configbase import StrictModel
 
 FAKE_PREFIX = "fake:"
 

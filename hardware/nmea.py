@@ -15,14 +15,17 @@ from datetime import time as dtime
 
 import pynmea2
 
-from kiosk.timeutil import iso_utc
-
 log = logging.getLogger(__name__)
 
 MAX_SENTENCE_CHARS = 120          # NMEA says 82; some receivers exceed it, nothing sane is longer
 DEFAULT_UERE_M = 5.0              # user equivalent range error of a consumer receiver (m)
 REAL_FIX_QUALITIES = frozenset({1, 2, 3, 4, 5})  # 6 estimated, 7 manual, 8 simulated: not a position
 HALF_DAY = timedelta(hours=12)
+
+
+def _iso_utc(moment: datetime) -> str:
+    """UTC with milliseconds and a 'Z', as every timestamp this system prints."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class Fix:
 
     def as_json(self) -> dict:
         return {"lat": round(self.lat, 7), "lon": round(self.lon, 7), "quality": self.quality,
-                "sats": self.sats, "hdop": self.hdop, "utc": iso_utc(self.utc) if self.utc else None}
+                "sats": self.sats, "hdop": self.hdop, "utc": _iso_utc(self.utc) if self.utc else None}
 
 
 @dataclass(frozen=True)

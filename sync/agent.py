@@ -27,21 +27,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from kiosk import __version__
-from kiosk.config import KioskConfig
-from kiosk.errors import InvalidInput, KioskError
-from kiosk.store import Store
-from kiosk.timeutil import iso_utc, utc_now
-from kiosk.trustedtime import clock_for
+from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.store.database import Store
+from kiosk.store.syncstate import Registration, SyncState
+from kiosk.time.hubclock import latest_hub_clock, save_hub_clock
+from kiosk.time.trusted import clock_for
 from sync.client import HubClient
-from sync.clockoffset import latest_hub_clock, save_hub_clock
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
-from sync.outbox import Registration, SyncState
 from sync.protocol import (
     MAX_ANCHORS,
     MAX_ENROLMENT_TEMPLATES,
@@ -55,6 +54,9 @@ from sync.protocol import (
     encode_vector,
 )
 from sync.rosterapply import RosterReport, apply_page
+
+if TYPE_CHECKING:
+    from kiosk.config import KioskConfig
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from kiosk import __version__
-from sync.clockoffset import HubClock, measure
+from kiosk.time.hubclock import HubClock, measure
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
 from sync.protocol import (
     API_PREFIX,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from kiosk.configbase import ConfigPath, StrictModel
+from kiosk.base.config import ConfigPath, StrictModel
 
 
 class SyncConfig(StrictModel):

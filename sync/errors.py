@@ -1,8 +1,8 @@
-"""Typed errors of the sync agent and the hub (subclasses of kiosk.errors.KioskError)."""
+"""Typed errors of the sync agent and the hub (subclasses of kiosk.base.errors.KioskError)."""
 
 from __future__ import annotations
 
-from kiosk.errors import KioskError
+from kiosk.base.errors import KioskError
 
 
 class HubUnreachable(KioskError):
@@ -25,10 +25,6 @@ class HubRefused(KioskError):
 
 class DeviceNotAuthorized(HubRefused):
     """The hub does not accept this kiosk's token (revoked, or the device was removed)."""
-
-
-class NotRegistered(KioskError):
-    """This kiosk has no hub registration yet."""
 
 
 class Unauthorized(KioskError):

@@ -10,12 +10,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from kiosk.punchrecord import CLOCK_STATES, METHODS, punch_hash
-from kiosk.timeutil import parse_iso
+from kiosk.base.record import CLOCK_STATES, METHODS, punch_hash
+from kiosk.base.timeutil import parse_iso
 
 PROTOCOL_VERSION = 1
 API_PREFIX = "/v1"
-HUB_TIME_HEADER = "X-Hub-Time"
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
 MORE_HEADER = "X-More"
 
@@ -57,7 +56,7 @@ class ErrorResponse(WireModel):
 
 
 def check_timestamp(value: str) -> str:
-    """Canonical UTC millisecond timestamps only (what kiosk.timeutil.iso_utc writes)."""
+    """Canonical UTC millisecond timestamps only (what kiosk.base.timeutil.iso_utc writes)."""
     if not TS_RE.match(value):
         raise ValueError("timestamp must look like 2026-01-31T08:57:00.123Z (UTC, milliseconds)")
     try:
@@ -73,7 +72,7 @@ def check_timestamp(value: str) -> str:
 
 
 class PunchIn(WireModel):
-    """One punch as the kiosk stored it (kiosk.punchrecord.Punch); the hub re-checks ``hash``."""
+    """One punch as the kiosk stored it (kiosk.base.record.Punch); the hub re-checks ``hash``."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 

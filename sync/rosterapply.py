@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kiosk.store import Store
-from kiosk.timeutil import iso_utc, utc_now
-from sync.outbox import SyncState
+from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.store.database import Store
+from kiosk.store.syncstate import SyncState
 from sync.protocol import RosterEmployee, RosterPage
 
 log = logging.getLogger(__name__)

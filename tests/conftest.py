@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kiosk.cli import cli
+from kiosk.commands import cli
 from kiosk.config import load_config
 from kiosk.store import open_store
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from conftest import REPO, run_kiosk
-from kiosk import walkups
+from kiosk.tools import scenes as walkups
 
 
 def compose(photo: Path | np.ndarray | None, shift: tuple[int, int] = (0, 0), scale: float = 1.0) -> np.ndarray:

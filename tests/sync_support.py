@@ -18,15 +18,15 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from kiosk.cli import cli
+from kiosk.commands import cli
 from kiosk.config import KioskConfig, load_config
-from kiosk.punches import PunchDraft
 from kiosk.store import Store, open_store
+from kiosk.store.punches import PunchDraft
+from kiosk.tools.localhub import postgres_unavailable, temporary_database
 from sync.agent import Agent
 from sync.hub import devices
 from sync.hub.config import HubConfig, validate_hub_config
 from sync.hub.faces import NoTemplateMaker, TemplateMaker
-from sync.hub.localhub import postgres_unavailable, temporary_database
 from sync.hub.server import HubThread
 
 TEST_MODEL = "ab" * 32  # a model id for kiosks in tests that do not run the face engine

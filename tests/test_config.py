@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from kiosk.base.errors import ConfigError
 from kiosk.config import KioskConfig, load_config
-from kiosk.errors import ConfigError
 
 BAD = """
 [device]

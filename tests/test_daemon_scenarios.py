@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from daemon_support import copy_home, enrol, kinds, parse_events, run_daemon, start_daemon, write_sequence
 
+from kiosk.base.events import EventBus, EventKind
 from kiosk.config import load_config
-from kiosk.daemon import KioskDaemon
-from kiosk.events import EventBus, EventKind
+from kiosk.runtime.daemon import KioskDaemon
 from kiosk.store import open_store
 
 CARD_A = "0008075634"

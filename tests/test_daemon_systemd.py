@@ -10,11 +10,11 @@ from pathlib import Path
 
 from daemon_support import start_daemon
 
+from kiosk.base.events import Event, EventKind
+from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.config import load_config
-from kiosk.events import Event, EventKind
-from kiosk.pipeline import face_thumbnail, purge_evidence, store_evidence
-from kiosk.punches import PunchDraft
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.runtime.pipeline import face_thumbnail, purge_evidence, store_evidence
+from kiosk.store.punches import PunchDraft
 
 
 def test_notify_ready_watchdog_stopping(kiosk_home: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from conftest import REPO
-from kiosk.cli import cli
+from kiosk.commands import cli
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):

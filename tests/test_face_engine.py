@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.errors import ModelError
+from kiosk.base.errors import ModelError
 from kiosk.face.config import FaceConfig
 from kiosk.face.engine import FaceEngine
 from kiosk.face.pack import bundled_pack_dir, resolve_pack

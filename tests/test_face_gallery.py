@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kiosk.errors import ModelMismatch
+from kiosk.base.errors import ModelMismatch
 from kiosk.face.config import MatchConfig
 from kiosk.face.gallery import Gallery, Match, pack_change
 from kiosk.face.vote import FrameVote

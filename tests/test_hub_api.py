@@ -11,7 +11,7 @@ import pytest
 from sync_support import TEST_DIM, TEST_MODEL
 from test_sync_protocol import chain
 
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import devices
 
 OTHER_MODEL = "cd" * 32

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sync_support import hub_config_data, wait_for
 
+from kiosk.tools.localhub import HubProcess
 from sync.errors import HubUnreachable
-from sync.hub.localhub import HubProcess
 
 
 def write_hub_toml(path: Path, data: dict) -> Path:
@@ -61,7 +61,7 @@ def test_hub_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(hub_bac
     with hub:
         from sync.hub import devices
         from sync.hub.config import load_hub_config
-        from sync.hub.store import hub_db
+        from sync.hub.db import hub_db
         with hub_db(load_hub_config(config).database) as db:
             code = devices.create_code(db, "B001", 1)["code"]
         kiosk = make_kiosk(sync={"batch_size": 250})
@@ -99,7 +99,7 @@ def test_several_hub_workers_share_one_postgres_database(hub_backend, tmp_path, 
     with HubProcess(config, log_path=tmp_path / "hub.log") as hub:
         from sync.hub import devices
         from sync.hub.config import load_hub_config
-        from sync.hub.store import hub_db
+        from sync.hub.db import hub_db
         with hub_db(load_hub_config(config).database) as db:
             codes = [devices.create_code(db, "B001", 1)["code"] for _ in range(3)]
         kiosks = [make_kiosk(sync={"batch_size": 100}) for _ in range(3)]
@@ -169,7 +169,7 @@ def test_sync_run_pushes_a_new_punch_at_once_and_stops_on_sigterm(hub, make_kios
                              text=True)
     try:
         wait_for(lambda: len(hub.export()) == 3, timeout_s=30)
-        from kiosk.punches import PunchDraft
+        from kiosk.store.punches import PunchDraft
         punch = kiosk.store.punches.append(PunchDraft("E1", "card", "verified"))  # as the daemon would
         start = time.monotonic()
         wait_for(lambda: any(p["id"] == punch.id for p in hub.export(since=3)), timeout_s=5, interval_s=0.01)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hardware.device import DeviceState
-from hardware.probe import open_devices
+from kiosk.cli.probe import open_devices
 from kiosk.config import load_config
 
 

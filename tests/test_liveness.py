@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from daemon_support import compose, copy_home, enrol, run_daemon
 
-from kiosk.daemon_config import LivenessConfig
-from kiosk.landmarks import Landmarks106
-from kiosk.liveness import LivenessCheck, Verdict, eye_openness
+from kiosk.face.config import LivenessConfig
+from kiosk.face.landmarks import Landmarks106
+from kiosk.face.liveness import LivenessCheck, Verdict, eye_openness
 
 SAMPLE_FPS = 15.0
 MAX_CLIP_S = 25.0
@@ -201,7 +201,7 @@ def _constant_liveness_model(path: Path, probability: float) -> Path:
 @pytest.mark.parametrize("probability,expect_live", [(0.1, False), (0.95, True)])
 def test_passive_model_is_used_when_supplied(probability: float, expect_live: bool, tmp_path: Path,
                                              video_data: Path, face_engine, landmarks) -> None:
-    from kiosk.liveness import PassiveModel
+    from kiosk.face.liveness import PassiveModel
     model = PassiveModel(_constant_liveness_model(tmp_path / "live.onnx", probability), threshold=0.8)
     check = LivenessCheck(LivenessConfig(), model)
     live = False
@@ -215,8 +215,8 @@ def test_passive_model_is_used_when_supplied(probability: float, expect_live: bo
 
 
 def test_bad_passive_model_is_a_clear_error(tmp_path: Path) -> None:
-    from kiosk.errors import KioskError
-    from kiosk.liveness import PassiveModel
+    from kiosk.base.errors import KioskError
+    from kiosk.face.liveness import PassiveModel
     with pytest.raises(KioskError, match="does not exist"):
         PassiveModel(tmp_path / "missing.onnx", 0.8)
     junk = tmp_path / "junk.onnx"

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kiosk.base.events import EventBus, EventKind
 from kiosk.config import load_config
-from kiosk.daemon_config import ClockConfig
-from kiosk.events import EventBus, EventKind
-from kiosk.policy import Position, PunchPolicy
-from kiosk.trustedtime import TrustedClock
+from kiosk.punching.policy import Position, PunchPolicy
+from kiosk.time.config import ClockConfig
+from kiosk.time.trusted import TrustedClock
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from kiosk.base.errors import StoreError
 from kiosk.config import load_config
-from kiosk.errors import StoreError
-from kiosk.punches import PunchDraft
 from kiosk.store import Store, open_store
+from kiosk.store.punches import PunchDraft
 
 KILL_ROUNDS = 12
 
@@ -91,7 +91,7 @@ def test_deleted_punch_is_detected(five_punches: Store) -> None:
 
 def test_rehashed_edit_breaks_the_chain(five_punches: Store) -> None:
     """Even recomputing the edited record's own hash is caught by the next link."""
-    from kiosk.punchrecord import punch_hash
+    from kiosk.base.record import punch_hash
     conn = _decrypted(five_punches)
     row = five_punches.query("SELECT * FROM punches WHERE seq = 2")[0]
     row["employee_id"] = "E666"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_kiosk
+from kiosk.base.errors import KeyMaterialError, StoreError
 from kiosk.config import load_config
-from kiosk.errors import KeyMaterialError, StoreError
-from kiosk.keys import DbKey, parse_key, resolve_key
-from kiosk.punches import PunchDraft
 from kiosk.store import Store, open_store
+from kiosk.store.keys import DbKey, parse_key, resolve_key
+from kiosk.store.punches import PunchDraft
 
 NAME = "Zhang Wei Secretname"
 

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sync_support import start_hub, wait_for
 
+from kiosk.base.timeutil import parse_iso, utc_now
 from kiosk.config import load_config
-from kiosk.punches import PunchDraft
 from kiosk.store import open_store
-from kiosk.timeutil import parse_iso, utc_now
-from sync.clockoffset import latest_hub_clock
+from kiosk.store.punches import PunchDraft
+from kiosk.time.hubclock import latest_hub_clock
 from sync.errors import DeviceNotAuthorized, HubUnreachable
 from sync.hub import devices
 from sync.hub.config import validate_hub_config
@@ -232,8 +232,8 @@ def test_unverified_punches_are_corrected_at_the_hub_from_clock_anchors(hub, mak
     """A kiosk whose clock was a year behind: its anchor reaches the hub, which gives HR the true time."""
     from datetime import timedelta
 
-    from kiosk.daemon_config import ClockConfig
-    from kiosk.trustedtime import TrustedClock
+    from kiosk.time.config import ClockConfig
+    from kiosk.time.trusted import TrustedClock
     kiosk = make_kiosk(hub=hub)
     kiosk.store.roster.add("E1", "Person E1")
     wrong = utc_now() - timedelta(days=365)

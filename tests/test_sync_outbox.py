@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk.errors import StoreError
+from kiosk.base.errors import StoreError
+from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store import open_store
-from kiosk.timeutil import iso_utc, utc_now
-from sync.outbox import Registration, SyncState
+from kiosk.store.syncstate import Registration, SyncState
 from sync.protocol import PunchBatchResponse, PunchResult
 
 

@@ -8,12 +8,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from kiosk.base.errors import ConfigError
+from kiosk.base.record import GENESIS_HASH, punch_hash
+from kiosk.base.timeutil import iso_utc, utc_now, uuid7
 from kiosk.config import validate_config
-from kiosk.errors import ConfigError
-from kiosk.punchrecord import GENESIS_HASH, punch_hash
-from kiosk.timeutil import iso_utc, utc_now, uuid7
+from kiosk.time.hubclock import measure
 from sync.agent import Backoff
-from sync.clockoffset import measure
 from sync.hub.config import validate_hub_config
 from sync.hub.ingest import check_records, walk_forward
 from sync.protocol import Heartbeat, PunchIn, RosterTemplate, TemplateIn, encode_vector

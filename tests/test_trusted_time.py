@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kiosk.daemon_config import ClockConfig
-from kiosk.punches import PunchDraft
-from kiosk.timeutil import boot_id
-from kiosk.trustedtime import TrustedClock, corrected_utc
+from kiosk.base.timeutil import boot_id
+from kiosk.store.punches import PunchDraft
+from kiosk.time.config import ClockConfig
+from kiosk.time.correction import corrected_utc
+from kiosk.time.trusted import TrustedClock
 
 NOW = datetime(2026, 11, 26, 8, 57, tzinfo=UTC)
 

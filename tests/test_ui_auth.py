@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_kiosk
+from kiosk.base.errors import InvalidInput
 from kiosk.config import load_config
-from kiosk.errors import InvalidInput
 from kiosk.store import open_store
 from kiosk.ui.auth import LOCK_META_KEY, PIN_META_KEY, AdminAuth, check_pin_rules, hash_pin, set_pin, verify_pin
 

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import REPO
 from hardware.device import DeviceState
-from kiosk.daemon_config import PunchMode
-from kiosk.punchrecord import METHODS
+from kiosk.base.record import METHODS
+from kiosk.punching.config import PunchMode
 from kiosk.ui.i18n import CATALOGUE_DIR, LANGUAGES, catalogue, translate
 
 UI = REPO / "kiosk" / "ui"
@@ -82,7 +82,7 @@ def test_translate_fills_placeholders(lang: str, expected: str) -> None:
 
 
 def test_the_screen_handles_every_event_kind() -> None:
-    from kiosk.events import EventKind
+    from kiosk.base.events import EventKind
 
     script = (STATIC / "screen.js").read_text(encoding="utf-8")
     results = script.split("const RESULTS = {")[1].split("};")[0]

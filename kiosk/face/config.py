@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kiosk.configbase import ConfigPath, StrictModel
+from kiosk.base.config import ConfigPath, StrictModel
 
 PickPolicy = Literal["largest_center", "largest", "center"]
 
@@ -110,4 +110,35 @@ class MatchConfig(StrictModel):
     def verify_vote_k_within_n(self) -> MatchConfig:
         if self.vote_k > self.vote_n:
             raise ValueError("vote_k must not exceed vote_n")
+        return self
+
+
+class LivenessConfig(StrictModel):
+    """Checks that a live person, not a photo or a screen, is in front of the camera."""
+
+    enabled: bool = Field(True, description="Require a natural blink (active check) before a face punch.")
+    window_s: float = Field(8.0, ge=1, le=60,
+                            description="Seconds of a walk-up within which the blink must be seen.")
+    closed_ratio: float = Field(0.70, gt=0, lt=1,
+                                description="An eye counts as closing when its openness falls below this "
+                                "fraction of the person's open-eye baseline.")
+    reopen_ratio: float = Field(0.88, gt=0, le=1,
+                                description="...and as open again above this fraction of the baseline.")
+    max_blink_s: float = Field(0.8, ge=0.1, le=3,
+                               description="Longest eye closure still counted as a blink (seconds).")
+    min_baseline_frames: int = Field(3, ge=1, le=30,
+                                     description="Open-eye frames needed before a dip can count as a blink.")
+    require_head_turn: bool = Field(False, description="Also require a small head turn (yaw change).")
+    head_turn_deg: float = Field(10.0, ge=3, le=45,
+                                 description="Yaw change in degrees that counts as a head turn.")
+    passive_model: ConfigPath | None = Field(
+        None, description="Optional insightface passive liveness model (80x80 ONNX, insightface.addons."
+        "liveness). Absent: only the active check runs, and the daemon says so once at start.")
+    passive_threshold: float = Field(0.8, ge=0, le=1,
+                                     description="Live probability the passive model must reach.")
+
+    @model_validator(mode="after")
+    def verify_ratios_ordered(self) -> LivenessConfig:
+        if self.reopen_ratio <= self.closed_ratio:
+            raise ValueError("liveness.reopen_ratio must be greater than liveness.closed_ratio")
         return self

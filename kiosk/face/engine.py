@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from kiosk.errors import ModelError
+from kiosk.base.errors import ModelError
 from kiosk.face import quality
 from kiosk.face.config import FaceConfig, PickPolicy, QualityConfig
 from kiosk.face.pack import ModelPack, resolve_pack

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.errors import InvalidInput
+from kiosk.base.errors import InvalidInput
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery
 from kiosk.face.images import image_files, read_image

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kiosk.errors import InvalidInput, ModelMismatch
+from kiosk.base.errors import InvalidInput, ModelMismatch
 from kiosk.face.coarse import CoarseIndex
 from kiosk.face.config import MatchConfig
 
 if TYPE_CHECKING:
-    from kiosk.roster import Roster, Template
+    from kiosk.store.roster import Roster, Template
 
 log = logging.getLogger(__name__)
 

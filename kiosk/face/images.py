@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.errors import InvalidInput
+from kiosk.base.errors import InvalidInput
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # Decoding needs ~3 bytes a pixel: 40 MP is ~120 MB, still safe on a 4 GB Raspberry Pi; a face

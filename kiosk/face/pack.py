@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiosk.errors import ModelError
+from kiosk.base.errors import ModelError
 from kiosk.face.config import FaceConfig
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ spends work only where it changes the outcome:
   ``UNKNOWN`` (not recognised: use the card) instead of being embedded forever.
 
 A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
-face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.pipeline) adds liveness.
+face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.runtime.pipeline) adds liveness.
 """
 
 from __future__ import annotations

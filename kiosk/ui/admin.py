@@ -11,10 +11,10 @@ import threading
 from zoneinfo import ZoneInfo
 
 from enrollment.saving import count_unsent, drop_unsent
-from kiosk.errors import InvalidInput, KioskError
-from kiosk.events import Event, EventKind
-from kiosk.punches import NOTE_MAX_CHARS, PunchDraft
-from kiosk.roster import normalise_card
+from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.base.events import Event, EventKind
+from kiosk.store.punches import NOTE_MAX_CHARS, PunchDraft
+from kiosk.store.roster import normalise_card
 from kiosk.ui.auth import ACTOR
 from kiosk.ui.errors import UiError, from_kiosk_error
 
@@ -105,7 +105,7 @@ def manual_punch(daemon, employee_id: str, reason: str) -> dict:  # noqa: ANN001
 
 def health(daemon) -> dict:  # noqa: ANN001 - KioskDaemon
     """Devices, backlog, last sync, clock, model id: what the health page shows."""
-    from sync.outbox import SyncState
+    from kiosk.store.syncstate import SyncState
 
     report = daemon.health()
     status = SyncState(daemon.store).status()

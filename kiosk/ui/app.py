@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from kiosk.errors import KioskError
+from kiosk.base.errors import KioskError
 from kiosk.ui import admin
 from kiosk.ui.errors import UiError, from_kiosk_error
 from kiosk.ui.i18n import LANGUAGES, catalogue

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from kiosk.errors import InvalidInput
-from kiosk.timeutil import iso_utc, parse_iso, utc_now
+from kiosk.base.errors import InvalidInput
+from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 
 log = logging.getLogger(__name__)
 

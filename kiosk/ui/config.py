@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from kiosk.configbase import StrictModel
+from kiosk.base.config import StrictModel
 
 Language = Literal["en", "zh"]
 

@@ -1,4 +1,4 @@
-"""Guided enrolment on the running kiosk: borrows the daemon's camera frames (``daemon.frame_tap``)
+"""Guided enrolment on the running kiosk: borrows the daemon's camera frames (``daemon.borrow_frames``)
 for one GuidedEnrolment at a time, so nobody is punched while a face is being enrolled."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Observation, Person, Sample
 from enrollment.saving import NewTemplate, store_enrolment
-from kiosk.roster import check_employee_id, check_name, normalise_card
+from kiosk.store.roster import check_employee_id, check_name, normalise_card
 from kiosk.ui.auth import ACTOR
 from kiosk.ui.errors import UiError
 from kiosk.ui.preview import PreviewFrame
@@ -49,12 +49,12 @@ class EnrolController:
             if self.session is not None:
                 self.session.cancel()
             self.session, self._latest = session, None
-        daemon.frame_tap = self._on_frame
+        daemon.borrow_frames(self._on_frame)
         store.audit(ACTOR, "enroll.start", person.employee_id)
         return self.progress()
 
     def _person(self, employee_id: str, name: str, card: str) -> Person:
-        from kiosk.errors import InvalidInput
+        from kiosk.base.errors import InvalidInput
         try:
             check_employee_id(employee_id)
         except InvalidInput:
@@ -141,7 +141,7 @@ class EnrolController:
         """End the enrolment view: the camera goes back to punching."""
         with self._lock:
             session, self.session, self._latest = self.session, None, None
-        self.daemon.frame_tap = None
+        self.daemon.borrow_frames(None)
         if session is not None:
             session.cancel()
             self.daemon.store.audit(ACTOR, "enroll.close", session.person.employee_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kiosk.errors import Conflict, InvalidInput, KioskError, NotFound, StoreError
+from kiosk.base.errors import Conflict, InvalidInput, KioskError, NotFound, StoreError
 
 
 class UiError(Exception):

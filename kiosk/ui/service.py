@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from kiosk.events import Event
+from kiosk.base.events import Event
 from kiosk.ui.admin import CardWaiter
 from kiosk.ui.auth import AdminAuth, pin_is_set
 from kiosk.ui.broadcast import Broadcaster
@@ -33,7 +33,7 @@ class UiService:
         self.preview = PreviewCache(self._preview_frame)
         self.stopping = False
         daemon.bus.subscribe(self._on_event)
-        daemon.card_tap = self.cards.tap
+        daemon.borrow_cards(self.cards.tap)
 
     def _on_event(self, event: Event) -> None:
         self.events.publish({"type": "event", **event.to_dict()})

@@ -12,15 +12,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
-from kiosk.errors import Conflict, InvalidInput, KioskError, NotFound, StoreError
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.errors import Conflict, InvalidInput, KioskError, NotFound, StoreError
+from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Forbidden, HubBusy, PayloadTooLarge, Unauthorized
 from sync.hub import devices, export, ingest, people
 from sync.hub.config import HubConfig
+from sync.hub.db.base import HubDb
 from sync.hub.devices import Device
 from sync.hub.faces import TemplateMaker
 from sync.hub.middleware import HubMiddleware
-from sync.hub.store import HubDb
 from sync.protocol import (
     API_PREFIX,
     MORE_HEADER,

@@ -8,9 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from kiosk.config import load_model_file, validate_model
-from kiosk.configbase import ConfigPath, StrictModel
-from kiosk.errors import ConfigError
+from kiosk.base.config import ConfigPath, StrictModel, load_model_file, validate_model
+from kiosk.base.errors import ConfigError
 
 DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
 HUB_CONFIG_ENV = "KIOSK_HUB_CONFIG"

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from kiosk.errors import InvalidInput, NotFound
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.errors import InvalidInput, NotFound
+from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Unauthorized
-from sync.hub.store import HubDb, Tx
+from sync.hub.db.base import HubDb, Tx
 from sync.protocol import BRANCH, DeviceIssue, DeviceStatus, Heartbeat, RegisterRequest
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,9 @@ import io
 import json
 from typing import Any
 
-from sync.hub.store import HubDb
+from kiosk.base.timeutil import iso_utc
+from kiosk.time.correction import corrected_utc
+from sync.hub.db.base import HubDb
 
 EXPORT_COLUMNS = ("cursor", "id", "device_id", "branch", "seq", "employee_id", "method", "ts_utc", "clock_state",
                   "score", "lat", "lon", "accuracy_m", "flags", "note", "mono_ns", "boot_id", "prev_hash", "hash",
@@ -32,8 +34,6 @@ def punches_since(db: HubDb, cursor: int, limit: int, branch: str | None = None)
 def _correct_unverified(tx: Any, rows: list[dict[str, Any]]) -> None:
     """``corrected_ts_utc``: a verified punch's own time, or an unverified punch's true time from the
     nearest clock anchor of the same device and boot (None while no anchor of that boot is known)."""
-    from kiosk.timeutil import iso_utc
-    from kiosk.trustedtime import corrected_utc
     boots = {(r["device_id"], r["boot_id"]) for r in rows if r["clock_state"] != "verified"}
     anchors: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for device_id, boot in boots:

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Unauthorized
+from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, add_issue
-from sync.hub.store import HubDb, Tx
 from sync.protocol import PunchBatchResponse, PunchIn, PunchResult
 
 log = logging.getLogger(__name__)

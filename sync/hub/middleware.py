@@ -8,8 +8,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from kiosk.timeutil import iso_utc, utc_now
-from sync.protocol import HUB_TIME_HEADER
+from kiosk.base.timeutil import HUB_TIME_HEADER, iso_utc, utc_now
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]

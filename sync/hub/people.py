@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from kiosk.errors import Conflict, InvalidInput, NotFound
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.errors import Conflict, InvalidInput, NotFound
+from kiosk.base.timeutil import iso_utc, utc_now
+from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device
 from sync.hub.faces import MadeTemplate, TemplateMaker
-from sync.hub.store import HubDb, Tx
 from sync.protocol import (
     DeviceEnrolment,
     EmployeeIn,

@@ -14,11 +14,11 @@ from typing import Any
 
 import uvicorn
 
-from kiosk.errors import ConfigError, KioskError
+from kiosk.base.errors import ConfigError, KioskError
 from sync.hub.app import create_app
 from sync.hub.config import HubConfig, load_hub_config
+from sync.hub.db import HubDb, open_hub_db
 from sync.hub.faces import TemplateMaker, build_template_maker
-from sync.hub.store import HubDb, open_hub_db
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 from kiosk.config import load_config
-from kiosk.punches import PunchDraft
 from kiosk.store import open_store
+from kiosk.store.punches import PunchDraft
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Shared definitions every layer may use: errors, config building blocks, time formats, the punch record, events."""

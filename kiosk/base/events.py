@@ -1,0 +1,83 @@
+"""What the kiosk tells the person in front of it: structured events, logged, printed, and fanned out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+from kiosk.base.timeutil import iso_utc, utc_now
+
+log = logging.getLogger(__name__)
+
+
+class EventKind(StrEnum):
+    READY = "ready"                          # idle screen: please look at the camera
+    PUNCHED = "punched"                      # Clocked in 08:57 — Wang Li
+    ALREADY_PUNCHED = "already_punched"      # already punched at 08:57
+    NOT_RECOGNISED = "not_recognised"        # not recognised — please use your card
+    USE_CARD = "use_card"                    # after several failed attempts
+    NOT_LIVE = "not_live"                    # no blink seen: please look at the camera and blink
+    UNKNOWN_CARD = "unknown_card"            # this card is not registered
+    SHOW_FACE = "show_face"                  # card_and_face: now look at the camera
+    FACE_MISMATCH = "face_mismatch"          # card_and_face: the face is not the card holder's
+    CARD_REQUIRED = "card_required"          # card_and_face: a face alone does not punch
+    CAMERA_OFFLINE = "camera_offline"        # camera offline — please use your card
+    CAMERA_ONLINE = "camera_online"
+    READER_OFFLINE = "reader_offline"
+    TIME_UNVERIFIED = "time_unverified"      # quiet notice: clock not yet confirmed
+    OUTSIDE_GEOFENCE = "outside_geofence"    # outside the branch area
+    STORE_ERROR = "store_error"              # punch not recorded: tell an admin
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    ts_utc: str = field(default_factory=lambda: iso_utc(utc_now()))
+    employee_id: str | None = None
+    name: str | None = None
+    local_time: str | None = None
+    method: str | None = None
+    score: float | None = None
+    punch_id: str | None = None
+    latency_ms: float | None = None  # first frame showing the face -> durable punch
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        return {k: v for k, v in data.items() if v is not None and v != ""}
+
+
+class EventBus:
+    """Publishes events to the log, optionally stdout (JSON lines), and subscribers (the screen)."""
+
+    def __init__(self, stdout_json: bool = True, keep: int = 200) -> None:
+        self.stdout_json = stdout_json
+        self.recent: deque[Event] = deque(maxlen=keep)
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            self.recent.append(event)
+            subscribers = list(self._subscribers)
+        # Ids and names only: events never carry images or embeddings.
+        log.info("event %s %s %s", event.kind.value, event.employee_id or "", event.detail)
+        if self.stdout_json:
+            sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:  # a broken screen must never stop punching
+                log.exception("event subscriber failed")

@@ -1,0 +1,60 @@
+"""Time helpers: canonical UTC timestamps, monotonic clock and the kernel boot id."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+HUB_TIME_HEADER = "X-Hub-Time"
+"""The hub stamps every answer with its UTC clock (milliseconds) in this header; kiosks measure
+their clock offset from it."""
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """Canonical timestamp text: UTC, millisecond precision, 'Z' suffix (sorts as text)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp; a value without zone is taken as UTC."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def monotonic_ns() -> int:
+    """CLOCK_MONOTONIC in ns: never jumps when the wall clock is stepped."""
+    return time.monotonic_ns()
+
+
+def boot_id() -> str:
+    """The kernel's random id of this boot (ties monotonic times to one boot)."""
+    try:
+        return BOOT_ID_PATH.read_text().strip()
+    except OSError:
+        # Not Linux: a per-process id still keeps monotonic values from being mixed up.
+        return f"proc-{os.getpid()}-{_PROCESS_TOKEN}"
+
+
+_PROCESS_TOKEN = secrets.token_hex(4)
+
+
+def uuid7(moment_ms: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48-bit Unix ms timestamp, version, variant, 74 random bits."""
+    ms = int(time.time() * 1000) if moment_ms is None else moment_ms
+    rand = int.from_bytes(secrets.token_bytes(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)

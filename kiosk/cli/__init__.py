@@ -1,0 +1,1 @@
+"""The `kiosk` command: thin click commands that parse, call the library and print."""

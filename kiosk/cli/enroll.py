@@ -1,0 +1,242 @@
+"""CLI: `kiosk enroll add` (photos or guided capture at the camera), `kiosk enroll import` (a roster CSV
+and a folder of photos) and `kiosk identify` (who does a photo show)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import click
+
+from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.cli.util import ConfigRef, config_options, echo_json
+from kiosk.store import open_store
+
+CAMERA_HELP = ("Guided capture from the configured camera ([camera] source) instead of photos: live "
+               "guidance, several varied samples, a duplicate check, then a self-test. Stop the kiosk "
+               "service first, or enrol from the screen's admin mode.")
+
+
+def _engine_and_gallery(config, store):  # noqa: ANN001, ANN202
+    """The configured engine and the gallery of its model; warns when stored templates are stale."""
+    from kiosk.face.engine import FaceEngine
+    from kiosk.face.gallery import Gallery, pack_change
+
+    engine = FaceEngine.from_config(config.face, config.quality)
+    warning = pack_change(store.roster, engine.model_id)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    return engine, Gallery.from_roster(store.roster, engine.model_id, config.match, threads=config.face.threads)
+
+
+@click.group("enroll")
+def enroll_group() -> None:
+    """Enrol faces: store checked face templates for employees."""
+
+
+@enroll_group.command("add")
+@click.option("--employee", "employee_id", required=True, help="Employee id (added if new).")
+@click.option("--name", required=True, help="Name as shown on screen.")
+@click.option("--photos", "photos", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="Photo file or folder of photos; several may follow one --photos.")
+@click.argument("more_photos", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--card", "cards", multiple=True, help="Card number to register too (repeatable).")
+@click.option("--branch", help="Branch code (defaults to this kiosk's).")
+@click.option("--camera", is_flag=True, help=CAMERA_HELP)
+@click.option("--samples", type=click.IntRange(1, 20), default=None,
+              help="With --camera: samples to capture [default: ui.enrol_samples].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per photo.")
+@config_options
+def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photos: tuple[Path, ...],
+               cards: tuple[str, ...], branch: str | None, camera: bool, samples: int | None, as_json: bool,
+               cfg: ConfigRef) -> None:
+    """Add (or extend) an employee with one face template per usable photo.
+
+    Each photo must show exactly one face that passes the quality gate, is not another
+    employee's, and matches the employee's other photos. Exits 1 when no photo was usable.
+
+    With --camera instead of photos: guided capture from the configured camera.
+    """
+    if camera:
+        if photos or more_photos:
+            raise InvalidInput("give either photos or --camera, not both")
+        from kiosk.cli.enroll_camera import enrol_from_camera
+        enrol_from_camera(cfg, employee_id, name, cards, branch, samples, as_json)
+        return
+    from enrollment.photos import check_photo_file, expand_photos
+    from kiosk.store.roster import check_employee_id, check_name
+
+    check_employee_id(employee_id)
+    check_name(name)
+    paths = expand_photos([*photos, *more_photos])
+    if not paths:
+        raise InvalidInput("no photos given", fix="Pass --photos PHOTO... (files or a folder).")
+    config = cfg.load()
+    with open_store(config) as store:
+        engine, gallery = _engine_and_gallery(config, store)
+        checks = []
+        for path in paths:
+            check = check_photo_file(engine, path, gallery, employee_id)
+            if check.ok:
+                gallery.add(employee_id, check.vector)  # later photos are checked against this one too
+            checks.append(check)
+            _report_check(check, as_json)
+        usable = [c for c in checks if c.ok]
+        if not usable:
+            raise KioskError(f"none of the {len(checks)} photo(s) of {employee_id} was usable; nothing was stored",
+                             fix="Use sharp, well-lit, frontal photos showing only this person's face.")
+        with store.atomic("enrolling the employee"):
+            store.roster.add(employee_id, name, branch or config.device.branch, cards, exist_ok=True)
+            for check in usable:
+                store.roster.add_template(employee_id, engine.model_id, check.vector, check.quality.score,
+                                          f"photo:{Path(check.source).name}")
+            store.audit("admin", "enroll.photos", employee_id, stored=len(usable), refused=len(checks) - len(usable))
+    if not as_json:
+        click.echo(f"{employee_id}: stored {len(usable)} template(s), refused {len(checks) - len(usable)} photo(s) "
+                   f"(model {engine.model_id[:12]})")
+
+
+def _report_check(check, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        echo_json(check.to_dict())
+    elif check.ok:
+        click.echo(f"ok       {check.source} (quality {check.quality.score:.2f})")
+    else:
+        click.echo(f"refused  {check.source}: {check.reason}: {check.detail}")
+
+
+@click.command("identify")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per photo.")
+@config_options
+def identify_command(photos: tuple[Path, ...], as_json: bool, cfg: ConfigRef) -> None:
+    """Who the kiosk thinks each PHOTO shows: employee, score, margin, accepted or not and why."""
+    from kiosk.face.images import read_image
+
+    config = cfg.load()
+    with open_store(config) as store:
+        engine, gallery = _engine_and_gallery(config, store)
+    for path in photos:
+        result = {"photo": str(path), "employee_id": None, "score": None, "margin": None,
+                  "accepted": False, "reason": "no_face", "faces": 0, "quality": []}
+        try:
+            image = read_image(path)
+        except InvalidInput as exc:
+            result["reason"] = "unreadable"
+            result["detail"] = exc.what
+            image = None
+        faces = engine.detect_photo(image) if image is not None else []
+        face = engine.choose(faces, image.shape) if faces else None
+        if face is not None:
+            result.update(gallery.search(engine.embed(image, face)).to_dict())
+            result["faces"] = len(faces)
+            result["quality"] = list(engine.assess_quality(image, face).reasons)
+        _report_identity(result, as_json)
+
+
+def _report_identity(r: dict, as_json: bool) -> None:
+    if as_json:
+        echo_json(r)
+        return
+    if r["employee_id"] is None:
+        detail = f": {r['detail']}" if r.get("detail") else ""
+        click.echo(f"{r['photo']}: nobody ({r['reason']}{detail})")
+        return
+    verdict = "accepted" if r["accepted"] else f"not accepted ({r['reason']})"
+    quality = f", quality: {', '.join(r['quality'])}" if r["quality"] else ""
+    click.echo(f"{r['photo']}: {r['employee_id']} score {r['score']:.3f} margin {r['margin']:.3f} {verdict}{quality}")
+
+
+# -- enroll import -----------------------------------------------------------------------------
+
+@enroll_group.command("import")
+@click.option("--csv", "csv_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Roster CSV with a header row: id,name,card,branch,photos ('card' and 'branch' may be "
+              "empty; separate several cards or photo files with ';').")
+@click.option("--photos", "photo_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder holding the photo files named in the CSV.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every photo's verdict (row, employee, photo, status, reason, quality) to this CSV.")
+@click.option("--update", is_flag=True,
+              help="Also add photos for people who already have face templates (default: skip them).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per row instead of the text report.")
+@config_options
+def enroll_import(csv_path: Path, photo_dir: Path, report_path: Path | None, update: bool, as_json: bool,
+                  cfg: ConfigRef) -> None:
+    """Enrol many people from a roster CSV and a folder of photos.
+
+    Every row is tried, each in its own transaction; refused photos are reported with the reason
+    (no face, several faces, poor quality and which check, another employee's face...). Exits 1
+    when any row failed, after doing all the others.
+    """
+    from enrollment.importer import RosterImport, read_roster
+    from kiosk.face.engine import FaceEngine
+    from kiosk.face.gallery import Gallery, pack_change
+
+    if report_path is not None and not report_path.parent.is_dir():
+        raise InvalidInput(f"cannot write the report to {report_path}: folder {report_path.parent} does not exist",
+                           fix="Create the folder first, or choose another --report path; nothing was imported.")
+    rows = read_roster(csv_path)
+    if not rows:
+        raise InvalidInput(f"{csv_path} has no rows under its header", fix="Add one row per person.")
+    config = cfg.load()
+    engine = FaceEngine.from_config(config.face, config.quality)
+    with open_store(config) as store:
+        warning = pack_change(store.roster, engine.model_id)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+        gallery = Gallery.from_roster(store.roster, engine.model_id, config.match, threads=config.face.threads)
+        job = RosterImport(engine, gallery, store, config, photo_dir, skip_existing=not update)
+        with click.progressbar(rows, label="importing", file=sys.stderr, show_pos=True) as bar:
+            outcomes = [job.import_row(row) for row in bar]
+    if report_path is not None:
+        _write_report(report_path, outcomes)
+    for outcome in outcomes:
+        _report_row(outcome, as_json)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("enrolled", "skipped", "failed")}
+    refused = sum(len(o.refused) for o in outcomes)
+    click.echo(f"{counts['enrolled']} enrolled, {counts['skipped']} skipped, {counts['failed']} failed; "
+               f"{refused} photo(s) refused (model {engine.model_id[:12]})", err=as_json)
+    if counts["failed"]:
+        sys.exit(1)
+
+
+def _quality_text(check) -> str:  # noqa: ANN001 - PhotoCheck
+    reasons = check.quality.reasons if check.quality is not None else ()
+    return f" [{', '.join(reasons)}]" if reasons else ""
+
+
+def _report_row(outcome, as_json: bool) -> None:  # noqa: ANN001 - RowOutcome
+    if as_json:
+        echo_json(outcome.to_dict())
+        return
+    row = outcome.row
+    if outcome.status != "enrolled":
+        click.echo(f"{outcome.status:8} line {row.line} {row.employee_id or '(no id)'}: {outcome.problem}")
+    else:
+        click.echo(f"enrolled line {row.line} {row.employee_id}: {outcome.templates} template(s)")
+    for check in outcome.refused:
+        click.echo(f"  refused {Path(check.source).name}: {check.reason}{_quality_text(check)}: {check.detail}")
+
+
+def _write_report(path: Path, outcomes: list) -> None:
+    try:
+        fh = path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise KioskError(f"the import was done, but the report {path} cannot be written: {exc.strerror}",
+                         fix="Run the import again with --report in a writable folder "
+                         "(rows already done are skipped).") from None
+    with fh:
+        out = csv.writer(fh)
+        out.writerow(["line", "employee_id", "row_status", "photo", "photo_status", "reason", "quality", "detail"])
+        for o in outcomes:
+            if not o.checks:
+                out.writerow([o.row.line, o.row.employee_id, o.status, "", "", "", "", o.problem])
+            for c in o.checks:
+                quality = ";".join(c.quality.reasons) if c.quality is not None else ""
+                out.writerow([o.row.line, o.row.employee_id, o.status, Path(c.source).name,
+                              "ok" if c.ok else "refused", c.reason or "", quality, c.detail])
+
+
+COMMANDS = [enroll_group, identify_command]

@@ -1,0 +1,182 @@
+"""Punch policy: who may punch how (mode), debounce, geofence, trusted time -> one durable punch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from kiosk.base.errors import KioskError
+from kiosk.base.events import Event, EventBus, EventKind
+from kiosk.base.record import Punch
+from kiosk.base.timeutil import boot_id, parse_iso
+from kiosk.store.punches import PunchDraft
+from kiosk.time.trusted import TimeReading, TrustedClock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the kiosk (or field device) is, from GPS, checked against the branch geofence."""
+
+    lat: float
+    lon: float
+    accuracy_m: float | None  # None when the receiver sent no HDOP
+    inside: bool | None  # None: no geofence, or the fix is too coarse to tell
+
+
+@dataclass
+class _PendingCard:
+    employee_id: str
+    name: str
+    deadline_mono_ns: int
+
+
+class PunchPolicy:
+    """Turns recognitions and card reads into punches and events. Thread-safe."""
+
+    def __init__(self, config, store, clock: TrustedClock, bus: EventBus,  # noqa: ANN001 - KioskConfig, Store
+                 locate: Callable[[], Position | None] | None = None, geofence_policy: str = "off") -> None:
+        self.cfg = config.punch
+        self.tz = ZoneInfo(config.device.timezone)
+        self.store, self.clock, self.bus = store, clock, bus
+        self.locate = locate
+        self.geofence_policy = geofence_policy
+        self.failed_attempts = 0
+        self.pending: _PendingCard | None = None
+        self._lock = threading.RLock()
+
+    # -- inputs ----------------------------------------------------------
+
+    def on_face(self, employee_id: str, score: float, started_ns: int | None = None) -> Event:
+        """A face accepted by the matcher (and liveness) for ``employee_id``; ``started_ns`` is the
+        monotonic time the walk-up's first frame was captured (for the latency on the event)."""
+        with self._lock:
+            self.failed_attempts = 0
+            if self.cfg.mode == "card":
+                return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id))
+            if self.cfg.mode == "card_and_face":
+                return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id,
+                                        detail="show your card first"))
+            return self._punch(employee_id, "face", score, started_ns)
+
+    def on_unrecognised(self, detail: str = "") -> Event:
+        """A walk-up ended without a match (stranger, or a colleague not enrolled here)."""
+        with self._lock:
+            self.failed_attempts += 1
+            if self.failed_attempts >= self.cfg.card_hint_after_attempts:
+                return self._emit(Event(EventKind.USE_CARD, detail=detail))
+            return self._emit(Event(EventKind.NOT_RECOGNISED, detail=detail))
+
+    def on_card(self, card_id: str) -> Event:
+        with self._lock:
+            employee = self.store.roster.by_card(card_id)
+            if employee is None:
+                return self._emit(Event(EventKind.UNKNOWN_CARD, detail=card_id[-4:]))
+            if self.cfg.mode == "face":
+                return self._emit(Event(EventKind.NOT_RECOGNISED, employee_id=employee.id,
+                                        detail="cards are not accepted at this kiosk"))
+            if self.cfg.mode == "card_and_face":
+                deadline = self.clock.mono() + int(self.cfg.verify_window_s * 1e9)
+                self.pending = _PendingCard(employee.id, employee.name, deadline)
+                return self._emit(Event(EventKind.SHOW_FACE, employee_id=employee.id, name=employee.name))
+            self.failed_attempts = 0
+            return self._punch(employee.id, "card", None)
+
+    def pending_verification(self) -> str | None:
+        """card_and_face: the card holder whose face is awaited, if the window is still open."""
+        with self._lock:
+            if self.pending and self.clock.mono() > self.pending.deadline_mono_ns:
+                log.info("card_and_face: no face within %.0f s for %s", self.cfg.verify_window_s,
+                         self.pending.employee_id)
+                self.pending = None
+            return self.pending.employee_id if self.pending else None
+
+    def on_face_check(self, employee_id: str, score: float, started_ns: int | None = None) -> Event | None:
+        """card_and_face: a 1:1 score of the face in view against the card holder's templates."""
+        with self._lock:
+            if self.pending is None or self.pending.employee_id != employee_id:
+                return None
+            if score < self.cfg.verify_threshold:
+                return None  # keep looking until the window closes
+            self.pending = None
+            return self._punch(employee_id, "card+face", score, started_ns)
+
+    def on_face_mismatch(self, employee_id: str) -> Event:
+        with self._lock:
+            self.pending = None
+            return self._emit(Event(EventKind.FACE_MISMATCH, employee_id=employee_id))
+
+    # -- the punch -------------------------------------------------------
+
+    def _local_hhmm(self, moment: datetime) -> str:
+        return moment.astimezone(self.tz).strftime("%H:%M")
+
+    def _recent_punch(self, employee_id: str, reading: TimeReading) -> Punch | None:
+        last = self.store.punches.last_for(employee_id)
+        if last is None or self.cfg.debounce_s <= 0:
+            return None
+        if last.boot_id == boot_id():
+            elapsed = (reading.mono_ns - last.mono_ns) / 1e9
+        else:
+            elapsed = (reading.utc - parse_iso(last.ts_utc)).total_seconds()
+        return last if 0 <= elapsed < self.cfg.debounce_s else None
+
+    def _punch(self, employee_id: str, method: str, score: float | None, started_ns: int | None = None) -> Event:
+        employee = self.store.roster.get(employee_id)
+        name = employee.name if employee else None
+        reading = self.clock.now()
+        recent = self._recent_punch(employee_id, reading)
+        if recent is not None:
+            return self._emit(Event(EventKind.ALREADY_PUNCHED, employee_id=employee_id, name=name,
+                                    local_time=self._local_hhmm(parse_iso(recent.ts_utc)), method=method))
+        flags = list(reading.flags)
+        position = self.locate() if self.locate else None
+        if self.geofence_policy != "off":
+            # Only a fix clearly outside is refused: a kiosk that loses its fix indoors (or gets a
+            # coarse one) still punches, flagged, so nobody is locked out.
+            if position is None:
+                flags.append("no_gps_fix")
+            elif position.inside is None:
+                flags.append("geofence_uncertain")
+            elif not position.inside:
+                if self.geofence_policy == "refuse":
+                    return self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name))
+                flags.append("outside_geofence")
+        draft = PunchDraft(employee_id, method, reading.state, score=score,
+                           lat=position.lat if position else None, lon=position.lon if position else None,
+                           accuracy_m=position.accuracy_m if position else None,
+                           flags=",".join(flags), when=reading.utc)
+        try:
+            punch = self.store.punches.append(draft)
+        except KioskError as exc:
+            log.error("punch for %s NOT recorded: %s", employee_id, exc)
+            return self._emit(Event(EventKind.STORE_ERROR, employee_id=employee_id, name=name, detail=exc.what))
+        latency_ms = (self.clock.mono() - started_ns) / 1e6 if started_ns else None
+        self._after_punch(reading)
+        event = self._emit(Event(EventKind.PUNCHED, employee_id=employee_id, name=name, method=method,
+                                 local_time=self._local_hhmm(reading.utc), score=score, punch_id=punch.id,
+                                 latency_ms=latency_ms, detail=",".join(flags)))
+        if reading.state != "verified":
+            self._emit(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
+        if "outside_geofence" in flags:
+            self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name,
+                             punch_id=punch.id, detail="stored, flagged"))
+        return event
+
+    def _after_punch(self, reading: TimeReading) -> None:
+        if reading.state == "verified":
+            self.clock.raise_floor(reading.utc)
+        if self.clock.anchor_due(reading):
+            try:
+                self.clock.record_anchor(self.store, reading)
+            except KioskError as exc:
+                log.warning("clock anchor not recorded: %s", exc)
+
+    def _emit(self, event: Event) -> Event:
+        self.bus.publish(event)
+        return event

@@ -1,0 +1,1 @@
+"""The running kiosk: the daemon, its walk-up pipeline, systemd notifications."""

@@ -1,0 +1,385 @@
+"""`kiosk run`: the long-running daemon — devices, the inference thread, punches, events, systemd.
+
+Threads (all named): the camera's capture thread and the card reader's and GPS's reader threads
+(hardware/), `inference` (this module: camera queue -> Pipeline), and the main thread, which
+waits on the one stop event, pets the systemd watchdog, watches device states, reloads the
+gallery when the roster changes, and purges expired evidence. SIGTERM/SIGINT only set the stop
+event; `stop()` then runs its steps in order and flushes what must not be lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kiosk import __version__
+from kiosk.base.errors import KioskError
+from kiosk.base.events import Event, EventBus, EventKind
+from kiosk.punching.policy import Position, PunchPolicy
+from kiosk.runtime.sdnotify import Notifier
+from kiosk.store.database import open_store
+from kiosk.time.trusted import TrustedClock
+
+log = logging.getLogger(__name__)
+
+Tap = Callable[[Any], bool]
+"""Takes a frame or card read; True when it consumed it."""
+
+
+class Attached(Protocol):
+    """Something an extension started beside the daemon; stopped first when the daemon stops."""
+
+    def stop(self) -> None: ...
+
+
+Extension = Callable[["KioskDaemon"], Attached | None]
+"""Started once the devices run, before READY: gets the daemon, returns what to stop (or None)."""
+
+MAIN_LOOP_S = 1.0
+ROSTER_CHECK_S = 2.0
+EVIDENCE_PURGE_S = 3600.0
+RESTARTS_MAX = 5
+RESTART_WINDOW_S = 300.0
+CAMERA_READ_TIMEOUT_S = 0.5
+
+
+@dataclass
+class RestartBudget:
+    """At most ``limit`` restarts within ``window_s``; then the part stays down and says so."""
+
+    limit: int = RESTARTS_MAX
+    window_s: float = RESTART_WINDOW_S
+    times: list[float] = field(default_factory=list)
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < self.window_s]
+        if len(self.times) >= self.limit:
+            return False
+        self.times.append(now)
+        return True
+
+
+class KioskDaemon:
+    """Everything `kiosk run` starts, in the order it starts it."""
+
+    def __init__(self, config, exit_when_camera_ends: bool = False, bus: EventBus | None = None,  # noqa: ANN001
+                 extensions: Sequence[Extension] = ()) -> None:
+        self.config = config
+        self.extensions = list(extensions)
+        self.exit_when_camera_ends = exit_when_camera_ends
+        self.stop_event = threading.Event()
+        self.notifier = Notifier()
+        self.bus = bus or EventBus(config.events.stdout_json)
+        self.started_mono = time.monotonic()
+        self.store = open_store(config)
+        self.clock = TrustedClock(config.clock)
+        floor = self.store.punches.newest_verified_utc()
+        if floor is not None:
+            self.clock.raise_floor(floor)
+        self.camera = self.rfid = self.gps = self.feedback = None
+        self.engine = self.gallery = self.pipeline = None
+        self._inference: threading.Thread | None = None
+        self._camera_state = None
+        self._roster_signature = None
+        self._last_purge = 0.0
+        self.exit_code = 0
+        self._frame_tap: Tap | None = None
+        self._card_tap: Tap | None = None
+        self._attached: list[Attached] = []
+        try:
+            self._open_parts()
+        except BaseException:
+            self.store.close()
+            raise
+
+    # -- building --------------------------------------------------------
+
+    def _uses_face(self) -> bool:
+        return self.config.punch.mode != "card" and bool(self.config.camera.source.strip()) \
+            and self.config.camera.source.strip() != "none"
+
+    def _open_parts(self) -> None:
+        from hardware import open_camera, open_feedback, open_gps, open_rfid
+        from hardware.geofence import check_geofence
+        self._check_geofence = check_geofence
+        self.feedback = open_feedback(self.config.feedback)
+        self.bus.subscribe(self._signal)
+        if self._uses_face():
+            self._open_face()
+            self.camera = open_camera(self.config.camera)
+        if self.config.rfid.port:
+            self.rfid = open_rfid(self.config.rfid, on_card=self._on_card)
+        if self.config.gps.port:
+            self.gps = open_gps(self.config.gps)
+        self.policy = PunchPolicy(self.config, self.store, self.clock, self.bus, locate=self._locate,
+                                  geofence_policy=self.config.geofence.policy)
+        if self.pipeline is not None:
+            self.pipeline.policy = self.policy
+
+    def _open_face(self) -> None:
+        from kiosk.face.engine import FaceEngine
+        from kiosk.face.gallery import Gallery, pack_change
+        from kiosk.face.landmarks import Landmarks106
+        from kiosk.face.liveness import LivenessCheck, PassiveModel
+        from kiosk.face.walkup import FrameProcessor
+        from kiosk.runtime.pipeline import Pipeline
+
+        self.engine = FaceEngine.from_config(self.config.face, self.config.quality)
+        self.engine.warm_up()
+        change = pack_change(self.store.roster, self.engine.model_id)
+        if change:
+            log.warning("%s", change)
+        self.gallery = Gallery.from_roster(self.store.roster, self.engine.model_id, self.config.match)
+        self._roster_signature = self._signature()
+        live = self.config.liveness
+        landmarks = Landmarks106(self.engine) if live.enabled else None
+        passive = None
+        if live.enabled and live.passive_model is not None:
+            passive = PassiveModel(live.passive_model, live.passive_threshold)
+        elif live.enabled:
+            log.info("liveness: active blink check only (no passive liveness model configured: "
+                     "liveness.passive_model); a video replay of a blinking person is not stopped")
+        processor = FrameProcessor(self.engine, self.gallery, self.config.match)
+        self.pipeline = Pipeline(self.config, processor, None, self.bus, LivenessCheck(live, passive),
+                                 landmarks, self.store)
+        log.info("face: %d template(s) of %d employee(s) usable with model %s", len(self.gallery),
+                 self.gallery.employees, self.engine.model_id[:12])
+
+    # -- borrowing inputs (the screen's guided enrolment and admin card reads) -----
+
+    def borrow_frames(self, tap: Tap | None) -> None:
+        """Send each camera frame to ``tap`` first (None gives them back); a frame the tap consumes
+        (returns True) is not used for punching."""
+        self._frame_tap = tap
+
+    def borrow_cards(self, tap: Tap | None) -> None:
+        """Send each card read to ``tap`` first (None gives them back); a consumed read punches nobody."""
+        self._card_tap = tap
+
+    # -- inputs from devices --------------------------------------------
+
+    def _on_card(self, read) -> None:  # noqa: ANN001 - hardware CardRead
+        tap = self._card_tap
+        if tap is not None and tap(read.card):  # admin mode: "tap the card to add"
+            return
+        try:
+            self.policy.on_card(read.card)
+        except KioskError as exc:
+            log.error("card %s not handled: %s", read.card[-4:], exc)
+
+    def _signal(self, event: Event) -> None:
+        """Buzzer/LEDs/door for the events a person must notice."""
+        from hardware import Signal
+        if event.kind is EventKind.PUNCHED:
+            self.feedback.signal(Signal.ACCEPTED)
+            self.feedback.open_door()
+        elif event.kind in (EventKind.ALREADY_PUNCHED, EventKind.SHOW_FACE):
+            self.feedback.signal(Signal.ATTENTION)
+        elif event.kind in (EventKind.NOT_RECOGNISED, EventKind.USE_CARD, EventKind.UNKNOWN_CARD,
+                            EventKind.FACE_MISMATCH, EventKind.OUTSIDE_GEOFENCE, EventKind.STORE_ERROR,
+                            EventKind.NOT_LIVE):
+            self.feedback.signal(Signal.REJECTED)
+
+    def _locate(self) -> Position | None:
+        if self.gps is None:
+            return None
+        fix = self.gps.fix()
+        if fix is None:
+            return None
+        verdict = self._check_geofence(fix, self.config.geofence) if self.config.geofence.policy != "off" else None
+        inside = None if verdict is None else verdict.inside
+        return Position(fix.lat, fix.lon, fix.accuracy_m, inside)
+
+    # -- running ---------------------------------------------------------
+
+    def run(self) -> int:
+        """Start everything, serve until stopped, stop in order; returns the exit code."""
+        self._install_signals()
+        for device in (self.feedback, self.camera, self.rfid, self.gps):
+            if device is not None:
+                device.start()
+        if self.pipeline is not None:
+            self._start_inference()
+        for extension in self.extensions:  # e.g. the kiosk screen (kiosk/ui/server.py), given by `kiosk run`
+            attached = extension(self)
+            if attached is not None:
+                self._attached.append(attached)
+        status = self._status_line()
+        self.notifier.ready(status)
+        self.bus.publish(Event(EventKind.READY, detail=status))
+        log.info("kiosk %s ready: %s", __version__, status)
+        watchdog_s = self.notifier.watchdog_interval_s()
+        try:
+            while not self.stop_event.wait(min(MAIN_LOOP_S, watchdog_s or MAIN_LOOP_S)):
+                self._tick()
+        finally:
+            self.stop()
+        return self.exit_code
+
+    def _start_inference(self) -> None:
+        budget = RestartBudget()
+
+        def body() -> None:
+            while not self.stop_event.is_set():
+                try:
+                    self._inference_loop()
+                    return
+                except Exception:
+                    log.exception("inference thread failed")
+                    if not budget.allow():
+                        log.error("inference failed %d times in %.0f s: face punching is off until restart; "
+                                  "cards still work", RESTARTS_MAX, RESTART_WINDOW_S)
+                        self.bus.publish(Event(EventKind.CAMERA_OFFLINE, detail="face recognition stopped"))
+                        return
+                    self.stop_event.wait(1.0)
+
+        self._inference = threading.Thread(target=body, name="inference", daemon=True)
+        self._inference.start()
+
+    def _inference_loop(self) -> None:
+        while not self.stop_event.is_set():
+            frame = self.camera.read(CAMERA_READ_TIMEOUT_S)
+            if frame is None:
+                if self.camera.finished and self.exit_when_camera_ends:
+                    log.info("camera source ended: every frame processed; stopping")
+                    self.pipeline.finish_walkup()
+                    self.stop_event.set()
+                continue
+            tap = self._frame_tap
+            if tap is not None and tap(frame):  # guided enrolment: no punching
+                continue
+            self.pipeline.handle(frame)
+
+    def _tick(self) -> None:
+        self.notifier.watchdog()
+        self._watch_camera()
+        self._feed_clock()
+        reading = self.clock.now()
+        if self.clock.anchor_due(reading):
+            # As soon as a source knows the true time, tie this boot's monotonic clock to it: that
+            # is what lets the hub correct punches stored while the clock was unverified.
+            try:
+                self.clock.record_anchor(self.store, reading)
+            except KioskError as exc:
+                log.warning("clock anchor not recorded: %s", exc)
+        now = time.monotonic()
+        if self.gallery is not None and now - getattr(self, "_last_roster_check", 0.0) >= ROSTER_CHECK_S:
+            self._last_roster_check = now
+            self._reload_gallery_if_changed()
+        if self.config.store.evidence_thumbnails and now - self._last_purge >= EVIDENCE_PURGE_S:
+            from kiosk.runtime.pipeline import purge_evidence
+            self._last_purge = now
+            purged = purge_evidence(self.store, self.config.store.evidence_retention_days)
+            if purged:
+                log.info("erased %d evidence thumbnail(s) past %d days", purged,
+                         self.config.store.evidence_retention_days)
+
+    def _watch_camera(self) -> None:
+        if self.camera is None:
+            return
+        status = self.camera.status
+        if status.state == self._camera_state:
+            return
+        previous, self._camera_state = self._camera_state, status.state
+        if status.state.working:
+            if previous is not None:
+                self.bus.publish(Event(EventKind.CAMERA_ONLINE, detail=status.reason))
+        elif status.state.value in ("stalled", "disconnected", "failed"):
+            self.bus.publish(Event(EventKind.CAMERA_OFFLINE, detail=status.reason))
+            if self.exit_when_camera_ends:
+                log.error("camera %s cannot be read (%s); with --exit-when-camera-ends there is nothing to "
+                          "wait for: stopping", self.camera.describe(), status.reason)
+                self.exit_code = 1
+                self.stop_event.set()
+        self.notifier.status(self._status_line())
+
+    def _feed_clock(self) -> None:
+        from kiosk.time.hubclock import latest_hub_clock
+        hub = latest_hub_clock(self.store)
+        if hub is not None and hub.same_boot():
+            self.clock.note_hub(hub.offset_s, hub.mono_ns)
+        if self.gps is None:
+            return
+        gps_time = self.gps.time()
+        if gps_time is not None:
+            self.clock.note_gps(gps_time.utc, gps_time.wall_s, gps_time.mono_ns)
+
+    def _signature(self) -> tuple:
+        row = self.store.query("SELECT count(*) AS n, coalesce(max(t.id), 0) AS m FROM templates t "
+                               "JOIN employees e ON e.id = t.employee_id WHERE e.active = 1")[0]
+        return (row["n"], row["m"])
+
+    def _reload_gallery_if_changed(self) -> None:
+        from kiosk.face.gallery import Gallery
+        signature = self._signature()
+        if signature == self._roster_signature:
+            return
+        self._roster_signature = signature
+        gallery = Gallery.from_roster(self.store.roster, self.engine.model_id, self.config.match)
+        self.pipeline.processor.gallery = gallery
+        self.gallery = gallery
+        log.info("roster changed: %d template(s) of %d employee(s) loaded", len(gallery), gallery.employees)
+
+    def _status_line(self) -> str:
+        parts = [f"mode {self.config.punch.mode}"]
+        for device in (self.camera, self.rfid, self.gps):
+            if device is not None:
+                parts.append(f"{device.status.device} {device.status.state.value}")
+        parts.append(f"clock {self.clock.now().state}")
+        return ", ".join(parts)
+
+    def health(self) -> dict:
+        """What an admin sees on the device-health page."""
+        devices = [d.status.as_dict() for d in (self.camera, self.rfid, self.gps) if d is not None]
+        head = self.store.punches.head()
+        reading = self.clock.now()
+        return {
+            "version": __version__, "uptime_s": round(time.monotonic() - self.started_mono),
+            "mode": self.config.punch.mode, "devices": devices,
+            "clock": {"state": reading.state, "source": reading.source, "offset_s": reading.offset_s},
+            "model_id": self.engine.model_id if self.engine else None,
+            "templates": len(self.gallery) if self.gallery is not None else 0,
+            "punches": head.seq if head else 0, "last_punch_utc": head.ts_utc if head else None,
+        }
+
+    # -- stopping --------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, _frame) -> None:  # noqa: ANN001
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def stop(self) -> None:
+        """1 stop event, 2 camera, 3 inference thread (finishes its frame: a punch in flight commits
+        or not at all), 4 readers, 5 store (checkpoint, close), 6 tell systemd."""
+        self.stop_event.set()
+        self.notifier.stopping()
+        for attached in reversed(self._attached):  # the screen first, so no admin action races the shutdown
+            attached.stop()
+        if self.camera is not None:
+            self.camera.stop()
+        if self._inference is not None:
+            self._inference.join(timeout=10)
+        for device in (self.rfid, self.gps, self.feedback):
+            if device is not None:
+                device.stop()
+        self.store.close()
+        log.info("kiosk stopped")
+
+
+def run_daemon(config, exit_when_camera_ends: bool = False,  # noqa: ANN001 - KioskConfig
+               extensions: Sequence[Extension] = ()) -> int:
+    """Build the daemon from a config and run it until stopped; returns the exit code."""
+    return KioskDaemon(config, exit_when_camera_ends, extensions=extensions).run()

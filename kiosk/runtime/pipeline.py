@@ -1,0 +1,190 @@
+"""The walk-up pipeline, read top to bottom: frame -> (motion gate) -> detect/quality/embed/match/vote
+(kiosk.face.walkup) -> liveness -> punch policy -> evidence.
+
+One inference thread calls ``handle(frame)`` for every frame it takes from the camera queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from kiosk.base.events import Event, EventKind
+from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.face.liveness import LivenessCheck, Verdict
+from kiosk.face.walkup import FrameProcessor, FrameResult, FrameState
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = (64, 48)
+EVIDENCE_PX = 112
+EVIDENCE_JPEG_QUALITY = 80
+
+
+class MotionGate:
+    """Has the picture changed since the last look? A 64x48 grey thumbnail, mean absolute difference."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._prev: np.ndarray | None = None
+
+    def changed(self, image: np.ndarray) -> bool:
+        if self.threshold <= 0:
+            return True
+        thumb = cv2.cvtColor(cv2.resize(image, THUMB_SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        prev, self._prev = self._prev, thumb.astype(np.int16)
+        if prev is None:
+            return True
+        return float(np.mean(np.abs(self._prev - prev))) >= self.threshold
+
+
+@dataclass
+class WalkupState:
+    """What the pipeline knows of the walk-up in progress."""
+
+    walkup_id: int = -1
+    first_face_ns: int = 0
+    handled: bool = False
+    embeds: int = 0
+    awaiting_blink: bool = False
+
+
+class Pipeline:
+    """Turns camera frames into punches and events; used by one thread only."""
+
+    def __init__(self, config, processor: FrameProcessor, policy, bus, liveness: LivenessCheck,  # noqa: ANN001
+                 landmarks=None, store=None) -> None:  # noqa: ANN001
+        self.config = config
+        self.processor = processor
+        self.policy = policy
+        self.bus = bus
+        self.liveness = liveness
+        self.landmarks = landmarks
+        self.store = store
+        self.motion = MotionGate(config.pipeline.motion_threshold)
+        self.walkup = WalkupState()
+        self._last_look_ns = 0
+        # The newest frame and what was found in it, for the screen's live preview (read-only there).
+        self.latest: tuple[object, FrameResult | None] | None = None
+
+    # -- pacing ----------------------------------------------------------
+
+    def _should_look(self, frame) -> bool:  # noqa: ANN001 - hardware Frame
+        """While idle: only on motion, or every idle_interval_ms to catch someone standing still."""
+        if self.processor.tracking:
+            return True  # following a face: every frame counts, and no motion thumbnail is needed
+        moved = self.motion.changed(frame.image)
+        due = frame.mono_ns - self._last_look_ns >= self.config.pipeline.idle_interval_ms * 1e6
+        return moved or due
+
+    def handle(self, frame) -> FrameResult | None:  # noqa: ANN001 - hardware Frame
+        if not self._should_look(frame):
+            self.latest = (frame, None)
+            return None
+        self._last_look_ns = frame.mono_ns
+        result = self.processor.process(frame.image)
+        self.latest = (frame, result)
+        if result.state is FrameState.IDLE or result.face is None:
+            if not self.processor.tracking:
+                self.finish_walkup()
+            return result
+        if self.processor.walkup_id != self.walkup.walkup_id:
+            self.finish_walkup()
+            self.walkup = WalkupState(self.processor.walkup_id, frame.mono_ns)
+            self.liveness.reset()
+        self.walkup.embeds += int(result.embedded)
+        if not self.walkup.handled:
+            self._decide(frame, result)
+        return result
+
+    def finish_walkup(self) -> None:
+        """The person left (or the camera ended): say what became of an undecided walk-up."""
+        walkup = self.walkup
+        if walkup.walkup_id < 0 or walkup.handled:
+            return
+        walkup.handled = True
+        if walkup.awaiting_blink:
+            self.bus.publish(Event(EventKind.NOT_LIVE, detail="recognised, but no blink was seen"))
+        elif walkup.embeds > 0 and self.policy.pending_verification() is None:
+            self.policy.on_unrecognised(detail="walk-up ended undecided")
+
+    # -- decisions -------------------------------------------------------
+
+    def _live(self, frame, result: FrameResult) -> Verdict:  # noqa: ANN001
+        if not self.config.liveness.enabled:
+            return Verdict.LIVE
+        lmk = self.landmarks(frame.image, result.face.bbox)
+        return self.liveness.update(frame.mono_ns / 1e9, lmk, result.face.kps, frame.image)
+
+    def _decide(self, frame, result: FrameResult) -> None:  # noqa: ANN001
+        verdict = self._live(frame, result)
+        if verdict is Verdict.SPOOF:
+            self.bus.publish(Event(EventKind.NOT_LIVE, detail="no blink seen"))
+            self.liveness.reset()  # another chance: a new window starts now
+            return
+        pending = self.policy.pending_verification()
+        if pending is not None:
+            self._verify_card_holder(frame, result, pending, verdict)
+            return
+        if result.state is FrameState.UNKNOWN:
+            self.policy.on_unrecognised(detail=result.match.reason if result.match else "")
+            self.walkup.handled = True
+        elif result.state is FrameState.DECIDED and verdict is not Verdict.LIVE:
+            self.walkup.awaiting_blink = True
+        elif result.state is FrameState.DECIDED:
+            decision = result.decision
+            event = self.policy.on_face(decision.employee_id, decision.score, self.walkup.first_face_ns)
+            self.walkup.handled = True
+            self._after(frame, result, event)
+
+    def _verify_card_holder(self, frame, result: FrameResult, employee_id: str, verdict: Verdict) -> None:  # noqa: ANN001
+        if result.quality is not None and not result.quality.ok:
+            return
+        vector = self.processor.engine.embed(frame.image, result.face)
+        score = self.processor.gallery.best_of(vector, employee_id)
+        if score is None:
+            self.policy.on_face_mismatch(employee_id)
+            self.walkup.handled = True
+            return
+        if verdict is Verdict.LIVE:
+            event = self.policy.on_face_check(employee_id, score, self.walkup.first_face_ns)
+            if event is not None:
+                self.walkup.handled = True
+                self._after(frame, result, event)
+
+    def _after(self, frame, result: FrameResult, event: Event) -> None:  # noqa: ANN001
+        if event.kind is not EventKind.PUNCHED:
+            return
+        log.info("walk-up to durable punch: %.0f ms", event.latency_ms or 0)
+        if self.store is not None and self.config.store.evidence_thumbnails and event.punch_id:
+            store_evidence(self.store, event.punch_id, frame.image, result.face.bbox)
+
+
+def face_thumbnail(image: np.ndarray, bbox: np.ndarray) -> bytes:
+    """A small JPEG of the face (evidence), never the whole frame."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in bbox[:4])
+    crop = image[max(0, y1):min(h, y2), max(0, x1):min(w, x2)]
+    if crop.size == 0:
+        crop = image
+    crop = cv2.resize(crop, (EVIDENCE_PX, EVIDENCE_PX), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, EVIDENCE_JPEG_QUALITY])
+    return data.tobytes() if ok else b""
+
+
+def store_evidence(store, punch_id: str, image: np.ndarray, bbox: np.ndarray) -> None:  # noqa: ANN001
+    jpeg = face_thumbnail(image, bbox)
+    with store.atomic("storing the evidence thumbnail") as db:
+        db.execute("INSERT OR REPLACE INTO evidence (punch_id, created_utc, jpeg) VALUES (?, ?, ?)",
+                   [punch_id, iso_utc(utc_now()), jpeg])
+
+
+def purge_evidence(store, retention_days: int) -> int:  # noqa: ANN001
+    """Erase evidence thumbnails older than the retention period (secure_delete overwrites them)."""
+    from datetime import timedelta
+    cutoff = iso_utc(utc_now() - timedelta(days=retention_days))
+    with store.atomic("purging old evidence") as db:
+        return db.execute("DELETE FROM evidence WHERE created_utc < ?", [cutoff]).rowcount

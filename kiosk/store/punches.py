@@ -1,0 +1,169 @@
+"""The append-only punch log: durable appends, chain verification, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from kiosk.base.errors import InvalidInput, NotFound
+from kiosk.base.record import CLOCK_STATES, GENESIS_HASH, METHODS, Punch, punch_hash
+from kiosk.base.timeutil import boot_id, iso_utc, monotonic_ns, parse_iso, utc_now, uuid7
+
+if TYPE_CHECKING:
+    from kiosk.store.database import Store
+
+log = logging.getLogger(__name__)
+
+NOTE_MAX_CHARS = 500
+
+
+@dataclass(frozen=True)
+class PunchDraft:
+    """What the caller decides; the log adds id, seq, times and the chain."""
+
+    employee_id: str
+    method: str
+    clock_state: str = "unverified"
+    score: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    flags: str = ""
+    note: str = ""
+    when: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of walking the chain: ``ok`` or the first bad record and why."""
+
+    checked: int
+    ok: bool
+    bad_seq: int | None = None
+    bad_id: str | None = None
+    problem: str = ""
+    anchored_at: int | None = None  # seq of the last purged punch the walk started from, if any
+
+
+class PunchLog:
+    """Punches of one store. Appends are durable before they return."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _validate(self, draft: PunchDraft) -> None:
+        if draft.method not in METHODS:
+            raise InvalidInput(f"unknown punch method {draft.method!r}", fix=f"Use one of: {', '.join(METHODS)}.")
+        if draft.clock_state not in CLOCK_STATES:
+            raise InvalidInput(f"unknown clock state {draft.clock_state!r}")
+        if len(draft.note) > NOTE_MAX_CHARS:
+            raise InvalidInput(f"note is {len(draft.note)} characters; at most {NOTE_MAX_CHARS} are kept",
+                               fix="Shorten the note.")
+
+    def append(self, draft: PunchDraft) -> Punch:
+        """Store a punch; returns only after the transaction is durably committed."""
+        self._validate(draft)
+        moment = draft.when or utc_now()
+        mono, boot = monotonic_ns(), boot_id()
+        with self.store.atomic("recording the punch") as db:
+            if db.execute("SELECT 1 FROM employees WHERE id = ?", [draft.employee_id]).fetchone() is None:
+                raise NotFound(f"no employee {draft.employee_id!r} on this kiosk",
+                               fix="Check the id with `kiosk employee list`.")
+            last = db.execute("SELECT seq, hash FROM punches ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            record = {
+                "id": str(uuid7(int(moment.timestamp() * 1000))), "seq": seq,
+                "employee_id": draft.employee_id, "method": draft.method, "ts_utc": iso_utc(moment),
+                "mono_ns": mono, "boot_id": boot, "clock_state": draft.clock_state,
+                "score": draft.score, "lat": draft.lat, "lon": draft.lon, "accuracy_m": draft.accuracy_m,
+                "flags": draft.flags, "note": draft.note, "prev_hash": prev,
+            }
+            record["hash"] = punch_hash(record)
+            cols = ", ".join(record)
+            db.execute(f"INSERT INTO punches ({cols}) VALUES ({', '.join('?' * len(record))})",
+                       list(record.values()))
+        return Punch(**record)
+
+    def last_for(self, employee_id: str) -> Punch | None:
+        rows = self.store.query("SELECT * FROM punches WHERE employee_id = ? ORDER BY seq DESC LIMIT 1",
+                                [employee_id])
+        return Punch.from_row(rows[0]) if rows else None
+
+    def head(self) -> Punch | None:
+        rows = self.store.query("SELECT * FROM punches ORDER BY seq DESC LIMIT 1")
+        return Punch.from_row(rows[0]) if rows else None
+
+    def newest_verified_utc(self) -> datetime | None:
+        """The newest punch stored with a verified clock: a correct clock never reads earlier."""
+        rows = self.store.query("SELECT max(ts_utc) AS ts FROM punches WHERE clock_state = 'verified'")
+        return parse_iso(rows[0]["ts"]) if rows and rows[0]["ts"] else None
+
+    def count(self) -> int:
+        return self.store.query("SELECT count(*) AS n FROM punches")[0]["n"]
+
+    def iter(self, since_ts: str | None = None, after_seq: int = 0, batch: int = 1000) -> Iterator[Punch]:
+        """Punches in seq order, optionally only those at or after a UTC timestamp."""
+        while True:
+            sql = "SELECT * FROM punches WHERE seq > ?"
+            params: list = [after_seq]
+            if since_ts:
+                sql += " AND ts_utc >= ?"
+                params.append(since_ts)
+            rows = self.store.query(sql + " ORDER BY seq LIMIT ?", [*params, batch])
+            for row in rows:
+                yield Punch.from_row(row)
+            if len(rows) < batch:
+                return
+            after_seq = rows[-1]["seq"]
+
+    def chain_anchor(self) -> tuple[int, str]:
+        """(seq, hash) the chain starts from: (0, genesis), or the last punch purged by retention
+        after the hub acknowledged it (kiosk.store.syncstate records it in meta in the purge transaction)."""
+        seq = self.store.get_meta("chain_anchor_seq")
+        if seq is None:
+            return 0, GENESIS_HASH
+        return int(seq), self.store.get_meta("chain_anchor_hash") or ""
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain: seq continuity, prev_hash links, and each record's own hash."""
+        anchor_seq, prev = self.chain_anchor()
+        expected_seq = anchor_seq + 1
+        checked = 0
+        for punch in self.iter(after_seq=anchor_seq):
+            if punch.seq != expected_seq:
+                return VerifyReport(checked, False, punch.seq, punch.id,
+                                    f"seq jumps from {expected_seq - 1} to {punch.seq}: "
+                                    f"{punch.seq - expected_seq} punch(es) missing")
+            if punch.prev_hash != prev:
+                return VerifyReport(checked, False, punch.seq, punch.id,
+                                    "prev_hash does not match the previous punch: the chain was broken")
+            if punch_hash(punch.to_dict()) != punch.hash:
+                return VerifyReport(checked, False, punch.seq, punch.id,
+                                    "hash does not match the record: it was altered after it was stored")
+            prev, expected_seq, checked = punch.hash, punch.seq + 1, checked + 1
+        return VerifyReport(checked, True, anchored_at=anchor_seq or None)
+
+
+def export_punches(punches: Iterator[Punch], fmt: str, out: io.TextIOBase) -> int:
+    """Write punches as JSON lines or CSV; returns how many were written."""
+    count = 0
+    if fmt == "csv":
+        writer = None
+        for punch in punches:
+            row = punch.to_dict()
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+            count += 1
+        return count
+    for punch in punches:
+        out.write(json.dumps(punch.to_dict(), ensure_ascii=False) + "\n")
+        count += 1
+    return count

@@ -1,0 +1,217 @@
+"""Employees, their cards and their face templates, as stored on this kiosk."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kiosk.base.errors import Conflict, InvalidInput, NotFound
+from kiosk.base.timeutil import iso_utc, utc_now
+
+if TYPE_CHECKING:
+    from kiosk.store.database import Store
+
+log = logging.getLogger(__name__)
+
+EMPLOYEE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+CARD_RE = re.compile(r"^[0-9A-Fa-f]{4,20}$")
+NAME_MAX_CHARS = 100
+
+
+@dataclass(frozen=True)
+class Employee:
+    id: str
+    name: str
+    active: bool
+    branch: str | None
+    cards: tuple[str, ...] = ()
+    templates: int = 0
+    best_quality: float | None = None
+
+
+@dataclass(frozen=True)
+class Template:
+    id: int
+    employee_id: str
+    model_id: str
+    vector: np.ndarray
+    quality: float | None
+    source: str
+
+
+def check_employee_id(employee_id: str) -> str:
+    if not EMPLOYEE_ID_RE.match(employee_id or ""):
+        raise InvalidInput(f"employee id {employee_id!r} is not valid",
+                           fix="Use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+    return employee_id
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("the employee's name is empty", fix="Give the name as it should appear on screen.")
+    if len(name) > NAME_MAX_CHARS or any(ord(c) < 32 for c in name):
+        raise InvalidInput(f"name {name[:40]!r}... is too long or holds control characters",
+                           fix=f"Use at most {NAME_MAX_CHARS} printable characters.")
+    return name
+
+
+def normalise_card(card: str) -> str:
+    """Cards are stored as upper-case hex or decimal digits, without spaces or separators."""
+    cleaned = re.sub(r"[\s:-]", "", card or "").upper()
+    if not CARD_RE.match(cleaned):
+        raise InvalidInput(f"card number {card!r} is not valid",
+                           fix="Use the number printed on the card or read by the reader: 4-20 hex/decimal digits.")
+    return cleaned
+
+
+class Roster:
+    """Employees, cards and templates of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- employees -------------------------------------------------------
+
+    def add(self, employee_id: str, name: str, branch: str | None = None,
+            cards: tuple[str, ...] = (), actor: str = "admin", exist_ok: bool = False) -> Employee:
+        """Add an employee (or with ``exist_ok`` update the name/branch and add cards)."""
+        check_employee_id(employee_id)
+        name = check_name(name)
+        cards = tuple(normalise_card(c) for c in cards)
+        now = iso_utc(utc_now())
+        with self.store.atomic("adding the employee") as db:
+            row = db.execute("SELECT active FROM employees WHERE id = ?", [employee_id]).fetchone()
+            if row is not None and not exist_ok:
+                raise Conflict(f"employee {employee_id} already exists",
+                               fix="Use another id, or `kiosk enroll add` to add photos to this person.")
+            if row is None:
+                db.execute("INSERT INTO employees (id, name, active, branch, created_utc, updated_utc) "
+                           "VALUES (?, ?, 1, ?, ?, ?)", [employee_id, name, branch, now, now])
+            else:
+                db.execute("UPDATE employees SET name = ?, active = 1, branch = coalesce(?, branch), "
+                           "updated_utc = ? WHERE id = ?", [name, branch, now, employee_id])
+            for card in cards:
+                self._insert_card(db, employee_id, card, now)
+            self.store.audit(actor, "employee.add" if row is None else "employee.update", employee_id,
+                             cards=len(cards))
+        return self.get(employee_id)
+
+    def _insert_card(self, db, employee_id: str, card: str, now: str) -> None:  # noqa: ANN001
+        owner = db.execute("SELECT employee_id FROM cards WHERE card_id = ?", [card]).fetchone()
+        if owner is not None and owner[0] != employee_id:
+            raise Conflict(f"card {card} already belongs to employee {owner[0]}",
+                           fix=f"Remove it from {owner[0]} first (`kiosk employee remove-card`).")
+        if owner is None:
+            db.execute("INSERT INTO cards (card_id, employee_id, created_utc) VALUES (?, ?, ?)",
+                       [card, employee_id, now])
+
+    def add_card(self, employee_id: str, card: str, actor: str = "admin") -> str:
+        card = normalise_card(card)
+        self.require(employee_id)
+        with self.store.atomic("adding the card") as db:
+            self._insert_card(db, employee_id, card, iso_utc(utc_now()))
+            self.store.audit(actor, "card.add", employee_id)
+        return card
+
+    def remove_card(self, card: str, actor: str = "admin") -> str:
+        card = normalise_card(card)
+        with self.store.atomic("removing the card") as db:
+            owner = db.execute("SELECT employee_id FROM cards WHERE card_id = ?", [card]).fetchone()
+            if owner is None:
+                raise NotFound(f"card {card} is not registered on this kiosk",
+                               fix="Check the number with `kiosk employee list` (cards are listed per person).")
+            db.execute("DELETE FROM cards WHERE card_id = ?", [card])
+            self.store.audit(actor, "card.remove", owner[0])
+        return owner[0]
+
+    def by_card(self, card: str) -> Employee | None:
+        try:
+            card = normalise_card(card)
+        except InvalidInput:
+            return None
+        rows = self.store.query("SELECT e.id FROM cards c JOIN employees e ON e.id = c.employee_id "
+                                "WHERE c.card_id = ? AND e.active = 1", [card])
+        return self.get(rows[0]["id"]) if rows else None
+
+    def get(self, employee_id: str) -> Employee | None:
+        rows = self.list(employee_id=employee_id, include_inactive=True)
+        return rows[0] if rows else None
+
+    def require(self, employee_id: str) -> Employee:
+        employee = self.get(employee_id)
+        if employee is None or not employee.active:
+            raise NotFound(f"no employee {employee_id!r} on this kiosk",
+                           fix="Check the id with `kiosk employee list`.")
+        return employee
+
+    def list(self, employee_id: str | None = None, include_inactive: bool = False,
+             search: str | None = None) -> list[Employee]:
+        sql = ("SELECT e.*, (SELECT group_concat(card_id) FROM cards c WHERE c.employee_id = e.id) AS cards, "
+               "(SELECT count(*) FROM templates t WHERE t.employee_id = e.id) AS n_templates, "
+               "(SELECT max(quality) FROM templates t WHERE t.employee_id = e.id) AS best_quality "
+               "FROM employees e WHERE 1 = 1")
+        params: list = []
+        if employee_id is not None:
+            sql += " AND e.id = ?"
+            params.append(employee_id)
+        if not include_inactive:
+            sql += " AND e.active = 1"
+        if search:
+            sql += " AND (e.id LIKE ? OR e.name LIKE ?)"
+            params += [f"%{search}%", f"%{search}%"]
+        rows = self.store.query(sql + " ORDER BY e.id", params)
+        return [Employee(r["id"], r["name"], bool(r["active"]), r["branch"],
+                         tuple(sorted((r["cards"] or "").split(","))) if r["cards"] else (),
+                         r["n_templates"], r["best_quality"]) for r in rows]
+
+    def erase(self, employee_id: str, actor: str = "admin", reason: str = "") -> dict[str, int]:
+        """Erase a person's templates and cards for real; their punches stay (attendance law)."""
+        self.require(employee_id)
+        with self.store.atomic("erasing the employee") as db:
+            # Overwrite the vectors before deleting: secure_delete then zeroes the freed pages.
+            db.execute("UPDATE templates SET vector = zeroblob(length(vector)) WHERE employee_id = ?",
+                       [employee_id])
+            templates = db.execute("DELETE FROM templates WHERE employee_id = ?", [employee_id]).rowcount
+            cards = db.execute("DELETE FROM cards WHERE employee_id = ?", [employee_id]).rowcount
+            db.execute("UPDATE employees SET active = 0, updated_utc = ? WHERE id = ?",
+                       [iso_utc(utc_now()), employee_id])
+            self.store.audit(actor, "employee.erase", employee_id, templates=templates, cards=cards,
+                             reason=reason)
+        self.store.checkpoint()
+        return {"templates": templates, "cards": cards}
+
+    # -- templates -------------------------------------------------------
+
+    def add_template(self, employee_id: str, model_id: str, vector: np.ndarray, quality: float | None,
+                     source: str) -> int:
+        vec = np.asarray(vector, dtype=np.float32).ravel()
+        if vec.size == 0 or not np.all(np.isfinite(vec)):
+            raise InvalidInput("template vector is empty or holds non-finite values")
+        self.require(employee_id)
+        with self.store.atomic("storing the template") as db:
+            cur = db.execute("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, "
+                             "created_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             [employee_id, model_id, int(vec.size), vec.tobytes(), quality, source,
+                              iso_utc(utc_now())])
+            return int(cur.lastrowid)
+
+    def templates(self, model_id: str | None = None) -> list[Template]:
+        """Templates of active employees (of one model id when given)."""
+        sql = ("SELECT t.* FROM templates t JOIN employees e ON e.id = t.employee_id WHERE e.active = 1")
+        params: list = []
+        if model_id is not None:
+            sql += " AND t.model_id = ?"
+            params.append(model_id)
+        rows = self.store.query(sql + " ORDER BY t.id", params)
+        return [Template(r["id"], r["employee_id"], r["model_id"],
+                         np.frombuffer(r["vector"], dtype=np.float32).copy(), r["quality"], r["source"])
+                for r in rows]
+
+    def model_ids(self) -> dict[str, int]:
+        rows = self.store.query("SELECT model_id, count(*) AS n FROM templates GROUP BY model_id")
+        return {r["model_id"]: r["n"] for r in rows}

@@ -1,0 +1,1 @@
+"""Trusted time: kernel NTP, GPS and hub clocks, the floor, and clock anchors for later correction."""

@@ -1,0 +1,103 @@
+"""The hub's tables and named migrations, written once with per-dialect column types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+TYPES = {
+    "sqlite": {"autoid": "INTEGER PRIMARY KEY AUTOINCREMENT", "big": "INTEGER", "real": "REAL",
+               "blob": "BLOB"},
+    "postgres": {"autoid": "BIGSERIAL PRIMARY KEY", "big": "BIGINT", "real": "DOUBLE PRECISION",
+                 "blob": "BYTEA"},
+}
+
+# Timestamps are canonical UTC text (kiosk.base.timeutil.iso_utc) in both dialects: they sort as text
+# and compare equal to what devices send. Booleans are 0/1 integers for the same reason.
+_INITIAL = """
+CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value {big} NOT NULL);
+INSERT INTO counters (name, value) VALUES ('punch', 0), ('roster', 0);
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY, role TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+    token_hash TEXT NOT NULL UNIQUE, created_utc TEXT NOT NULL, revoked_utc TEXT
+);
+CREATE TABLE registration_codes (
+    code_hash TEXT PRIMARY KEY, branch TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+    created_utc TEXT NOT NULL, expires_utc TEXT NOT NULL, used_utc TEXT, device_id TEXT
+);
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY, branch TEXT NOT NULL, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL, model_id TEXT, template_dim INTEGER, software_version TEXT,
+    registered_utc TEXT NOT NULL, revoked_utc TEXT, last_seen_utc TEXT,
+    heartbeat TEXT NOT NULL DEFAULT '{{}}', heartbeat_utc TEXT,
+    chain_seq {big} NOT NULL DEFAULT 0, chain_hash TEXT NOT NULL,
+    punches {big} NOT NULL DEFAULT 0, duplicates {big} NOT NULL DEFAULT 0, rejected {big} NOT NULL DEFAULT 0
+);
+CREATE INDEX devices_branch ON devices (branch);
+CREATE TABLE punches (
+    hub_seq {big} PRIMARY KEY, id TEXT NOT NULL UNIQUE, device_id TEXT NOT NULL, branch TEXT NOT NULL,
+    seq {big} NOT NULL, employee_id TEXT NOT NULL, method TEXT NOT NULL, ts_utc TEXT NOT NULL,
+    mono_ns {big} NOT NULL, boot_id TEXT NOT NULL, clock_state TEXT NOT NULL,
+    score {real}, lat {real}, lon {real}, accuracy_m {real},
+    flags TEXT NOT NULL, note TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+    received_utc TEXT NOT NULL, chain TEXT NOT NULL
+);
+CREATE INDEX punches_device_seq ON punches (device_id, seq);
+CREATE INDEX punches_branch ON punches (branch, hub_seq);
+CREATE TABLE punch_rejects (
+    id {autoid}, device_id TEXT NOT NULL, punch_id TEXT NOT NULL, seq {big},
+    reason TEXT NOT NULL, body TEXT NOT NULL, received_utc TEXT NOT NULL
+);
+CREATE INDEX punch_rejects_device ON punch_rejects (device_id);
+CREATE TABLE device_issues (
+    id {autoid}, device_id TEXT NOT NULL, kind TEXT NOT NULL, seq_from {big}, seq_to {big},
+    detail TEXT NOT NULL, first_seen_utc TEXT NOT NULL, resolved_utc TEXT
+);
+CREATE INDEX device_issues_device ON device_issues (device_id, resolved_utc);
+CREATE TABLE employees (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, active INTEGER NOT NULL, created_utc TEXT NOT NULL,
+    updated_utc TEXT NOT NULL, terminated_utc TEXT, terminate_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE employee_cards (card_id TEXT PRIMARY KEY, employee_id TEXT NOT NULL);
+CREATE INDEX employee_cards_employee ON employee_cards (employee_id);
+CREATE TABLE employee_branches (
+    employee_id TEXT NOT NULL, branch TEXT NOT NULL, active INTEGER NOT NULL, change_seq {big} NOT NULL,
+    PRIMARY KEY (employee_id, branch)
+);
+CREATE INDEX employee_branches_feed ON employee_branches (branch, change_seq);
+CREATE TABLE templates (
+    id {autoid}, employee_id TEXT NOT NULL, model_id TEXT NOT NULL, dim INTEGER NOT NULL,
+    vector {blob} NOT NULL, quality {real}, source TEXT NOT NULL, created_utc TEXT NOT NULL
+);
+CREATE INDEX templates_employee_model ON templates (employee_id, model_id)
+"""
+
+
+def _statements(text: str, dialect: str) -> list[str]:
+    body = text.format(**TYPES[dialect])
+    return [stmt.strip() for stmt in body.split(";") if stmt.strip()]
+
+
+HubMigration = tuple[str, Callable[[str], list[str]]]
+
+# Clock anchors from devices: (boot, monotonic ns) -> true UTC, to correct unverified punches.
+_CLOCK_ANCHORS = """
+CREATE TABLE clock_anchors (
+    device_id TEXT NOT NULL, boot_id TEXT NOT NULL, mono_ns {big} NOT NULL, utc TEXT NOT NULL,
+    source TEXT NOT NULL, PRIMARY KEY (device_id, boot_id, mono_ns)
+)
+"""
+
+# Enrolments received from kiosks, by (device, the kiosk's enrolment id): a retry is a duplicate.
+_DEVICE_ENROLMENTS = """
+CREATE TABLE device_enrolments (
+    device_id TEXT NOT NULL, enrolment_id {big} NOT NULL, employee_id TEXT NOT NULL, templates INTEGER NOT NULL,
+    received_utc TEXT NOT NULL, PRIMARY KEY (device_id, enrolment_id)
+)
+"""
+
+MIGRATIONS: list[HubMigration] = [
+    ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
+    ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
+    ("003_device_enrolments", lambda dialect: _statements(_DEVICE_ENROLMENTS, dialect)),
+]
