@@ -108,7 +108,7 @@ class RosterImport:
         except InvalidInput as exc:
             outcome.problem = exc.what
             return outcome
-        if self.skip_existing and self._enrolled(row.employee_id):
+        if self.skip_existing and self.store.roster.has_templates(row.employee_id, self.engine.model_id):
             outcome.status, outcome.problem = "skipped", "already has face templates of this model"
             return outcome
         outcome.checks = self._check_photos(row)
@@ -140,12 +140,6 @@ class RosterImport:
         first = self._seen.setdefault(row.employee_id, row.line)
         if first != row.line:
             raise InvalidInput(f"employee {row.employee_id} already appears on line {first}")
-
-    def _enrolled(self, employee_id: str) -> bool:
-        rows = self.store.query("SELECT count(*) AS n FROM templates t JOIN employees e ON e.id = t.employee_id "
-                                "WHERE e.active = 1 AND t.employee_id = ? AND t.model_id = ?",
-                                [employee_id, self.engine.model_id])
-        return rows[0]["n"] > 0
 
     def _photo_path(self, name: str) -> Path | None:
         """The photo inside the photo folder; None for a name that climbs out of it."""

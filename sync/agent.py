@@ -269,10 +269,9 @@ class Agent:
     def send_enrolments(self) -> int:
         """Send faces enrolled at this kiosk (guided capture, import) to the hub; returns how many it
         took. A refused enrolment is logged and audited, and does not block the others."""
-        from enrollment.saving import mark_sent, unsent
         client = self.client()
         taken = 0
-        while pending := unsent(self.store, MAX_ENROLMENTS):
+        while pending := self.store.enrolments.unsent(MAX_ENROLMENTS):
             batch = DeviceEnrolmentBatch(enrolments=[_enrolment(e) for e in pending])
             answer = client.enrolments(batch)
             for result in answer.results:
@@ -281,7 +280,7 @@ class Agent:
                     self.store.audit("sync", "enroll.refused_by_hub", str(result.enrolment_id), reason=result.reason)
                 else:
                     taken += 1
-            mark_sent(self.store, [r.enrolment_id for r in answer.results])
+            self.store.enrolments.mark_sent([r.enrolment_id for r in answer.results])
         return taken
 
     def pull_roster(self) -> RosterReport:

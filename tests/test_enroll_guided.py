@@ -14,7 +14,7 @@ from face_support import darkened, downscaled
 
 from conftest import run_kiosk
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Person, Phase
-from enrollment.saving import NewTemplate, count_unsent, mark_sent, store_enrolment, unsent
+from enrollment.saving import NewTemplate, store_enrolment
 from kiosk.config import load_config
 from kiosk.face.config import MatchConfig
 from kiosk.face.gallery import Gallery
@@ -146,19 +146,21 @@ def test_saving_goes_through_the_store_and_the_hub_queue(face_engine, face_data:
     queued = fresh_store.query("SELECT * FROM enrolment_outbox")
     assert [(q["employee_id"], json.loads(q["template_ids"]), q["source"]) for q in queued] == [("E300", ids, "device")]
     assert fresh_store.audit_log(1)[0]["action"] == "enroll.guided"
-    pending = unsent(fresh_store)
+    pending = fresh_store.enrolments.unsent()
     assert [(p["employee_id"], p["name"], p["cards"], [t["id"] for t in p["templates"]]) for p in pending] == \
         [("E300", "Colin P", ["00123456"], ids)]
     assert np.allclose(pending[0]["templates"][0]["vector"], vector / np.linalg.norm(vector))
-    mark_sent(fresh_store, [pending[0]["outbox_id"]])
-    assert unsent(fresh_store) == [] and count_unsent(fresh_store) == 0
+    fresh_store.enrolments.mark_sent([pending[0]["outbox_id"]])
+    assert fresh_store.enrolments.unsent() == [] and fresh_store.enrolments.count_unsent() == 0
 
 
-def test_without_a_hub_nothing_is_queued(face_engine, fresh_store, kiosk_home) -> None:
+def test_without_a_hub_the_enrolment_waits_in_the_queue(face_engine, fresh_store, kiosk_home) -> None:
     vector = np.ones(512, np.float32) / np.sqrt(512)
     store_enrolment(fresh_store, load_config(kiosk_home), "E301", "No Hub", None, (), face_engine.model_id,
                     [NewTemplate(vector, 0.5, "guided")], "guided", "admin")
-    assert count_unsent(fresh_store) == 0 and fresh_store.roster.get("E301").templates == 1
+    assert fresh_store.enrolments.count_unsent() == 1 and fresh_store.roster.get("E301").templates == 1
+    fresh_store.roster.erase("E301", reason="left before the kiosk was registered")
+    assert fresh_store.enrolments.count_unsent() == 0  # an erased face is never sent
 
 
 def scene(folder: Path, images: list[np.ndarray]) -> str:

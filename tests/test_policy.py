@@ -8,7 +8,8 @@ import pytest
 
 from kiosk.base.events import EventBus, EventKind
 from kiosk.config import load_config
-from kiosk.punching.policy import Position, PunchPolicy
+from kiosk.punching.policy import PunchPolicy
+from kiosk.punching.position import Position
 from kiosk.time.config import ClockConfig
 from kiosk.time.trusted import TrustedClock
 

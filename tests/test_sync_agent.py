@@ -256,7 +256,7 @@ def test_kiosk_enrolment_reaches_the_hub_and_the_branch_but_no_other(hub, make_k
     import numpy as np
     from sync_support import TEST_DIM, TEST_MODEL
 
-    from enrollment.saving import NewTemplate, count_unsent, store_enrolment
+    from enrollment.saving import NewTemplate, store_enrolment
     enrolling, colleague, elsewhere = make_kiosk(hub=hub), make_kiosk(hub=hub), make_kiosk("B002", hub=hub)
     for kiosk in (enrolling, colleague, elsewhere):
         assert kiosk.agent.once().errors == {}  # heartbeats: the hub knows each kiosk's model
@@ -264,9 +264,9 @@ def test_kiosk_enrolment_reaches_the_hub_and_the_branch_but_no_other(hub, make_k
     vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(3, TEST_DIM)).astype(np.float32)]
     store_enrolment(enrolling.store, enrolling.config, "E77", "Guided Person", None, ["0012345678"], TEST_MODEL,
                     [NewTemplate(v, 0.8, "guided") for v in vectors], "guided", "kiosk-admin")
-    assert count_unsent(enrolling.store) == 1
+    assert enrolling.store.enrolments.count_unsent() == 1
     report = enrolling.agent.once()
-    assert report.errors == {} and report.enrolments_sent == 1 and count_unsent(enrolling.store) == 0
+    assert report.errors == {} and report.enrolments_sent == 1 and enrolling.store.enrolments.count_unsent() == 0
     person = hub.hr.get("/v1/hr/employees/E77").json()
     assert person["branches"] == ["B001"] and person["cards"] == ["0012345678"]
     assert colleague.agent.once().errors == {}
@@ -288,7 +288,7 @@ def test_refused_kiosk_enrolment_does_not_block_the_others(hub, make_kiosk) -> N
     import numpy as np
     from sync_support import TEST_DIM, TEST_MODEL
 
-    from enrollment.saving import NewTemplate, count_unsent, store_enrolment
+    from enrollment.saving import NewTemplate, store_enrolment
     hr_body = {"employee_id": "E90", "name": "Other Branch", "branches": ["B002"], "cards": [],
                "templates": [{"model_id": TEST_MODEL, "vector": [1.0] + [0.0] * (TEST_DIM - 1)}]}
     kiosk = make_kiosk(hub=hub)  # registering tells the hub which model its templates must be of
@@ -301,7 +301,7 @@ def test_refused_kiosk_enrolment_does_not_block_the_others(hub, make_kiosk) -> N
         store_enrolment(kiosk.store, kiosk.config, employee_id, "Someone", None, [], TEST_MODEL,
                         [NewTemplate(vec.copy(), 0.7, "guided")], "guided", "kiosk-admin")
     report = kiosk.agent.once()
-    assert report.errors == {} and report.enrolments_sent == 1 and count_unsent(kiosk.store) == 0
+    assert report.errors == {} and report.enrolments_sent == 1 and kiosk.store.enrolments.count_unsent() == 0
     refused = [a for a in kiosk.store.audit_log() if a["action"] == "enroll.refused_by_hub"]
     assert len(refused) == 1 and "B002" in refused[0]["detail"]
     assert hub.hr.get("/v1/hr/employees/E91").json()["branches"] == ["B001"]

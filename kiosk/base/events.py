@@ -29,7 +29,10 @@ class EventKind(StrEnum):
     CARD_REQUIRED = "card_required"          # card_and_face: a face alone does not punch
     CAMERA_OFFLINE = "camera_offline"        # camera offline — please use your card
     CAMERA_ONLINE = "camera_online"
-    READER_OFFLINE = "reader_offline"
+    READER_OFFLINE = "reader_offline"      # card reader offline — please look at the camera
+    READER_ONLINE = "reader_online"
+    GPS_OFFLINE = "gps_offline"              # admins only (health page, log): punches get no_gps_fix
+    GPS_ONLINE = "gps_online"
     TIME_UNVERIFIED = "time_unverified"      # quiet notice: clock not yet confirmed
     OUTSIDE_GEOFENCE = "outside_geofence"    # outside the branch area
     STORE_ERROR = "store_error"              # punch not recorded: tell an admin

@@ -65,6 +65,7 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
         enrol_from_camera(cfg, employee_id, name, cards, branch, samples, as_json)
         return
     from enrollment.photos import check_photo_file, expand_photos
+    from enrollment.saving import NewTemplate, store_enrolment
     from kiosk.store.roster import check_employee_id, check_name
 
     check_employee_id(employee_id)
@@ -86,12 +87,9 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
         if not usable:
             raise KioskError(f"none of the {len(checks)} photo(s) of {employee_id} was usable; nothing was stored",
                              fix="Use sharp, well-lit, frontal photos showing only this person's face.")
-        with store.atomic("enrolling the employee"):
-            store.roster.add(employee_id, name, branch or config.device.branch, cards, exist_ok=True)
-            for check in usable:
-                store.roster.add_template(employee_id, engine.model_id, check.vector, check.quality.score,
-                                          f"photo:{Path(check.source).name}")
-            store.audit("admin", "enroll.photos", employee_id, stored=len(usable), refused=len(checks) - len(usable))
+        store_enrolment(store, config, employee_id, name, branch, cards, engine.model_id,
+                        [NewTemplate(c.vector, c.quality.score, f"photo:{Path(c.source).name}") for c in usable],
+                        "photos", "admin")
     if not as_json:
         click.echo(f"{employee_id}: stored {len(usable)} template(s), refused {len(checks) - len(usable)} photo(s) "
                    f"(model {engine.model_id[:12]})")

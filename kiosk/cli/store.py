@@ -14,7 +14,7 @@ from kiosk.cli.util import ConfigRef, config_options, echo_json
 from kiosk.config import load_config
 from kiosk.store.database import open_store
 from kiosk.store.keys import read_key_file, write_key_file
-from kiosk.store.punches import PunchDraft, export_punches
+from kiosk.store.punches import export_punches
 
 KIOSK_TOML_TEMPLATE = """\
 # Kiosk configuration written by `kiosk init`. Every key is documented in
@@ -305,17 +305,15 @@ def employee_remove_card(card: str, cfg: ConfigRef) -> None:
 @config_options
 def punch_command(employee_id: str, method: str, note: str, as_json: bool, cfg: ConfigRef) -> None:
     """Record an admin's manual punch (audited)."""
+    from kiosk.punching.record import record_punch
     from kiosk.time.trusted import clock_for
     if not note.strip():
         raise InvalidInput("a manual punch needs a reason", fix="Pass --note 'forgot card', for example.")
     config = cfg.load()
     with open_store(config) as store:
         store.roster.require(employee_id)
-        reading = clock_for(config, store).now()
-        with store.atomic("recording the manual punch"):
-            punch = store.punches.append(PunchDraft(employee_id, method, reading.state, flags=",".join(reading.flags),
-                                                    note=note.strip(), when=reading.utc))
-            store.audit("admin", "punch.manual", employee_id, punch_id=punch.id, note=note.strip())
+        punch = record_punch(store, clock_for(config, store), employee_id, method, note=note.strip(),
+                             actor="admin").punch
     if as_json:
         echo_json(punch.to_dict())
     else:

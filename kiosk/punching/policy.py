@@ -13,20 +13,11 @@ from kiosk.base.errors import KioskError
 from kiosk.base.events import Event, EventBus, EventKind
 from kiosk.base.record import Punch
 from kiosk.base.timeutil import boot_id, parse_iso
-from kiosk.store.punches import PunchDraft
+from kiosk.punching.position import Position
+from kiosk.punching.record import record_punch
 from kiosk.time.trusted import TimeReading, TrustedClock
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where the kiosk (or field device) is, from GPS, checked against the branch geofence."""
-
-    lat: float
-    lon: float
-    accuracy_m: float | None  # None when the receiver sent no HDOP
-    inside: bool | None  # None: no geofence, or the fix is too coarse to tell
 
 
 @dataclass
@@ -129,12 +120,11 @@ class PunchPolicy:
     def _punch(self, employee_id: str, method: str, score: float | None, started_ns: int | None = None) -> Event:
         employee = self.store.roster.get(employee_id)
         name = employee.name if employee else None
-        reading = self.clock.now()
-        recent = self._recent_punch(employee_id, reading)
+        recent = self._recent_punch(employee_id, self.clock.now())
         if recent is not None:
             return self._emit(Event(EventKind.ALREADY_PUNCHED, employee_id=employee_id, name=name,
                                     local_time=self._local_hhmm(parse_iso(recent.ts_utc)), method=method))
-        flags = list(reading.flags)
+        flags: list[str] = []
         position = self.locate() if self.locate else None
         if self.geofence_policy != "off":
             # Only a fix clearly outside is refused: a kiosk that loses its fix indoors (or gets a
@@ -147,35 +137,23 @@ class PunchPolicy:
                 if self.geofence_policy == "refuse":
                     return self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name))
                 flags.append("outside_geofence")
-        draft = PunchDraft(employee_id, method, reading.state, score=score,
-                           lat=position.lat if position else None, lon=position.lon if position else None,
-                           accuracy_m=position.accuracy_m if position else None,
-                           flags=",".join(flags), when=reading.utc)
         try:
-            punch = self.store.punches.append(draft)
+            recorded = record_punch(self.store, self.clock, employee_id, method, score=score, position=position,
+                                    flags=tuple(flags))
         except KioskError as exc:
             log.error("punch for %s NOT recorded: %s", employee_id, exc)
             return self._emit(Event(EventKind.STORE_ERROR, employee_id=employee_id, name=name, detail=exc.what))
+        punch, reading = recorded.punch, recorded.reading
         latency_ms = (self.clock.mono() - started_ns) / 1e6 if started_ns else None
-        self._after_punch(reading)
         event = self._emit(Event(EventKind.PUNCHED, employee_id=employee_id, name=name, method=method,
                                  local_time=self._local_hhmm(reading.utc), score=score, punch_id=punch.id,
-                                 latency_ms=latency_ms, detail=",".join(flags)))
+                                 latency_ms=latency_ms, detail=punch.flags))
         if reading.state != "verified":
             self._emit(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
         if "outside_geofence" in flags:
             self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name,
                              punch_id=punch.id, detail="stored, flagged"))
         return event
-
-    def _after_punch(self, reading: TimeReading) -> None:
-        if reading.state == "verified":
-            self.clock.raise_floor(reading.utc)
-        if self.clock.anchor_due(reading):
-            try:
-                self.clock.record_anchor(self.store, reading)
-            except KioskError as exc:
-                log.warning("clock anchor not recorded: %s", exc)
 
     def _emit(self, event: Event) -> Event:
         self.bus.publish(event)

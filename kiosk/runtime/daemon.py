@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hardware.device import TROUBLE
 from kiosk import __version__
 from kiosk.base.errors import KioskError
 from kiosk.base.events import Event, EventBus, EventKind
-from kiosk.punching.policy import Position, PunchPolicy
+from kiosk.punching.policy import PunchPolicy
+from kiosk.punching.position import GpsLocator
 from kiosk.runtime.sdnotify import Notifier
 from kiosk.store.database import open_store
 from kiosk.time.trusted import TrustedClock
@@ -85,7 +87,7 @@ class KioskDaemon:
         self.camera = self.rfid = self.gps = self.feedback = None
         self.engine = self.gallery = self.pipeline = None
         self._inference: threading.Thread | None = None
-        self._camera_state = None
+        self._device_states: dict[EventKind, Any] = {}
         self._roster_signature = None
         self._last_purge = 0.0
         self.exit_code = 0
@@ -106,8 +108,6 @@ class KioskDaemon:
 
     def _open_parts(self) -> None:
         from hardware import open_camera, open_feedback, open_gps, open_rfid
-        from hardware.geofence import check_geofence
-        self._check_geofence = check_geofence
         self.feedback = open_feedback(self.config.feedback)
         self.bus.subscribe(self._signal)
         if self._uses_face():
@@ -117,7 +117,8 @@ class KioskDaemon:
             self.rfid = open_rfid(self.config.rfid, on_card=self._on_card)
         if self.config.gps.port:
             self.gps = open_gps(self.config.gps)
-        self.policy = PunchPolicy(self.config, self.store, self.clock, self.bus, locate=self._locate,
+        locate = GpsLocator(self.gps, self.config.geofence) if self.gps is not None else None
+        self.policy = PunchPolicy(self.config, self.store, self.clock, self.bus, locate=locate,
                                   geofence_policy=self.config.geofence.policy)
         if self.pipeline is not None:
             self.pipeline.policy = self.policy
@@ -186,16 +187,6 @@ class KioskDaemon:
                             EventKind.NOT_LIVE):
             self.feedback.signal(Signal.REJECTED)
 
-    def _locate(self) -> Position | None:
-        if self.gps is None:
-            return None
-        fix = self.gps.fix()
-        if fix is None:
-            return None
-        verdict = self._check_geofence(fix, self.config.geofence) if self.config.geofence.policy != "off" else None
-        inside = None if verdict is None else verdict.inside
-        return Position(fix.lat, fix.lon, fix.accuracy_m, inside)
-
     # -- running ---------------------------------------------------------
 
     def run(self) -> int:
@@ -258,7 +249,7 @@ class KioskDaemon:
 
     def _tick(self) -> None:
         self.notifier.watchdog()
-        self._watch_camera()
+        self._watch_devices()
         self._feed_clock()
         reading = self.clock.now()
         if self.clock.anchor_due(reading):
@@ -280,19 +271,26 @@ class KioskDaemon:
                 log.info("erased %d evidence thumbnail(s) past %d days", purged,
                          self.config.store.evidence_retention_days)
 
-    def _watch_camera(self) -> None:
-        if self.camera is None:
+    def _watch_devices(self) -> None:
+        """Publish each device's going offline and coming back (the screen's banners, the log)."""
+        for device, (offline, online) in ((self.camera, (EventKind.CAMERA_OFFLINE, EventKind.CAMERA_ONLINE)),
+                                          (self.rfid, (EventKind.READER_OFFLINE, EventKind.READER_ONLINE)),
+                                          (self.gps, (EventKind.GPS_OFFLINE, EventKind.GPS_ONLINE))):
+            if device is not None:
+                self._watch(device, offline, online)
+
+    def _watch(self, device, offline: EventKind, online: EventKind) -> None:  # noqa: ANN001 - hardware Device
+        status = device.status
+        previous = self._device_states.get(offline)
+        if status.state == previous:
             return
-        status = self.camera.status
-        if status.state == self._camera_state:
-            return
-        previous, self._camera_state = self._camera_state, status.state
+        self._device_states[offline] = status.state
         if status.state.working:
             if previous is not None:
-                self.bus.publish(Event(EventKind.CAMERA_ONLINE, detail=status.reason))
-        elif status.state.value in ("stalled", "disconnected", "failed"):
-            self.bus.publish(Event(EventKind.CAMERA_OFFLINE, detail=status.reason))
-            if self.exit_when_camera_ends:
+                self.bus.publish(Event(online, detail=status.reason))
+        elif status.state in TROUBLE:
+            self.bus.publish(Event(offline, detail=status.reason))
+            if device is self.camera and self.exit_when_camera_ends:
                 log.error("camera %s cannot be read (%s); with --exit-when-camera-ends there is nothing to "
                           "wait for: stopping", self.camera.describe(), status.reason)
                 self.exit_code = 1

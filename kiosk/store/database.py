@@ -22,6 +22,7 @@ import sqlite_utils
 from kiosk.base.errors import StoreError
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store import migrations
+from kiosk.store.enrolments import EnrolmentOutbox
 from kiosk.store.keys import DbKey, resolve_key
 from kiosk.store.punches import PunchLog
 from kiosk.store.roster import Roster
@@ -119,6 +120,7 @@ class Store:
         self.db = sqlite_utils.Database(self.conn)
         self.punches = PunchLog(self)
         self.roster = Roster(self)
+        self.enrolments = EnrolmentOutbox(self)
 
     def _set_pragmas(self) -> None:
         # Reading the schema is the first thing that needs the key to be right.

@@ -170,20 +170,63 @@ class Roster:
                          r["n_templates"], r["best_quality"]) for r in rows]
 
     def erase(self, employee_id: str, actor: str = "admin", reason: str = "") -> dict[str, int]:
-        """Erase a person's templates and cards for real; their punches stay (attendance law)."""
+        """Erase a person's templates and cards for real; their punches stay (attendance law).
+
+        Inside a caller's transaction the WAL is folded into the file by the caller, after its commit.
+        """
         self.require(employee_id)
         with self.store.atomic("erasing the employee") as db:
-            # Overwrite the vectors before deleting: secure_delete then zeroes the freed pages.
-            db.execute("UPDATE templates SET vector = zeroblob(length(vector)) WHERE employee_id = ?",
-                       [employee_id])
-            templates = db.execute("DELETE FROM templates WHERE employee_id = ?", [employee_id]).rowcount
+            templates = self._wipe_templates(db, employee_id)
+            self.store.enrolments.drop(employee_id)
             cards = db.execute("DELETE FROM cards WHERE employee_id = ?", [employee_id]).rowcount
             db.execute("UPDATE employees SET active = 0, updated_utc = ? WHERE id = ?",
                        [iso_utc(utc_now()), employee_id])
             self.store.audit(actor, "employee.erase", employee_id, templates=templates, cards=cards,
                              reason=reason)
-        self.store.checkpoint()
+        if not self.store.conn.in_transaction:
+            self.store.checkpoint()
         return {"templates": templates, "cards": cards}
+
+    @staticmethod
+    def _wipe_templates(db, employee_id: str, source: str | None = None) -> int:  # noqa: ANN001
+        """The one secure erase of face templates (all of a person's, or those of one source): the
+        vectors are overwritten before the rows are deleted, so with secure_delete no copy is left in
+        the file's free pages; a checkpoint afterwards does the same for the WAL."""
+        where, params = "employee_id = ?", [employee_id]
+        if source is not None:
+            where, params = where + " AND source = ?", [*params, source]
+        db.execute(f"UPDATE templates SET vector = zeroblob(length(vector)) WHERE {where}", params)
+        return db.execute(f"DELETE FROM templates WHERE {where}", params).rowcount
+
+    def replace_from_hub(self, employee_id: str, name: str, branch: str, cards: list[str],
+                         templates: list[tuple[str, np.ndarray, float | None]], source: str) -> int:
+        """Make a person what the hub says: name, branch and cards, and exactly these templates of
+        ``source`` (older ones erased); templates enrolled here are kept. Returns templates stored."""
+        now = iso_utc(utc_now())
+        cards = sorted({c.upper() for c in cards})
+        with self.store.atomic("applying the hub's record of an employee") as db:
+            db.execute("INSERT INTO employees (id, name, active, branch, created_utc, updated_utc) "
+                       "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, active = 1, "
+                       "branch = excluded.branch, updated_utc = excluded.updated_utc",
+                       [employee_id, name, branch, now, now])
+            db.execute(f"DELETE FROM cards WHERE employee_id = ? OR card_id IN ({', '.join('?' * len(cards))})",
+                       [employee_id, *cards])
+            for card in cards:
+                db.execute("INSERT INTO cards (card_id, employee_id, created_utc) VALUES (?, ?, ?)",
+                           [card, employee_id, now])
+            self._wipe_templates(db, employee_id, source)
+            for model_id, vec, quality in templates:
+                db.execute("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, created_utc) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", [employee_id, model_id, int(vec.size), vec.tobytes(),
+                                                            quality, source, now])
+        return len(templates)
+
+    def has_templates(self, employee_id: str, model_id: str) -> bool:
+        """True when an active person has templates of this model."""
+        rows = self.store.query("SELECT count(*) AS n FROM templates t JOIN employees e ON e.id = t.employee_id "
+                                "WHERE e.active = 1 AND t.employee_id = ? AND t.model_id = ?",
+                                [employee_id, model_id])
+        return rows[0]["n"] > 0
 
     # -- templates -------------------------------------------------------
 

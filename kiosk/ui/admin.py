@@ -10,10 +10,10 @@ import logging
 import threading
 from zoneinfo import ZoneInfo
 
-from enrollment.saving import count_unsent, drop_unsent
 from kiosk.base.errors import InvalidInput, KioskError
 from kiosk.base.events import Event, EventKind
-from kiosk.store.punches import NOTE_MAX_CHARS, PunchDraft
+from kiosk.punching.record import record_punch
+from kiosk.store.punches import NOTE_MAX_CHARS
 from kiosk.store.roster import normalise_card
 from kiosk.ui.auth import ACTOR
 from kiosk.ui.errors import UiError, from_kiosk_error
@@ -49,7 +49,6 @@ def erase(store, employee_id: str, reason: str = "") -> dict:  # noqa: ANN001
         erased = store.roster.erase(employee_id, actor=ACTOR, reason=reason.strip()[:200])
     except KioskError as exc:
         raise from_kiosk_error(exc) from None
-    drop_unsent(store, employee_id)
     return {"employee_id": employee_id, **erased}
 
 
@@ -85,15 +84,11 @@ def manual_punch(daemon, employee_id: str, reason: str) -> dict:  # noqa: ANN001
     if len(reason) > NOTE_MAX_CHARS:
         raise UiError("reason_too_long", limit=NOTE_MAX_CHARS)
     employee = require_employee(daemon.store, employee_id)
-    reading = daemon.clock.now()
-    store = daemon.store
     try:
-        with store.atomic("recording the manual punch"):
-            punch = store.punches.append(PunchDraft(employee_id, "manual", reading.state, note=reason,
-                                                    when=reading.utc))
-            store.audit(ACTOR, "punch.manual", employee_id, punch_id=punch.id, note=reason)
+        recorded = record_punch(daemon.store, daemon.clock, employee_id, "manual", note=reason, actor=ACTOR)
     except KioskError as exc:
         raise from_kiosk_error(exc) from None
+    punch, reading = recorded.punch, recorded.reading
     local = reading.utc.astimezone(ZoneInfo(daemon.config.device.timezone)).strftime("%H:%M")
     daemon.bus.publish(Event(EventKind.PUNCHED, employee_id=employee_id, name=employee.name, local_time=local,
                              method="manual", punch_id=punch.id))
@@ -111,7 +106,7 @@ def health(daemon) -> dict:  # noqa: ANN001 - KioskDaemon
     status = SyncState(daemon.store).status()
     report["sync"] = {key: status.get(key) for key in ("registered", "hub_url", "backlog", "rejected",
                                                        "last_push_utc", "last_roster_utc", "last_error")}
-    report["enrolments_unsent"] = count_unsent(daemon.store)
+    report["enrolments_unsent"] = daemon.store.enrolments.count_unsent()
     report["device"] = {"name": daemon.config.device.name, "branch": daemon.config.device.branch}
     return report
 

@@ -128,6 +128,9 @@ const Screen = {
     if (event.kind === "camera_offline") this.status.devices.camera = "disconnected";
     if (event.kind === "camera_online") this.status.devices.camera = "running";
     if (event.kind === "reader_offline") this.status.devices.rfid = "disconnected";
+    if (event.kind === "reader_online") this.status.devices.rfid = "running";
+    if (event.kind === "gps_offline") this.status.devices.gps = "disconnected";
+    if (event.kind === "gps_online") this.status.devices.gps = "running";
     if (event.kind === "time_unverified" || (event.kind === "outside_geofence" && event.punch_id)) {
       const note = event.kind === "time_unverified" ? "notice.time_unverified" : "result.outside_flagged";
       if (this.shown && this.shown.event.punch_id === event.punch_id) {
