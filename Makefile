@@ -10,7 +10,7 @@ SYSTEM_SITE_PACKAGES ?= 0
 VENV_FLAGS := $(if $(filter 1,$(SYSTEM_SITE_PACKAGES)),--system-site-packages,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test imports bench lint clean
 
 venv: $(STAMP)
 
@@ -28,8 +28,13 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 demo: venv
 	$(BIN)/kiosk demo
 
-test: venv
+test: venv imports
 	$(BIN)/python -m pytest
+
+# The layers and contracts in .importlinter, and no import cycle between any two of our modules.
+imports: venv
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/import-cycles.py
 
 bench: venv
 	$(BIN)/kiosk bench store

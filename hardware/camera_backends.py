@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from hardware.config import CameraConfig
-from hardware.sources import SourceSpec
+from hardware.sources import BACKENDS, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ class Backend:
 
     native_fps: float | None = None
     last_origin: str = ""
+
+    @classmethod
+    def create(cls, spec: SourceSpec, config: CameraConfig, fake: FakeCameraControl | None) -> Backend:
+        """Build the backend for a parsed source (most need the spec and the [camera] section)."""
+        return cls(spec, config)  # type: ignore[call-arg]
 
     def open(self) -> None:
         raise NotImplementedError
@@ -129,6 +134,10 @@ class OpenCvBackend(Backend):
 
 class ImageFolderBackend(Backend):
     """Images of a folder in name order (zero-pad numbers in names): the test and demo camera."""
+
+    @classmethod
+    def create(cls, spec: SourceSpec, config: CameraConfig, fake: FakeCameraControl | None) -> Backend:
+        return cls(spec)
 
     def __init__(self, spec: SourceSpec) -> None:
         self.folder = Path(spec.target)
@@ -237,6 +246,10 @@ class FakeCameraControl:
 class FakeBackend(Backend):
     """Synthetic frames (a colour ramp with the sequence number) at a steady rate."""
 
+    @classmethod
+    def create(cls, spec: SourceSpec, config: CameraConfig, fake: FakeCameraControl | None) -> Backend:
+        return cls(spec, fake or FakeCameraControl())
+
     def __init__(self, spec: SourceSpec, control: FakeCameraControl) -> None:
         self.control = control
         self.native_fps = float(spec.option("fps", FAKE_DEFAULT_FPS)) or FAKE_DEFAULT_FPS
@@ -277,11 +290,6 @@ class FakeBackend(Backend):
 
 
 def make_backend(spec: SourceSpec, config: CameraConfig, fake: FakeCameraControl | None) -> Backend:
-    """The backend for a parsed source."""
-    if spec.kind == "images":
-        return ImageFolderBackend(spec)
-    if spec.kind == "picamera2":
-        return Picamera2Backend(spec, config)
-    if spec.kind == "fake":
-        return FakeBackend(spec, fake or FakeCameraControl())
-    return OpenCvBackend(spec, config)
+    """The backend registered for a parsed source's kind (hardware.sources.BACKENDS)."""
+    backend: type[Backend] = globals()[BACKENDS[spec.kind]]
+    return backend.create(spec, config, fake)

@@ -79,16 +79,3 @@ def check_geofence(fix: Fix | None, config: GeofenceConfig, max_fix_age_s: float
     else:
         verdict = Verdict.UNCERTAIN
     return GeofenceResult(verdict, distance, accuracy, config.radius_m)
-
-
-def geofence_action(result: GeofenceResult, policy: str) -> str:
-    """What the punch policy should do: 'accept', 'flag' or 'refuse'.
-
-    off: always accept. flag: anything but INSIDE is flagged. refuse: OUTSIDE is refused,
-    UNCERTAIN and NO_FIX are flagged (a kiosk indoors must not lock people out).
-    """
-    if policy == "off" or result.verdict == Verdict.INSIDE:
-        return "accept"
-    if policy == "refuse" and result.verdict == Verdict.OUTSIDE:
-        return "refuse"
-    return "flag"

@@ -157,9 +157,6 @@ class FakeGps(FakeDevice):
         """Indoors: keep talking, no position."""
         self.has_fix, self.sats = False, sats
 
-    def set_time_offset(self, seconds: float) -> None:
-        self.time_offset = timedelta(seconds=seconds)
-
     def epoch(self, utc: datetime) -> bytes:
         """One second of receiver output for the current state."""
         lat, lon = (self.lat, self.lon) if self.has_fix else (None, None)

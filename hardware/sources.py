@@ -6,7 +6,18 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 NO_CAMERA = ("", "none")
-KINDS = ("picamera2", "v4l2", "gst", "rtsp", "file", "images", "fake")
+# The camera backends, by source kind: the one registry a new backend is added to (class name in
+# hardware/camera_backends.py; loaded only when a camera of that kind is opened).
+BACKENDS: dict[str, str] = {
+    "picamera2": "Picamera2Backend",
+    "v4l2": "OpenCvBackend",
+    "gst": "OpenCvBackend",
+    "rtsp": "OpenCvBackend",
+    "file": "OpenCvBackend",
+    "images": "ImageFolderBackend",
+    "fake": "FakeBackend",
+}
+KINDS = tuple(BACKENDS)
 
 # Options each kind accepts after '?'; live sources take theirs from the [camera] section.
 OPTIONS: dict[str, dict[str, type]] = {

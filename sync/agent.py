@@ -54,13 +54,13 @@ from sync.protocol import (
     encode_vector,
 )
 from sync.rosterapply import RosterReport, apply_page
+from sync.schedule import build_scheduler
 
 if TYPE_CHECKING:
     from kiosk.config import KioskConfig
 
 log = logging.getLogger(__name__)
 
-RETENTION_INTERVAL_S = 3600
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
 
@@ -329,9 +329,7 @@ class Agent:
 
     def _clock_anchors(self) -> list[ClockAnchor]:
         """The newest clock anchors the daemon stored (the hub keeps them; sending again is harmless)."""
-        rows = self.store.query("SELECT boot_id, mono_ns, utc, source FROM clock_anchors ORDER BY id DESC LIMIT ?",
-                                [MAX_ANCHORS])
-        return [ClockAnchor(**row) for row in rows]
+        return [ClockAnchor(**row) for row in self.store.anchors.newest(MAX_ANCHORS)]
 
     def retention(self) -> int:
         return self.state.purge(self.cfg.retention_days)
@@ -410,14 +408,14 @@ class Agent:
         """Wake the push job when a punch was committed by another connection (the daemon)."""
         self.last_tick = time.monotonic()
         try:
-            version = self.store.query("PRAGMA data_version")[0]["data_version"]
+            version = self.store.data_version()
             if version != self._data_version:
                 self._data_version = version
                 self._maybe_pending = True
             if (not self._maybe_pending or self._push_requested.is_set() or self._push_lock.locked()
                     or not self.backoff.ready()):
                 return
-            head = self.store.query("SELECT max(seq) AS s FROM punches")[0]["s"] or 0
+            head = self.store.punches.head_seq()
             pending = head > self.state.get_int("push_seq") and self.state.registration() is not None
         except KioskError as exc:
             log.debug("watch: %s", exc.what)
@@ -444,7 +442,6 @@ class Agent:
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
         """Run the scheduled jobs until ``stop`` is set, then finish the running ones."""
-        from sync.schedule import build_scheduler
         scheduler = build_scheduler(self)
         self._wake = lambda job_id: scheduler.modify_job(job_id, next_run_time=datetime.now().astimezone())
         scheduler.start()

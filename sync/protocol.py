@@ -8,9 +8,9 @@ import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
 
-from kiosk.base.record import CLOCK_STATES, METHODS, punch_hash
+from kiosk.base.record import CLOCK_STATES, METHODS, PUNCH_FIELDS, punch_hash
 from kiosk.base.timeutil import parse_iso
 
 PROTOCOL_VERSION = 1
@@ -71,34 +71,17 @@ def check_timestamp(value: str) -> str:
 # -- punches -------------------------------------------------------------------
 
 
-class PunchIn(WireModel):
-    """One punch as the kiosk stored it (kiosk.base.record.Punch); the hub re-checks ``hash``."""
+class _PunchRules(WireModel):
+    """What every punch on the wire obeys beyond its field types; the hub re-checks ``hash``."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str = Field(pattern=UUID_RE, description="Punch id (UUIDv7, lower-case).")
-    seq: int = Field(ge=1, le=2**62, description="Per-device sequence number, 1, 2, 3...")
-    employee_id: EmployeeId
-    method: Literal[METHODS]  # type: ignore[valid-type]
-    ts_utc: str = Field(description="Wall-clock time of the punch, UTC.")
-    mono_ns: int = Field(ge=0, le=2**63 - 1, description="CLOCK_MONOTONIC at the punch, ns.")
-    boot_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
-    clock_state: Literal[CLOCK_STATES]  # type: ignore[valid-type]
-    score: float | None = Field(None, ge=-1.0, le=1.0, description="Face match score (cosine).")
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
-    accuracy_m: float | None = Field(None, ge=0, le=1e6)
-    flags: str = Field("", max_length=200)
-    note: str = Field("", max_length=500)
-    prev_hash: str = Field(pattern=HEX64)
-    hash: str = Field(pattern=HEX64)
-
-    @field_validator("ts_utc")
+    @field_validator("ts_utc", check_fields=False)
     @classmethod
     def verify_ts(cls, value: str) -> str:
         return check_timestamp(value)
 
-    @field_validator("score", "lat", "lon", "accuracy_m")
+    @field_validator("score", "lat", "lon", "accuracy_m", check_fields=False)
     @classmethod
     def verify_finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -107,6 +90,35 @@ class PunchIn(WireModel):
 
     def hash_matches(self) -> bool:
         return punch_hash(self.model_dump()) == self.hash
+
+
+# The wire form of each punch field (kiosk.base.record.PUNCH_FIELDS): type and bounds. A field added
+# to the record without a rule here fails at import, so the wire model never drifts from the record.
+PUNCH_WIRE_RULES: dict[str, tuple[Any, Any]] = {
+    "id": (str, Field(pattern=UUID_RE, description="Punch id (UUIDv7, lower-case).")),
+    "seq": (int, Field(ge=1, le=2**62, description="Per-device sequence number, 1, 2, 3...")),
+    "employee_id": (EmployeeId, ...),
+    "method": (Literal[METHODS], ...),  # type: ignore[valid-type]
+    "ts_utc": (str, Field(description="Wall-clock time of the punch, UTC.")),
+    "mono_ns": (int, Field(ge=0, le=2**63 - 1, description="CLOCK_MONOTONIC at the punch, ns.")),
+    "boot_id": (str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")),
+    "clock_state": (Literal[CLOCK_STATES], ...),  # type: ignore[valid-type]
+    "score": (float | None, Field(None, ge=-1.0, le=1.0, description="Face match score (cosine).")),
+    "lat": (float | None, Field(None, ge=-90, le=90)),
+    "lon": (float | None, Field(None, ge=-180, le=180)),
+    "accuracy_m": (float | None, Field(None, ge=0, le=1e6)),
+    "flags": (str, Field("", max_length=200)),
+    "note": (str, Field("", max_length=500)),
+    "prev_hash": (str, Field(pattern=HEX64)),
+    "hash": (str, Field(pattern=HEX64)),
+}
+if set(PUNCH_WIRE_RULES) != set(PUNCH_FIELDS):
+    raise RuntimeError(f"sync.protocol.PUNCH_WIRE_RULES and kiosk.base.record.PUNCH_FIELDS differ: "
+                       f"{sorted(set(PUNCH_WIRE_RULES) ^ set(PUNCH_FIELDS))}")
+
+PunchIn = create_model("PunchIn", __base__=_PunchRules, __module__=__name__,
+                       **{name: PUNCH_WIRE_RULES[name] for name in PUNCH_FIELDS})
+PunchIn.__doc__ = "One punch as the kiosk stored it (kiosk.base.record.Punch); the hub re-checks ``hash``."
 
 
 PunchJson = Annotated[dict[str, Any], WithJsonSchema(PunchIn.model_json_schema())]

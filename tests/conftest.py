@@ -14,6 +14,10 @@ from kiosk.commands import cli
 from kiosk.config import load_config
 from kiosk.store import open_store
 
+# Fixtures of their own modules: the face engine and test photos (face_support.py); real hubs on
+# SQLite/PostgreSQL and registered kiosks (sync_support.py).
+pytest_plugins = ["face_support", "sync_support"]
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -138,9 +142,3 @@ def serial_pty(tmp_path: Path):
     for device in made:
         device.close()
 
-
-# -- face engine: a session-scoped engine and the test photos; see tests/face_support.py
-from face_support import face_engine, face_photos  # noqa: E402,F401
-
-# -- sync and hub: real hubs on SQLite/PostgreSQL, registered kiosks; see tests/sync_support.py
-from sync_support import hub, hub_backend, hub_config, make_kiosk, pg_database  # noqa: E402,F401

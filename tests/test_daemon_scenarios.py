@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from daemon_support import copy_home, enrol, kinds, parse_events, run_daemon, start_daemon, write_sequence
+from waiting import wait_for
 
 from kiosk.base.events import EventBus, EventKind
 from kiosk.config import load_config
@@ -130,6 +131,36 @@ def test_camera_stall_card_still_works(home: Path) -> None:
         runner.join(30)
     assert not runner.is_alive()
     assert [p.method for p in _punches(home)] == ["card"]
+
+
+def test_card_reader_and_gps_going_offline_are_published(home: Path) -> None:
+    """The screen's "card reader offline" banner and the health log need these events."""
+    config = load_config(home, ["rfid.port='fake:'", "gps.port='fake:?lat=31.23&lon=121.47'",
+                                "events.stdout_json=false"])
+    bus = EventBus(stdout_json=False)
+    seen: list = []
+    bus.subscribe(seen.append)
+    daemon = KioskDaemon(config, bus=bus)
+    runner = threading.Thread(target=daemon.run, name="test-daemon")
+    runner.start()
+    try:
+        assert daemon.rfid.wait_for(lambda status: status.state.working, 10)
+        assert daemon.gps.wait_for(lambda status: status.state.working, 10)
+        daemon.rfid.fake.unplug()
+        wait_for(lambda: EventKind.READER_OFFLINE in [e.kind for e in seen], 15)
+        daemon.rfid.fake.replug()
+        wait_for(lambda: EventKind.READER_ONLINE in [e.kind for e in seen], 15)
+        daemon.gps.fake.unplug()
+        wait_for(lambda: EventKind.GPS_OFFLINE in [e.kind for e in seen], 15)
+        daemon.gps.fake.replug()
+        wait_for(lambda: EventKind.GPS_ONLINE in [e.kind for e in seen], 15)
+    finally:
+        daemon.stop_event.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    changes = [e.kind for e in seen if e.kind in (EventKind.READER_OFFLINE, EventKind.READER_ONLINE,
+                                                   EventKind.GPS_OFFLINE, EventKind.GPS_ONLINE)]
+    assert changes == [EventKind.READER_OFFLINE, EventKind.READER_ONLINE, EventKind.GPS_OFFLINE, EventKind.GPS_ONLINE]
 
 
 def test_sigterm_mid_walkup_loses_no_acknowledged_punch(home: Path, tmp_path: Path, people) -> None:

@@ -13,7 +13,7 @@ from daemon_support import start_daemon
 from kiosk.base.events import Event, EventKind
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.config import load_config
-from kiosk.runtime.pipeline import face_thumbnail, purge_evidence, store_evidence
+from kiosk.runtime.pipeline import face_thumbnail
 from kiosk.store.punches import PunchDraft
 
 
@@ -56,15 +56,15 @@ def test_evidence_thumbnail_is_small_encrypted_and_expires(fresh_store, kiosk_ho
     fresh_store.roster.add("E001", "Li")
     punch = fresh_store.punches.append(PunchDraft("E001", "face", score=0.8))
     frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    store_evidence(fresh_store, punch.id, frame, np.array([200, 100, 360, 300], dtype=np.float32))
+    fresh_store.evidence.add(punch.id, face_thumbnail(frame, np.array([200, 100, 360, 300], dtype=np.float32)))
     row = fresh_store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]
     assert row["jpeg"][:2] == b"\xff\xd8" and len(row["jpeg"]) < 20_000
     assert len(face_thumbnail(frame, np.array([200, 100, 360, 300]))) == len(row["jpeg"])
-    assert purge_evidence(fresh_store, retention_days=30) == 0
+    assert fresh_store.evidence.purge(retention_days=30) == 0
     old = iso_utc(utc_now() - timedelta(days=40))
     with fresh_store.atomic() as db:
         db.execute("UPDATE evidence SET created_utc = ?", [old])
-    assert purge_evidence(fresh_store, retention_days=30) == 1
+    assert fresh_store.evidence.purge(retention_days=30) == 1
     assert fresh_store.query("SELECT count(*) AS n FROM evidence")[0]["n"] == 0
     thumbnail = face_thumbnail(frame, np.array([200, 100, 360, 300]))
     fresh_store.close()

@@ -30,7 +30,9 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
 def test_bench_walkup_reports_every_figure() -> None:
     """The benchmark's contract (its JSON keys) holds on a short run; the figures themselves are not judged."""
     import json
-    proc = run_kiosk("bench", "walkup", "--walkups", "2", "--people", "2", "--idle-s", "1", "--json", timeout=600)
+    # 5 fps: on a loaded machine the daemon still sees enough frames of each walk-up to decide.
+    proc = run_kiosk("bench", "walkup", "--walkups", "2", "--people", "2", "--idle-s", "1", "--fps", "5", "--json",
+                     timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["punched"] == 2

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sync_support import hub_config_data, wait_for
+from sync_support import hub_config_data
+from waiting import wait_for
 
 from kiosk.tools.localhub import HubProcess
 from sync.errors import HubUnreachable

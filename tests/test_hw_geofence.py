@@ -8,7 +8,7 @@ import time
 import pytest
 
 from hardware.config import GeofenceConfig
-from hardware.geofence import EARTH_RADIUS_M, Verdict, check_geofence, geofence_action, haversine_m
+from hardware.geofence import EARTH_RADIUS_M, Verdict, check_geofence, haversine_m
 from hardware.nmea import Fix
 
 BUND = (31.2400, 121.4900)  # a point on the Shanghai Bund
@@ -53,16 +53,3 @@ def test_stale_or_missing_fix_gives_no_verdict() -> None:
     assert check_geofence(None, fence).verdict == Verdict.NO_FIX
     assert check_geofence(fix_at(*BUND, age_s=10), fence, max_fix_age_s=5).verdict == Verdict.NO_FIX
     assert check_geofence(fix_at(*BUND, age_s=10), fence).verdict == Verdict.INSIDE  # caller vouched for it
-
-
-@pytest.mark.parametrize("verdict, policy, action", [
-    (Verdict.INSIDE, "refuse", "accept"),
-    (Verdict.OUTSIDE, "refuse", "refuse"),
-    (Verdict.UNCERTAIN, "refuse", "flag"),
-    (Verdict.NO_FIX, "refuse", "flag"),
-    (Verdict.OUTSIDE, "flag", "flag"),
-    (Verdict.OUTSIDE, "off", "accept"),
-])
-def test_actions(verdict, policy, action) -> None:
-    from hardware.geofence import GeofenceResult
-    assert geofence_action(GeofenceResult(verdict, 1.0, 1.0, 200), policy) == action

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sync_support import start_hub, wait_for
+from sync_support import start_hub
+from waiting import wait_for
 
 from kiosk.base.timeutil import parse_iso, utc_now
 from kiosk.config import load_config
@@ -319,3 +320,24 @@ def test_register_with_a_bad_code_or_url_says_so_before_calling(kiosk_home: Path
     assert result.exit_code == 1, result.output
     assert expected in result.output and "what to do:" in result.output
     assert "cannot connect" not in result.output
+
+
+def test_photo_enrolment_made_before_registering_reaches_the_hub(hub, make_kiosk, face_engine, face_photos, invoke,
+                                                                   tmp_path: Path) -> None:
+    """`kiosk enroll add --photos` on a kiosk that is not registered yet: the faces wait in the outbox
+    and reach the hub (and the branch's other kiosks) once the kiosk is registered."""
+    import cv2
+    photo = tmp_path / "clean.png"
+    cv2.imwrite(str(photo), face_photos.clean[0].image)
+    model = (face_engine.model_id, 512)
+    kiosk, colleague = make_kiosk(model=model), make_kiosk(hub=hub, model=model)
+    result = invoke("enroll", "add", "--employee", "E55", "--name", "Early Bird", "--photos", str(photo),
+                    "--config", str(kiosk.path))
+    assert result.exit_code == 0, result.output
+    assert kiosk.store.enrolments.count_unsent() == 1
+    kiosk.agent.register(hub.url, hub.code("B001"))
+    report = kiosk.agent.once()
+    assert report.errors == {} and report.enrolments_sent == 1 and kiosk.store.enrolments.count_unsent() == 0
+    assert hub.hr.get("/v1/hr/employees/E55").json()["branches"] == ["B001"]
+    assert colleague.agent.once().errors == {}
+    assert [t.employee_id for t in colleague.store.roster.templates(face_engine.model_id)] == ["E55"]

@@ -6,10 +6,8 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
-Method = Literal["face", "card", "card+face", "manual"]
-ClockState = Literal["verified", "unverified"]
 METHODS: tuple[str, ...] = ("face", "card", "card+face", "manual")
 CLOCK_STATES: tuple[str, ...] = ("verified", "unverified")
 GENESIS_HASH = "0" * 64
@@ -44,7 +42,10 @@ class Punch:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
-HASHED_FIELDS = tuple(f.name for f in fields(Punch) if f.name != "hash")
+PUNCH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Punch))
+"""The punch's columns, in order: the one list the kiosk's table, the wire model (sync.protocol.PunchIn),
+the hub's table and HR's export are built from or checked against."""
+HASHED_FIELDS = tuple(name for name in PUNCH_FIELDS if name != "hash")
 
 
 def canonical_bytes(record: dict[str, Any]) -> bytes:

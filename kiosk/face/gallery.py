@@ -141,11 +141,6 @@ class Gallery:
         self._drop_rows(rows)
         return len(rows)
 
-    def remove_template(self, template_id: int) -> bool:
-        rows = np.nonzero(self._tpl[: self._count] == template_id)[0]
-        self._drop_rows(rows)
-        return len(rows) > 0
-
     def _drop_rows(self, rows: np.ndarray) -> None:
         for row in sorted(rows.tolist(), reverse=True):
             last = self._count - 1

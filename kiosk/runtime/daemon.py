@@ -137,7 +137,7 @@ class KioskDaemon:
         if change:
             log.warning("%s", change)
         self.gallery = Gallery.from_roster(self.store.roster, self.engine.model_id, self.config.match)
-        self._roster_signature = self._signature()
+        self._roster_signature = self.store.roster.signature()
         live = self.config.liveness
         landmarks = Landmarks106(self.engine) if live.enabled else None
         passive = None
@@ -264,9 +264,8 @@ class KioskDaemon:
             self._last_roster_check = now
             self._reload_gallery_if_changed()
         if self.config.store.evidence_thumbnails and now - self._last_purge >= EVIDENCE_PURGE_S:
-            from kiosk.runtime.pipeline import purge_evidence
             self._last_purge = now
-            purged = purge_evidence(self.store, self.config.store.evidence_retention_days)
+            purged = self.store.evidence.purge(self.config.store.evidence_retention_days)
             if purged:
                 log.info("erased %d evidence thumbnail(s) past %d days", purged,
                          self.config.store.evidence_retention_days)
@@ -308,14 +307,9 @@ class KioskDaemon:
         if gps_time is not None:
             self.clock.note_gps(gps_time.utc, gps_time.wall_s, gps_time.mono_ns)
 
-    def _signature(self) -> tuple:
-        row = self.store.query("SELECT count(*) AS n, coalesce(max(t.id), 0) AS m FROM templates t "
-                               "JOIN employees e ON e.id = t.employee_id WHERE e.active = 1")[0]
-        return (row["n"], row["m"])
-
     def _reload_gallery_if_changed(self) -> None:
         from kiosk.face.gallery import Gallery
-        signature = self._signature()
+        signature = self.store.roster.signature()
         if signature == self._roster_signature:
             return
         self._roster_signature = signature

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 
 from kiosk.base.events import Event, EventKind
-from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.face.liveness import LivenessCheck, Verdict
 from kiosk.face.walkup import FrameProcessor, FrameResult, FrameState
 
@@ -160,7 +159,7 @@ class Pipeline:
             return
         log.info("walk-up to durable punch: %.0f ms", event.latency_ms or 0)
         if self.store is not None and self.config.store.evidence_thumbnails and event.punch_id:
-            store_evidence(self.store, event.punch_id, frame.image, result.face.bbox)
+            self.store.evidence.add(event.punch_id, face_thumbnail(frame.image, result.face.bbox))
 
 
 def face_thumbnail(image: np.ndarray, bbox: np.ndarray) -> bytes:
@@ -173,18 +172,3 @@ def face_thumbnail(image: np.ndarray, bbox: np.ndarray) -> bytes:
     crop = cv2.resize(crop, (EVIDENCE_PX, EVIDENCE_PX), interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, EVIDENCE_JPEG_QUALITY])
     return data.tobytes() if ok else b""
-
-
-def store_evidence(store, punch_id: str, image: np.ndarray, bbox: np.ndarray) -> None:  # noqa: ANN001
-    jpeg = face_thumbnail(image, bbox)
-    with store.atomic("storing the evidence thumbnail") as db:
-        db.execute("INSERT OR REPLACE INTO evidence (punch_id, created_utc, jpeg) VALUES (?, ?, ?)",
-                   [punch_id, iso_utc(utc_now()), jpeg])
-
-
-def purge_evidence(store, retention_days: int) -> int:  # noqa: ANN001
-    """Erase evidence thumbnails older than the retention period (secure_delete overwrites them)."""
-    from datetime import timedelta
-    cutoff = iso_utc(utc_now() - timedelta(days=retention_days))
-    with store.atomic("purging old evidence") as db:
-        return db.execute("DELETE FROM evidence WHERE created_utc < ?", [cutoff]).rowcount

@@ -22,7 +22,9 @@ import sqlite_utils
 from kiosk.base.errors import StoreError
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store import migrations
+from kiosk.store.anchors import ClockAnchors
 from kiosk.store.enrolments import EnrolmentOutbox
+from kiosk.store.evidence import Evidence
 from kiosk.store.keys import DbKey, resolve_key
 from kiosk.store.punches import PunchLog
 from kiosk.store.roster import Roster
@@ -121,6 +123,8 @@ class Store:
         self.punches = PunchLog(self)
         self.roster = Roster(self)
         self.enrolments = EnrolmentOutbox(self)
+        self.evidence = Evidence(self)
+        self.anchors = ClockAnchors(self)
 
     def _set_pragmas(self) -> None:
         # Reading the schema is the first thing that needs the key to be right.
@@ -282,6 +286,10 @@ class Store:
                 self.conn.execute("PRAGMA journal_mode=WAL").fetchone()
             except DB_ERRORS as exc:
                 raise explain_db_error(exc, self.path, "re-keying the store") from None
+
+    def data_version(self) -> int:
+        """Changes when another connection commits (SQLite's PRAGMA data_version): cheap to poll."""
+        return int(self.query("PRAGMA data_version")[0]["data_version"])
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file, so erased pages are overwritten there too."""

@@ -99,6 +99,10 @@ class PunchLog:
         rows = self.store.query("SELECT * FROM punches ORDER BY seq DESC LIMIT 1")
         return Punch.from_row(rows[0]) if rows else None
 
+    def head_seq(self) -> int:
+        """The newest punch's seq (0 when there is none), without reading the record."""
+        return self.store.query("SELECT coalesce(max(seq), 0) AS s FROM punches")[0]["s"]
+
     def newest_verified_utc(self) -> datetime | None:
         """The newest punch stored with a verified clock: a correct clock never reads earlier."""
         rows = self.store.query("SELECT max(ts_utc) AS ts FROM punches WHERE clock_state = 'verified'")

@@ -255,6 +255,12 @@ class Roster:
                          np.frombuffer(r["vector"], dtype=np.float32).copy(), r["quality"], r["source"])
                 for r in rows]
 
+    def signature(self) -> tuple[int, int]:
+        """Changes whenever an active person's template is added or removed (the daemon reloads its gallery)."""
+        row = self.store.query("SELECT count(*) AS n, coalesce(max(t.id), 0) AS m FROM templates t "
+                               "JOIN employees e ON e.id = t.employee_id WHERE e.active = 1")[0]
+        return (row["n"], row["m"])
+
     def model_ids(self) -> dict[str, int]:
         rows = self.store.query("SELECT model_id, count(*) AS n FROM templates GROUP BY model_id")
         return {r["model_id"]: r["n"] for r in rows}

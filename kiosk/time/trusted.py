@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from kiosk.base.timeutil import boot_id, iso_utc
+from kiosk.base.timeutil import iso_utc
 from kiosk.time.config import ClockConfig
 from kiosk.time.hubclock import latest_hub_clock
 from kiosk.time.ntp import kernel_ntp_synchronized
@@ -125,9 +125,7 @@ class TrustedClock:
     def record_anchor(self, store, reading: TimeReading) -> None:  # noqa: ANN001 - Store
         """Store (boot id, monotonic ns, true UTC) so the hub can correct unverified punches."""
         true_utc = reading.utc + timedelta(seconds=reading.offset_s or 0.0)
-        with store.atomic("recording a clock anchor") as db:
-            db.execute("INSERT INTO clock_anchors (boot_id, mono_ns, utc, source, offset_s) VALUES (?, ?, ?, ?, ?)",
-                       [boot_id(), reading.mono_ns, iso_utc(true_utc), reading.source, reading.offset_s])
+        store.anchors.add(reading.mono_ns, iso_utc(true_utc), reading.source, reading.offset_s)
         self._last_anchor_mono = reading.mono_ns
 
 

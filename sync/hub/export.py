@@ -7,20 +7,20 @@ import io
 import json
 from typing import Any
 
+from kiosk.base.record import PUNCH_FIELDS
 from kiosk.base.timeutil import iso_utc
 from kiosk.time.correction import corrected_utc
 from sync.hub.db.base import HubDb
 
-EXPORT_COLUMNS = ("cursor", "id", "device_id", "branch", "seq", "employee_id", "method", "ts_utc", "clock_state",
-                  "score", "lat", "lon", "accuracy_m", "flags", "note", "mono_ns", "boot_id", "prev_hash", "hash",
-                  "received_utc", "chain", "corrected_ts_utc")
+_STORED = ("id", "device_id", "branch", *(name for name in PUNCH_FIELDS if name != "id"), "received_utc", "chain")
+EXPORT_COLUMNS = ("cursor", *_STORED, "corrected_ts_utc")
+"""HR's columns: the hub cursor, the punch as stored (kiosk.base.record.PUNCH_FIELDS with its device and
+branch), how the hub saw it, and the corrected time of an unverified punch."""
 
 
 def punches_since(db: HubDb, cursor: int, limit: int, branch: str | None = None) -> list[dict[str, Any]]:
     """Punches with a hub cursor above ``cursor`` (oldest first), at most ``limit``."""
-    sql = ("SELECT hub_seq AS cursor, id, device_id, branch, seq, employee_id, method, ts_utc, clock_state, "
-           "score, lat, lon, accuracy_m, flags, note, mono_ns, boot_id, prev_hash, hash, received_utc, chain "
-           "FROM punches WHERE hub_seq > ?")
+    sql = f"SELECT hub_seq AS cursor, {', '.join(_STORED)} FROM punches WHERE hub_seq > ?"
     params: list[Any] = [cursor]
     if branch:
         sql += " AND branch = ?"

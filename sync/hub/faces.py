@@ -14,12 +14,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MadeTemplate:
-    """A template computed from one photo with one model."""
+class HubTemplate:
+    """One template of one model: made from a photo here, sent by HR, or enrolled at a kiosk (``source``)."""
 
     model_id: str
     vector: np.ndarray
     quality: float | None
+    source: str = "photo"
 
 
 class TemplateMaker(Protocol):
@@ -28,7 +29,7 @@ class TemplateMaker(Protocol):
     def model_ids(self) -> dict[str, int]:
         """Model ids this maker can compute, with their template length."""
 
-    def make(self, photo: bytes, model_id: str) -> MadeTemplate | str:
+    def make(self, photo: bytes, model_id: str) -> HubTemplate | str:
         """A template, or a sentence saying why the photo cannot be used."""
 
 
@@ -38,7 +39,7 @@ class NoTemplateMaker:
     def model_ids(self) -> dict[str, int]:
         return {}
 
-    def make(self, photo: bytes, model_id: str) -> MadeTemplate | str:
+    def make(self, photo: bytes, model_id: str) -> HubTemplate | str:
         return "this hub has no face model to make templates from photos; send templates instead"
 
 
@@ -78,7 +79,7 @@ class EngineTemplateMaker:
             self._engines[model_id] = FaceEngine.from_config(self._configs[model_id])
         return self._engines[model_id]
 
-    def make(self, photo: bytes, model_id: str) -> MadeTemplate | str:
+    def make(self, photo: bytes, model_id: str) -> HubTemplate | str:
         import cv2
 
         from enrollment.photos import check_photo
@@ -98,7 +99,7 @@ class EngineTemplateMaker:
             check = check_photo(self._engine(model_id), image, "photo")
         if not check.ok:
             return f"{check.reason}: {check.detail}"
-        return MadeTemplate(model_id, check.vector, check.quality.score if check.quality else None)
+        return HubTemplate(model_id, check.vector, check.quality.score if check.quality else None)
 
 
 def build_template_maker(config) -> TemplateMaker:  # noqa: ANN001 - FacesConfig

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kiosk.base.record import PUNCH_FIELDS
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
@@ -22,9 +23,8 @@ from sync.protocol import PunchBatchResponse, PunchIn, PunchResult
 
 log = logging.getLogger(__name__)
 
-PUNCH_COLUMNS = ("hub_seq", "id", "device_id", "branch", "seq", "employee_id", "method", "ts_utc", "mono_ns",
-                 "boot_id", "clock_state", "score", "lat", "lon", "accuracy_m", "flags", "note", "prev_hash",
-                 "hash", "received_utc", "chain")
+PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *PUNCH_FIELDS, "received_utc", "chain")
+"""The hub's punch row: where it came from, the kiosk's record as sent, and how the hub saw it."""
 INSERT_PUNCH = (f"INSERT INTO punches ({', '.join(PUNCH_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(PUNCH_COLUMNS))})")
 REJECT_BODY_MAX_CHARS = 4000
@@ -194,9 +194,7 @@ def _store_issues(tx: Tx, device_id: str, walk: ChainWalk) -> None:
 
 
 def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str) -> tuple:
-    return (hub_seq, rec.id, device.id, device.branch, rec.seq, rec.employee_id, rec.method, rec.ts_utc,
-            rec.mono_ns, rec.boot_id, rec.clock_state, rec.score, rec.lat, rec.lon, rec.accuracy_m, rec.flags,
-            rec.note, rec.prev_hash, rec.hash, now, chain)
+    return (hub_seq, device.id, device.branch, *(getattr(rec, name) for name in PUNCH_FIELDS), now, chain)
 
 
 def ingest(db: HubDb, device: Device, raw: list[Any]) -> PunchBatchResponse:

@@ -19,7 +19,7 @@ from kiosk.base.errors import Conflict, InvalidInput, NotFound
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device
-from sync.hub.faces import MadeTemplate, TemplateMaker
+from sync.hub.faces import HubTemplate, TemplateMaker
 from sync.protocol import (
     DeviceEnrolment,
     EmployeeIn,
@@ -37,21 +37,11 @@ from sync.protocol import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class NewTemplate:
-    """A template ready to store: L2-normalised float32."""
-
-    model_id: str
-    vector: np.ndarray
-    quality: float | None
-    source: str
-
-
 @dataclass
 class Templates:
     """What came of HR's photos and templates for one request."""
 
-    ready: list[NewTemplate]
+    ready: list[HubTemplate]
     photos_used: int
     problems: list[PhotoProblem]
     models_missing: list[str]
@@ -78,7 +68,7 @@ def decode_photo(text: str, index: int, max_bytes: int) -> bytes:
 def prepare_templates(photos: list[str], given: list[TemplateIn], maker: TemplateMaker,
                       known: dict[str, int | None], max_photo_bytes: int) -> Templates:
     """Check HR's templates and compute templates from photos for every model the hub can make."""
-    ready: list[NewTemplate] = []
+    ready: list[HubTemplate] = []
     for i, tpl in enumerate(given):
         if tpl.model_id not in known:
             raise InvalidInput(f"templates[{i}]: unknown model id {tpl.model_id[:12]}...: no device runs it "
@@ -87,7 +77,7 @@ def prepare_templates(photos: list[str], given: list[TemplateIn], maker: Templat
         if dim is not None and len(tpl.vector) != dim:
             raise InvalidInput(f"templates[{i}] has {len(tpl.vector)} values; model {tpl.model_id[:12]}... "
                                f"makes {dim}", fix="Send the vector exactly as the model produced it.")
-        ready.append(NewTemplate(tpl.model_id, _normalised(np.asarray(tpl.vector)), tpl.quality, "hr"))
+        ready.append(HubTemplate(tpl.model_id, _normalised(np.asarray(tpl.vector)), tpl.quality, "hr"))
     data = [decode_photo(text, i, max_photo_bytes) for i, text in enumerate(photos)]
     makeable = maker.model_ids()
     problems: list[PhotoProblem] = []
@@ -95,8 +85,8 @@ def prepare_templates(photos: list[str], given: list[TemplateIn], maker: Templat
     for i, photo in enumerate(data):
         for model_id in makeable:
             made = maker.make(photo, model_id)
-            if isinstance(made, MadeTemplate):
-                ready.append(NewTemplate(model_id, _normalised(made.vector), made.quality, "photo"))
+            if isinstance(made, HubTemplate):
+                ready.append(HubTemplate(model_id, _normalised(made.vector), made.quality, "photo"))
                 used.add(i)
             else:
                 problems.append(PhotoProblem(index=i, model_id=model_id, reason=made))
@@ -138,7 +128,7 @@ def _set_branches(tx: Tx, employee_id: str, branches: list[str]) -> None:
                "ON CONFLICT (employee_id, branch) DO UPDATE SET active = 1", [employee_id, branch])
 
 
-def _add_templates(tx: Tx, employee_id: str, templates: list[NewTemplate], now: str) -> None:
+def _add_templates(tx: Tx, employee_id: str, templates: list[HubTemplate], now: str) -> None:
     tx.many("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, created_utc) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(employee_id, t.model_id, int(t.vector.size), t.vector.astype("<f4").tobytes(), t.quality, t.source,
@@ -277,7 +267,7 @@ def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> Enrolme
             _set_cards(tx, enr.employee_id, [*existing, *enr.cards])
         except Conflict as exc:
             return refuse(exc.what)
-        _add_templates(tx, enr.employee_id, [NewTemplate(device.model_id, v, t.quality, device_source(device.id))
+        _add_templates(tx, enr.employee_id, [HubTemplate(device.model_id, v, t.quality, device_source(device.id))
                                              for v, t in zip(vectors, enr.templates, strict=True)], now)
         tx.run("INSERT INTO device_enrolments (device_id, enrolment_id, employee_id, templates, received_utc) "
                "VALUES (?, ?, ?, ?, ?)", [device.id, enr.enrolment_id, enr.employee_id, len(vectors), now])
