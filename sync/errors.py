@@ -41,3 +41,15 @@ class PayloadTooLarge(KioskError):
 
 class HubBusy(KioskError):
     """Hub side: the database is locked or unreachable for a moment; the client should retry."""
+
+
+class AccountLocked(KioskError):
+    """Hub side: too many wrong passwords; the account is locked for ``retry_after_s`` seconds."""
+
+    def __init__(self, what: str, fix: str = "", retry_after_s: int = 0) -> None:
+        super().__init__(what, fix)
+        self.retry_after_s = retry_after_s
+
+
+class NeedsConfirmation(KioskError):
+    """Hub side: the request is allowed but looks like a mistake; repeat it with confirm=true."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -28,6 +29,8 @@ TS_MIN, TS_MAX = "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"
 MAX_TEMPLATE_DIM = 4096
 MIN_TEMPLATE_DIM = 32
 MAX_PHOTOS = 20
+DIRECTIONS = ("IN", "OUT")
+KINDS = ("punch", "correction")
 MAX_TEMPLATES = 50
 
 EmployeeId = Annotated[str, Field(pattern=EMPLOYEE_ID, description="1-64 letters, digits, _ . -")]
@@ -69,6 +72,12 @@ def check_timestamp(value: str) -> str:
 
 
 # -- punches -------------------------------------------------------------------
+
+
+def normal_direction(value: object) -> str | None:
+    """IN / OUT as the hub stores them (any case); anything else, 'none' included, is no direction."""
+    text = str(value or "").strip().upper()
+    return text if text in DIRECTIONS else None
 
 
 class _PunchRules(WireModel):
@@ -360,6 +369,8 @@ class EmployeeOut(WireModel):
     photos_rejected: list[PhotoProblem] = Field(default_factory=list)
     models_missing: list[str] = Field(default_factory=list,
                                       description="Model ids devices run that the hub cannot make templates for.")
+    terminated_utc: str | None = None
+    terminate_reason: str = ""
 
 
 class TerminateIn(WireModel):
@@ -380,6 +391,9 @@ class DeviceStatus(WireModel):
     branch: str
     name: str
     status: str
+    state: Literal["online", "offline", "never", "revoked"] = Field(
+        description="online/offline by the age of the last heartbeat; never: no heartbeat yet.")
+    heartbeat_age_s: float | None = Field(None, description="Seconds since the last heartbeat.")
     model_id: str | None
     software_version: str | None
     registered_utc: str
@@ -392,3 +406,61 @@ class DeviceStatus(WireModel):
     chain_seq: int
     open_issues: int
     issues: list[DeviceIssue] = Field(default_factory=list)
+
+
+LOCAL_MOMENT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?$")
+
+
+class CorrectionIn(WireModel):
+    """HR's correction: a punch at a past local time of the branch, with a direction and a reason."""
+
+    employee_id: EmployeeId
+    branch: Branch | None = Field(None, description="Branch the punch belongs to (default: the person's first).")
+    local_time: str = Field(description="Local date and time in the branch's time zone, e.g. 2026-11-02T18:05.")
+    direction: Literal[DIRECTIONS] | None = Field(None, description="IN or OUT (None: no direction).")  # type: ignore[valid-type]
+    reason: str = Field(min_length=1, max_length=500, description="Why (mandatory; kept with the record).")
+    confirm: bool = Field(False, description="Add it even if another manual punch or correction is near.")
+
+    @field_validator("local_time")
+    @classmethod
+    def verify_local_time(cls, value: str) -> str:
+        value = value.strip()
+        if not LOCAL_MOMENT_RE.match(value):
+            raise ValueError("local_time must look like 2026-11-02T18:05 (local date and time, no zone)")
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("local_time is not a real date and time") from None
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def verify_reason(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(ord(c) < 32 for c in value):
+            raise ValueError("a reason is required (plain text)")
+        return value
+
+    def local_moment(self) -> datetime:
+        return datetime.fromisoformat(self.local_time)
+
+
+class EmployeePage(WireModel):
+    employees: list[EmployeeOut]
+    total: int = Field(description="How many employees match the filters.")
+    next_offset: int | None = Field(None, description="Send as ?offset= for the next page; None on the last.")
+
+
+class BranchIn(WireModel):
+    timezone: str = Field(description="IANA time zone, e.g. Asia/Shanghai.")
+    name: str | None = Field(None, max_length=100)
+
+
+class CodeIn(WireModel):
+    branch: Branch
+    label: str = Field("", max_length=100)
+
+
+class SignInIn(WireModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)

@@ -262,21 +262,35 @@ def hub_device_add(branch: str, label: str, as_json: bool, hub: HubConfig, overr
                f"  kiosk sync register --hub URL --code {code['code']}", err=True)
 
 
+DEVICE_LIST_HEADER = (f"{'DEVICE':18} {'BRANCH':8} {'STATE':8} {'HEARTBEAT':>10} {'BACKLOG':>7} {'PUNCHES':>8} "
+                      f"{'ISSUES':>6}  {'VERSION':10} NAME")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago" if seconds < 7200 else \
+        f"{seconds / 3600:.0f}h ago"
+
+
 @hub_device.command("list")
 @click.option("--branch", help="Only this branch.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @hub_config_options
 def hub_device_list(branch: str | None, as_json: bool, hub: HubConfig, overrides: list[str]) -> None:
-    """Devices with their last heartbeat, punch counts and open issues."""
+    """Devices: state (online/offline by heartbeat age), backlog, punch counts and open issues."""
     from sync.hub.devices import list_devices
     with _db(hub) as db:
-        found = list_devices(db, branch)
+        found = list_devices(db, branch, offline_after_s=hub.console.offline_after_s)
+    if not as_json:
+        click.echo(DEVICE_LIST_HEADER)
     for dev in found:
         if as_json:
             echo_json(dev.model_dump())
-        else:
-            click.echo(f"{dev.device_id:18} {dev.branch:8} {dev.status:8} {dev.name[:20]:20} punches {dev.punches:>8} "
-                       f"issues {dev.open_issues:>3}  last seen {dev.last_seen_utc or '-'}")
+            continue
+        backlog = dev.heartbeat.get("backlog", "-")
+        click.echo(f"{dev.device_id:18} {dev.branch:8} {dev.state:8} {_age(dev.heartbeat_age_s):>10} {backlog:>7} "
+                   f"{dev.punches:>8} {dev.open_issues:>6}  {(dev.software_version or '-')[:10]:10} {dev.name}")
     click.echo(f"{len(found)} device(s)", err=True)
 
 

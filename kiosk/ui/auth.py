@@ -3,7 +3,6 @@ that logs out by itself when idle. Every login, failure, lockout and logout goes
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from kiosk.base.errors import InvalidInput
+from kiosk.base.secrethash import hash_secret, verify_secret
 from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,6 @@ LOCK_META_KEY = "admin_lockout"
 ACTOR = "kiosk-admin"
 PIN_MIN_CHARS = 6
 PIN_MAX_CHARS = 64
-# scrypt cost: ~16 MiB and tens of ms on a Raspberry Pi 4; slows an offline guess of a stolen
-# hash, while the lockout slows guesses at the screen.
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN = 2**14, 8, 1, 32
-SALT_BYTES = 16
 
 
 def check_pin_rules(pin: str) -> str:
@@ -43,24 +39,12 @@ def check_pin_rules(pin: str) -> str:
 
 def hash_pin(pin: str) -> str:
     """'scrypt$N$r$p$salt$hash' (hex) of a PIN with a fresh random salt."""
-    salt = secrets.token_bytes(SALT_BYTES)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=SCRYPT_DKLEN)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+    return hash_secret(pin)
 
 
 def verify_pin(pin: str, stored: str) -> bool:
     """Whether ``pin`` matches a hash made by hash_pin (constant-time comparison)."""
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = bytes.fromhex(digest)
-        got = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-                             dklen=len(expected))
-    except (ValueError, TypeError):
-        log.error("the stored admin PIN hash is malformed; set a new PIN with `kiosk admin set-pin`")
-        return False
-    return hmac.compare_digest(got, expected)
+    return verify_secret(pin, stored)
 
 
 def set_pin(store, pin: str, actor: str = "admin") -> None:  # noqa: ANN001 - Store

@@ -3,35 +3,32 @@
 # No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
 from kiosk.base.errors import Conflict, InvalidInput, KioskError, NotFound, StoreError
 from kiosk.base.timeutil import iso_utc, utc_now
-from sync.errors import Forbidden, HubBusy, PayloadTooLarge, Unauthorized
-from sync.hub import devices, export, ingest, people
+from sync.errors import AccountLocked, Forbidden, HubBusy, NeedsConfirmation, PayloadTooLarge, Unauthorized
+from sync.hub import console, devices, hrapi, ingest, people
 from sync.hub.config import HubConfig
 from sync.hub.db.base import HubDb
 from sync.hub.devices import Device
 from sync.hub.faces import TemplateMaker
+from sync.hub.hr import HubContext
+from sync.hub.hrapi import UnknownParameter
 from sync.hub.middleware import HubMiddleware
 from sync.protocol import (
     API_PREFIX,
-    MORE_HEADER,
-    NEXT_CURSOR_HEADER,
     PROTOCOL_VERSION,
     DeviceEnrolmentBatch,
     DeviceEnrolmentResponse,
-    DeviceStatus,
-    EmployeeIn,
-    EmployeeOut,
-    EmployeePatch,
     ErrorResponse,
     Heartbeat,
     HeartbeatResponse,
@@ -40,17 +37,18 @@ from sync.protocol import (
     RegisterRequest,
     RegisterResponse,
     RosterPage,
-    TerminateIn,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: list[tuple[type[KioskError], int, str]] = [
+    (UnknownParameter, 400, "unknown_parameter"), (AccountLocked, 429, "locked"),
     (Unauthorized, 401, "unauthorized"), (Forbidden, 403, "forbidden"), (NotFound, 404, "not_found"),
-    (Conflict, 409, "conflict"), (PayloadTooLarge, 413, "too_large"), (InvalidInput, 422, "invalid_request"),
+    (NeedsConfirmation, 409, "confirm_needed"), (Conflict, 409, "conflict"), (PayloadTooLarge, 413, "too_large"),
+    (InvalidInput, 422, "invalid_request"),
     (HubBusy, 503, "busy"), (StoreError, 503, "database_unavailable"),
 ]
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 def error_response(status: int, code: str, message: str, fix: str = "",
@@ -71,15 +69,7 @@ def device_auth(request: Request) -> Device:
     return devices.authenticate_device(request.app.state.db, _bearer(request))
 
 
-def hr_auth(request: Request) -> str:
-    role = devices.api_role(request.app.state.db, _bearer(request))
-    if role != "hr":
-        raise Forbidden(f"role {role} may not use the HR API")
-    return role
-
-
 DeviceDep = Annotated[Device, Depends(device_auth)]
-HrDep = Annotated[str, Depends(hr_auth)]
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -90,7 +80,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             if isinstance(exc, kind):
                 status, code = kind_status, kind_code
                 break
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "2"} if status == 503 else None
+        headers = _error_headers(status, exc)
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.what)
         return error_response(status, code, exc.what, exc.fix, headers=headers)
@@ -127,6 +117,14 @@ def _install_error_handlers(app: FastAPI) -> None:
                               "Retry later; if it persists, give the incident id to the hub operator.")
 
 
+def _error_headers(status: int, exc: KioskError) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 429:
+        return {"Retry-After": str(getattr(exc, "retry_after_s", 1))}
+    return {"Retry-After": "2"} if status == 503 else None
+
+
 def _is_transient_db_error(exc: Exception) -> bool:
     import sqlite3
 
@@ -149,6 +147,8 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
                   "roster; HR manages employees and reads punches. Every call but register and health sends "
                   "Authorization: Bearer TOKEN.")
     app.state.db = db
+    app.state.hub = HubContext(db, config, maker)
+    app.state.stop = threading.Event()  # set when the server stops: ends live feeds
     app.add_middleware(HubMiddleware, limit_for=_limits(server.max_body_bytes, server.max_hr_body_bytes))
     _install_error_handlers(app)
 
@@ -193,77 +193,16 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
         return HeartbeatResponse(device_id=device.id, branch=device.branch, max_batch=server.max_batch,
                                  hub_time_utc=iso_utc(utc_now()))
 
-    _hr_routes(app, config, db, maker)
+    app.include_router(hrapi.router(ERRORS))
+    console.install(app)
     return app
 
 
-def _known_models(db: HubDb, maker: TemplateMaker) -> dict[str, int | None]:
-    known: dict[str, int | None] = dict(devices.model_dims_in_use(db))
-    known.update(maker.model_ids())
-    return known
-
-
-def _hr_routes(app: FastAPI, config: HubConfig, db: HubDb, maker: TemplateMaker) -> None:
-    server, faces = config.server, config.faces
-
-    def templates_for(photos: list[str], given: list[Any]) -> people.Templates:
-        if photos and not faces.enabled:
-            raise InvalidInput("this hub does not make templates from photos (faces.enabled = false)",
-                               fix="Send ready templates instead of photos.")
-        return people.prepare_templates(photos, given, maker, _known_models(db, maker), faces.max_photo_bytes)
-
-    @app.post(f"{API_PREFIX}/hr/employees", status_code=201, response_model=EmployeeOut, tags=["hr"],
-              responses=ERRORS)
-    def create_employee(emp: EmployeeIn, _: HrDep) -> EmployeeOut:
-        """Create (or re-hire) an employee with branches, cards, and photos or templates."""
-        out, _rehired = people.create_employee(db, emp, templates_for(emp.photos, emp.templates))
-        return out
-
-    @app.get(f"{API_PREFIX}/hr/employees/{{employee_id}}", response_model=EmployeeOut, tags=["hr"], responses=ERRORS)
-    def get_employee(employee_id: str, _: HrDep) -> EmployeeOut:
-        """One employee: branches, cards, template counts per model."""
-        return people.get_employee(db, employee_id)
-
-    @app.patch(f"{API_PREFIX}/hr/employees/{{employee_id}}", response_model=EmployeeOut, tags=["hr"],
-               responses=ERRORS)
-    def patch_employee(employee_id: str, patch: EmployeePatch, _: HrDep) -> EmployeeOut:
-        """Change name, branches or cards; add photos or templates."""
-        return people.patch_employee(db, employee_id, patch, templates_for(patch.photos, patch.templates))
-
-    @app.post(f"{API_PREFIX}/hr/employees/{{employee_id}}/terminate", response_model=EmployeeOut, tags=["hr"],
-              responses=ERRORS)
-    def terminate(employee_id: str, body: TerminateIn, _: HrDep) -> EmployeeOut:
-        """A leaver: erased from every kiosk on its next sync; their punches stay."""
-        return people.terminate_employee(db, employee_id, body.reason)
-
-    @app.get(f"{API_PREFIX}/hr/punches", tags=["hr"], responses={200: {"content": {
-        "application/x-ndjson": {}, "text/csv": {}}}, **ERRORS})
-    def punches(request: Request, _: HrDep, since: Annotated[int, Query(ge=0)] = 0,
-                limit: Annotated[int | None, Query(ge=1)] = None, branch: str | None = None) -> Response:
-        """Punches after cursor ``since``: JSON lines (or CSV with Accept: text/csv). Next cursor in X-Next-Cursor."""
-        size = min(limit or server.export_page_size, server.export_page_size)
-        rows = export.punches_since(db, since, size, branch)
-        headers = {NEXT_CURSOR_HEADER: str(rows[-1]["cursor"] if rows else since),
-                   MORE_HEADER: "true" if len(rows) == size else "false"}
-        if "text/csv" in request.headers.get("accept", ""):
-            return Response(export.as_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
-        return Response(export.as_json_lines(rows), media_type="application/x-ndjson", headers=headers)
-
-    @app.get(f"{API_PREFIX}/hr/devices", response_model=list[DeviceStatus], tags=["hr"], responses=ERRORS)
-    def list_devices(_: HrDep, branch: str | None = None) -> list[DeviceStatus]:
-        """Every device: last heartbeat, counts, open issues."""
-        return devices.list_devices(db, branch)
-
-    @app.get(f"{API_PREFIX}/hr/devices/{{device_id}}", response_model=DeviceStatus, tags=["hr"], responses=ERRORS)
-    def device_detail(device_id: str, _: HrDep) -> DeviceStatus:
-        """One device with its gaps, forks and chain breaks."""
-        return devices.device_status(db, device_id)
-
-
 def _limits(device_max: int, hr_max: int) -> Callable[[str], int]:
-    hr_prefix = f"{API_PREFIX}/hr/"
+    """Devices' calls have the device limit; HR's API and the console (photo uploads) the HR limit."""
+    device_prefix = f"{API_PREFIX}/device/"
 
     def limit_for(path: str) -> int:
-        return hr_max if path.startswith(hr_prefix) else device_max
+        return device_max if path.startswith(device_prefix) else hr_max
 
     return limit_for

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kiosk.base.config import ConfigPath, StrictModel, load_model_file, validate_model
-from kiosk.base.errors import ConfigError
+from kiosk.base.errors import ConfigError, KioskError
 
 DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
 HUB_CONFIG_ENV = "KIOSK_HUB_CONFIG"
@@ -86,6 +86,34 @@ class FacesConfig(StrictModel):
     max_photo_bytes: int = Field(8 * 2**20, ge=1024, le=2**28, description="Largest single photo, bytes.")
 
 
+class ConsoleConfig(StrictModel):
+    """HR's console in the browser (served at /) and the accounts that sign in to it."""
+
+    timezone: str = Field("UTC", description="IANA time zone of branches that have none of their own "
+                          "(`kiosk hub branch set`), e.g. Asia/Shanghai.")
+    session_idle_min: float = Field(30, ge=1, le=24 * 60, description="Minutes without a request after which a "
+                                    "console session ends.")
+    max_failures: int = Field(5, ge=1, le=100, description="Wrong passwords in a row before an account is locked.")
+    lockout_s: float = Field(300, ge=1, le=86400, description="Seconds an account stays locked.")
+    offline_after_s: float = Field(300, ge=10, le=86400, description="Seconds without a heartbeat after which a "
+                                   "kiosk is shown offline.")
+    manual_confirm_window_s: float = Field(600, ge=0, le=86400, description="A second manual punch or correction "
+                                           "for one person within this many seconds of another needs confirming.")
+    live_poll_s: float = Field(1.0, ge=0.1, le=60, description="How often the live punch feed looks for new "
+                               "punches, seconds.")
+    export_max_rows: int = Field(500_000, ge=1, le=10_000_000, description="Most punches in one CSV/XLSX export.")
+
+    @field_validator("timezone")
+    @classmethod
+    def verify_timezone_exists(cls, value: str) -> str:
+        from sync.hub.branches import TZ_PROBLEM, zone
+        try:
+            zone(value)
+        except KioskError:
+            raise ValueError(TZ_PROBLEM) from None
+        return value
+
+
 class HubLogConfig(StrictModel):
     """Logging."""
 
@@ -100,6 +128,7 @@ class HubConfig(StrictModel):
     # Built from {} with validation, so the default relative sqlite_path is resolved against the file.
     database: DatabaseConfig = Field(default_factory=dict, validate_default=True, description="Database.")
     faces: FacesConfig = Field(default_factory=FacesConfig, description="Photos to templates.")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="HR's console in the browser.")
     log: HubLogConfig = Field(default_factory=HubLogConfig, description="Logging.")
 
     _source: Path | None = None

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from kiosk.base.errors import InvalidInput, NotFound
-from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
 from sync.protocol import BRANCH, DeviceIssue, DeviceStatus, Heartbeat, RegisterRequest
@@ -185,8 +185,23 @@ def model_dims_in_use(db: HubDb) -> dict[str, int | None]:
     return {r["model_id"]: r["template_dim"] for r in rows}
 
 
-def _status(row: dict[str, Any], open_issues: int, issues: list[dict[str, Any]]) -> DeviceStatus:
-    return DeviceStatus(
+DEFAULT_OFFLINE_AFTER_S = 300.0
+
+
+def _state(row: dict[str, Any], offline_after_s: float) -> tuple[str, float | None]:
+    """online / offline by the age of the last heartbeat; revoked; never (no heartbeat yet)."""
+    age = (utc_now() - parse_iso(row["heartbeat_utc"])).total_seconds() if row["heartbeat_utc"] else None
+    if row["status"] != "active":
+        return "revoked", age
+    if age is None:
+        return "never", None
+    return ("online" if age <= offline_after_s else "offline"), round(age, 1)
+
+
+def _status(row: dict[str, Any], open_issues: int, issues: list[dict[str, Any]],
+            offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> DeviceStatus:
+    state, age = _state(row, offline_after_s)
+    return DeviceStatus(state=state, heartbeat_age_s=age,
         device_id=row["id"], branch=row["branch"], name=row["name"], status=row["status"],
         model_id=row["model_id"], software_version=row["software_version"], registered_utc=row["registered_utc"],
         last_seen_utc=row["last_seen_utc"], heartbeat_utc=row["heartbeat_utc"],
@@ -195,18 +210,24 @@ def _status(row: dict[str, Any], open_issues: int, issues: list[dict[str, Any]])
         issues=[DeviceIssue(**{k: i[k] for k in DeviceIssue.model_fields}) for i in issues])
 
 
-def list_devices(db: HubDb, branch: str | None = None) -> list[DeviceStatus]:
+def list_devices(db: HubDb, branch: str | None = None, branches: list[str] | None = None,
+                 offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> list[DeviceStatus]:
+    """Devices of ``branch`` (or of ``branches``; every one when both are None), with their state."""
     with db.transaction(write=False) as tx:
         sql, params = "SELECT * FROM devices", []
         if branch:
             sql, params = sql + " WHERE branch = ?", [branch]
+        elif branches is not None:
+            where, params = tx.in_list("branch", branches)
+            sql += " WHERE " + where
         rows = tx.rows(sql + " ORDER BY branch, id", params)
         counts = {r["device_id"]: r["n"] for r in tx.rows(
             "SELECT device_id, count(*) AS n FROM device_issues WHERE resolved_utc IS NULL GROUP BY device_id")}
-    return [_status(r, counts.get(r["id"], 0), []) for r in rows]
+    return [_status(r, counts.get(r["id"], 0), [], offline_after_s) for r in rows]
 
 
-def device_status(db: HubDb, device_id: str, issue_limit: int = 100) -> DeviceStatus:
+def device_status(db: HubDb, device_id: str, issue_limit: int = 100,
+                  offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> DeviceStatus:
     with db.transaction(write=False) as tx:
         row = tx.row("SELECT * FROM devices WHERE id = ?", [device_id])
         if row is None:
@@ -215,4 +236,4 @@ def device_status(db: HubDb, device_id: str, issue_limit: int = 100) -> DeviceSt
                          "WHERE device_id = ? ORDER BY id DESC LIMIT ?", [device_id, issue_limit])
         open_n = tx.row("SELECT count(*) AS n FROM device_issues WHERE device_id = ? AND resolved_utc IS NULL",
                         [device_id])["n"]
-    return _status(row, open_n, issues)
+    return _status(row, open_n, issues, offline_after_s)

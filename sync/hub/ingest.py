@@ -19,11 +19,13 @@ from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, add_issue
-from sync.protocol import PunchBatchResponse, PunchIn, PunchResult
+from sync.protocol import PunchBatchResponse, PunchIn, PunchResult, normal_direction
 
 log = logging.getLogger(__name__)
 
-PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *PUNCH_FIELDS, "received_utc", "chain")
+RECORD_COLUMNS = (*PUNCH_FIELDS, *(name for name in ("direction", "kind") if name not in PUNCH_FIELDS))
+"""The kiosk's record as sent, plus direction and kind when the record itself has no such fields."""
+PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *RECORD_COLUMNS, "received_utc", "chain")
 """The hub's punch row: where it came from, the kiosk's record as sent, and how the hub saw it."""
 INSERT_PUNCH = (f"INSERT INTO punches ({', '.join(PUNCH_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(PUNCH_COLUMNS))})")
@@ -194,7 +196,11 @@ def _store_issues(tx: Tx, device_id: str, walk: ChainWalk) -> None:
 
 
 def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str) -> tuple:
-    return (hub_seq, device.id, device.branch, *(getattr(rec, name) for name in PUNCH_FIELDS), now, chain)
+    values = {name: getattr(rec, name, None) for name in RECORD_COLUMNS}
+    # A record without a direction or kind (an older kiosk) is a plain punch with no direction.
+    values["direction"] = normal_direction(values["direction"])
+    values["kind"] = values["kind"] or "punch"
+    return (hub_seq, device.id, device.branch, *(values[name] for name in RECORD_COLUMNS), now, chain)
 
 
 def ingest(db: HubDb, device: Device, raw: list[Any]) -> PunchBatchResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from kiosk.base.errors import Conflict, InvalidInput, NotFound
 from kiosk.base.timeutil import iso_utc, utc_now
+from sync.hub import audit
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device
 from sync.hub.faces import HubTemplate, TemplateMaker
@@ -24,6 +26,7 @@ from sync.protocol import (
     DeviceEnrolment,
     EmployeeIn,
     EmployeeOut,
+    EmployeePage,
     EmployeePatch,
     EnrolmentResult,
     PhotoProblem,
@@ -135,7 +138,7 @@ def _add_templates(tx: Tx, employee_id: str, templates: list[HubTemplate], now: 
               now) for t in templates])
 
 
-def create_employee(db: HubDb, emp: EmployeeIn, made: Templates) -> tuple[EmployeeOut, bool]:
+def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "hr") -> tuple[EmployeeOut, bool]:
     """Create (or re-hire a terminated) employee; returns the result and whether it was re-hired."""
     now = iso_utc(utc_now())
     with db.transaction() as tx:
@@ -154,12 +157,15 @@ def create_employee(db: HubDb, emp: EmployeeIn, made: Templates) -> tuple[Employ
         _set_branches(tx, emp.employee_id, emp.branches)
         _add_templates(tx, emp.employee_id, made.ready, now)
         _bump(tx, emp.employee_id)
+        audit.record(tx, actor, "employee.rehire" if row else "employee.create", emp.employee_id,
+                     branches=emp.branches, cards=len(emp.cards), templates=len(made.ready))
         out = _employee_out(tx, emp.employee_id)
     log.info("employee %s %s: %d template(s)", emp.employee_id, "re-hired" if row else "created", len(made.ready))
     return _with_report(out, made), row is not None
 
 
-def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Templates) -> EmployeeOut:
+def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Templates,
+                   actor: str = "hr") -> EmployeeOut:
     now = iso_utc(utc_now())
     with db.transaction() as tx:
         row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [employee_id])
@@ -179,11 +185,13 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
         _add_templates(tx, employee_id, made.ready, now)
         tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, employee_id])
         _bump(tx, employee_id)
+        audit.record(tx, actor, "employee.change", employee_id, fields=sorted(patch.model_fields_set),
+                     templates=len(made.ready))
         out = _employee_out(tx, employee_id)
     return _with_report(out, made)
 
 
-def terminate_employee(db: HubDb, employee_id: str, reason: str) -> EmployeeOut:
+def terminate_employee(db: HubDb, employee_id: str, reason: str, actor: str = "hr") -> EmployeeOut:
     """A leaver: cards and templates are deleted; every branch's kiosks erase them on their next sync."""
     now = iso_utc(utc_now())
     with db.transaction() as tx:
@@ -195,6 +203,7 @@ def terminate_employee(db: HubDb, employee_id: str, reason: str) -> EmployeeOut:
         tx.run("DELETE FROM employee_cards WHERE employee_id = ?", [employee_id])
         tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
         _bump(tx, employee_id)
+        audit.record(tx, actor, "employee.terminate", employee_id, reason=reason)
         out = _employee_out(tx, employee_id)
     log.info("employee %s terminated", employee_id)
     return out
@@ -204,7 +213,8 @@ def terminate_employee(db: HubDb, employee_id: str, reason: str) -> EmployeeOut:
 
 
 def _employee_out(tx: Tx, employee_id: str) -> EmployeeOut:
-    emp = tx.row("SELECT id, name, active FROM employees WHERE id = ?", [employee_id])
+    emp = tx.row("SELECT id, name, active, terminated_utc, terminate_reason FROM employees WHERE id = ?",
+                 [employee_id])
     if emp is None:
         raise NotFound(f"no employee {employee_id}")
     branches = [r["branch"] for r in tx.rows(
@@ -214,7 +224,8 @@ def _employee_out(tx: Tx, employee_id: str) -> EmployeeOut:
     counts = {r["model_id"]: r["n"] for r in tx.rows(
         "SELECT model_id, count(*) AS n FROM templates WHERE employee_id = ? GROUP BY model_id", [employee_id])}
     return EmployeeOut(employee_id=emp["id"], name=emp["name"], active=bool(emp["active"]), branches=branches,
-                       cards=cards, templates=counts)
+                       cards=cards, templates=counts, terminated_utc=emp["terminated_utc"],
+                       terminate_reason=emp["terminate_reason"] or "")
 
 
 def _with_report(out: EmployeeOut, made: Templates) -> EmployeeOut:
@@ -225,6 +236,64 @@ def _with_report(out: EmployeeOut, made: Templates) -> EmployeeOut:
 def get_employee(db: HubDb, employee_id: str) -> EmployeeOut:
     with db.transaction(write=False) as tx:
         return _employee_out(tx, employee_id)
+
+
+STATUSES = ("active", "terminated", "all")
+
+
+def list_employees(db: HubDb, branches: list[str] | None, status: str = "active", text: str | None = None,
+                   offset: int = 0, limit: int = 50) -> EmployeePage:
+    """Employees of ``branches`` (None: all), by status, whose id or name contains ``text``; by id."""
+    where, params = [], []
+    if status != "all":
+        where.append("e.active = ?")
+        params.append(1 if status == "active" else 0)
+    if text:
+        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        where.append("(lower(e.id) LIKE ? ESCAPE '\\' OR lower(e.name) LIKE ? ESCAPE '\\')")
+        params += [pattern, pattern]
+    with db.transaction(write=False) as tx:
+        if branches is not None:
+            cond, values = tx.in_list("b.branch", branches)
+            where.append(f"EXISTS (SELECT 1 FROM employee_branches b WHERE b.employee_id = e.id AND {cond})")
+            params += values
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        total = int(tx.row(f"SELECT count(*) AS n FROM employees e{clause}", params)["n"])
+        ids = [r["id"] for r in tx.rows(f"SELECT e.id FROM employees e{clause} ORDER BY e.id LIMIT ? OFFSET ?",
+                                        [*params, limit, offset])]
+        found = [_employee_out(tx, i) for i in ids]
+    more = offset + len(ids) < total
+    return EmployeePage(employees=found, total=total, next_offset=offset + len(ids) if more else None)
+
+
+def template_presence(db: HubDb, employee_id: str) -> list[dict[str, Any]]:
+    """For each active kiosk of the person's branches: whether it has their templates (per its model).
+
+    synced: the kiosk's roster cursor (from its heartbeat) has passed the person's last change;
+    pending: not yet; no_templates: the hub has none for that kiosk's model (card only there);
+    no_model: the kiosk runs no face model.
+    """
+    with db.transaction(write=False) as tx:
+        links = {r["branch"]: r["change_seq"] for r in tx.rows(
+            "SELECT branch, change_seq FROM employee_branches WHERE employee_id = ? AND active = 1", [employee_id])}
+        counts = {r["model_id"]: r["n"] for r in tx.rows(
+            "SELECT model_id, count(*) AS n FROM templates WHERE employee_id = ? GROUP BY model_id", [employee_id])}
+        where, params = tx.in_list("branch", list(links))
+        kiosks = tx.rows(f"SELECT id, name, branch, model_id, heartbeat FROM devices WHERE status = 'active' "
+                         f"AND {where} ORDER BY branch, id", params)
+    out = []
+    for dev in kiosks:
+        cursor = json.loads(dev["heartbeat"] or "{}").get("roster_cursor", 0)
+        if not dev["model_id"]:
+            state = "no_model"
+        elif not counts.get(dev["model_id"]):
+            state = "no_templates"
+        else:
+            state = "synced" if cursor >= links[dev["branch"]] else "pending"
+        out.append({"device_id": dev["id"], "name": dev["name"], "branch": dev["branch"], "model_id": dev["model_id"],
+                    "templates": counts.get(dev["model_id"], 0), "state": state})
+    return out
 
 
 def device_source(device_id: str) -> str:

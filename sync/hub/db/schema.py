@@ -96,8 +96,41 @@ CREATE TABLE device_enrolments (
 )
 """
 
+# The console: people who sign in (roles, their branches, lockout), their sessions, branches' time zones,
+# an audit trail of console and HR actions, and punch direction/kind (a hub correction is a punch row of
+# kind 'correction' from the pseudo-device 'hub', with its author; nothing is ever edited).
+_CONSOLE_ACCOUNTS = """
+CREATE TABLE hub_users (
+    username TEXT PRIMARY KEY, role TEXT NOT NULL, branches TEXT NOT NULL DEFAULT '', password_hash TEXT NOT NULL,
+    created_utc TEXT NOT NULL, disabled_utc TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_until_utc TEXT,
+    last_login_utc TEXT
+);
+CREATE TABLE hub_sessions (
+    token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, csrf TEXT NOT NULL, created_utc TEXT NOT NULL,
+    last_seen_utc TEXT NOT NULL
+);
+CREATE INDEX hub_sessions_user ON hub_sessions (username);
+CREATE TABLE branches (code TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', timezone TEXT NOT NULL,
+    updated_utc TEXT NOT NULL);
+CREATE TABLE audit (
+    id {autoid}, ts_utc TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_target ON audit (target)
+"""
+
+_CONSOLE_PUNCH_DIRECTION = """
+ALTER TABLE punches ADD COLUMN direction TEXT;
+ALTER TABLE punches ADD COLUMN kind TEXT NOT NULL DEFAULT 'punch';
+ALTER TABLE punches ADD COLUMN author TEXT;
+CREATE INDEX punches_employee_ts ON punches (employee_id, ts_utc);
+CREATE INDEX punches_ts ON punches (ts_utc)
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
     ("003_device_enrolments", lambda dialect: _statements(_DEVICE_ENROLMENTS, dialect)),
+    ("console_001_accounts", lambda dialect: _statements(_CONSOLE_ACCOUNTS, dialect)),
+    ("console_002_punch_direction", lambda dialect: _statements(_CONSOLE_PUNCH_DIRECTION, dialect)),
 ]

@@ -1,0 +1,28 @@
+"""HR's console in the browser, served by the hub at / (server-rendered pages, a little JS, zh/en)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from starlette.staticfiles import StaticFiles
+
+from sync.hub.console import forms, pages
+from sync.hub.console.render import HERE
+from sync.hub.console.session import SignInNeeded
+
+log = logging.getLogger(__name__)
+
+
+def install(app: FastAPI) -> None:
+    """Add the console's pages, forms and static files to the hub's app (kept out of the OpenAPI)."""
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(pages.router)
+    app.include_router(forms.router)
+
+    @app.exception_handler(SignInNeeded)
+    async def sign_in_first(request: Request, exc: SignInNeeded) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)

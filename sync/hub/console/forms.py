@@ -1,0 +1,195 @@
+"""The console's forms (POST, each with its CSRF token): sign-in and out, registration codes, revoke, new hire,
+edit, terminate, correction. Each calls the same action as its HR API twin (sync.hub.hr)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from kiosk.base.errors import KioskError
+from sync.errors import Forbidden, NeedsConfirmation
+from sync.hub import accounts, hr
+from sync.hub.console.pages import employee_context
+from sync.hub.console.render import page
+from sync.hub.console.session import (
+    PRE_CSRF_COOKIE,
+    checked_form,
+    current,
+    form_list,
+    hub_of,
+    new_pre_csrf,
+    pre_csrf_ok,
+    problem,
+)
+from sync.hub.hrapi import SESSION_COOKIE, set_session_cookie
+from sync.protocol import CodeIn, CorrectionIn, EmployeeIn, EmployeePatch
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _back(path: str, done: str) -> RedirectResponse:
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(f"{path}{joiner}done={done}", status_code=303)
+
+
+def _safe_next(target: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    form = await request.form()
+    hub = hub_of(request)
+    target = _safe_next(str(form.get("next", "/")))
+    try:
+        if not pre_csrf_ok(request, str(form.get("csrf", ""))):
+            raise Forbidden("the sign-in form expired", fix="Reload the page and sign in again.")
+        token, _who = await run_in_threadpool(accounts.sign_in, hub.db, str(form.get("username", "")).strip(),
+                                              str(form.get("password", "")), hub.config.console.max_failures,
+                                              hub.config.console.lockout_s)
+    except KioskError as exc:
+        fresh = new_pre_csrf()
+        response = page(request, "signin.html", None, http_status=401, pre_csrf=fresh, next=target, error=problem(exc),
+                        done=None)
+        response.set_cookie(PRE_CSRF_COOKIE, fresh, httponly=True, samesite="strict", path="/signin")
+        return response
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, request, token)
+    response.delete_cookie(PRE_CSRF_COOKIE, path="/signin")
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    who = current(request)
+    await checked_form(request, who)
+    await run_in_threadpool(accounts.end_session, hub_of(request).db, request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/signin?done=signed_out", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/devices/codes")
+async def new_code(request: Request) -> Response:
+    who = current(request)
+    hub = hub_of(request)
+    form = await checked_form(request, who)
+    code, error = None, None
+    try:
+        body = CodeIn(branch=str(form.get("branch", "")).strip(), label=str(form.get("label", "")).strip())
+        code = await run_in_threadpool(hr.create_code, hub, who, body)
+    except (KioskError, ValidationError) as exc:
+        error = problem(exc)
+    return page(request, "devices.html", who, http_status=201 if code else 422,
+                devices=await run_in_threadpool(hr.list_devices, hub, who, None),
+                branches=hr.visible_branches(hub, who), branch="", code=code, error=error, done=None)
+
+
+@router.post("/devices/{device_id}/revoke")
+async def revoke(request: Request, device_id: str) -> Response:
+    who = current(request)
+    await checked_form(request, who)
+    await run_in_threadpool(hr.revoke_device, hub_of(request), who, device_id)
+    return _back(f"/devices/{quote(device_id)}", "revoked")
+
+
+async def _photos(form: Any) -> tuple[list[str], list[str]]:
+    """Uploaded photo files as base64 (for the same EmployeeIn the API takes) and their file names."""
+    data, names = [], []
+    for upload in form.getlist("photos"):
+        if not hasattr(upload, "read"):
+            continue
+        content = await upload.read()
+        if content:
+            data.append(base64.b64encode(content).decode("ascii"))
+            names.append(upload.filename or f"photo {len(names) + 1}")
+    return data, names
+
+
+def verdicts(out: Any, names: list[str], models: int) -> list[dict[str, Any]]:
+    """Each uploaded photo: used, or the reasons it was refused (per model the hub makes)."""
+    rows = []
+    for index, name in enumerate(names):
+        reasons = [p.reason for p in out.photos_rejected if p.index == index]
+        rows.append({"name": name, "ok": len(reasons) < max(1, models), "reasons": reasons})
+    return rows
+
+
+@router.post("/employees/new")
+async def new_hire(request: Request) -> Response:
+    who = current(request)
+    hub = hub_of(request)
+    form = await checked_form(request, who)
+    photos, names = await _photos(form)
+    given = {k: str(form.get(k, "")) for k in ("employee_id", "name", "branches", "cards")}
+    try:
+        emp = EmployeeIn(employee_id=given["employee_id"].strip(), name=given["name"],
+                         branches=form_list(given["branches"]), cards=form_list(given["cards"]), photos=photos)
+        out = await run_in_threadpool(hr.create_employee, hub, who, emp)
+    except (KioskError, ValidationError) as exc:
+        return page(request, "new_hire.html", who, http_status=422, branches=hr.visible_branches(hub, who), given=given,
+                    error=problem(exc))
+    context = await run_in_threadpool(employee_context, request, who, out.employee_id)
+    context["verdicts"] = verdicts(out, names, len(hub.maker.model_ids()))
+    return page(request, "employee.html", who, http_status=201, done="done.created", **context)
+
+
+@router.post("/employees/{employee_id}/edit")
+async def edit(request: Request, employee_id: str) -> Response:
+    who = current(request)
+    hub = hub_of(request)
+    form = await checked_form(request, who)
+    photos, names = await _photos(form)
+    try:
+        patch = EmployeePatch(name=str(form.get("name", "")).strip() or None,
+                              branches=form_list(form.get("branches")), cards=form_list(form.get("cards")),
+                              photos=photos)
+        out = await run_in_threadpool(hr.patch_employee, hub, who, employee_id, patch)
+    except (KioskError, ValidationError) as exc:
+        context = await run_in_threadpool(employee_context, request, who, employee_id)
+        context["error"] = problem(exc)
+        return page(request, "employee.html", who, http_status=422, done=None, **context)
+    context = await run_in_threadpool(employee_context, request, who, employee_id)
+    context["verdicts"] = verdicts(out, names, len(hub.maker.model_ids())) if names else None
+    return page(request, "employee.html", who, done="done.changed", **context)
+
+
+@router.post("/employees/{employee_id}/terminate")
+async def terminate(request: Request, employee_id: str) -> Response:
+    who = current(request)
+    form = await checked_form(request, who)
+    reason = str(form.get("reason", "")).strip()
+    if not reason:
+        context = await run_in_threadpool(employee_context, request, who, employee_id)
+        context["error"] = {"key": "error.reason_needed", "detail": ""}
+        return page(request, "employee.html", who, http_status=422, done=None, **context)
+    await run_in_threadpool(hr.terminate_employee, hub_of(request), who, employee_id, reason[:500])
+    return _back(f"/employees/{quote(employee_id)}", "terminated")
+
+
+@router.post("/attendance/correct")
+async def correct(request: Request) -> Response:
+    who = current(request)
+    hub = hub_of(request)
+    form = await checked_form(request, who)
+    given = {k: str(form.get(k, "")).strip() for k in ("employee_id", "branch", "local_time", "direction", "reason")}
+    try:
+        body = CorrectionIn(employee_id=given["employee_id"], branch=given["branch"] or None,
+                            local_time=given["local_time"], direction=given["direction"] or None,
+                            reason=given["reason"], confirm=form.get("confirm") == "yes")
+        row = await run_in_threadpool(hr.add_correction, hub, who, body)
+    except (KioskError, ValidationError) as exc:
+        return page(request, "correct.html", who, http_status=409 if isinstance(exc, NeedsConfirmation) else 422,
+                    given=given, branches=hr.visible_branches(hub, who), error=problem(exc),
+                    ask_confirm=isinstance(exc, NeedsConfirmation))
+    query = urlencode({"branch": row["branch"], "day": row["local_date"]})
+    return _back(f"/attendance?{query}", "corrected")

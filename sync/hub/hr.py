@@ -1,0 +1,187 @@
+"""HR's actions, each checked against the caller's role and branches: the HR API and the console both call
+these, so every console action has its API twin and one set of rules."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from kiosk.base.errors import InvalidInput, NotFound
+from sync.errors import Forbidden
+from sync.hub import attendance, audit, branches, devices, export, people
+from sync.hub.accounts import Principal
+from sync.hub.config import HubConfig
+from sync.hub.db.base import HubDb
+from sync.hub.faces import TemplateMaker
+from sync.protocol import (
+    BranchIn,
+    CodeIn,
+    CorrectionIn,
+    DeviceStatus,
+    EmployeeIn,
+    EmployeeOut,
+    EmployeePage,
+    EmployeePatch,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HubContext:
+    """What every action needs: the database, the configuration and the template maker."""
+
+    db: HubDb
+    config: HubConfig
+    maker: TemplateMaker
+
+    @property
+    def tz(self) -> str:
+        return self.config.console.timezone
+
+
+# -- employees ------------------------------------------------------------------------
+
+
+def _templates(hub: HubContext, photos: list[str], given: list[Any]) -> people.Templates:
+    faces = hub.config.faces
+    if photos and not faces.enabled:
+        raise InvalidInput("this hub does not make templates from photos (faces.enabled = false)",
+                           fix="Send ready templates instead of photos.")
+    known: dict[str, int | None] = dict(devices.model_dims_in_use(hub.db))
+    known.update(hub.maker.model_ids())
+    return people.prepare_templates(photos, given, hub.maker, known, faces.max_photo_bytes)
+
+
+def list_employees(hub: HubContext, p: Principal, branch: str | None, status: str, text: str | None,
+                   offset: int, limit: int) -> EmployeePage:
+    p.require("employees.read")
+    if status not in people.STATUSES:
+        raise InvalidInput(f"status={status!r} is not known", fix=f"Use one of: {', '.join(people.STATUSES)}.")
+    return people.list_employees(hub.db, p.scope(branch), status, (text or "").strip() or None, offset, limit)
+
+
+def get_employee(hub: HubContext, p: Principal, employee_id: str) -> EmployeeOut:
+    p.require("employees.read")
+    out = people.get_employee(hub.db, employee_id)
+    if p.branches is not None and not any(p.sees(b) for b in out.branches):
+        raise NotFound(f"no employee {employee_id} in your branches")
+    return out
+
+
+def employee_kiosks(hub: HubContext, p: Principal, employee_id: str) -> list[dict[str, Any]]:
+    get_employee(hub, p, employee_id)
+    return [k for k in people.template_presence(hub.db, employee_id) if p.sees(k["branch"])]
+
+
+def create_employee(hub: HubContext, p: Principal, emp: EmployeeIn) -> EmployeeOut:
+    p.require("employees.write")
+    p.require_branches(emp.branches)
+    out, _rehired = people.create_employee(hub.db, emp, _templates(hub, emp.photos, emp.templates), p.name)
+    return out
+
+
+def patch_employee(hub: HubContext, p: Principal, employee_id: str, patch: EmployeePatch) -> EmployeeOut:
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    p.require_branches(patch.branches or [])
+    return people.patch_employee(hub.db, employee_id, patch, _templates(hub, patch.photos, patch.templates), p.name)
+
+
+def terminate_employee(hub: HubContext, p: Principal, employee_id: str, reason: str) -> EmployeeOut:
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    return people.terminate_employee(hub.db, employee_id, reason, p.name)
+
+
+# -- punches, exports, attendance --------------------------------------------------------------
+
+
+def punch_filter(p: Principal, permission: str, **given: Any) -> export.PunchFilter:
+    """A PunchFilter limited to what ``p`` may see; ``from``/``to`` text is parsed here."""
+    p.require(permission)
+    branch = given.pop("branch", None)
+    start = export.parse_bound(given.pop("start", None), "from")
+    end = export.parse_bound(given.pop("end", None), "to")
+    given = {k: v for k, v in given.items() if v not in (None, "")}
+    return export.PunchFilter(branches=p.scope(branch), start=start, end=end, **given)
+
+
+def punches(hub: HubContext, flt: export.PunchFilter, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+    size = min(limit, hub.config.server.export_page_size)
+    return export.query(hub.db, flt, size, hub.tz)
+
+
+def payroll(hub: HubContext, flt: export.PunchFilter) -> list[dict[str, Any]]:
+    return export.payroll(hub.db, flt, hub.config.console.export_max_rows, hub.tz)
+
+
+def add_correction(hub: HubContext, p: Principal, body: CorrectionIn) -> dict[str, Any]:
+    return attendance.add_correction(hub.db, p, body, hub.tz, hub.config.console.manual_confirm_window_s)
+
+
+def visible_branches(hub: HubContext, p: Principal) -> list[str]:
+    codes = [b["code"] for b in branches.list_branches(hub.db, hub.tz)]
+    return [c for c in codes if p.sees(c)] if p.branches is not None else codes
+
+
+def day_sheet(hub: HubContext, p: Principal, branch: str, day: date | None) -> dict[str, Any]:
+    p.require("punches.read")
+    p.scope(branch)
+    day = day or attendance.local_today(hub.db, branch, hub.tz)
+    rows = attendance.day_sheet(hub.db, p, branch, day, hub.tz)
+    return {"branch": branch, "date": day.isoformat(), "people": [r.to_dict() for r in rows]}
+
+
+def today(hub: HubContext, p: Principal, branch: str | None = None) -> list[dict[str, Any]]:
+    codes = p.scope(branch) or visible_branches(hub, p)
+    return attendance.today(hub.db, p, codes, hub.tz, hub.config.console.offline_after_s)
+
+
+# -- devices and branches ----------------------------------------------------------------------
+
+
+def list_devices(hub: HubContext, p: Principal, branch: str | None) -> list[DeviceStatus]:
+    return devices.list_devices(hub.db, branches=p.scope(branch), offline_after_s=hub.config.console.offline_after_s)
+
+
+def device_status(hub: HubContext, p: Principal, device_id: str) -> DeviceStatus:
+    found = devices.device_status(hub.db, device_id, offline_after_s=hub.config.console.offline_after_s)
+    if not p.sees(found.branch):
+        raise NotFound(f"no device {device_id} in your branches")
+    return found
+
+
+def revoke_device(hub: HubContext, p: Principal, device_id: str) -> DeviceStatus:
+    p.require("devices.manage")
+    device_status(hub, p, device_id)
+    devices.revoke_device(hub.db, device_id)
+    with hub.db.transaction() as tx:
+        audit.record(tx, p.name, "device.revoke", device_id)
+    return device_status(hub, p, device_id)
+
+
+def create_code(hub: HubContext, p: Principal, body: CodeIn) -> dict[str, str]:
+    p.require("devices.manage")
+    p.require_branches([body.branch])
+    code = devices.create_code(hub.db, body.branch, hub.config.server.registration_code_ttl_h, body.label)
+    with hub.db.transaction() as tx:
+        audit.record(tx, p.name, "device.code", body.branch, label=body.label)
+    return code
+
+
+def list_branches(hub: HubContext, p: Principal) -> list[dict[str, Any]]:
+    return [b for b in branches.list_branches(hub.db, hub.tz) if p.sees(b["code"])]
+
+
+def set_branch(hub: HubContext, p: Principal, code: str, body: BranchIn) -> dict[str, str]:
+    p.require("branches.manage")
+    return branches.set_branch(hub.db, code, body.timezone, body.name, p.name)
+
+
+def audit_trail(hub: HubContext, p: Principal, target: str | None, limit: int = 100) -> list[dict[str, Any]]:
+    if p.branches is not None or not p.can("employees.write"):
+        raise Forbidden("only an HR admin may read the audit trail")
+    return audit.recent(hub.db, target, limit)
