@@ -110,12 +110,18 @@ class SheetRow:
 
 
 def _in_out(punches: list[dict[str, Any]]) -> tuple[dict | None, dict | None]:
-    """First IN and last OUT: by the punches' directions, or (none given) the first and the last punch."""
-    if any(p["direction"] for p in punches):
-        ins = [p for p in punches if p["direction"] == "IN"]
-        outs = [p for p in punches if p["direction"] == "OUT"]
-        return (ins[0] if ins else None), (outs[-1] if outs else None)
-    return punches[0], (punches[-1] if len(punches) > 1 else None)
+    """First IN and last OUT. Without any direction: the first and the last punch. With some (a kiosk in
+    direction mode, an HR correction): punches without one alternate IN, OUT from the one before."""
+    if not any(p["direction"] for p in punches):
+        return punches[0], (punches[-1] if len(punches) > 1 else None)
+    expected, seen = "IN", []
+    for punch in punches:
+        direction = punch["direction"] or expected
+        expected = "OUT" if direction == "IN" else "IN"
+        seen.append((direction, punch))
+    ins = [p for d, p in seen if d == "IN"]
+    outs = [p for d, p in seen if d == "OUT"]
+    return (ins[0] if ins else None), (outs[-1] if outs else None)
 
 
 def _sheet_row(employee_id: str, name: str, punches: list[dict[str, Any]], on_roster: bool) -> SheetRow:

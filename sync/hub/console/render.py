@@ -95,7 +95,8 @@ def environment() -> Environment:
     return env
 
 
-def page(request: Request, template: str, who: Principal | None, http_status: int = 200, **context: Any) -> HTMLResponse:
+def page(request: Request, template: str, who: Principal | None, http_status: int = 200,
+         **context: Any) -> HTMLResponse:
     """One page in the caller's language."""
     lang = language(request)
     t = translator(lang)
