@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from sync_support import TEST_DIM, TEST_MODEL
 from test_hub_api import register, upload
 from test_sync_protocol import chain
 
@@ -29,13 +30,15 @@ def signed_in(hub, username: str, password: str = PASSWORD) -> httpx.Client:  # 
 class FakeKiosk:
     """A registered kiosk speaking the device API: heartbeats and hash-chained punches."""
 
-    def __init__(self, hub, branch: str = "B001") -> None:  # noqa: ANN001
-        self.client = register(hub, branch)
+    def __init__(self, hub, branch: str = "B001", model_id: str = TEST_MODEL) -> None:  # noqa: ANN001
+        self.client = register(hub, branch, model_id=model_id)
+        self.model_id = model_id
         self.device_id = self.client.device_id
         self.seq, self.prev = 0, "0" * 64
 
     def heartbeat(self, backlog: int = 0, **extra) -> None:  # noqa: ANN003
-        body = {"software_version": "0.9.1", "backlog": backlog, "clock_state": "verified", "clock_offset_s": 0.2,
+        body = {"software_version": "0.9.1", "model_id": self.model_id, "template_dim": TEST_DIM,
+                "backlog": backlog, "clock_state": "verified", "clock_offset_s": 0.2,
                 "disk_free_bytes": 12 * 2**30, "temperature_c": 51.0, "last_punch_utc": iso_utc(utc_now()), **extra}
         resp = self.client.post("/v1/device/heartbeat", json=body)
         assert resp.status_code == 200, resp.text

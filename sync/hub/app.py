@@ -83,6 +83,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = _error_headers(status, exc)
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.what)
+        if not request.url.path.startswith(f"{API_PREFIX}/"):
+            return console.error_page(request, status, exc)
         return error_response(status, code, exc.what, exc.fix, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -102,6 +104,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             # FastAPI's answer to a body that is not UTF-8 text (or not decodable JSON at all)
             return error_response(400, "malformed_json", "the request body is not valid JSON (UTF-8 text)",
                                   "Send a JSON object as described in /v1/openapi.json.")
+        if exc.status_code == 404 and not request.url.path.startswith(f"{API_PREFIX}/"):
+            return console.error_page(request, 404, NotFound(f"no page {request.url.path}"))
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 

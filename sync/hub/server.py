@@ -47,6 +47,17 @@ def _uvicorn_config(app: Any, config: HubConfig, **extra: Any) -> uvicorn.Config
                           timeout_keep_alive=30, timeout_graceful_shutdown=10, **_tls_options(config), **extra)
 
 
+class HubServer(uvicorn.Server):
+    """uvicorn's server that, on SIGTERM/SIGINT, first tells the app to end its live feeds (so a graceful
+    stop does not wait for browsers to hang up)."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        stop = getattr(getattr(self.config.app, "state", None), "stop", None)
+        if stop is not None:
+            stop.set()
+        super().handle_exit(sig, frame)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0 picks a free one), bound before uvicorn starts so the port is known."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -90,7 +101,7 @@ def serve(config: HubConfig, overrides: list[str], announce: Any = print) -> Non
         db = open_hub_db(config.database)
         try:
             app = create_app(config, db, build_template_maker(config.faces))
-            uvicorn.Server(_uvicorn_config(app, config)).run(sockets=[sock])
+            HubServer(_uvicorn_config(app, config)).run(sockets=[sock])
         finally:
             db.close()
         return
@@ -126,6 +137,7 @@ class HubThread:
         return self
 
     def stop(self) -> None:
+        self.app.state.stop.set()
         self.server.should_exit = True
         self.thread.join(timeout=15)
         self.sock.close()

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from sync.hub.accounts import Principal
+from sync.hub.branches import Zones, load_zones
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,21 @@ def environment() -> Environment:
     return env
 
 
+def local_formatter(request: Request) -> Any:
+    """``local(ts_utc, branch)`` for templates: a UTC timestamp as the branch's local date and time."""
+    zones: list[Zones] = []
+
+    def local(ts_utc: str | None, branch: str) -> str:
+        if not ts_utc:
+            return "–"
+        if not zones:
+            hub = request.app.state.hub
+            zones.append(load_zones(hub.db, hub.tz))
+        return zones[0].local(ts_utc, branch).strftime("%Y-%m-%d %H:%M")
+
+    return local
+
+
 def page(request: Request, template: str, who: Principal | None, http_status: int = 200,
          **context: Any) -> HTMLResponse:
     """One page in the caller's language."""
@@ -102,5 +118,5 @@ def page(request: Request, template: str, who: Principal | None, http_status: in
     t = translator(lang)
     body = environment().get_template(template).render(
         t=t, lang=lang, who=who, path=request.url.path, query=str(request.url.query),
-        age=lambda s: duration(s, t), **context)
+        age=lambda s: duration(s, t), local=local_formatter(request), **context)
     return HTMLResponse(body, status_code=http_status, headers=SECURITY_HEADERS)
