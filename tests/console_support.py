@@ -7,7 +7,7 @@ from sync_support import TEST_DIM, TEST_MODEL
 from test_hub_api import register, upload
 from test_sync_protocol import chain
 
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import accounts
 
 PASSWORD = "correct horse battery"

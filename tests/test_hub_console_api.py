@@ -15,8 +15,8 @@ import pytest
 from console_support import PASSWORD, FakeKiosk, add_user, signed_in
 from openpyxl import load_workbook
 
-from kiosk.errors import InvalidInput
-from kiosk.timeutil import iso_utc, utc_now
+from kiosk.base.errors import InvalidInput
+from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import accounts
 from sync.hub.export import PAYROLL_COLUMNS
 

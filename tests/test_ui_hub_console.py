@@ -20,8 +20,8 @@ from sync_support import hub_config_data, start_hub
 from ui_support import chromium, require_chromium
 
 from conftest import REPO
+from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.face.images import image_files
-from kiosk.timeutil import iso_utc, utc_now
 from sync.hub import branches
 from sync.hub.config import validate_hub_config
 from sync.hub.console.render import catalogue

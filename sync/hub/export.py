@@ -18,9 +18,8 @@ from sync.hub.branches import Zones, zones
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.ingest import RECORD_COLUMNS
 
-_STORED = ("id", "device_id", "branch", *(name for name in RECORD_COLUMNS if name != "id"), "author",
-           "received_utc", "chain")
-FEED_COLUMNS = ("cursor", *_STORED, "name", "corrected_ts_utc", "local_date", "local_time", "timezone")
+_STORED = ("id", "device_id", "branch", *(name for name in RECORD_COLUMNS if name != "id"), "received_utc", "chain")
+EXPORT_COLUMNS = ("cursor", *_STORED, "name", "corrected_ts_utc", "local_date", "local_time", "timezone")
 """HR's columns: the hub cursor, the punch as stored (kiosk.base.record.PUNCH_FIELDS with its device and
 branch, direction and kind, and the author of a correction), how the hub saw it, the employee's name, the
 corrected time of an unverified punch, and the local date and time in the branch's time zone."""
@@ -172,10 +171,10 @@ def punches_since(db: HubDb, cursor: int, limit: int, branch: str | None = None,
 
 
 def as_json_lines(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps({k: row.get(k) for k in FEED_COLUMNS}, ensure_ascii=False) + "\n" for row in rows)
+    return "".join(json.dumps({k: row.get(k) for k in EXPORT_COLUMNS}, ensure_ascii=False) + "\n" for row in rows)
 
 
-def as_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = FEED_COLUMNS) -> str:
+def as_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = EXPORT_COLUMNS) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()

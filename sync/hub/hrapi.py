@@ -14,7 +14,7 @@ from kiosk.base.errors import InvalidInput
 from sync.errors import Forbidden, Unauthorized
 from sync.hub import accounts, feed, hr
 from sync.hub.accounts import Principal
-from sync.hub.export import FEED_COLUMNS, PAYROLL_COLUMNS, as_csv, as_json_lines, as_xlsx
+from sync.hub.export import EXPORT_COLUMNS, PAYROLL_COLUMNS, as_csv, as_json_lines, as_xlsx
 from sync.hub.hr import HubContext
 from sync.protocol import (
     API_PREFIX,
@@ -195,7 +195,7 @@ def _punch_routes(api: APIRouter) -> None:
         rows, cursor, more = hr.punches(hub, flt, limit or hub.config.server.export_page_size)
         headers = {NEXT_CURSOR_HEADER: str(cursor), MORE_HEADER: "true" if more else "false"}
         if "text/csv" in request.headers.get("accept", ""):
-            return Response(as_csv(rows, FEED_COLUMNS), media_type="text/csv; charset=utf-8", headers=headers)
+            return Response(as_csv(rows, EXPORT_COLUMNS), media_type="text/csv; charset=utf-8", headers=headers)
         return Response(as_json_lines(rows), media_type="application/x-ndjson", headers=headers)
 
     @api.get("/punches/stream", responses={200: {"content": {"text/event-stream": {}}}})
@@ -205,7 +205,7 @@ def _punch_routes(api: APIRouter) -> None:
         """Server-sent events: one ``punch`` event (JSON, as in /punches) per new punch; resumes by Last-Event-ID."""
         flt = hr.punch_filter(who, "punches.read", branch=branch)
         flt.cursor = feed.start_cursor(hub, last_event_id, since)
-        events = feed.punch_events(hub, flt, lambda row: json.dumps({k: row.get(k) for k in FEED_COLUMNS},
+        events = feed.punch_events(hub, flt, lambda row: json.dumps({k: row.get(k) for k in EXPORT_COLUMNS},
                                                                     ensure_ascii=False), request.app.state.stop)
         return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
@@ -221,7 +221,7 @@ def _punch_routes(api: APIRouter) -> None:
     def correction(body: CorrectionIn, hub: Hub, who: Who) -> dict[str, Any]:
         """A correction: a new record of kind 'correction' at a past local time, with direction, reason and
         author (never an edit). 409 confirm_needed when another manual punch is near: resend with confirm."""
-        return {k: v for k, v in hr.add_correction(hub, who, body).items() if k in FEED_COLUMNS}
+        return {k: v for k, v in hr.add_correction(hub, who, body).items() if k in EXPORT_COLUMNS}
 
     @api.get("/attendance")
     def attendance(hub: Hub, who: Who, branch: str,

@@ -23,8 +23,8 @@ from sync.protocol import PunchBatchResponse, PunchIn, PunchResult, normal_direc
 
 log = logging.getLogger(__name__)
 
-RECORD_COLUMNS = (*PUNCH_FIELDS, *(name for name in ("direction", "kind") if name not in PUNCH_FIELDS))
-"""The kiosk's record as sent, plus direction and kind when the record itself has no such fields."""
+RECORD_COLUMNS = (*PUNCH_FIELDS, *(name for name in ("direction", "kind", "author") if name not in PUNCH_FIELDS))
+"""The kiosk's record as sent, plus direction, kind and a correction's author where the record has none."""
 PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *RECORD_COLUMNS, "received_utc", "chain")
 """The hub's punch row: where it came from, the kiosk's record as sent, and how the hub saw it."""
 INSERT_PUNCH = (f"INSERT INTO punches ({', '.join(PUNCH_COLUMNS)}) "
@@ -200,6 +200,7 @@ def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str) -> tu
     # A record without a direction or kind (an older kiosk) is a plain punch with no direction.
     values["direction"] = normal_direction(values["direction"])
     values["kind"] = values["kind"] or "punch"
+    values["author"] = values["author"] or None
     return (hub_seq, device.id, device.branch, *(values[name] for name in RECORD_COLUMNS), now, chain)
 
 

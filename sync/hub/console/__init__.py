@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from kiosk.errors import KioskError
+from kiosk.base.errors import KioskError
 from sync.hub.console import forms, pages
 from sync.hub.console.render import HERE, page
 from sync.hub.console.session import SignInNeeded, current, problem
