@@ -2,26 +2,71 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import re
+import select
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from conftest import run_kiosk
 from kiosk.config import load_config
 from kiosk.store import open_store
 
+DEMO_TIMEOUT_S = 300
 
-def test_demo_end_to_end(tmp_path: Path) -> None:
+
+def _run_on_a_terminal(args: list[str], until: str, log: Path) -> tuple[subprocess.Popen, int, str]:
+    """`python -m kiosk ARGS` with a pseudo-terminal as stdin and stdout (as `make demo` typed by a person);
+    returns the process, the terminal (the caller closes it) and what it printed up to ``until``."""
+    master, slave = pty.openpty()
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "kiosk", *args], stdin=slave, stdout=slave, stderr=err)
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + DEMO_TIMEOUT_S
+    while until.encode() not in out:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                out += os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+        if proc.poll() is not None and not ready or time.monotonic() > deadline:
+            break
+    return proc, master, out.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_demo_end_to_end_then_the_console_until_ctrl_c(tmp_path: Path) -> None:
     keep = tmp_path / "demo"
-    proc = run_kiosk("demo", "--keep", str(keep), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    proc, terminal, out = _run_on_a_terminal(["demo", "--keep", str(keep)], "press Ctrl-C", tmp_path / "demo.log")
+    try:
+        assert "press Ctrl-C" in out, out[-3000:] + (tmp_path / "demo.log").read_text()[-3000:]
+        console = re.search(r"^console: (http://127\.0\.0\.1:\d+)/  sign in as (\S+) / (\S+)$", out, re.M)
+        assert console, out[-2000:]
+        url, user, password = console.groups()
+        with httpx.Client(base_url=url, timeout=30) as hr:
+            assert hr.post("/v1/hr/session", json={"username": user, "password": password}).status_code == 200
+            at_hub = [json.loads(line) for line in hr.get("/v1/hr/punches").text.splitlines()]
+            page = hr.get("/punches")
+            assert page.status_code == 200 and all(p["employee_id"] in page.text for p in at_hub)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        os.close(terminal)
+    assert code == 0, (tmp_path / "demo.log").read_text()[-3000:]
     punched = re.findall(r"^E\d{3} .*punched .* at \d\d:\d\d", out, re.M)
     assert len(punched) >= 2
     assert re.search(r"^stranger .*not recognised - use your card", out, re.M)
     assert re.search(r"again\s+already punched at \d\d:\d\d", out)
     assert "hash chain intact" in out
     held = re.search(r"the hub holds (\d+), 0 left to send", out)
-    assert held and int(held.group(1)) == len(punched)
+    assert held and int(held.group(1)) == len(punched) == len(at_hub)
     with open_store(load_config(keep / "kiosk.toml")) as store:
         assert store.punches.count() == len(punched)
         assert all(p.method == "face" for p in store.punches.iter())

@@ -3,13 +3,19 @@
 It creates a kiosk home in a temp folder, enrols people from photos (by default the sample photos
 shipped with the bundled models), builds an image-sequence camera of walk-ups (each enrolled
 person, a stranger, a repeat inside the debounce window), runs the real daemon on it until the
-camera ends, and prints what happened.
+camera ends, and prints what happened. The punches go to a hub on 127.0.0.1 whose console (sign-in
+printed) stays up until Ctrl-C when the demo runs on a terminal.
 """
 
 from __future__ import annotations
 
+import secrets
+import signal
+import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +26,8 @@ from kiosk.config import load_config
 from kiosk.store.database import open_store
 
 DEMO_PEOPLE = 4
+CONSOLE_USER = "demo-hr"
+WAIT_POLL_S = 0.5
 WALKUP_FRAMES = 10
 GAP_FRAMES = 10
 OUTCOMES = (EventKind.PUNCHED, EventKind.ALREADY_PUNCHED, EventKind.NOT_RECOGNISED, EventKind.USE_CARD,
@@ -89,8 +97,11 @@ def _print_table(visits: list[tuple[str, str]], events: list) -> None:  # noqa: 
               "with the bundled face models).")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
               help="Build the demo kiosk in this new folder and keep it (default: a temp folder, removed).")
-def demo_command(faces: Path | None, keep: Path | None) -> None:
-    """Run the kiosk end to end on embedded defaults and print who punched and who was refused."""
+@click.option("--no-wait", is_flag=True, help="Stop the hub and exit at once, even on a terminal (for CI); "
+              "otherwise a terminal run keeps the hub's console up until Ctrl-C.")
+def demo_command(faces: Path | None, keep: Path | None, no_wait: bool) -> None:
+    """Run the kiosk end to end on embedded defaults, print who punched and who was refused, and show the
+    punches in the hub's console."""
     from kiosk.runtime.daemon import KioskDaemon
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
         home = keep or Path(tmp) / "kiosk"
@@ -117,22 +128,30 @@ def demo_command(faces: Path | None, keep: Path | None) -> None:
             report = store.punches.verify()
             punches = list(store.punches.iter())
         click.echo("")
-        _sync_to_local_hub(config_path, Path(tmp), engine.model_id)
-        click.echo(f"stored punches: {len(punches)}; hash chain {'intact' if report.ok else report.problem}; "
-                   f"clock {punches[0].clock_state if punches else '-'} (no NTP/GPS confirmation here)")
-        if code != 0:
-            raise KioskError("the demo daemon did not finish cleanly", fix="Run with --keep DIR and inspect the log.")
+        server = _sync_to_local_hub(config_path, Path(tmp), engine.model_id)
+        try:
+            click.echo(f"stored punches: {len(punches)}; hash chain {'intact' if report.ok else report.problem}; "
+                       f"clock {punches[0].clock_state if punches else '-'} (no NTP/GPS confirmation here)")
+            if code != 0:
+                raise KioskError("the demo daemon did not finish cleanly",
+                                 fix="Run with --keep DIR and inspect the log.")
+            _console_sign_in(server, config.device.branch, config.device.timezone)
+            if not no_wait and sys.stdin.isatty() and sys.stdout.isatty():
+                _wait_for_ctrl_c()
+        finally:
+            server.stop()
 
 
-def _sync_to_local_hub(config_path: Path, folder: Path, model_id: str) -> None:
-    """Register with a hub on 127.0.0.1 (SQLite), push every punch, and show what HR sees."""
+def _sync_to_local_hub(config_path: Path, folder: Path, model_id: str) -> Any:
+    """Register with a hub on 127.0.0.1 (SQLite), push every punch, and show what HR sees; returns the
+    running hub (the caller stops it)."""
     from sync.agent import Agent
     from sync.hub import devices
     from sync.hub.config import validate_hub_config
     from sync.hub.export import count_punches
     from sync.hub.server import HubThread
     hub_config = validate_hub_config({"database": {"backend": "sqlite", "sqlite_path": str(folder / "hub.db")},
-                                      "server": {"port": 0}, "faces": {"enabled": False}}, "(demo hub)", folder)
+                                      "server": {"port": 0}}, "(demo hub)", folder)
     server = HubThread(hub_config).start()
     try:
         config = load_config(config_path)
@@ -143,11 +162,37 @@ def _sync_to_local_hub(config_path: Path, folder: Path, model_id: str) -> None:
             backlog = agent.state.backlog()
             agent.close()
         at_hub = count_punches(server.db)
-    finally:
+    except BaseException:
         server.stop()
+        raise
     problems = f"; errors: {report.errors}" if report.errors else ""
     click.echo(f"sync: registered with a local hub at {server.url}; pushed {report.push.accepted} punch(es); "
                f"the hub holds {at_hub}, {backlog} left to send{problems}")
+    return server
+
+
+def _console_sign_in(server: Any, branch: str, timezone: str) -> None:
+    """An HR admin account with a fresh password, the branch's time zone, and where to sign in."""
+    from sync.hub.accounts import add_user
+    from sync.hub.branches import set_branch
+    password = secrets.token_urlsafe(12)
+    add_user(server.db, CONSOLE_USER, "hr_admin", password, [], "demo")
+    set_branch(server.db, branch, timezone, None, "demo")
+    click.echo(f"console: {server.url}/  sign in as {CONSOLE_USER} / {password}")
+
+
+def _wait_for_ctrl_c() -> None:
+    """Keep the hub up until Ctrl-C (or SIGTERM)."""
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    click.echo("the hub keeps running for the console; press Ctrl-C to stop")
+    try:
+        while not stop.wait(WAIT_POLL_S):
+            pass
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    click.echo("stopping the hub")
 
 
 def _load_engine(config):  # noqa: ANN001, ANN202
