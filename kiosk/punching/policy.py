@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from kiosk.base.errors import KioskError
 from kiosk.base.events import Event, EventBus, EventKind
 from kiosk.base.record import Punch
-from kiosk.base.timeutil import boot_id, parse_iso
+from kiosk.base.timeutil import parse_iso
 from kiosk.punching.position import Position
 from kiosk.punching.record import record_punch
 from kiosk.time.trusted import TimeReading, TrustedClock
@@ -111,7 +111,7 @@ class PunchPolicy:
         last = self.store.punches.last_for(employee_id)
         if last is None or self.cfg.debounce_s <= 0:
             return None
-        if last.boot_id == boot_id():
+        if last.boot_id == reading.boot_id:
             elapsed = (reading.mono_ns - last.mono_ns) / 1e9
         else:
             elapsed = (reading.utc - parse_iso(last.ts_utc)).total_seconds()

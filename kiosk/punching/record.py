@@ -42,7 +42,8 @@ def record_punch(store: Store, clock: TrustedClock, employee_id: str, method: st
     draft = PunchDraft(employee_id, method, reading.state, score=score,
                        lat=position.lat if position else None, lon=position.lon if position else None,
                        accuracy_m=position.accuracy_m if position else None,
-                       flags=",".join((*reading.flags, *flags)), note=note, when=reading.utc)
+                       flags=",".join((*reading.flags, *flags)), note=note, when=reading.utc,
+                       mono_ns=reading.mono_ns, boot_id=reading.boot_id)
     with store.atomic("recording the punch"):
         punch = store.punches.append(draft)
         if actor is not None:

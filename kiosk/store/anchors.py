@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kiosk.base.timeutil import boot_id
-
 if TYPE_CHECKING:
     from kiosk.store.database import Store
 
@@ -17,11 +15,11 @@ class ClockAnchors:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def add(self, mono_ns: int, true_utc: str, source: str, offset_s: float | None) -> None:
-        """Tie this boot's monotonic clock to the true time ``true_utc`` (canonical UTC text)."""
+    def add(self, boot: str, mono_ns: int, true_utc: str, source: str, offset_s: float | None) -> None:
+        """Tie boot ``boot``'s monotonic clock to the true time ``true_utc`` (canonical UTC text)."""
         with self.store.atomic("recording a clock anchor") as db:
             db.execute("INSERT INTO clock_anchors (boot_id, mono_ns, utc, source, offset_s) VALUES (?, ?, ?, ?, ?)",
-                       [boot_id(), mono_ns, true_utc, source, offset_s])
+                       [boot, mono_ns, true_utc, source, offset_s])
 
     def newest(self, limit: int) -> list[dict[str, Any]]:
         """The newest anchors (boot_id, mono_ns, utc, source), newest first."""

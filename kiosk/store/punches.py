@@ -37,6 +37,8 @@ class PunchDraft:
     flags: str = ""
     note: str = ""
     when: datetime | None = None
+    mono_ns: int | None = None  # CLOCK_MONOTONIC read with ``when`` (now, if not given)
+    boot_id: str | None = None  # the boot ``mono_ns`` belongs to (this boot, if not given)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class PunchLog:
         """Store a punch; returns only after the transaction is durably committed."""
         self._validate(draft)
         moment = draft.when or utc_now()
-        mono, boot = monotonic_ns(), boot_id()
+        mono = draft.mono_ns if draft.mono_ns is not None else monotonic_ns()
+        boot = draft.boot_id or boot_id()
         with self.store.atomic("recording the punch") as db:
             if db.execute("SELECT 1 FROM employees WHERE id = ?", [draft.employee_id]).fetchone() is None:
                 raise NotFound(f"no employee {draft.employee_id!r} on this kiosk",

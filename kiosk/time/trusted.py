@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from kiosk.base.timeutil import iso_utc
+from kiosk.base.timeutil import boot_id, iso_utc
 from kiosk.time.config import ClockConfig
 from kiosk.time.hubclock import latest_hub_clock
 from kiosk.time.ntp import kernel_ntp_synchronized
@@ -39,6 +39,7 @@ class TimeReading:
     source: str  # "ntp" | "gps" | "hub" | "none"
     offset_s: float | None  # true time minus wall time, when a source measured it
     flags: tuple[str, ...] = ()
+    boot_id: str = ""  # the boot ``mono_ns`` belongs to
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrustedClock:
     kernel_synced: Callable[[], bool | None] = kernel_ntp_synchronized
     wall: Callable[[], float] = time.time
     mono: Callable[[], int] = time.monotonic_ns
+    boot: Callable[[], str] = boot_id
     _gps: _Sample | None = None
     _hub: _Sample | None = None
     _ntp_cache: tuple[int, bool] | None = None
@@ -113,7 +115,7 @@ class TrustedClock:
                 log.info("clock is %s (source %s, offset %s s)", state, source,
                          "unknown" if offset is None else f"{offset:+.3f}")
                 self._last_state = state
-            return TimeReading(utc, mono, state, source, offset, tuple(flags))
+            return TimeReading(utc, mono, state, source, offset, tuple(flags), self.boot())
 
     def anchor_due(self, reading: TimeReading) -> bool:
         """True when a source knows the true time and no recent anchor was stored this boot."""
@@ -125,7 +127,7 @@ class TrustedClock:
     def record_anchor(self, store, reading: TimeReading) -> None:  # noqa: ANN001 - Store
         """Store (boot id, monotonic ns, true UTC) so the hub can correct unverified punches."""
         true_utc = reading.utc + timedelta(seconds=reading.offset_s or 0.0)
-        store.anchors.add(reading.mono_ns, iso_utc(true_utc), reading.source, reading.offset_s)
+        store.anchors.add(reading.boot_id, reading.mono_ns, iso_utc(true_utc), reading.source, reading.offset_s)
         self._last_anchor_mono = reading.mono_ns
 
 
