@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WAKE_RETRY_S = 1.0  # a wake-up of the push job that did not start is retried after this
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
 
@@ -154,7 +155,7 @@ class Agent:
         self._roster_lock = threading.Lock()
         self._data_version: int | None = None
         self._maybe_pending = True
-        self._push_requested = threading.Event()
+        self._woken_mono = 0.0  # when watch() last woke the push job
         self._wake: Callable[[str], None] | None = None
         self.last_tick = time.monotonic()
 
@@ -412,8 +413,10 @@ class Agent:
             if version != self._data_version:
                 self._data_version = version
                 self._maybe_pending = True
-            if (not self._maybe_pending or self._push_requested.is_set() or self._push_lock.locked()
-                    or not self.backoff.ready()):
+            # A wake-up the scheduler skipped (the push job was still running) is retried: the punch
+            # must not wait for the push interval.
+            if (not self._maybe_pending or self._push_lock.locked() or not self.backoff.ready()
+                    or time.monotonic() - self._woken_mono < WAKE_RETRY_S):
                 return
             head = self.store.punches.head_seq()
             pending = head > self.state.get_int("push_seq") and self.state.registration() is not None
@@ -423,12 +426,11 @@ class Agent:
         if not pending:
             self._maybe_pending = False
         elif self._wake is not None:
-            self._push_requested.set()
+            self._woken_mono = time.monotonic()
             self._wake("push")
 
     def scheduled_push(self) -> None:
         """The push job: on its interval, or right after watch() saw a new punch."""
-        self._push_requested.clear()
         self.guarded("push", self.push)
 
     def local(self, name: str, step: Callable[[], Any]) -> None:

@@ -163,18 +163,19 @@ def test_sync_run_pushes_a_new_punch_at_once_and_stops_on_sigterm(hub, make_kios
     import subprocess
     import sys
 
-    kiosk = make_kiosk(hub=hub, sync={"heartbeat_interval_s": 600, "push_interval_s": 600})
+    kiosk = make_kiosk(hub=hub)
     kiosk.punch("E1", 3)  # an offline backlog: pushed as soon as the agent starts
+    # The push timer is 10 minutes: a punch that arrives well before that was pushed on the store's signal.
     agent = subprocess.Popen([sys.executable, "-m", "kiosk", "sync", "run", "--config", str(kiosk.path),
-                              "--set", "sync.backoff_max_s=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+                              "--set", "sync.backoff_max_s=1", "--set", "sync.push_interval_s=600",
+                              "--set", "sync.heartbeat_interval_s=600"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len(hub.export()) == 3, timeout_s=30)
+        wait_for(lambda: len(hub.export()) == 3, timeout_s=60)
         from kiosk.store.punches import PunchDraft
         punch = kiosk.store.punches.append(PunchDraft("E1", "card", "verified"))  # as the daemon would
-        start = time.monotonic()
-        wait_for(lambda: any(p["id"] == punch.id for p in hub.export(since=3)), timeout_s=5, interval_s=0.01)
-        assert time.monotonic() - start < 5.0, "pushed on the store's signal, not the 10-minute timer"
+        wait_for(lambda: any(p["id"] == punch.id for p in hub.export(since=3)), timeout_s=120,
+                 what="the new punch at the hub before the 600 s push timer")
     finally:
         agent.send_signal(signal.SIGTERM)
         out, err = agent.communicate(timeout=30)
