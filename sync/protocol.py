@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
 
-from kiosk.base.record import CLOCK_STATES, METHODS, PUNCH_FIELDS, punch_hash
+from kiosk.base.record import CLOCK_STATES, DIRECTIONS, KINDS, METHODS, PUNCH_FIELDS, punch_hash
 from kiosk.base.timeutil import parse_iso
 
 PROTOCOL_VERSION = 1
@@ -29,8 +29,6 @@ TS_MIN, TS_MAX = "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"
 MAX_TEMPLATE_DIM = 4096
 MIN_TEMPLATE_DIM = 32
 MAX_PHOTOS = 20
-DIRECTIONS = ("IN", "OUT")
-KINDS = ("punch", "correction")
 MAX_TEMPLATES = 50
 
 EmployeeId = Annotated[str, Field(pattern=EMPLOYEE_ID, description="1-64 letters, digits, _ . -")]
@@ -120,6 +118,9 @@ PUNCH_WIRE_RULES: dict[str, tuple[Any, Any]] = {
     "note": (str, Field("", max_length=500)),
     "prev_hash": (str, Field(pattern=HEX64)),
     "hash": (str, Field(pattern=HEX64)),
+    "direction": (Literal["", *DIRECTIONS], Field("", description="IN, OUT, or empty: no direction.")),  # type: ignore[valid-type]
+    "kind": (Literal[KINDS], Field("punch", description="punch, or correction (made by hand).")),  # type: ignore[valid-type]
+    "author": (str, Field("", max_length=64, description="Who made a correction.")),
 }
 if set(PUNCH_WIRE_RULES) != set(PUNCH_FIELDS):
     raise RuntimeError(f"sync.protocol.PUNCH_WIRE_RULES and kiosk.base.record.PUNCH_FIELDS differ: "

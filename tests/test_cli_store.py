@@ -54,8 +54,11 @@ def test_employee_lifecycle(kiosk_home: Path, invoke) -> None:
 def test_export_formats(kiosk_home: Path, invoke) -> None:
     cfg = ("--config", str(kiosk_home))
     invoke("employee", "add", "E001", "--name", "Li", *cfg)
-    for note in ("a", "b", "c"):
-        invoke("punch", "--employee", "E001", "--note", note, *cfg)
+    assert invoke("punch", "--employee", "E001", "--note", "a", *cfg).exit_code == 0
+    again = invoke("punch", "--employee", "E001", "--note", "b", *cfg)  # a second one within 5 minutes: a slip?
+    assert again.exit_code == 1 and "already got a manual punch" in again.output and "--yes" in again.output
+    for note in ("b", "c"):
+        assert invoke("punch", "--employee", "E001", "--note", note, "--yes", *cfg).exit_code == 0
     jsonl = invoke("db", "export", *cfg).stdout.splitlines()
     records = [json.loads(line) for line in jsonl]
     assert [r["seq"] for r in records] == [1, 2, 3] and records[1]["prev_hash"] == records[0]["hash"]

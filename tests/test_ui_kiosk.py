@@ -171,7 +171,7 @@ def test_recognised_punch_appears_live(kiosk, page, shots: Path) -> None:  # noq
     result = page.locator("#screen-result")
     expect()(result).to_be_visible(timeout=WAIT_MS)
     expect()(result).to_have_class(re.compile("tone-ok"))
-    expect()(page.locator("#result-title")).to_have_text("Punch recorded")
+    expect()(page.locator("#result-title")).to_have_text("Clocked in")  # the first punch of the day
     expect()(page.locator("#result-name")).to_have_text("Colin Powell")
     expect()(page.locator("#result-method")).to_have_text("Face")
     note = page.locator("#result-note")
@@ -296,12 +296,24 @@ def test_manual_punch_and_health(kiosk, page, shots: Path) -> None:  # noqa: ANN
     page.fill("#punch-id", "E002")
     page.click("#punch-form button[type=submit]")  # no reason: the form asks for one
     page.fill("#punch-reason", "card left at home")
+    page.select_option("#punch-direction", "IN")
     page.click("#punch-form button[type=submit]")
-    recorded = re.compile(r"^Punch recorded for Vladimir Putin at \d\d:\d\d$")
+    recorded = re.compile(r"^Punch recorded for Vladimir Putin at Clock in \d\d:\d\d$")
     expect()(page.locator("#admin-message")).to_have_text(recorded)
+    # A second one minutes later: the screen asks before recording it (direction by the rule: OUT).
+    page.fill("#punch-id", "E002")
+    page.fill("#punch-reason", "left early, reader busy")
+    page.click("#punch-form button[type=submit]")
+    expect()(page.locator("#dialog-text")).to_contain_text("already got a manual punch")
+    page.screenshot(path=str(shots / "admin-punch-confirm.png"))
+    page.click("#dialog-ok")
+    expect()(page.locator("#admin-message")).to_have_text(
+        re.compile(r"^Punch recorded for Vladimir Putin at Clock out \d\d:\d\d$"))
     with store_of(kiosk) as store:
-        last = store.punches.last_for("E002")
-        assert last.method == "manual" and last.note == "card left at home"
+        first, last = list(store.punches.iter())[-2:]
+        assert (first.method, first.kind, first.direction, first.note) == ("manual", "correction", "IN",
+                                                                           "card left at home")
+        assert (last.kind, last.direction, last.author) == ("correction", "OUT", first.author) and last.author
     page.click(".tabs [data-tab=health]")
     health = page.locator("#health-rows")
     expect()(health).to_contain_text("Camera")
@@ -316,7 +328,7 @@ def test_card_punch_after_logout(kiosk, page) -> None:  # noqa: ANN001
     page.click("#admin-logout")
     expect()(page.locator("#admin")).to_be_hidden()
     kiosk["reader"].write(b"0087654321\r\n")
-    expect()(page.locator("#result-title")).to_have_text(re.compile("Punch recorded|Already punched"), timeout=WAIT_MS)
+    expect()(page.locator("#result-title")).to_have_text(re.compile("Clocked in|Already punched"), timeout=WAIT_MS)
     expect()(page.locator("#result-name")).to_have_text("Vladimir Putin")
     expect()(page.locator("#screen-result")).to_be_hidden(timeout=WAIT_MS)
 

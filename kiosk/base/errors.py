@@ -61,3 +61,7 @@ class ModelMismatch(KioskError):
 
 class NotRegistered(KioskError):
     """This kiosk has no hub registration yet."""
+
+
+class NeedsConfirmation(KioskError):
+    """The request is allowed, but looks like a mistake: repeat it confirmed to go ahead."""

@@ -46,6 +46,7 @@ class Event:
     name: str | None = None
     local_time: str | None = None
     method: str | None = None
+    direction: str | None = None  # IN / OUT on a punch, when the kiosk's rule gives one
     score: float | None = None
     punch_id: str | None = None
     latency_ms: float | None = None  # first frame showing the face -> durable punch

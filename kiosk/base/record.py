@@ -10,6 +10,8 @@ from typing import Any
 
 METHODS: tuple[str, ...] = ("face", "card", "card+face", "manual")
 CLOCK_STATES: tuple[str, ...] = ("verified", "unverified")
+DIRECTIONS: tuple[str, ...] = ("IN", "OUT")  # "" is no direction
+KINDS: tuple[str, ...] = ("punch", "correction")
 GENESIS_HASH = "0" * 64
 
 
@@ -33,6 +35,9 @@ class Punch:
     note: str
     prev_hash: str
     hash: str
+    direction: str = ""  # IN (上班) / OUT (下班), or "" when the kiosk does not tell
+    kind: str = "punch"  # "correction": made by hand (kiosk admin, hub HR), possibly for a past time
+    author: str = ""  # who made a correction
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,11 +51,16 @@ PUNCH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Punch))
 """The punch's columns, in order: the one list the kiosk's table, the wire model (sync.protocol.PunchIn),
 the hub's table and HR's export are built from or checked against."""
 HASHED_FIELDS = tuple(name for name in PUNCH_FIELDS if name != "hash")
+LATER_FIELDS: dict[str, Any] = {"direction": "", "kind": "punch", "author": ""}
+"""Fields added after the first release, with their defaults: a field at its default is left out of the
+hash, so punches stored (and hashed) before the field existed still verify, on the kiosk and at the hub."""
 
 
 def canonical_bytes(record: dict[str, Any]) -> bytes:
-    """The bytes the hash covers: every field but ``hash``, sorted keys, compact JSON, UTF-8."""
-    body = {name: record[name] for name in HASHED_FIELDS}
+    """The bytes the hash covers: every field but ``hash`` (later fields only when set), sorted keys,
+    compact JSON, UTF-8."""
+    body = {name: record[name] for name in HASHED_FIELDS
+            if name not in LATER_FIELDS or record.get(name, LATER_FIELDS[name]) != LATER_FIELDS[name]}
     for name in ("score", "lat", "lon", "accuracy_m"):
         value = body[name]
         if value is not None:

@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 HUB_TIME_HEADER = "X-Hub-Time"
@@ -58,3 +58,21 @@ def uuid7(moment_ms: int | None = None) -> uuid.UUID:
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
     return uuid.UUID(int=value)
+
+
+def parse_local_time(text: str, tz: tzinfo, now: datetime) -> datetime:
+    """A time typed by a person, as UTC: ``08:57`` (today, local), ``2026-11-28 08:57`` (local), or an
+    ISO instant with its zone. Raises ValueError saying which forms are understood."""
+    text = text.strip()
+    try:
+        if len(text) <= 5 and ":" in text:
+            hours, minutes = (int(part) for part in text.split(":"))
+            local = now.astimezone(tz).replace(hour=hours, minute=minutes, second=0, microsecond=0)
+        else:
+            local = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if local.tzinfo is None:
+                local = local.replace(tzinfo=tz)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use HH:MM (today), YYYY-MM-DD HH:MM (local time) "
+                         "or an ISO 8601 instant with its zone") from None
+    return local.astimezone(UTC)

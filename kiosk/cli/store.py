@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
-from kiosk.base.errors import ConfigError, InvalidInput, KioskError
+from kiosk.base.errors import ConfigError, InvalidInput, KioskError, NeedsConfirmation
 from kiosk.base.timeutil import iso_utc, parse_iso
 from kiosk.cli.util import ConfigRef, config_options, echo_json
 from kiosk.config import load_config
@@ -298,27 +299,48 @@ def employee_remove_card(card: str, cfg: ConfigRef) -> None:
 
 @click.command("punch")
 @click.option("--employee", "employee_id", required=True, help="Employee id.")
-@click.option("--method", type=click.Choice(["manual"]), default="manual", show_default=True,
-              help="Only manual punches can be made from the command line.")
 @click.option("--note", required=True, help="Why the punch is made by hand (kept with the punch).")
+@click.option("--at", "at_text", metavar="TIME",
+              help="The missed punch's time: HH:MM (today), 'YYYY-MM-DD HH:MM' (local) or an ISO instant "
+              "[default: now].")
+@click.option("--direction", type=click.Choice(["IN", "OUT", "none"], case_sensitive=False),
+              help="IN (上班) or OUT (下班) [default: by the kiosk's punch.direction rule].")
+@click.option("--yes", "confirmed", is_flag=True,
+              help="Record it even if this person got a manual punch within punch.manual_confirm_window_s.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored punch as JSON.")
 @config_options
-def punch_command(employee_id: str, method: str, note: str, as_json: bool, cfg: ConfigRef) -> None:
-    """Record an admin's manual punch (audited)."""
-    from kiosk.punching.record import record_punch
+def punch_command(employee_id: str, note: str, at_text: str | None, direction: str | None, confirmed: bool,
+                  as_json: bool, cfg: ConfigRef) -> None:
+    """Record a punch made by hand (a correction, audited): now, or for a missed time with --at.
+
+    It is a new record of kind 'correction' with its reason and author; nothing is ever edited.
+    """
+    from kiosk.base.timeutil import parse_local_time
+    from kiosk.punching.record import record_correction
     from kiosk.time.trusted import clock_for
-    if not note.strip():
-        raise InvalidInput("a manual punch needs a reason", fix="Pass --note 'forgot card', for example.")
     config = cfg.load()
+    tz = ZoneInfo(config.device.timezone)
     with open_store(config) as store:
         store.roster.require(employee_id)
-        punch = record_punch(store, clock_for(config, store), employee_id, method, note=note.strip(),
-                             actor="admin").punch
+        clock = clock_for(config, store)
+        at = None
+        if at_text:
+            try:
+                at = parse_local_time(at_text, tz, clock.now().utc)
+            except ValueError as exc:
+                raise InvalidInput(f"--at {exc}") from None
+        chosen = None if direction is None else "" if direction.lower() == "none" else direction.upper()
+        try:
+            punch = record_correction(store, clock, config.punch, tz, employee_id, note=note, actor="admin",
+                                      at=at, direction=chosen, confirmed=confirmed).punch
+        except NeedsConfirmation as exc:
+            raise NeedsConfirmation(exc.what, fix="Run it again with --yes to record another one.") from None
     if as_json:
         echo_json(punch.to_dict())
     else:
-        click.echo(f"punch {punch.seq} stored for {employee_id} at {punch.ts_utc} "
-                   f"(clock {punch.clock_state}, id {punch.id})")
+        local = parse_iso(punch.ts_utc).astimezone(tz)
+        click.echo(f"correction {punch.seq} stored for {employee_id}: {local:%Y-%m-%d %H:%M} "
+                   f"{punch.direction or 'no direction'} (clock {punch.clock_state}, id {punch.id})")
 
 
 COMMANDS = [init_command, config_group, db_group, employee_group, punch_command]

@@ -1,14 +1,24 @@
-"""Config section of the punch policy: [punch] (mode, debounce, card+face)."""
+"""Config section of the punch policy: [punch] (mode, debounce, card+face, direction, manual punches)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kiosk.base.config import StrictModel
 
 PunchMode = Literal["face", "card", "face_or_card", "card_and_face"]
+DirectionRule = Literal["auto", "windows", "none"]
+LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class DirectionWindow(StrictModel):
+    """A time of day (local, HH:MM) whose punches have one direction; a window may pass midnight."""
+
+    direction: Literal["IN", "OUT"] = Field(description="IN (上班) or OUT (下班).")
+    start: str = Field(pattern=LOCAL_TIME, description="First minute of the window, local HH:MM.")
+    end: str = Field(pattern=LOCAL_TIME, description="Last minute of the window, local HH:MM (inclusive).")
 
 
 class PunchConfig(StrictModel):
@@ -28,3 +38,21 @@ class PunchConfig(StrictModel):
     card_hint_after_attempts: int = Field(3, ge=1, le=50,
                                           description="Unrecognised walk-ups in a row before the screen "
                                           "suggests using the card.")
+    direction: DirectionRule = Field(
+        "auto", description="IN/OUT on each punch. auto: a person's first punch of the local work day is IN, "
+        "then OUT, IN...; windows: by time of day (direction_windows), none outside them; none: no direction.")
+    day_starts_at: str = Field("04:00", pattern=LOCAL_TIME,
+                               description="Local time (HH:MM) a work day starts, for direction = auto: set it "
+                               "between two shifts (night shifts: e.g. 14:00).")
+    direction_windows: list[DirectionWindow] = Field(
+        default_factory=list, max_length=16,
+        description="For direction = windows: e.g. [{direction = \"IN\", start = \"05:00\", end = \"11:59\"}].")
+    manual_confirm_window_s: float = Field(
+        300.0, ge=0, le=86_400, description="A second manual punch (correction) for the same person within this "
+        "many seconds of the last one must be confirmed (the screen asks; the CLI needs --yes). 0: never ask.")
+
+    @model_validator(mode="after")
+    def verify_windows_for_windows(self) -> PunchConfig:
+        if self.direction == "windows" and not self.direction_windows:
+            raise ValueError("direction = 'windows' needs at least one entry in direction_windows")
+        return self

@@ -13,6 +13,7 @@ from kiosk.base.errors import KioskError
 from kiosk.base.events import Event, EventBus, EventKind
 from kiosk.base.record import Punch
 from kiosk.base.timeutil import parse_iso
+from kiosk.punching.direction import direction_for
 from kiosk.punching.position import Position
 from kiosk.punching.record import record_punch
 from kiosk.time.trusted import TimeReading, TrustedClock
@@ -138,8 +139,9 @@ class PunchPolicy:
                     return self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name))
                 flags.append("outside_geofence")
         try:
+            direction = direction_for(self.cfg, self.tz, self.store, employee_id, self.clock.now().utc)
             recorded = record_punch(self.store, self.clock, employee_id, method, score=score, position=position,
-                                    flags=tuple(flags))
+                                    flags=tuple(flags), direction=direction)
         except KioskError as exc:
             log.error("punch for %s NOT recorded: %s", employee_id, exc)
             return self._emit(Event(EventKind.STORE_ERROR, employee_id=employee_id, name=name, detail=exc.what))
@@ -147,6 +149,7 @@ class PunchPolicy:
         latency_ms = (self.clock.mono() - started_ns) / 1e6 if started_ns else None
         event = self._emit(Event(EventKind.PUNCHED, employee_id=employee_id, name=name, method=method,
                                  local_time=self._local_hhmm(reading.utc), score=score, punch_id=punch.id,
+                                 direction=punch.direction or None,
                                  latency_ms=latency_ms, detail=punch.flags))
         if reading.state != "verified":
             self._emit(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))

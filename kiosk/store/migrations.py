@@ -134,11 +134,20 @@ def _m_enrolment_outbox(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX enrolment_outbox_unsent ON enrolment_outbox(sent_utc, id)")
 
 
+def _m004_punch_direction(db: sqlite_utils.Database) -> None:
+    # Direction (IN/OUT), kind (punch/correction) and a correction's author: part of the record and of
+    # its hash when set (kiosk.base.record.LATER_FIELDS), so older punches keep verifying.
+    db.execute("ALTER TABLE punches ADD COLUMN direction TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE punches ADD COLUMN kind TEXT NOT NULL DEFAULT 'punch'")
+    db.execute("ALTER TABLE punches ADD COLUMN author TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("003_clock_anchors_evidence", _m003_clock_anchors),
     ("002_sync", _m002_sync),
     ("ui_enrolment_outbox", _m_enrolment_outbox),
+    ("004_punch_direction", _m004_punch_direction),
 ]
 
 

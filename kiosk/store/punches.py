@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kiosk.base.errors import InvalidInput, NotFound
-from kiosk.base.record import CLOCK_STATES, GENESIS_HASH, METHODS, Punch, punch_hash
+from kiosk.base.record import CLOCK_STATES, DIRECTIONS, GENESIS_HASH, KINDS, METHODS, Punch, punch_hash
 from kiosk.base.timeutil import boot_id, iso_utc, monotonic_ns, parse_iso, utc_now, uuid7
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ class PunchDraft:
     flags: str = ""
     note: str = ""
     when: datetime | None = None
+    direction: str = ""
+    kind: str = "punch"
+    author: str = ""
     mono_ns: int | None = None  # CLOCK_MONOTONIC read with ``when`` (now, if not given)
     boot_id: str | None = None  # the boot ``mono_ns`` belongs to (this boot, if not given)
 
@@ -64,6 +67,10 @@ class PunchLog:
             raise InvalidInput(f"unknown punch method {draft.method!r}", fix=f"Use one of: {', '.join(METHODS)}.")
         if draft.clock_state not in CLOCK_STATES:
             raise InvalidInput(f"unknown clock state {draft.clock_state!r}")
+        if draft.direction not in ("", *DIRECTIONS):
+            raise InvalidInput(f"unknown direction {draft.direction!r}", fix="Use IN, OUT, or none.")
+        if draft.kind not in KINDS:
+            raise InvalidInput(f"unknown punch kind {draft.kind!r}")
         if len(draft.note) > NOTE_MAX_CHARS:
             raise InvalidInput(f"note is {len(draft.note)} characters; at most {NOTE_MAX_CHARS} are kept",
                                fix="Shorten the note.")
@@ -86,6 +93,7 @@ class PunchLog:
                 "mono_ns": mono, "boot_id": boot, "clock_state": draft.clock_state,
                 "score": draft.score, "lat": draft.lat, "lon": draft.lon, "accuracy_m": draft.accuracy_m,
                 "flags": draft.flags, "note": draft.note, "prev_hash": prev,
+                "direction": draft.direction, "kind": draft.kind, "author": draft.author,
             }
             record["hash"] = punch_hash(record)
             cols = ", ".join(record)
@@ -96,6 +104,19 @@ class PunchLog:
     def last_for(self, employee_id: str) -> Punch | None:
         rows = self.store.query("SELECT * FROM punches WHERE employee_id = ? ORDER BY seq DESC LIMIT 1",
                                 [employee_id])
+        return Punch.from_row(rows[0]) if rows else None
+
+    def latest_with_direction(self, employee_id: str, since_utc: str, until_utc: str) -> Punch | None:
+        """A person's latest punch with a direction between two UTC times (inclusive), by punch time."""
+        rows = self.store.query("SELECT * FROM punches WHERE employee_id = ? AND ts_utc >= ? AND ts_utc <= ? "
+                                "AND direction != '' ORDER BY ts_utc DESC, seq DESC LIMIT 1",
+                                [employee_id, since_utc, until_utc])
+        return Punch.from_row(rows[0]) if rows else None
+
+    def last_correction_for(self, employee_id: str) -> Punch | None:
+        """A person's newest correction (by when it was made)."""
+        rows = self.store.query("SELECT * FROM punches WHERE employee_id = ? AND kind = 'correction' "
+                                "ORDER BY seq DESC LIMIT 1", [employee_id])
         return Punch.from_row(rows[0]) if rows else None
 
     def head(self) -> Punch | None:

@@ -10,9 +10,10 @@ import logging
 import threading
 from zoneinfo import ZoneInfo
 
-from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.base.errors import InvalidInput, KioskError, NeedsConfirmation
 from kiosk.base.events import Event, EventKind
-from kiosk.punching.record import record_punch
+from kiosk.base.timeutil import parse_iso, parse_local_time
+from kiosk.punching.record import record_correction
 from kiosk.store.punches import NOTE_MAX_CHARS
 from kiosk.store.roster import normalise_card
 from kiosk.ui.auth import ACTOR
@@ -76,26 +77,39 @@ def remove_card(store, employee_id: str, card: str) -> dict:  # noqa: ANN001
     return {"employee_id": employee_id, "card": card}
 
 
-def manual_punch(daemon, employee_id: str, reason: str) -> dict:  # noqa: ANN001 - KioskDaemon
-    """An admin's punch for someone, with the reason kept in the punch and the audit log."""
+def manual_punch(daemon, employee_id: str, reason: str, at_text: str = "", direction: str = "",  # noqa: ANN001
+                 confirmed: bool = False) -> dict:
+    """An admin's punch for someone (a correction): now or for a missed time today or before, with a
+    direction (else the kiosk's rule) and a reason kept in the punch and the audit log."""
     reason = (reason or "").strip()
     if not reason:
         raise UiError("reason_required")
     if len(reason) > NOTE_MAX_CHARS:
         raise UiError("reason_too_long", limit=NOTE_MAX_CHARS)
+    if direction not in ("", "auto", "IN", "OUT", "none"):
+        raise UiError("bad_request")
     employee = require_employee(daemon.store, employee_id)
+    tz = ZoneInfo(daemon.config.device.timezone)
     try:
-        recorded = record_punch(daemon.store, daemon.clock, employee_id, "manual", note=reason, actor=ACTOR)
+        at = parse_local_time(at_text, tz, daemon.clock.now().utc) if at_text.strip() else None
+    except ValueError:
+        raise UiError("bad_time", time=at_text) from None
+    chosen = None if direction in ("", "auto") else "" if direction == "none" else direction
+    try:
+        recorded = record_correction(daemon.store, daemon.clock, daemon.config.punch, tz, employee_id, note=reason,
+                                     actor=ACTOR, at=at, direction=chosen, confirmed=confirmed)
+    except NeedsConfirmation as exc:
+        raise UiError("confirm_needed", status=409, detail=exc.what) from None
     except KioskError as exc:
         raise from_kiosk_error(exc) from None
     punch, reading = recorded.punch, recorded.reading
-    local = reading.utc.astimezone(ZoneInfo(daemon.config.device.timezone)).strftime("%H:%M")
+    local = parse_iso(punch.ts_utc).astimezone(tz).strftime("%H:%M")
     daemon.bus.publish(Event(EventKind.PUNCHED, employee_id=employee_id, name=employee.name, local_time=local,
-                             method="manual", punch_id=punch.id))
+                             method="manual", punch_id=punch.id, direction=punch.direction or None))
     if reading.state != "verified":
         daemon.bus.publish(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
     return {"employee_id": employee_id, "name": employee.name, "punch_id": punch.id, "local_time": local,
-            "clock_state": reading.state}
+            "direction": punch.direction, "kind": punch.kind, "clock_state": reading.state}
 
 
 def health(daemon) -> dict:  # noqa: ANN001 - KioskDaemon

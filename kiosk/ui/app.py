@@ -209,7 +209,8 @@ def admin_routes(service: UiService) -> list:
     async def punch(request: Request) -> Response:
         data = await body_of(request)
         return JSONResponse(await run_in_threadpool(admin.manual_punch, daemon, text(data, "employee_id", 64),
-                                                    text(data, "reason", 1000)))
+                                                    text(data, "reason", 1000), text(data, "time", 40),
+                                                    text(data, "direction", 8), data.get("confirm") is True))
 
     async def health(_: Request) -> Response:
         return JSONResponse(await run_in_threadpool(admin.health, daemon))

@@ -379,10 +379,18 @@ const Admin = {
   },
 
   async punch() {
-    const body = { employee_id: $("punch-id").value.trim(), reason: $("punch-reason").value.trim() };
-    const answer = await this.api("POST", "/api/admin/punch", body);
+    const body = { employee_id: $("punch-id").value.trim(), reason: $("punch-reason").value.trim(),
+                   time: $("punch-time").value, direction: $("punch-direction").value };
+    let answer = await this.api("POST", "/api/admin/punch", body);
+    if (!answer.ok && answer.data.error === "confirm_needed") {
+      // A second manual punch for the same person within minutes: say so, record only if confirmed.
+      const choice = await this.ask(this.refusal(answer.data), false, "punch.record_another");
+      if (!choice.ok) return;
+      answer = await this.api("POST", "/api/admin/punch", { ...body, confirm: true });
+    }
     if (answer.ok) {
-      this.say(I18n.t("punch.recorded", { name: answer.data.name, time: answer.data.local_time }), true);
+      const direction = answer.data.direction ? I18n.t("direction." + answer.data.direction) + " " : "";
+      this.say(I18n.t("punch.recorded", { name: answer.data.name, time: direction + answer.data.local_time }), true);
       $("punch-form").reset();
     } else {
       this.say(this.refusal(answer.data));

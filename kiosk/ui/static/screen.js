@@ -167,7 +167,9 @@ const Screen = {
     const event = this.shown.event;
     const view = RESULTS[event.kind];
     box.className = "screen result tone-" + view.tone;
-    $("result-title").textContent = I18n.t(view.title, { time: event.local_time || "", name: event.name || "" });
+    // A punch with a direction says which: "上班打卡成功" / "Clocked in".
+    const title = event.kind === "punched" && event.direction ? "result.punched_" + event.direction : view.title;
+    $("result-title").textContent = I18n.t(title, { time: event.local_time || "", name: event.name || "" });
     $("result-name").textContent = view.name ? (event.name || event.employee_id || "") : "";
     $("result-time").textContent = view.time ? (event.local_time || "") : "";
     $("result-method").textContent = view.method && event.method ? I18n.t("method." + event.method) : "";
