@@ -190,16 +190,17 @@ def test_running_agent_delivers_each_new_punch_within_seconds(hub, make_kiosk) -
         for _ in range(5):
             punch = daemon_store.punches.append(PunchDraft("E1", "card", "verified"))
             start = time.monotonic()
-            wait_for(lambda p=punch: any(r["id"] == p.id for r in hub.export(since=len(delays))), timeout_s=5)
+            wait_for(lambda p=punch: any(r["id"] == p.id for r in hub.export(since=len(delays))), timeout_s=120,
+                     what="the punch at the hub before the 600 s push timer")
             delays.append(time.monotonic() - start)
     finally:
         stop.set()
         runner.join(timeout=20)
         daemon_store.close()
     assert not runner.is_alive()
-    # The periodic push is 10 minutes away: only the watch on the store can deliver this fast. The
-    # figure itself (p50 ~0.3 s here) is measured by `kiosk bench hub`; the bound leaves room for a busy CI.
-    assert max(delays) < 5.0, delays
+    # The periodic push is 10 minutes away: only the watch on the store delivers within two minutes, even
+    # on a machine busy enough to stretch seconds. The figure itself (p50 ~0.3 s) is `kiosk bench hub`'s.
+    assert max(delays) < 120.0, delays
     print(f"punch-to-hub delays: median {statistics.median(delays):.3f} s, max {max(delays):.3f} s")
 
 
