@@ -10,7 +10,7 @@ SYSTEM_SITE_PACKAGES ?= 0
 VENV_FLAGS := $(if $(filter 1,$(SYSTEM_SITE_PACKAGES)),--system-site-packages,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test imports bench lint clean
+.PHONY: venv demo test imports mutate bench lint clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ test: venv imports
 imports: venv
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/import-cycles.py
+
+# Mutation testing of the punch/HR-decision core (setup.cfg [mutmut]); about an hour on 2 cores, so it is
+# run by hand or nightly, not by `make test`. `scripts/mutate.py --sample 20` draws a bounded sample.
+mutate: venv
+	$(BIN)/python scripts/mutate.py
 
 bench: venv
 	$(BIN)/kiosk bench store
