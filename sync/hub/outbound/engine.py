@@ -16,7 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import groupby
 from typing import Any, Protocol
 
 from kiosk.base.timeutil import iso_utc, utc_now
@@ -118,8 +117,10 @@ class DeliveryEngine:
         if not claimed:
             return report
         subs = queue.subscriptions(self.db, include_removed=True)
-        groups = [list(g) for _, g in groupby(claimed, key=lambda c: (c.subscription_id, c.order_key))]
-        groups.sort(key=lambda g: g[0].delivery_id)
+        by_queue: dict[tuple[str, str], list[Claimed]] = {}
+        for item in claimed:  # in id order, so each queue's list is in order too
+            by_queue.setdefault((item.subscription_id, item.order_key), []).append(item)
+        groups = list(by_queue.values())
         results = list(self._pool.map(
             lambda g: self._deliver_group(subs.get(g[0].subscription_id), g, claimed_at), groups))
         delivered: dict[str, list[dict[str, Any]]] = {}
