@@ -104,3 +104,17 @@ class WebhookSender:
 
     def close(self) -> None:
         self.client.close()
+
+
+def send_test(sub: Any, timeout_s: float) -> tuple[Outcome, float]:
+    """POST a signed ``attendance.webhook.test`` event now (not queued); returns the outcome and seconds taken."""
+    from sync.hub.outbound.events import TEST_EVENT, Event
+    event = Event(TEST_EVENT, "test", {"subscription_id": sub.id, "note": "a test from `kiosk hub webhook test`"})
+    row = {"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
+           "time_utc": event.time_utc, "data": event.data}
+    sender = WebhookSender(timeout_s)
+    start = time.monotonic()
+    try:
+        return sender.deliver(sub, row), time.monotonic() - start
+    finally:
+        sender.close()
