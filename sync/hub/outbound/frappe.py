@@ -129,6 +129,9 @@ def checkin_outcome(resp: httpx.Response, employee_id: str, field: str) -> Outco
     if resp.status_code == 200:
         return DELIVERED
     message = frappe_message(resp)
+    if "Failed to get method" in message or resp.status_code == 404:
+        return Outcome("retry", "HRMS has no add_log_based_on_employee_field at this path: check "
+                       "connectors.frappe.method_prefix (hrms for v14+, erpnext for v13)")
     if resp.status_code == 417 or exc_type(resp).endswith("ValidationError") or "Inactive" in exc_type(resp):
         if DUPLICATE in message:
             return DELIVERED  # Frappe keeps one log per employee, time and log type: ours is there
@@ -140,9 +143,6 @@ def checkin_outcome(resp: httpx.Response, employee_id: str, field: str) -> Outco
     if resp.status_code in (401, 403):
         return Outcome("retry", f"HRMS refused the API key (HTTP {resp.status_code}): {message}; check the "
                        "connector's token and the API user's roles")
-    if resp.status_code == 404:
-        return Outcome("retry", "HRMS has no add_log_based_on_employee_field at this path: check "
-                       "connectors.frappe.method_prefix (hrms for v14+, erpnext for v13)")
     return Outcome("retry", f"HTTP {resp.status_code}: {message}", retry_after(resp))
 
 
