@@ -143,20 +143,23 @@ class DeliveryEngine:
 
     def _deliver_group(self, sub: Subscription | None, group: list[Claimed],
                        claimed_at: datetime) -> tuple[RoundReport, list[Claimed]]:
-        """One employee's events to one subscriber, in order; stops at the first failure (order is kept)."""
-        report, done = RoundReport(), []
+        """One employee's events to one subscriber, in order; stops at the first failure (order is kept).
+        Successes are committed together, before anything else about the group is written."""
+        report, done, unrecorded = RoundReport(), [], []
         for index, item in enumerate(group):
             # A lease must not run out while we still send on it: give the rest back in time.
             lease_left = self.config.lease_s - (self.clock() - claimed_at).total_seconds()
             if lease_left < self.config.timeout_s + 1:
+                self._flush(unrecorded)
                 queue.release(self.db, group[index:], self.holder)
                 break
             outcome = self._attempt(sub, item)
             if outcome.kind == "delivered":
-                queue.mark_delivered(self.db, item, self.holder, self.clock())
                 report.delivered += 1
                 done.append(item)
+                unrecorded.append(item)
                 continue
+            self._flush(unrecorded)
             status = self._record_failure(item, outcome)
             report.errors.append(outcome.error)
             if status == "parked":
@@ -165,7 +168,12 @@ class DeliveryEngine:
             report.retried += 1
             queue.release(self.db, group[index + 1:], self.holder)
             break
+        self._flush(unrecorded)
         return report, done
+
+    def _flush(self, delivered: list[Claimed]) -> None:
+        queue.mark_delivered(self.db, delivered, self.holder, self.clock())
+        delivered.clear()
 
     def _attempt(self, sub: Subscription | None, item: Claimed) -> Outcome:
         if sub is None:

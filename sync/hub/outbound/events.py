@@ -96,15 +96,18 @@ def emit(tx: Tx, events: Sequence[Event]) -> int:
 def punch_events(tx: Tx, punches: Sequence[dict[str, Any]]) -> list[Event]:
     """``punch.created`` for each new punch (hub order), plus ``employee.first_punch`` for an employee's
     first punch ever at this hub — recorded in ``first_punches`` so it is emitted once, whatever races."""
+    where, params = tx.in_list("employee_id", sorted({p["employee_id"] for p in punches}))
+    known = {r["employee_id"] for r in tx.rows(f"SELECT employee_id FROM first_punches WHERE {where}", params)}
     events: list[Event] = []
     for punch in punches:
         source = device_source(punch["device_id"])
         events.append(Event(PUNCH_CREATED, punch["employee_id"], punch, source, id=punch["id"],
                             time_utc=punch["ts_utc"]))
-        first = tx.run("INSERT INTO first_punches (employee_id, punch_id, hub_seq) VALUES (?, ?, ?) "
-                       "ON CONFLICT (employee_id) DO NOTHING",
-                       [punch["employee_id"], punch["id"], punch["hub_seq"]])
-        if first:
+        if punch["employee_id"] in known:
+            continue
+        known.add(punch["employee_id"])
+        if tx.run("INSERT INTO first_punches (employee_id, punch_id, hub_seq) VALUES (?, ?, ?) "
+                  "ON CONFLICT (employee_id) DO NOTHING", [punch["employee_id"], punch["id"], punch["hub_seq"]]):
             data = {"employee_id": punch["employee_id"], "punch_id": punch["id"], "ts_utc": punch["ts_utc"],
                     "device_id": punch["device_id"], "branch": punch["branch"], "method": punch["method"]}
             events.append(Event(FIRST_PUNCH, punch["employee_id"], data, source, time_utc=punch["ts_utc"]))

@@ -164,11 +164,15 @@ def _error(text: str) -> str:
     return " ".join(text.split())[:ERROR_MAX_CHARS]
 
 
-def mark_delivered(db: HubDb, item: Claimed, holder: str, now: datetime) -> None:
+def mark_delivered(db: HubDb, items: list[Claimed], holder: str, now: datetime) -> None:
+    """Record deliveries in one commit (a worker killed before it only causes resends, which receivers drop)."""
+    if not items:
+        return
     with db.transaction() as tx:
+        where, params = tx.in_list("id", [i.delivery_id for i in items])
         tx.run("UPDATE outbound_deliveries SET status = 'delivered', attempts = attempts + 1, done_utc = ?, "
-               "last_error = '', lease_utc = NULL, lease_holder = NULL WHERE id = ? AND lease_holder = ?",
-               [iso_utc(now), item.delivery_id, holder])
+               f"last_error = '', lease_utc = NULL, lease_holder = NULL WHERE {where} AND lease_holder = ?",
+               [iso_utc(now), *params, holder])
 
 
 def mark_failed(db: HubDb, item: Claimed, holder: str, now: datetime, error: str, retry_at: datetime | None) -> str:
