@@ -188,3 +188,23 @@ def test_employees_flow_from_the_hrms_to_the_hub(site, make_hub, face_engine, fa
     poll.run(clock())
     assert not people.get_employee(hub.db, "E11").active, "relieving date passed: terminated"
     assert any(call.startswith("GET /api/resource/Employee") for call in site.calls)
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_connector_settings_mistakes_are_named(hub_backend, tmp_path, invoke, monkeypatch) -> None:
+    monkeypatch.delenv("KIOSK_HUB_FRAPPE_TOKEN", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = tmp_path / "hub.toml"
+    config.write_text('[server]\nport = 0\n[connectors.frappe]\nenabled = true\nurl = "http://127.0.0.1:9"\n')
+    refused = invoke("hub", "serve", "--config", str(config))
+    assert refused.exit_code == 1 and "no API key and secret" in refused.output and "token_file" in refused.output
+    config.write_text('[connectors.frappe]\nenabled = true\ntime_zone = "Mars/Base"\napi_key = "k"\n')
+    bad = invoke("hub", "migrate", "--config", str(config))
+    assert bad.exit_code == 1
+    for problem in ("connectors.frappe.time_zone", "connectors.frappe.api_key", "unknown key"):
+        assert problem in bad.output
+    (tmp_path / "frappe.token").write_text("only-a-key\n")
+    config.write_text('[server]\nport = 0\n[connectors.frappe]\nenabled = true\nurl = "http://127.0.0.1:9"\n'
+                      'token_file = "frappe.token"\n')
+    malformed = invoke("hub", "serve", "--config", str(config))
+    assert malformed.exit_code == 1 and "does not hold 'API_KEY:API_SECRET'" in malformed.output

@@ -32,6 +32,7 @@ Clock = Callable[[], datetime]
 OFFLINE_CHECK_EVERY_S = 10.0
 PURGE_EVERY_S = 3600.0
 STOP_TIMEOUT_S = 30.0
+ERROR_PAUSE_S = 5.0
 
 
 class Sender(Protocol):
@@ -220,7 +221,8 @@ class DeliveryEngine:
             try:
                 busy = self.run_once().attempted > 0
             except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable; try again
-                log.exception("outbound delivery round failed; retrying")
+                log.exception("outbound delivery round failed; retrying in %.0f s", ERROR_PAUSE_S)
+                self._stop.wait(ERROR_PAUSE_S)
             if not busy:
                 self._wake.wait(self.config.poll_interval_s)
                 self._wake.clear()
