@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,8 +15,8 @@ from typing import Any
 import httpx
 
 from conftest import REPO
-from kiosk.punchrecord import GENESIS_HASH, punch_hash
-from kiosk.timeutil import iso_utc, utc_now, uuid7
+from kiosk.base.record import GENESIS_HASH, punch_hash
+from kiosk.base.timeutil import iso_utc, utc_now, uuid7
 
 
 def documented_verifier() -> Callable[..., None]:
@@ -160,16 +159,6 @@ def upload(device: httpx.Client, records: list[dict]) -> dict:
     resp = device.post("/v1/device/punches", json={"punches": records})
     assert resp.status_code == 200, resp.text
     return resp.json()
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def statuses(db: Any) -> dict[str, int]:

@@ -22,14 +22,14 @@ import pytest
 from outbound_support import FakeClock, punches, register, upload
 from sync_support import TEST_MODEL, hub_config_data, start_hub
 
+from kiosk.base.record import punch_hash
+from kiosk.base.timeutil import iso_utc, parse_iso
 from kiosk.face.images import image_files
-from kiosk.punchrecord import punch_hash
-from kiosk.timeutil import iso_utc, parse_iso
+from kiosk.tools.frappe_standin import FrappeSite, FrappeStandIn
 from sync.hub import people
 from sync.hub.config import validate_hub_config
 from sync.hub.faces import EngineTemplateMaker, NoTemplateMaker
 from sync.hub.outbound import frappe, queue
-from sync.hub.outbound.frappe_standin import FrappeSite, FrappeStandIn
 from sync.hub.outbound.service import build_engine
 
 ZONE = "Asia/Shanghai"

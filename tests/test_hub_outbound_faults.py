@@ -7,14 +7,15 @@ import json
 import threading
 
 import pytest
-from outbound_support import Receiver, punches, register, upload, wait_until
+from outbound_support import Receiver, punches, register, upload
 from sync_support import hub_config_data
 from test_hub_faults import write_hub_toml
+from waiting import wait_for
 
+from kiosk.tools.localhub import HubProcess
 from sync.hub import devices
 from sync.hub.config import load_hub_config
-from sync.hub.localhub import HubProcess
-from sync.hub.store import hub_db
+from sync.hub.db import hub_db
 
 FAST_RETRIES = {"timeout_s": 2.0, "lease_s": 4.0, "backoff_initial_s": 0.2, "backoff_max_s": 1.0,
                 "poll_interval_s": 0.05}
@@ -64,10 +65,10 @@ def test_operator_cli_and_a_hub_killed_mid_delivery(hub_backend, tmp_path, reque
         device = register(hub.url, code_for(config))
         records = punches([f"E{i % 6}" for i in range(60)])
         upload(device, records)
-        wait_until(lambda: len(receiver.accepted) >= 10, timeout_s=60)
+        wait_for(lambda: len(receiver.accepted) >= 10, timeout_s=60)
         hub.kill()  # SIGKILL while deliveries are in flight
         hub.start()
-        wait_until(lambda: len(receiver.accepted) == 66, timeout_s=120)
+        wait_for(lambda: len(receiver.accepted) == 66, timeout_s=120)
     finally:
         hub.stop()
         receiver.stop()
@@ -110,7 +111,7 @@ def test_two_hub_workers_share_one_queue(hub_backend, tmp_path, request, invoke)
                 thread.start()
             for thread in threads:
                 thread.join(timeout=120)
-            wait_until(lambda: len(receiver.accepted) == 600, timeout_s=120)
+            wait_for(lambda: len(receiver.accepted) == 600, timeout_s=120)
     finally:
         receiver.stop()
     assert receiver.duplicates == [], "SKIP LOCKED: no record is sent by both workers"

@@ -509,17 +509,3 @@ def hub_outbox_skip(record_ids: tuple[int, ...], all_parked: bool, subscription:
     click.echo(f"{changed} record(s) skipped")
 
 
-
-@hub_group.command("bench-deliveries")
-@click.option("--events", default=5000, show_default=True, help="Punches (webhook deliveries) per run.")
-@click.option("--employees", default=200, show_default=True, help="Distinct employees among them (order is kept "
-              "per employee, so one employee's events go one at a time).")
-@click.option("--latency-punches", default=15, show_default=True, type=click.IntRange(1, 1000),
-              help="Punches timed from kiosk to Employee Checkin per run.")
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 20), help="Runs of each part.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def hub_bench_deliveries(events: int, employees: int, latency_punches: int, repeats: int, as_json: bool) -> None:
-    """Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency (Frappe stand-in);
-    needs no config: a throwaway SQLite hub in a temp folder."""
-    from sync.hub.outbound.bench import run, show
-    show(run(events, employees, latency_punches, repeats), as_json)

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import devices
+from sync.hub.db.base import HubDb
 from sync.hub.outbound import queue
 from sync.hub.outbound.config import OutboundConfig
 from sync.hub.outbound.queue import Claimed, Subscription
 from sync.hub.outbound.webhooks import Outcome, WebhookSender
-from sync.hub.db.base import HubDb
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ import httpx
 from kiosk.base.errors import Conflict, KioskError, NotFound
 from kiosk.base.timeutil import parse_iso
 from sync.hub import export, people
+from sync.hub.db.base import HubDb
 from sync.hub.faces import TemplateMaker
 from sync.hub.outbound import queue
 from sync.hub.outbound.config import FrappeConfig
 from sync.hub.outbound.events import PUNCH_CREATED
 from sync.hub.outbound.queue import Subscription
 from sync.hub.outbound.webhooks import DELIVERED, Outcome, retry_after, transport_error
-from sync.hub.db.base import HubDb
 from sync.protocol import EMPLOYEE_ID, EmployeeIn, EmployeePatch
 
 log = logging.getLogger(__name__)

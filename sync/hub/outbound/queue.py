@@ -18,8 +18,8 @@ from typing import Any
 
 from kiosk.base.errors import InvalidInput, NotFound
 from kiosk.base.timeutil import iso_utc, utc_now
-from sync.hub.outbound.events import EVENT_TYPES
 from sync.hub.db.base import HubDb, Tx
+from sync.hub.outbound.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 

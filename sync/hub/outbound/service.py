@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 from sync.hub.config import HubConfig
+from sync.hub.db.base import HubDb
 from sync.hub.faces import TemplateMaker
 from sync.hub.outbound.engine import Clock, DeliveryEngine, Job, Sender
 from sync.hub.outbound.webhooks import WebhookSender
-from sync.hub.db.base import HubDb
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`kiosk hub bench-deliveries`: webhook deliveries/s to a local receiver and punch -> Employee Checkin latency.
+"""`kiosk bench deliveries`: webhook deliveries/s to a local receiver and punch -> Employee Checkin latency.
 
 Everything real and local: the hub is a `kiosk hub serve` child process (its own delivery worker),
 the receiver verifies every signature, the HRMS is the Frappe stand-in, and the latency punches are
@@ -22,9 +22,9 @@ from typing import Any
 
 import click
 
-from kiosk.cliutil import echo_json
-from sync.bench import _fill_store, _ingest, _kiosk_home, _open, _register, _synthetic_batches
-from sync.hub.outbound.frappe_standin import FrappeSite, FrappeStandIn
+from kiosk.cli.util import echo_json
+from kiosk.tools.bench_hub import _fill_store, _ingest, _kiosk_home, _open, _register, _synthetic_batches
+from kiosk.tools.frappe_standin import FrappeSite, FrappeStandIn
 from sync.hub.outbound.webhooks import signature
 
 WAIT_LIMIT_S = 600.0
@@ -90,13 +90,13 @@ def _hub_toml(folder: Path, frappe_url: str | None) -> Path:
 def _hub_admin(config: Path) -> Any:
     """The hub's database, migrated, for setting things up before and beside the hub process."""
     from sync.hub.config import load_hub_config
-    from sync.hub.store import hub_db
+    from sync.hub.db import hub_db
     return hub_db(load_hub_config(config).database, migrate=True)
 
 
 @contextlib.contextmanager
 def _hub(folder: Path, frappe_url: str | None = None) -> Iterator[tuple[Any, Path]]:
-    from sync.hub.localhub import HubProcess
+    from kiosk.tools.localhub import HubProcess
     config = _hub_toml(folder, frappe_url)
     with _hub_admin(config):
         pass  # migrate before anything is added
@@ -213,3 +213,17 @@ def show(result: dict[str, Any], as_json: bool) -> None:
                f"{latency_punches} punches per run: p50 {p50['min']} / {p50['median']} / {p50['max']} s "
                f"(min/median/max of runs); p95 {result['checkin_latency_p95_s']} s, max "
                f"{result['checkin_latency_max_s']} s")
+
+
+@click.command("deliveries")
+@click.option("--events", default=5000, show_default=True, help="Punches (webhook deliveries) per run.")
+@click.option("--employees", default=200, show_default=True, help="Distinct employees among them (order is kept "
+              "per employee, so one employee's events go one at a time).")
+@click.option("--latency-punches", default=15, show_default=True, type=click.IntRange(1, 1000),
+              help="Punches timed from kiosk to Employee Checkin per run.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 20), help="Runs of each part.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_deliveries(events: int, employees: int, latency_punches: int, repeats: int, as_json: bool) -> None:
+    """Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency (Frappe stand-in);
+    a throwaway SQLite hub in a temp folder, no config needed."""
+    show(run(events, employees, latency_punches, repeats), as_json)
