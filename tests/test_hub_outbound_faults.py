@@ -119,3 +119,13 @@ def test_two_hub_workers_share_one_queue(hub_backend, tmp_path, request, invoke)
     for event in receiver.accepted:
         got.setdefault(event["subject"], []).append(event["id"])
     assert got == expected_events(sent)
+
+
+def test_bench_deliveries_reports_every_figure() -> None:
+    from conftest import run_kiosk
+    proc = run_kiosk("bench", "deliveries", "--events", "60", "--employees", "6", "--latency-punches", "2",
+                     "--repeats", "1", "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["deliveries_per_s"]["median"] > 0 and result["latency_samples"] == 2
+    assert result["checkin_latency_p50_s"]["median"] > 0 and len(result["load_avg_before"]) == 3
