@@ -127,5 +127,7 @@ def test_bench_deliveries_reports_every_figure() -> None:
                      "--repeats", "1", "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
-    assert result["deliveries_per_s"]["median"] > 0 and result["latency_samples"] == 2
+    # A punch the agent holds back (e.g. in backoff on a loaded machine) is counted as missed, not waited for.
+    assert result["deliveries_per_s"]["median"] > 0 and result["latency_samples"] + result["latency_missed"] == 2
+    assert result["latency_samples"] >= 1
     assert result["checkin_latency_p50_s"]["median"] > 0 and len(result["load_avg_before"]) == 3

@@ -159,6 +159,10 @@ def checkin_latency_run(folder: Path, punches: int) -> list[float | None]:
             code = devices.create_code(db, "B001", 1)["code"]
         home = _kiosk_home(folder, "latency", hub.url, 500)
         _fill_store(home, 0)
+        with _open(home) as store:  # the roster is ready before the clock starts
+            for i in range(punches):
+                if store.roster.get(f"E{i}") is None:
+                    store.roster.add(f"E{i}", "Bench Person")
         _register(home, hub.url, code)
         agent_log = (folder / "agent.log").open("wb")
         agent = subprocess.Popen([sys.executable, "-m", "kiosk", "sync", "run", "--config", str(home)],
@@ -168,8 +172,6 @@ def checkin_latency_run(folder: Path, punches: int) -> list[float | None]:
             time.sleep(3.0)  # the agent process starts and registers its watch job
             with _open(home) as store:
                 for i in range(punches):  # one employee each: Frappe keeps one log per employee and second
-                    if store.roster.get(f"E{i}") is None:
-                        store.roster.add(f"E{i}", "Bench Person")
                     start = time.monotonic()
                     store.punches.append(PunchDraft(f"E{i}", "card", "verified"))
                     done = len(site.checkins)
