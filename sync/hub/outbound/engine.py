@@ -87,6 +87,7 @@ class DeliveryEngine:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._turns: dict[str, datetime] = {}
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="outbound-send")
 
     # -- one round ---------------------------------------------------------------------
@@ -96,15 +97,22 @@ class DeliveryEngine:
         self.housekeep()
         return self.deliver_due()
 
+    def _my_turn(self, name: str, now: datetime, every_s: float) -> bool:
+        """Whether this worker runs job ``name`` now; asks the database only when a turn may be due."""
+        if self._turns.get(name, now) > now:
+            return False
+        self._turns[name] = now + timedelta(seconds=every_s)
+        return queue.take_turn(self.db, name, self.holder, now, every_s)
+
     def housekeep(self) -> None:
         now = self.clock()
-        if queue.take_turn(self.db, "device-offline", self.holder, now, OFFLINE_CHECK_EVERY_S):
+        if self._my_turn("device-offline", now, OFFLINE_CHECK_EVERY_S):
             silent = now - timedelta(seconds=self.config.device_offline_after_s)
             devices.mark_offline(self.db, iso_utc(now), iso_utc(silent))
-        if queue.take_turn(self.db, "purge", self.holder, now, PURGE_EVERY_S):
+        if self._my_turn("purge", now, PURGE_EVERY_S):
             queue.purge(self.db, now - timedelta(days=self.config.keep_delivered_days))
         for job in self.jobs:
-            if queue.take_turn(self.db, job.name, self.holder, now, job.every_s):
+            if self._my_turn(job.name, now, job.every_s):
                 try:
                     job.run(now)
                 except Exception:  # noqa: BLE001 - a failing job must not stop deliveries
@@ -112,6 +120,8 @@ class DeliveryEngine:
 
     def deliver_due(self) -> RoundReport:
         claimed_at = self.clock()
+        if not queue.anything_due(self.db, claimed_at):
+            return RoundReport()
         claimed = queue.claim(self.db, claimed_at, self.config.lease_s, self.holder, self.config.batch_size,
                               self.config.per_key_batch)
         report = RoundReport()

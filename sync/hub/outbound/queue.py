@@ -131,6 +131,14 @@ def rotate_secret(db: HubDb, sub_id: str, drop_old: bool = False) -> str | None:
 # -- claiming and outcomes --------------------------------------------------------------------
 
 
+def anything_due(db: HubDb, now: datetime) -> bool:
+    """A read-only look first, so an idle worker takes no write lock."""
+    at = iso_utc(now)
+    with db.transaction(write=False) as tx:
+        return tx.row("SELECT 1 AS x FROM outbound_deliveries WHERE status = 'pending' AND next_attempt_utc <= ? "
+                      "AND (lease_utc IS NULL OR lease_utc < ?) LIMIT 1", [at, at]) is not None
+
+
 def claim(db: HubDb, now: datetime, lease_s: float, holder: str, heads: int, per_key: int) -> list[Claimed]:
     """Lease the heads of up to ``heads`` due queues and up to ``per_key`` rows of each, in queue order."""
     at, until = iso_utc(now), iso_utc(now + timedelta(seconds=lease_s))
