@@ -287,4 +287,4 @@ def test_since_time_filters_the_pull_feed(quiet_hub) -> None:
     assert resp.status_code == 200
     assert [line.split('"employee_id": "')[1][:2] for line in resp.text.splitlines()] == ["E2", "E3"]
     bad = quiet_hub.hr.get("/v1/hr/punches", params={"since_time": "yesterday"})
-    assert bad.status_code == 422 and "since_time" in bad.json()["error"]["message"]
+    assert bad.status_code == 422 and "neither a date nor an ISO time" in bad.json()["error"]["message"]

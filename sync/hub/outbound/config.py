@@ -71,6 +71,8 @@ class FrappeConfig(StrictModel):
     branch_map: dict[str, str] = Field(default_factory=dict, description="HRMS Branch -> hub branch code; "
                                        "employees of unmapped branches are left alone.")
     push_punches: bool = Field(True, description="Send every punch as an Employee Checkin.")
+    skip_auto_attendance_for_corrections: bool = Field(False, description="Send HR's corrections (made at the "
+                                                       "hub) with skip_auto_attendance = 1.")
     pull_employees: bool = Field(True, description="Poll Employees: new hires with a photo, leavers.")
     employee_poll_interval_s: float = Field(60.0, ge=1, le=86400, description="Seconds between Employee polls.")
     shift_sync_interval_s: float = Field(60.0, ge=1, le=86400, description="Seconds between Last Sync of "

@@ -94,8 +94,9 @@ def emit(tx: Tx, events: Sequence[Event]) -> int:
 
 
 def punch_events(tx: Tx, punches: Sequence[dict[str, Any]]) -> list[Event]:
-    """``punch.created`` for each new punch (hub order), plus ``employee.first_punch`` for an employee's
-    first punch ever at this hub — recorded in ``first_punches`` so it is emitted once, whatever races."""
+    """``punch.created`` for each new punch or HR correction (hub order), plus ``employee.first_punch`` for an
+    employee's first real punch ever at this hub — recorded in ``first_punches`` so it is emitted once,
+    whatever races (a correction made by HR is not a first punch)."""
     where, params = tx.in_list("employee_id", sorted({p["employee_id"] for p in punches}))
     known = {r["employee_id"] for r in tx.rows(f"SELECT employee_id FROM first_punches WHERE {where}", params)}
     events: list[Event] = []
@@ -103,7 +104,7 @@ def punch_events(tx: Tx, punches: Sequence[dict[str, Any]]) -> list[Event]:
         source = device_source(punch["device_id"])
         events.append(Event(PUNCH_CREATED, punch["employee_id"], punch, source, id=punch["id"],
                             time_utc=punch["ts_utc"]))
-        if punch["employee_id"] in known:
+        if punch["employee_id"] in known or punch.get("kind") == "correction":
             continue
         known.add(punch["employee_id"])
         if tx.run("INSERT INTO first_punches (employee_id, punch_id, hub_seq) VALUES (?, ?, ?) "

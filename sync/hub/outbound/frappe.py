@@ -73,8 +73,7 @@ def exc_type(resp: httpx.Response) -> str:
 
 
 def log_type_of(punch: dict[str, Any]) -> str:
-    """IN / OUT from the punch's direction. Kiosk punch records carry no direction yet: '' (Frappe then pairs
-    check-ins by alternation) until they do, when this is the one place to read it."""
+    """IN / OUT from the punch's direction; '' when it has none (Frappe then pairs check-ins by alternation)."""
     direction = str(punch.get("direction") or "").upper()
     return direction if direction in ("IN", "OUT") else ""
 
@@ -166,6 +165,8 @@ class FrappeSender:
                                 "employee_fieldname": self.config.employee_field}
         if punch.get("lat") is not None and punch.get("lon") is not None:
             body.update(latitude=punch["lat"], longitude=punch["lon"])
+        if punch.get("kind") == "correction" and self.config.skip_auto_attendance_for_corrections:
+            body["skip_auto_attendance"] = 1
         return body
 
     def _with_true_time(self, punch: dict[str, Any]) -> dict[str, Any]:
