@@ -40,6 +40,10 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
+    def catch_up(self) -> None:
+        """At least a second past the real time: what the hub just queued (at real time) is due."""
+        self.now = max(self.now, utc_now() + timedelta(seconds=1))
+
 
 @dataclass
 class Receiver:

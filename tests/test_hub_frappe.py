@@ -77,7 +77,7 @@ def make_hub(hub_backend, tmp_path, request):
 
 def drain(engine, clock, rounds: int = 100) -> None:
     """Deliver what is due, the engine's clock set a second past what the hub just queued (at real time)."""
-    clock.now = max(clock.now, datetime.now(ZoneInfo("UTC")) + timedelta(seconds=1))
+    clock.catch_up()
     for _ in range(rounds):
         if engine.deliver_due().attempted == 0:
             return
@@ -208,3 +208,20 @@ def test_connector_settings_mistakes_are_named(hub_backend, tmp_path, invoke, mo
                       'token_file = "frappe.token"\n')
     malformed = invoke("hub", "serve", "--config", str(config))
     assert malformed.exit_code == 1 and "does not hold 'API_KEY:API_SECRET'" in malformed.output
+
+
+def test_hr_corrections_reach_the_hrms_with_their_direction(site, make_hub) -> None:
+    hub, engine, clock = make_hub(site, skip_auto_attendance_for_corrections=True)
+    assert hub.hr.post("/v1/hr/employees", json={"employee_id": "E1", "name": "Wang Li",
+                                                 "branches": ["B001"]}).status_code == 201
+    assert hub.hr.put("/v1/hr/branches/B001", json={"timezone": ZONE}).status_code == 200
+    yesterday = (datetime.now(ZoneInfo(ZONE)) - timedelta(days=1)).strftime("%Y-%m-%dT18:05")
+    made = hub.hr.post("/v1/hr/corrections", json={"employee_id": "E1", "local_time": yesterday,
+                                                   "direction": "OUT", "reason": "forgot to punch"})
+    assert made.status_code == 201, made.text
+    drain(engine, clock)
+    [checkin] = site.checkins
+    assert str(checkin["time"]) == yesterday.replace("T", " ") + ":00", "the branch's local time, sent as HRMS time"
+    assert checkin["log_type"] == "OUT" and checkin["skip_auto_attendance"] == 1
+    with hub.db.transaction(write=False) as tx:
+        assert tx.row("SELECT count(*) AS n FROM first_punches")["n"] == 0, "a correction is not a first punch"

@@ -209,19 +209,28 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
 
 
 def _outbound_lifespan(config: HubConfig, db: HubDb, maker: TemplateMaker) -> Callable:
-    """Start the delivery worker with each worker process and stop it (in-flight deliveries finish) with it."""
+    """Start the delivery worker with each worker process — built in the background, so the process serves
+    at once — and stop it (in-flight deliveries finish) with the process."""
+
+    def boot(app: FastAPI) -> None:
+        from sync.hub.outbound.service import build_engine
+        try:
+            app.state.outbound = build_engine(config, db, maker).start()
+        except Exception:  # noqa: BLE001 - the API keeps serving; the log says why nothing is delivered
+            log.exception("the outbound delivery worker did not start")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not config.outbound.enabled:
-            yield
-            return
-        from sync.hub.outbound.service import build_engine
-        app.state.outbound = build_engine(config, db, maker).start()
+        booting = threading.Thread(target=boot, args=(app,), name="outbound-boot", daemon=True)
+        if config.outbound.enabled:
+            booting.start()
         try:
             yield
         finally:
-            await asyncio.to_thread(app.state.outbound.stop)
+            if booting.is_alive() or app.state.outbound is not None:
+                await asyncio.to_thread(booting.join)
+                if app.state.outbound is not None:
+                    await asyncio.to_thread(app.state.outbound.stop)
 
     return lifespan
 
