@@ -46,6 +46,7 @@ bench: venv
 	./scripts/bench-face.sh "$(FACE_DATA)"
 	$(BIN)/kiosk bench walkup
 	$(BIN)/kiosk bench hub --punches 100000 --devices 4 --db sqlite
+	$(BIN)/kiosk bench deliveries
 	@if pg_isready -h 127.0.0.1 -q 2>/dev/null; then $(BIN)/kiosk bench hub --punches 100000 --devices 4 --db postgres; \
 	else echo "PostgreSQL not reachable on 127.0.0.1: skipping the PostgreSQL hub benchmark"; fi
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import click
 
 from kiosk import __version__
-from kiosk.cli import admin, enroll, hub_console, hw, run, store
+from kiosk.cli import admin, enroll, hub_console, hub_outbound, hw, run, store
 from kiosk.cli import sync as sync_commands
 from kiosk.cli.util import KioskGroup
-from kiosk.tools import bench, bench_face, bench_hub, bench_walkup, demo
+from kiosk.tools import bench, bench_deliveries, bench_face, bench_hub, bench_walkup, demo
 
 
 @click.group(cls=KioskGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,9 +30,10 @@ def cli() -> None:
 for command in (*store.COMMANDS, *enroll.COMMANDS, admin.admin_group, hw.hw, run.run_command, demo.demo_command,
                 sync_commands.sync_group, sync_commands.hub_group, bench.bench):
     cli.add_command(command)
-for command in hub_console.COMMANDS:
+for command in (*hub_console.COMMANDS, *hub_outbound.COMMANDS):
     sync_commands.hub_group.add_command(command)
-for command in (*bench_face.COMMANDS, bench_walkup.bench_walkup, bench_hub.bench_hub):
+for command in (*bench_face.COMMANDS, bench_walkup.bench_walkup, bench_hub.bench_hub,
+                bench_deliveries.bench_deliveries):
     bench.bench.add_command(command)
 
 

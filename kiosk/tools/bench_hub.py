@@ -97,13 +97,13 @@ def _drain_worker(config_path: str, go: Any, results: Any) -> None:
         agent.close()
 
 
-def _synthetic_batches(devices: int, per_device: int, batch: int) -> list[list[bytes]]:
-    """Valid, hash-chained punches per device, pre-encoded as request bodies."""
+def _synthetic_batches(devices: int, per_device: int, batch: int, employees: int = 1) -> list[list[bytes]]:
+    """Valid, hash-chained punches per device (of employees E1..E<employees> in turn), as request bodies."""
     out = []
     for _ in range(devices):
         prev, records = GENESIS_HASH, []
         for seq in range(1, per_device + 1):
-            rec = {"id": str(uuid7()), "seq": seq, "employee_id": "E1", "method": "face",
+            rec = {"id": str(uuid7()), "seq": seq, "employee_id": f"E{(seq - 1) % employees + 1}", "method": "face",
                    "ts_utc": iso_utc(utc_now()), "mono_ns": time.monotonic_ns(), "boot_id": "bench",
                    "clock_state": "verified", "score": 0.62, "lat": None, "lon": None, "accuracy_m": None,
                    "flags": "", "note": "", "prev_hash": prev}

@@ -90,8 +90,9 @@ class HubProcess:
         raise KioskError(f"hub process did not start: {line.strip() or 'no output'}",
                          fix=f"See {self.log_path}.")
 
-    def wait_ready(self, timeout_s: float = 20.0) -> None:
-        """Wait until the API answers (the socket is bound before uvicorn accepts)."""
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        """Wait until the API answers (the socket is bound before uvicorn accepts; workers load the face
+        models first, which takes a while on a loaded machine)."""
         import httpx
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -1,10 +1,12 @@
 """The hub's HTTP API (protocol v1): device and HR routes, auth, limits and error bodies."""
 
 # No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
+import asyncio
+import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -146,13 +148,14 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
     """The hub's ASGI application over an open database."""
     server = config.server
     app = FastAPI(title="Branch kiosk hub", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
-                  docs_url=None, redoc_url=None,
+                  docs_url=None, redoc_url=None, lifespan=_outbound_lifespan(config, db, maker),
                   description=f"Protocol v{PROTOCOL_VERSION}: kiosks upload punches and download their branch's "
                   "roster; HR manages employees and reads punches. Every call but register and health sends "
                   "Authorization: Bearer TOKEN.")
     app.state.db = db
     app.state.hub = HubContext(db, config, maker)
     app.state.stop = threading.Event()  # set when the server stops: ends live feeds
+    app.state.outbound = None
     app.add_middleware(HubMiddleware, limit_for=_limits(server.max_body_bytes, server.max_hr_body_bytes))
     _install_error_handlers(app)
 
@@ -176,7 +179,10 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
         if len(batch.punches) > server.max_batch:
             raise PayloadTooLarge(f"a batch of {len(batch.punches)} punches; at most {server.max_batch} per request",
                                   fix=f"Send at most {server.max_batch} punches per request.")
-        return ingest.ingest(db, device, batch.punches)
+        result = ingest.ingest(db, device, batch.punches)
+        if result.accepted and app.state.outbound is not None:
+            app.state.outbound.wake()
+        return result
 
     @app.post(f"{API_PREFIX}/device/enrolments", response_model=DeviceEnrolmentResponse, tags=["device"],
               responses=ERRORS)
@@ -200,6 +206,33 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
     app.include_router(hrapi.router(ERRORS))
     console.install(app)
     return app
+
+
+def _outbound_lifespan(config: HubConfig, db: HubDb, maker: TemplateMaker) -> Callable:
+    """Start the delivery worker with each worker process — built in the background, so the process serves
+    at once — and stop it (in-flight deliveries finish) with the process."""
+
+    def boot(app: FastAPI) -> None:
+        from sync.hub.outbound.service import build_engine
+        try:
+            app.state.outbound = build_engine(config, db, maker).start()
+        except Exception:  # noqa: BLE001 - the API keeps serving; the log says why nothing is delivered
+            log.exception("the outbound delivery worker did not start")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        booting = threading.Thread(target=boot, args=(app,), name="outbound-boot", daemon=True)
+        if config.outbound.enabled:
+            booting.start()
+        try:
+            yield
+        finally:
+            if booting.is_alive() or app.state.outbound is not None:
+                await asyncio.to_thread(booting.join)
+                if app.state.outbound is not None:
+                    await asyncio.to_thread(app.state.outbound.stop)
+
+    return lifespan
 
 
 def _limits(device_max: int, hr_max: int) -> Callable[[str], int]:

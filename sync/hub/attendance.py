@@ -18,6 +18,8 @@ from sync.hub.accounts import Principal
 from sync.hub.branches import zones
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import list_devices
+from sync.hub.ingest import PUNCH_COLUMNS
+from sync.hub.outbound.events import emit, punch_events
 from sync.protocol import CorrectionIn
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ def add_correction(db: HubDb, principal: Principal, body: CorrectionIn, default_
                "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, 0, ?, 'verified', '', ?, ?, ?, ?, 'hub', ?, 'correction', ?)",
                [hub_seq, record["id"], HUB_DEVICE, branch, hub_seq, body.employee_id, record["ts_utc"], HUB_DEVICE,
                 body.reason, "0" * 64, digest, iso_utc(now), body.direction, principal.name])
+        stored = tx.row(f"SELECT {', '.join(PUNCH_COLUMNS)} FROM punches WHERE id = ?", [record["id"]])
+        emit(tx, punch_events(tx, [stored]))
         audit.record(tx, principal.name, "punch.correction", body.employee_id, punch_id=record["id"],
                      branch=branch, ts_utc=record["ts_utc"], direction=body.direction, confirmed=bool(near))
     log.info("correction %s for %s by %s", record["id"], body.employee_id, principal.name)

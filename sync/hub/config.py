@@ -1,4 +1,4 @@
-"""The hub's configuration file (hub.toml): server, database, faces, logging."""
+"""The hub's configuration file (hub.toml): server, database, faces, logging, outbound delivery."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kiosk.base.config import ConfigPath, StrictModel, load_model_file, validate_model
 from kiosk.base.errors import ConfigError, KioskError
+from sync.hub.outbound.config import ConnectorsConfig, OutboundConfig
 
 DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
 HUB_CONFIG_ENV = "KIOSK_HUB_CONFIG"
@@ -130,6 +131,8 @@ class HubConfig(StrictModel):
     faces: FacesConfig = Field(default_factory=FacesConfig, description="Photos to templates.")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="HR's console in the browser.")
     log: HubLogConfig = Field(default_factory=HubLogConfig, description="Logging.")
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig, description="Delivery to HR systems.")
+    connectors: ConnectorsConfig = Field(default_factory=ConnectorsConfig, description="HR system connectors.")
 
     _source: Path | None = None
 

@@ -15,6 +15,7 @@ from kiosk.base.errors import InvalidInput, NotFound
 from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
+from sync.hub.outbound.events import chain_issue_event, device_state_event, emit, enrolment_events
 from sync.protocol import BRANCH, DeviceIssue, DeviceStatus, Heartbeat, RegisterRequest
 
 log = logging.getLogger(__name__)
@@ -156,25 +157,51 @@ def add_issue(tx: Tx, device_id: str, kind: str, seq_from: int | None, seq_to: i
            "VALUES (?, ?, ?, ?, ?, ?, ?)", [device_id, kind, seq_from, seq_to, detail, now, now if resolved else None])
     if not resolved:
         log.warning("device %s: %s at seq %s..%s: %s", device_id, kind, seq_from, seq_to, detail)
+        emit(tx, [chain_issue_event(device_id, kind, seq_from, seq_to, detail)])
 
 
 # -- heartbeat and status -------------------------------------------------------------
 
 
 def heartbeat(db: HubDb, device: Device, beat: Heartbeat) -> None:
-    """Record a device's health report and the model it runs now."""
+    """Record a device's health report and the model it runs now; a device that was offline is online again,
+    and the roster cursor it reports tells which new hires' templates reached its branch."""
     now = iso_utc(utc_now())
     with db.transaction() as tx:
+        before = tx.row("SELECT id, branch, heartbeat_utc, offline_utc, roster_cursor FROM devices WHERE id = ?"
+                        + tx.for_update, [device.id])
+        # A heartbeat with nothing left to push vouches that every punch made before it is at the hub.
         tx.run("UPDATE devices SET heartbeat = ?, heartbeat_utc = ?, last_seen_utc = ?, software_version = ?, "
-               "model_id = ?, template_dim = ? WHERE id = ?",
+               "model_id = ?, template_dim = ?, offline_utc = NULL, roster_cursor = ?, "
+               "complete_utc = CASE WHEN ? = 0 THEN ? ELSE complete_utc END WHERE id = ?",
                [json.dumps(beat.model_dump(exclude={"clock_anchors"}), sort_keys=True), now, now,
-                beat.software_version, beat.model_id, beat.template_dim, device.id])
+                beat.software_version, beat.model_id, beat.template_dim,
+                max(beat.roster_cursor, before["roster_cursor"]), beat.backlog, now, device.id])
+        events = [device_state_event(True, before, now)] if before["offline_utc"] else []
+        events += enrolment_events(tx, {**before, "model_id": beat.model_id}, before["roster_cursor"],
+                                   beat.roster_cursor, now)
+        emit(tx, events)
         if beat.clock_anchors:
             tx.many("INSERT INTO clock_anchors (device_id, boot_id, mono_ns, utc, source) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (device_id, boot_id, mono_ns) DO NOTHING",
                     [(device.id, a.boot_id, a.mono_ns, a.utc, a.source) for a in beat.clock_anchors])
     if beat.model_id != device.model_id:
         log.info("device %s now runs model %s", device.id, (beat.model_id or "none")[:12])
+
+
+def mark_offline(db: HubDb, now: str, silent_since: str) -> list[str]:
+    """Active devices without a heartbeat since ``silent_since`` become offline (once); returns their ids."""
+    marked = []
+    with db.transaction() as tx:
+        rows = tx.rows("SELECT id, branch, heartbeat_utc FROM devices WHERE status = 'active' AND offline_utc IS NULL "
+                       "AND coalesce(heartbeat_utc, registered_utc) < ?", [silent_since])
+        for row in rows:
+            if tx.run("UPDATE devices SET offline_utc = ? WHERE id = ? AND offline_utc IS NULL", [now, row["id"]]):
+                emit(tx, [device_state_event(False, row, now)])
+                marked.append(row["id"])
+    for device_id in marked:
+        log.warning("device %s is offline: no heartbeat since %s", device_id, silent_since)
+    return marked
 
 
 def model_dims_in_use(db: HubDb) -> dict[str, int | None]:

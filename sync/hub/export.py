@@ -114,7 +114,7 @@ class PunchFilter:
         return True
 
 
-def _corrected(tx: Tx, rows: list[dict[str, Any]]) -> None:
+def corrected_times(tx: Tx, rows: list[dict[str, Any]]) -> None:
     """``corrected_ts_utc``: a verified punch's own time, or an unverified punch's true time from the
     nearest clock anchor of the same device and boot (None while no anchor of that boot is known)."""
     boots = {(r["device_id"], r["boot_id"]) for r in rows if r["clock_state"] != "verified"}
@@ -155,7 +155,7 @@ def query(db: HubDb, flt: PunchFilter, limit: int, default_tz: str) -> tuple[lis
             if not page:
                 break
             cursor = page[-1]["cursor"]
-            _corrected(tx, page)
+            corrected_times(tx, page)
             _localise(page, zone_map)
             out += [row for row in page if flt.keeps(row)]
     for row in out:

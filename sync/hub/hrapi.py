@@ -98,6 +98,8 @@ Hub = Annotated[HubContext, Depends(context)]
 Who = Annotated[Principal, Depends(principal_of)]
 From = Annotated[str | None, Query(alias="from", description="Local date (2026-11-01, in each branch's zone) "
                                    "or ISO time (2026-11-01T08:00:00+08:00); inclusive.")]
+SinceTime = Annotated[str | None, Query(description="Only punches made at or after this ISO time (or local date): "
+                                          "the same as from, for pull clients that keep a cursor.")]
 To = Annotated[str | None, Query(alias="to", description="Local date (inclusive) or ISO time (exclusive).")]
 
 
@@ -186,10 +188,11 @@ def _punch_routes(api: APIRouter) -> None:
                 limit: Annotated[int | None, Query(ge=1)] = None, branch: str | None = None,
                 start: From = None, end: To = None, employee_id: str | None = None, method: Method | None = None,
                 direction: Direction | None = None, kind: Kind | None = None, flag: str | None = None,
-                order: Literal["asc", "desc"] = "asc") -> Response:
+                order: Literal["asc", "desc"] = "asc", since_time: SinceTime = None) -> Response:
         """Punches after cursor ``since`` (order=desc: newest first, before ``since`` when given), filtered;
         JSON lines (or CSV with Accept: text/csv). Next cursor in X-Next-Cursor, X-More says if more follow."""
-        flt = hr.punch_filter(who, "punches.read", branch=branch, start=start, end=end, employee_id=employee_id,
+        flt = hr.punch_filter(who, "punches.read", branch=branch, start=start or since_time, end=end,
+                              employee_id=employee_id,
                               method=method, direction=direction, kind=kind, flag=flag, cursor=since,
                               newest_first=order == "desc")
         rows, cursor, more = hr.punches(hub, flt, limit or hub.config.server.export_page_size)

@@ -19,6 +19,7 @@ from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, add_issue
+from sync.hub.outbound.events import emit, punch_events
 from sync.protocol import PunchBatchResponse, PunchIn, PunchResult, normal_direction
 
 log = logging.getLogger(__name__)
@@ -220,8 +221,9 @@ def ingest(db: HubDb, device: Device, raw: list[Any]) -> PunchBatchResponse:
                                                    {b.id for b in walk.behind}})
         if new:
             first = tx.next_values("punch", len(new))
-            tx.many(INSERT_PUNCH, [_row(first + i, device, rec, now, walk.status[rec.id])
-                                   for i, rec in enumerate(new)])
+            rows = [_row(first + i, device, rec, now, walk.status[rec.id]) for i, rec in enumerate(new)]
+            tx.many(INSERT_PUNCH, rows)
+            emit(tx, punch_events(tx, [dict(zip(PUNCH_COLUMNS, row, strict=True)) for row in rows]))
         _store_issues(tx, device.id, walk)
         if checked.rejects:
             tx.many("INSERT INTO punch_rejects (device_id, punch_id, seq, reason, body, received_utc) "

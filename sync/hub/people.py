@@ -20,7 +20,7 @@ from kiosk.base.errors import Conflict, InvalidInput, NotFound
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import audit
 from sync.hub.db.base import HubDb, Tx
-from sync.hub.devices import Device
+from sync.hub.devices import Device, model_dims_in_use
 from sync.hub.faces import HubTemplate, TemplateMaker
 from sync.protocol import (
     DeviceEnrolment,
@@ -66,6 +66,13 @@ def decode_photo(text: str, index: int, max_bytes: int) -> bytes:
     if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
         raise InvalidInput(f"photos[{index}] is neither a JPEG nor a PNG file", fix="Send JPEG or PNG photos.")
     return data
+
+
+def known_models(db: HubDb, maker: TemplateMaker) -> dict[str, int | None]:
+    """Model ids templates may be stored for: what active devices run and what the hub can make."""
+    known: dict[str, int | None] = dict(model_dims_in_use(db))
+    known.update(maker.model_ids())
+    return known
 
 
 def prepare_templates(photos: list[str], given: list[TemplateIn], maker: TemplateMaker,

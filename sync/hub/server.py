@@ -94,6 +94,8 @@ def serve(config: HubConfig, overrides: list[str], announce: Any = print) -> Non
     if server.workers > 1 and config.database.backend != "postgres":
         raise ConfigError("server.workers > 1 needs database.backend = 'postgres'",
                           fix="Use one worker with SQLite, or move the hub to PostgreSQL.")
+    if config.connectors.frappe.enabled:
+        config.connectors.frappe.token()  # refuse to start without the HRMS credentials, with the fix
     open_hub_db(config.database, migrate=True).close()
     sock = bind(server.host, server.port)
     announce(f"hub listening on {url_of(sock, config)} ({config.database.backend}, {server.workers} worker(s))")

@@ -40,6 +40,11 @@ class Tx(abc.ABC):
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A ``column IN (...)`` condition and its parameters."""
 
+    def skip_locked(self, alias: str) -> str:
+        """Row locks for a claim query: ``FOR UPDATE OF alias SKIP LOCKED`` where the database has them
+        (SQLite's single writer lock already keeps two claims apart)."""
+        return ""
+
     def row(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         found = self.rows(sql, params)
         return found[0] if found else None

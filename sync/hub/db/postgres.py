@@ -46,6 +46,9 @@ class PostgresTx(Tx):
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]
 
+    def skip_locked(self, alias: str) -> str:
+        return f" FOR UPDATE OF {alias} SKIP LOCKED"
+
 
 class PostgresHubDb(HubDb):
     """Stateless workers: every process has its own pool; all state lives in the database."""

@@ -127,10 +127,44 @@ CREATE INDEX punches_employee_ts ON punches (employee_id, ts_utc);
 CREATE INDEX punches_ts ON punches (ts_utc)
 """
 
+# The outbound side: subscribers, events (stored once) and one delivery row per subscriber and event.
+# A delivery is 'pending' until it is 'delivered', 'parked' (dead letter, with its last error) or
+# 'skipped' by an operator; lease_* reserve it for one worker while it is in flight.
+_OUTBOUND = """
+CREATE TABLE outbound_subscriptions (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, url TEXT NOT NULL, secrets TEXT NOT NULL DEFAULT '[]',
+    event_types TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', created_utc TEXT NOT NULL, removed_utc TEXT
+);
+CREATE TABLE outbound_events (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, source TEXT NOT NULL, subject TEXT NOT NULL, time_utc TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE outbound_deliveries (
+    id {autoid}, subscription_id TEXT NOT NULL, event_id TEXT NOT NULL, order_key TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_utc TEXT NOT NULL,
+    lease_utc TEXT, lease_holder TEXT, last_error TEXT NOT NULL DEFAULT '', created_utc TEXT NOT NULL,
+    done_utc TEXT, UNIQUE (subscription_id, event_id)
+);
+CREATE INDEX outbound_deliveries_due ON outbound_deliveries (status, next_attempt_utc);
+CREATE INDEX outbound_deliveries_key ON outbound_deliveries (subscription_id, order_key, status, id);
+CREATE TABLE outbound_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_utc TEXT NOT NULL);
+CREATE TABLE first_punches (employee_id TEXT PRIMARY KEY, punch_id TEXT NOT NULL, hub_seq {big} NOT NULL);
+INSERT INTO first_punches (employee_id, punch_id, hub_seq)
+    SELECT employee_id, '', min(hub_seq) FROM punches GROUP BY employee_id;
+CREATE TABLE enrolment_notices (
+    employee_id TEXT NOT NULL, branch TEXT NOT NULL, device_id TEXT NOT NULL, noticed_utc TEXT NOT NULL,
+    PRIMARY KEY (employee_id, branch)
+);
+ALTER TABLE devices ADD COLUMN roster_cursor {big} NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN offline_utc TEXT;
+ALTER TABLE devices ADD COLUMN complete_utc TEXT
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
     ("003_device_enrolments", lambda dialect: _statements(_DEVICE_ENROLMENTS, dialect)),
     ("console_001_accounts", lambda dialect: _statements(_CONSOLE_ACCOUNTS, dialect)),
     ("console_002_punch_direction", lambda dialect: _statements(_CONSOLE_PUNCH_DIRECTION, dialect)),
+    ("outbound_001_deliveries", lambda dialect: _statements(_OUTBOUND, dialect)),
 ]

@@ -1,0 +1,1 @@
+"""Out to HR systems: events emitted with the facts they report, a durable queue, webhooks and connectors."""
