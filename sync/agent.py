@@ -155,6 +155,7 @@ class Agent:
         self._data_version: int | None = None
         self._maybe_pending = True
         self._push_requested = threading.Event()
+        self._push_job_running = False
         self._wake: Callable[[str], None] | None = None
         self.last_tick = time.monotonic()
 
@@ -412,9 +413,10 @@ class Agent:
             if version != self._data_version:
                 self._data_version = version
                 self._maybe_pending = True
-            if (not self._maybe_pending or self._push_requested.is_set() or self._push_lock.locked()
-                    or not self.backoff.ready()):
+            if not self._maybe_pending or self._push_lock.locked() or not self.backoff.ready():
                 return
+            if self._push_requested.is_set() and self._push_job_running:
+                return  # the running push job looks again before it ends
             head = self.store.punches.head_seq()
             pending = head > self.state.get_int("push_seq") and self.state.registration() is not None
         except KioskError as exc:
@@ -427,9 +429,21 @@ class Agent:
             self._wake("push")
 
     def scheduled_push(self) -> None:
-        """The push job: on its interval, or right after watch() saw a new punch."""
-        self._push_requested.clear()
-        self.guarded("push", self.push)
+        """The push job: on its interval, or right after watch() saw a new punch.
+
+        A wake while this job runs cannot start it again (one instance at a time): the job pushes
+        once more when a punch was announced meanwhile, and watch() wakes it again on its next tick
+        if the announcement came too late for that, so a punch never waits for the interval.
+        """
+        self._push_job_running = True
+        try:
+            while True:
+                self._push_requested.clear()
+                self.guarded("push", self.push)
+                if not self._push_requested.is_set() or not self.backoff.ready():
+                    return
+        finally:
+            self._push_job_running = False
 
     def local(self, name: str, step: Callable[[], Any]) -> None:
         """Run a step that does not call the hub (retention), outside the hub backoff."""
