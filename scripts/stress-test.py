@@ -44,6 +44,23 @@ def stop_hogs(hogs: list[subprocess.Popen]) -> None:
         hog.wait()
 
 
+def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM to the process group of ``proc``, then SIGKILL to whatever is left of it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def failures_in(report: Path) -> tuple[int, list[str]]:
     """(tests run, ids of the tests that failed or errored) from a JUnit XML report."""
     root = ET.parse(report).getroot()
@@ -61,9 +78,16 @@ def run_once(index: int, runs: int, files: list[str], pytest_args: list[str], fo
     log = folder / f"run-{index:03d}.log"
     started = time.monotonic()
     with log.open("w") as out:
-        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                f"--junitxml={report}", *pytest_args, *files], cwd=REPO, stdout=out,
-                               stderr=subprocess.STDOUT)
+        # Its own process group: if this script is stopped, pytest and the daemons and hubs it
+        # started go with it.
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                 f"--junitxml={report}", *pytest_args, *files], cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:
+                stop_group(proc)
     elapsed = time.monotonic() - started
     if not report.exists():
         print(f"run {index}/{runs}: pytest exited {code} without a report; see {log}", flush=True)
@@ -72,6 +96,10 @@ def run_once(index: int, runs: int, files: list[str], pytest_args: list[str], fo
     verdict = f"{len(failed)} failed: {', '.join(failed)}" if failed else "all passed"
     print(f"run {index}/{runs}: {count} tests in {elapsed:.0f} s, {verdict}", flush=True)
     return failed
+
+
+def interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -84,8 +112,8 @@ def main() -> int:
     parser.add_argument("--pytest-arg", action="append", default=[], help="extra argument for pytest (repeatable)")
     args = parser.parse_args()
     files = args.files or default_files()
-    # SIGTERM/SIGINT end the run through the finally below, so the hogs never outlive it.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM ends the runs like Ctrl-C: the running pytest and the hogs are stopped, the summary printed.
+    signal.signal(signal.SIGTERM, interrupt)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="kiosk-stress-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"{args.runs} run(s) of {len(files)} file(s) under {args.hogs} CPU hog(s) on {os.cpu_count()} core(s); "
@@ -101,7 +129,7 @@ def main() -> int:
             failed_runs += bool(failed)
             done = index
     except KeyboardInterrupt:
-        print("interrupted", flush=True)
+        print(f"interrupted during run {done + 1}", flush=True)
     finally:
         stop_hogs(hogs)
     print(f"\nsummary: {done} run(s) in {(time.monotonic() - started) / 60:.0f} min under {args.hogs} hog(s), "
