@@ -1,6 +1,7 @@
 """The one way tests wait: poll a condition until it holds, never sleep a fixed time.
 
-``wait_for`` is the only polling loop in the tests; ``wait_state`` and ``Lines`` are built on it.
+``wait_for`` is the only polling loop in the tests; ``wait_state`` (a device's current state),
+``StateHistory`` (every state it went through) and ``Lines`` (a child's output) are built on it.
 """
 
 from __future__ import annotations
