@@ -10,7 +10,7 @@ SYSTEM_SITE_PACKAGES ?= 0
 VENV_FLAGS := $(if $(filter 1,$(SYSTEM_SITE_PACKAGES)),--system-site-packages,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test imports mutate bench lint clean
+.PHONY: venv demo test imports mutate stress-test bench lint clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,12 @@ demo: venv
 
 test: venv imports
 	$(BIN)/python -m pytest
+
+# The hardware, daemon and sync tests RUNS times under HOGS busy-loop processes; failures per test.
+RUNS ?= 20
+HOGS ?= 2
+stress-test: venv
+	$(BIN)/python scripts/stress-test.py --runs $(RUNS) --hogs $(HOGS)
 
 # The layers and contracts in .importlinter, and no import cycle between any two of our modules.
 imports: venv

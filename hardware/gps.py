@@ -123,6 +123,10 @@ class GpsReader(SerialDevice):
             return True
         if self.fix(now_ns) is not None:
             self._set_state(DeviceState.RUNNING, "receiving fixes")
+        elif self.tracker.fix_valid and self.latest_fix() is not None:
+            # The receiver never said it lost the fix: its positions just stopped coming.
+            self._set_state(DeviceState.NO_FIX, f"last fix older than {self.config.max_fix_age_s:g} s "
+                            "(sentences arrive without a position)")
         else:
             self._set_state(DeviceState.NO_FIX, self.tracker.no_fix_reason)
         return True

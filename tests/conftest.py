@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from click.testing import CliRunner
@@ -22,6 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def skip_or_fail(reason: str) -> NoReturn:
+    """A prerequisite is missing (a service, a program, the shared photos): skip on a developer's
+    machine, but fail under CI (environment variable CI set), where a skip would hide untested code."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} [CI is set: a missing prerequisite fails instead of skipping]", pytrace=False)
+    pytest.skip(reason)
+
+
 def _face_data_dir() -> Path:
     return Path(os.environ.get("KIOSK_FACE_DATA", REPO.parent / "shared" / "faces"))
 
@@ -35,15 +44,16 @@ def face_data() -> Path:
     """The real photo set (../shared/faces or $KIOSK_FACE_DATA); skips when absent."""
     path = _face_data_dir()
     if not (path / "MANIFEST.tsv").exists():
-        pytest.skip(f"face photo set not found at {path} (set KIOSK_FACE_DATA)")
+        skip_or_fail(f"face photo set not found at {path} (set KIOSK_FACE_DATA)")
     return path
 
 
 @pytest.fixture(scope="session")
 def video_data() -> Path:
+    """The real face videos (../shared/videos or $KIOSK_VIDEO_DATA); skips when absent."""
     path = _video_dir()
     if not (path / "MANIFEST.tsv").exists():
-        pytest.skip(f"face videos not found at {path} (set KIOSK_VIDEO_DATA)")
+        skip_or_fail(f"face videos not found at {path} (set KIOSK_VIDEO_DATA)")
     return path
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from waiting import Lines
 
 from conftest import REPO, run_kiosk
 from kiosk.tools import scenes as walkups
@@ -56,13 +59,48 @@ def run_daemon(config: Path, *sets: str, timeout: float = 240) -> tuple[subproce
     return proc, parse_events(proc.stdout)
 
 
-def start_daemon(config: Path, *sets: str, env: dict | None = None) -> subprocess.Popen:
-    """`kiosk run` in the background (stop it with SIGTERM)."""
+class RunningDaemon:
+    """`kiosk run` in the background; its stdout (JSON events) and stderr (log) gathered by threads, so
+    a test waits for an event with a deadline and a chatty log never fills a pipe."""
+
+    def __init__(self, args: list[str], env: dict) -> None:
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.out = Lines(self.proc.stdout, "daemon-stdout")
+        self.err = Lines(self.proc.stderr, "daemon-stderr")
+
+    def events(self) -> list[dict]:
+        return parse_events("".join(self.out.lines))
+
+    def wait_events(self, predicate: Callable[[list[dict]], Any], timeout_s: float, what: str) -> Any:
+        """Wait until ``predicate(events so far)`` holds; fails with the log if the daemon exits first."""
+        try:
+            return self.out.wait(lambda lines: predicate(parse_events("".join(lines))), timeout_s, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- daemon log ---\n{''.join(self.err.lines[-40:])}") from None
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM, then wait for the exit and the end of both streams; returns the exit code."""
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            code = self.proc.wait(timeout=timeout_s)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.text(timeout_s)
+        self.err.text(timeout_s)
+        return code
+
+    def log(self) -> str:
+        return "".join(self.err.lines)
+
+
+def start_daemon(config: Path, *sets: str, env: dict | None = None) -> RunningDaemon:
+    """`kiosk run` in the background (stop it with ``stop()``: SIGTERM)."""
     args = [sys.executable, "-m", "kiosk", "run", "--config", str(config)]
     for item in sets:
         args += ["--set", item]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    return RunningDaemon(args, {**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def parse_events(stdout: str) -> list[dict]:

@@ -2,7 +2,7 @@
 
 PostgreSQL: one fresh, randomly named database per test run (dropped at the end) on the server
 at $KIOSK_TEST_PG_DSN or 127.0.0.1:5432, and a fresh schema per test inside it. When the server
-is unreachable the PostgreSQL variants are skipped, and the run prints why.
+is unreachable the PostgreSQL variants are skipped with the reason (under CI they fail).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from conftest import skip_or_fail
 from kiosk.commands import cli
 from kiosk.config import KioskConfig, load_config
 from kiosk.store import Store, open_store
@@ -31,18 +32,15 @@ from sync.hub.server import HubThread
 TEST_MODEL = "ab" * 32  # a model id for kiosks in tests that do not run the face engine
 TEST_DIM = 512
 BACKENDS = ["sqlite", "postgres"]
-_pg_skip_reported: list[str] = []
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this test run; skips (and says why) when none is reachable."""
+    """A throwaway PostgreSQL database for this test run; skips (and says why) when none is reachable,
+    fails under CI."""
     reason = postgres_unavailable()
     if reason:
-        if not _pg_skip_reported:
-            _pg_skip_reported.append(reason)
-            print(f"\nNOTE: PostgreSQL hub tests SKIPPED: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(f"PostgreSQL hub tests: {reason}")
     with temporary_database() as dsn:
         yield dsn
 

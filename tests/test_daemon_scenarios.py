@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from daemon_support import copy_home, enrol, kinds, parse_events, run_daemon, start_daemon, write_sequence
-from waiting import wait_for
+from daemon_support import copy_home, enrol, kinds, run_daemon, start_daemon, write_sequence
+from waiting import wait_for, wait_state
 
+from conftest import skip_or_fail
+from hardware.device import DeviceState
+from hardware.rfid_protocols import encode_em4100
 from kiosk.base.events import EventBus, EventKind
 from kiosk.config import load_config
 from kiosk.runtime.daemon import KioskDaemon
@@ -99,6 +100,12 @@ def test_card_and_face_refuses_the_wrong_face(home: Path, tmp_path: Path, people
     assert [(p.employee_id, p.method) for p in _punches(home)] == [("E001", "card+face")]
 
 
+def after(seen: list):  # noqa: ANN201
+    """The kinds of the events published from now on (not those already in ``seen``)."""
+    start = len(seen)
+    return lambda: [e.kind for e in seen[start:]]
+
+
 def test_camera_stall_card_still_works(home: Path) -> None:
     config = load_config(home, ["camera.source='fake:?fps=15'", "camera.stall_timeout_s=0.5",
                                 "rfid.port='fake:'", "events.stdout_json=false"])
@@ -109,26 +116,22 @@ def test_camera_stall_card_still_works(home: Path) -> None:
     runner = threading.Thread(target=daemon.run, name="test-daemon")
     runner.start()
     try:
-        assert daemon.camera.wait_for(lambda status: status.state.working, 10)
+        wait_state(daemon.camera, DeviceState.RUNNING)
+        wait_state(daemon.rfid, DeviceState.RUNNING)
+        then = after(seen)
         daemon.camera.fake.go_silent()
-        deadline = time.monotonic() + 15
-        while not any(e.kind is EventKind.CAMERA_OFFLINE for e in seen) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(e.kind is EventKind.CAMERA_OFFLINE for e in seen)
+        wait_for(lambda: EventKind.CAMERA_OFFLINE in then(), 60, what="camera offline event")
+        then = after(seen)
         daemon.rfid.fake.present(8075634)
-        deadline = time.monotonic() + 10
-        while not any(e.kind is EventKind.PUNCHED for e in seen) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: EventKind.PUNCHED in then(), 60, what="the card punch")
         punched = [e for e in seen if e.kind is EventKind.PUNCHED]
-        assert punched and punched[0].method == "card" and punched[0].employee_id == "E001"
+        assert [(e.method, e.employee_id) for e in punched] == [("card", "E001")]
+        then = after(seen)
         daemon.camera.fake.resume()
-        deadline = time.monotonic() + 15
-        while not any(e.kind is EventKind.CAMERA_ONLINE for e in seen) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(e.kind is EventKind.CAMERA_ONLINE for e in seen)
+        wait_for(lambda: EventKind.CAMERA_ONLINE in then(), 60, what="camera online event")
     finally:
         daemon.stop_event.set()
-        runner.join(30)
+        runner.join(60)
     assert not runner.is_alive()
     assert [p.method for p in _punches(home)] == ["card"]
 
@@ -144,19 +147,19 @@ def test_card_reader_and_gps_going_offline_are_published(home: Path) -> None:
     runner = threading.Thread(target=daemon.run, name="test-daemon")
     runner.start()
     try:
-        assert daemon.rfid.wait_for(lambda status: status.state.working, 10)
-        assert daemon.gps.wait_for(lambda status: status.state.working, 10)
+        wait_state(daemon.rfid, DeviceState.RUNNING)
+        wait_state(daemon.gps, DeviceState.RUNNING)
         daemon.rfid.fake.unplug()
-        wait_for(lambda: EventKind.READER_OFFLINE in [e.kind for e in seen], 15)
+        wait_for(lambda: EventKind.READER_OFFLINE in [e.kind for e in seen], 60, what="reader offline event")
         daemon.rfid.fake.replug()
-        wait_for(lambda: EventKind.READER_ONLINE in [e.kind for e in seen], 15)
+        wait_for(lambda: EventKind.READER_ONLINE in [e.kind for e in seen], 60, what="reader online event")
         daemon.gps.fake.unplug()
-        wait_for(lambda: EventKind.GPS_OFFLINE in [e.kind for e in seen], 15)
+        wait_for(lambda: EventKind.GPS_OFFLINE in [e.kind for e in seen], 60, what="GPS offline event")
         daemon.gps.fake.replug()
-        wait_for(lambda: EventKind.GPS_ONLINE in [e.kind for e in seen], 15)
+        wait_for(lambda: EventKind.GPS_ONLINE in [e.kind for e in seen], 60, what="GPS online event")
     finally:
         daemon.stop_event.set()
-        runner.join(30)
+        runner.join(60)
     assert not runner.is_alive()
     changes = [e.kind for e in seen if e.kind in (EventKind.READER_OFFLINE, EventKind.READER_ONLINE,
                                                    EventKind.GPS_OFFLINE, EventKind.GPS_ONLINE)]
@@ -166,53 +169,51 @@ def test_card_reader_and_gps_going_offline_are_published(home: Path) -> None:
 def test_sigterm_mid_walkup_loses_no_acknowledged_punch(home: Path, tmp_path: Path, people) -> None:
     camera = write_sequence(tmp_path / "loop", [
         (people["A"][2], 6), (None, 7), (people["B"][1], 6), (None, 7)])
-    proc = start_daemon(home, f"camera.source='images:{camera}?fps=30&loop=1'", "liveness.enabled=false",
-                        "punch.debounce_s=0")
-    acknowledged = []
-    deadline = time.monotonic() + 120
+    daemon = start_daemon(home, f"camera.source='images:{camera}?fps=30&loop=1'", "liveness.enabled=false",
+                          "punch.debounce_s=0")
     try:
-        while len(acknowledged) < 4 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            acknowledged += [e["punch_id"] for e in parse_events(line) if e["kind"] == "punched"]
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        daemon.wait_events(lambda events: len(punched_ids(events)) >= 4, 240, what="four punches")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    acknowledged += [e["punch_id"] for e in parse_events(out) if e["kind"] == "punched"]
-    assert proc.returncode == 0, err[-2000:]
-    assert len(acknowledged) >= 4
-    stored = {p.id for p in _punches(home)}
-    assert set(acknowledged) <= stored
-    assert "kiosk stopped" in err
+        code = daemon.stop()  # SIGTERM while the looping camera keeps bringing people to the kiosk
+    assert code == 0, daemon.log()[-2000:]
+    acknowledged = punched_ids(daemon.events())
+    # A clean stop announces every punch it stored, and stores every punch it announced.
+    assert sorted(acknowledged) == sorted(p.id for p in _punches(home))
+    assert "kiosk stopped" in daemon.log()
 
 
-def test_clock_set_back_keeps_seq_and_flags_punches(home: Path) -> None:
+def punched_ids(events: list[dict]) -> list[str]:
+    return [e["punch_id"] for e in events if e["kind"] == "punched"]
+
+
+def logged(*fragments: str):  # noqa: ANN201
+    """A predicate over log lines: some line holds every fragment."""
+    return lambda lines: any(all(f in line for f in fragments) for line in lines)
+
+
+def test_clock_set_back_keeps_seq_and_flags_punches(home: Path, serial_pty) -> None:  # noqa: ANN001
     """First a punch on a GPS-verified clock, then the wall clock is set back two days."""
     libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
     if not libs:
-        pytest.skip("libfaketime (Debian package faketime) is needed to set the daemon's clock back")
-    sets = ["rfid.port='fake:?cards=8075634&start_s=2.5'", "gps.port='fake:?lat=31.23&lon=121.47'",
-            "punch.debounce_s=0"]
+        skip_or_fail("libfaketime (Debian package faketime) is needed to set the daemon's clock back")
+    reader = serial_pty("ttyUSB0")
+    sets = [f"rfid.port='{reader.path}'", "gps.port='fake:?lat=31.23&lon=121.47'", "punch.debounce_s=0"]
 
-    def one_punch(env: dict | None = None) -> dict:
-        proc = start_daemon(home, *sets, env=env)
+    def one_punch(*ready: tuple[str, ...], env: dict | None = None) -> None:
+        daemon = start_daemon(home, *sets, env=env)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                events = parse_events(proc.stdout.readline())
-                if events and events[0]["kind"] == "punched":
-                    return events[0]
-            raise AssertionError("no punch")
+            for fragments in ready:
+                daemon.err.wait(logged(*fragments), 120, what=f"log line with {fragments}")
+            reader.write(encode_em4100(8075634))  # the card, once the reader listens
+            daemon.wait_events(punched_ids, 120, what="the card punch")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=30)
+            assert daemon.stop() == 0, daemon.log()[-2000:]
 
-    one_punch()
+    # The card comes only once the GPS has verified the clock (no NTP here) and the reader listens.
+    one_punch(("clock is verified", "source gps"), ("rfid: ", "-> running"))
     # The daemon's wall clock two days back; its monotonic clock untouched, as after a manual change.
-    one_punch({"LD_PRELOAD": str(libs[0]), "FAKETIME": "-2d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    one_punch(("rfid: ", "-> running"),
+              env={"LD_PRELOAD": str(libs[0]), "FAKETIME": "-2d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
     first, second = _punches(home)
     assert first.clock_state == "verified" and "clock_behind_floor" not in first.flags
     assert first.lat == pytest.approx(31.23, abs=1e-3) and first.lon == pytest.approx(121.47, abs=1e-3)

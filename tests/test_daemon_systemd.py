@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import socket
-import time
 from datetime import timedelta
 from pathlib import Path
 
 from daemon_support import start_daemon
+from waiting import wait_for
 
 from kiosk.base.events import Event, EventKind
 from kiosk.base.timeutil import iso_utc, utc_now
@@ -21,34 +20,30 @@ def test_notify_ready_watchdog_stopping(kiosk_home: Path, tmp_path: Path) -> Non
     sock_path = tmp_path / "notify.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(sock_path))
-    server.settimeout(1.0)
-    proc = start_daemon(kiosk_home, "rfid.port='fake:'",
-                        env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+    server.setblocking(False)
     messages: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any("WATCHDOG=1" in m for m in messages):
-            try:
-                messages.append(server.recv(4096).decode())
-            except TimeoutError:
-                continue
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        server.settimeout(0.2)
+
+    def received() -> list[str]:
+        """Every datagram the daemon has sent so far (they queue on the socket until read)."""
         while True:
             try:
                 messages.append(server.recv(4096).decode())
-            except TimeoutError:
-                break
+            except BlockingIOError:
+                return messages
+
+    daemon = start_daemon(kiosk_home, "rfid.port='fake:'",
+                          env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+    try:
+        wait_for(lambda: any("WATCHDOG=1" in m for m in received()), 120, interval_s=0.05,
+                 what=lambda: f"a watchdog ping (got {messages})")
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        code = daemon.stop()
+        received()  # the daemon has exited: whatever it sent is on the socket
         server.close()
     ready = next(m for m in messages if "READY=1" in m)
     assert "STATUS=mode face_or_card" in ready and "rfid" in ready
-    assert any("WATCHDOG=1" in m for m in messages)
     assert "STOPPING=1" in messages[-1]
-    assert proc.returncode == 0, err[-2000:]
+    assert code == 0, daemon.log()[-2000:]
 
 
 def test_evidence_thumbnail_is_small_encrypted_and_expires(fresh_store, kiosk_home: Path) -> None:

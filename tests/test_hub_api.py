@@ -11,6 +11,7 @@ import pytest
 from sync_support import TEST_DIM, TEST_MODEL
 from test_sync_protocol import chain
 
+from kiosk.base.record import PUNCH_FIELDS
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import devices
 
@@ -234,7 +235,11 @@ def test_heartbeat_reaches_device_status_and_openapi_is_published(hub) -> None:
     for path in ("/v1/device/register", "/v1/device/punches", "/v1/device/roster", "/v1/device/heartbeat",
                  "/v1/hr/employees", "/v1/hr/punches", "/v1/hr/devices"):
         assert path in spec["paths"]
-    assert "PunchIn" in json.dumps(spec) or "employee_id" in json.dumps(spec["components"])
+    # A batch's punches are documented field by field: every field of the punch record, in its order.
+    punch = spec["components"]["schemas"]["PunchBatch"]["properties"]["punches"]["items"]
+    assert tuple(punch["properties"]) == PUNCH_FIELDS
+    assert punch["required"] == ["id", "seq", "employee_id", "method", "ts_utc", "mono_ns", "boot_id", "clock_state",
+                                 "prev_hash", "hash"]
 
 
 @pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from waiting import StateHistory, wait_for, wait_state
 
 from hardware.camera import open_camera
 from hardware.config import CameraConfig
 from hardware.device import DeviceState
 
-DEADLINE_S = 10.0
+DEADLINE_S = 60.0  # an upper bound for a loaded machine: every wait ends as soon as its condition holds
 SIZE = (64, 48)  # width, height
 
 
@@ -49,17 +49,18 @@ def camera_for(source: str, **settings):
 
 
 def drain(camera, timeout_s: float = DEADLINE_S, delay_s: float = 0.0) -> list:
-    frames, deadline = [], time.monotonic() + timeout_s
-    while not camera.finished and time.monotonic() < deadline:
+    """Read every frame until the source has ended and its queue is empty; ``delay_s`` between reads
+    makes a consumer slower than the source (the scenario, not a wait)."""
+    frames = []
+
+    def take() -> bool:
         frame = camera.read(0.1)
         if frame is not None:
             frames.append(frame)
-            time.sleep(delay_s)
+        return camera.finished
+
+    wait_for(take, timeout_s, interval_s=delay_s, what=lambda: f"the end of the source ({camera.status})")
     return frames
-
-
-def wait_state(camera, state: DeviceState, timeout_s: float = DEADLINE_S) -> None:
-    assert camera.wait_for(lambda s: s.state == state, timeout_s), camera.status
 
 
 def test_lossless_images_deliver_every_frame_in_name_order_then_end(tmp_path) -> None:
@@ -81,7 +82,6 @@ def test_live_pacing_drops_oldest_frames_never_blocks(tmp_path) -> None:
     folder = image_folder(tmp_path / "imgs", 40)
     camera = camera_for(f"images:{folder}?fps=200", queue_frames=2)
     with camera:
-        time.sleep(0.05)
         wait_state(camera, DeviceState.ENDED)  # the camera ran to the end without a reader
         frames = drain(camera)
     assert camera.dropped == 38 and len(frames) == 2
@@ -103,7 +103,7 @@ def test_looping_video_keeps_going(tmp_path) -> None:
     path = video_file(tmp_path / "clip.avi", 5, "MJPG")
     camera = camera_for(f"file:{path}?loop=1&fps=0")
     with camera:
-        frames = [camera.read(1.0) for _ in range(12)]
+        frames = [camera.read(DEADLINE_S) for _ in range(12)]
         assert camera.state == DeviceState.RUNNING and not camera.ended.is_set()
     assert all(f is not None for f in frames)
     assert [f.seq for f in frames] == list(range(12))
@@ -121,19 +121,19 @@ def test_resize_rotate_mirror(tmp_path) -> None:
 
 def test_stalled_camera_is_reopened_and_recovers() -> None:
     camera = camera_for("fake:?fps=50", stall_timeout_s=0.5)
-    states = []
-    camera.add_listener(lambda status: states.append(status.state))
+    history = StateHistory(camera)
     with camera:
-        wait_state(camera, DeviceState.RUNNING)
+        history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
+        history.mark()
         camera.fake.go_silent()
-        wait_state(camera, DeviceState.STALLED)
-        assert "no frame for 0.5 s" in camera.reason
+        stalled = history.wait(DeviceState.STALLED, timeout_s=DEADLINE_S)
+        assert "no frame for 0.5 s" in stalled.reason
         opens = camera.fake.opens
-        time.sleep(0.5)
-        assert camera.fake.opens > opens  # it keeps reopening while stalled
+        wait_for(lambda: camera.fake.opens >= opens + 2, DEADLINE_S, what="reopening while stalled")
         camera.fake.resume()
-        wait_state(camera, DeviceState.RUNNING)
-        assert camera.read(1.0) is not None
+        history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
+        assert camera.read(DEADLINE_S) is not None
+    states = [s.state for s in history.statuses]
     assert states[:4] == [DeviceState.STARTING, DeviceState.RUNNING, DeviceState.STALLED, DeviceState.RUNNING]
 
 
@@ -151,15 +151,18 @@ def test_unplugged_camera_is_disconnected_until_it_comes_back() -> None:
 def test_image_folder_that_vanishes_and_returns(tmp_path) -> None:
     folder = image_folder(tmp_path / "imgs", 5)
     camera = camera_for(f"images:{folder}?fps=50&loop=1")
+    history = StateHistory(camera)
     with camera:
-        wait_state(camera, DeviceState.RUNNING)
+        history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
+        history.mark()
         hidden = folder.rename(tmp_path / "hidden")
-        assert camera.wait_for(lambda s: s.state in (DeviceState.DISCONNECTED, DeviceState.STALLED), DEADLINE_S)
-        time.sleep(0.3)
+        # Lost, then a reopen fails for want of the folder: the camera does not come back on its own.
+        history.wait(DeviceState.DISCONNECTED, reason="does not exist; retrying", timeout_s=DEADLINE_S)
         assert not camera.state.working
+        history.mark()
         hidden.rename(folder)
-        wait_state(camera, DeviceState.RUNNING)
-        assert camera.read(1.0) is not None
+        history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
+        assert camera.read(DEADLINE_S) is not None
 
 
 def test_missing_video_file_is_reported(tmp_path) -> None:
@@ -219,8 +222,9 @@ def test_cli_reads_an_image_folder(invoke, tmp_path) -> None:
 
 
 def test_cli_camera_that_never_opens_exits_1(invoke, tmp_path) -> None:
+    # The command reads for --timeout seconds whatever happens: long enough for a loaded machine to report.
     result = invoke("hw", "read", "camera", "--source", f"images:{tmp_path / 'missing'}", "--count", "1",
-                    "--timeout", "0.5", "--config", str(tmp_path / "absent.toml"))
+                    "--timeout", "10", "--config", str(tmp_path / "absent.toml"))
     assert result.exit_code == 1
     assert '"disconnected"' in result.stdout
 

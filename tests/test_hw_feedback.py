@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pydantic import ValidationError
+from waiting import wait_for
 
+from conftest import skip_or_fail
 from hardware.config import FeedbackConfig
 from hardware.device import DeviceState
 from hardware.feedback import Signal, open_feedback
@@ -23,9 +23,17 @@ def test_no_hardware_records_every_signal() -> None:
     assert feedback.state == DeviceState.STOPPED
 
 
+def require_gpiozero():  # noqa: ANN201
+    try:
+        import gpiozero
+    except ImportError:
+        skip_or_fail("gpiozero is not installed: pip install -c constraints.txt -e '.[dev]'")
+    return gpiozero
+
+
 @pytest.fixture
 def mock_pins(monkeypatch):
-    gpiozero = pytest.importorskip("gpiozero")
+    gpiozero = require_gpiozero()
     from gpiozero.pins.mock import MockFactory
 
     factory = MockFactory()
@@ -34,13 +42,9 @@ def mock_pins(monkeypatch):
     factory.reset()
 
 
-def wait_until(predicate, timeout_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+def levels(pin) -> list[bool]:  # noqa: ANN001 - a gpiozero MockPin
+    """Every level the pin was driven to, in order (gpiozero's mock pins record them)."""
+    return [change.state for change in pin.states]
 
 
 def test_gpio_buzzer_leds_and_relay(mock_pins) -> None:
@@ -49,19 +53,23 @@ def test_gpio_buzzer_leds_and_relay(mock_pins) -> None:
     feedback = open_feedback(config)
     with feedback:
         assert feedback.state == DeviceState.RUNNING, feedback.reason
-        buzzer, relay = mock_pins.pin(18), mock_pins.pin(25)
-        assert relay.state is True  # active-low relay board: HIGH means off
+        buzzer, ok_led, error_led, relay = (mock_pins.pin(n) for n in (18, 23, 24, 25))
+        assert levels(relay) == [False, True]  # active-low relay board: driven HIGH at once, meaning off
         feedback.signal(Signal.REJECTED)
-        assert wait_until(lambda: len([c for c in buzzer.states if c.state]) >= 3)  # three beeps
-        assert wait_until(lambda: mock_pins.pin(24).state is True or len(mock_pins.pin(24).states) > 1)
         feedback.open_door()
-        assert wait_until(lambda: relay.state is False)  # energised
-        assert wait_until(lambda: relay.state is True)   # and released after relay_open_s
+        # Each output runs its pattern in its own thread: wait until each has come back to rest.
+        wait_for(lambda: levels(error_led)[-1:] == [False] and len(levels(error_led)) > 1
+                 and len(levels(buzzer)) >= 7 and len(levels(relay)) >= 4, 30,
+                 what=lambda: f"buzzer {levels(buzzer)}, error LED {levels(error_led)}, relay {levels(relay)}")
+        assert levels(error_led) == [False, True, False]  # one blink
+        assert levels(buzzer) == [False, True, False, True, False, True, False]  # three beeps
+        assert levels(relay) == [False, True, False, True]  # energised, then released after relay_open_s
+        assert levels(ok_led) == [False]
     assert feedback.state == DeviceState.STOPPED
 
 
 def test_gpio_without_a_usable_pin_library_fails_with_a_reason(monkeypatch) -> None:
-    gpiozero = pytest.importorskip("gpiozero")
+    gpiozero = require_gpiozero()
     monkeypatch.setattr(gpiozero.Device, "pin_factory", None)
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "no-such-pin-library")
     feedback = open_feedback(FeedbackConfig(driver="gpio", buzzer_pin=18))

@@ -8,21 +8,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from waiting import StateHistory, wait_for
 
 from hardware.config import GpsConfig
 from hardware.device import DeviceState
 from hardware.gps import open_gps
+from hardware.nmea import NmeaTracker
 
 NMEA = Path(__file__).parent / "fixtures" / "nmea"
-DEADLINE_S = 30.0  # an upper bound for a loaded machine: every wait ends as soon as its condition holds
+DEADLINE_S = 60.0  # an upper bound for a loaded machine: every wait ends as soon as its condition holds
+QUIET_S = 300.0  # a stall timeout that never fires in a test about something else
 
 
 def capture(name: str) -> bytes:
     return "".join(line + "\r\n" for line in (NMEA / name).read_text().splitlines()).encode()
 
 
-def wait_state(device, state: DeviceState, timeout_s: float = DEADLINE_S) -> None:
-    assert device.wait_for(lambda s: s.state == state, timeout_s), device.status
+def counted(name: str) -> dict:
+    """What the pure parser counts in a capture: the reader has read it all once its summary says the same."""
+    tracker = NmeaTracker()
+    for line in (NMEA / name).read_text().splitlines():
+        tracker.feed_line(line, 0)
+    stats = tracker.stats
+    return {"sentences": stats.sentences, "fixes": stats.fixes, "bad_checksum": stats.bad_checksum,
+            "unparsable": stats.unparsable, "ignored": stats.ignored}
 
 
 @pytest.fixture
@@ -33,11 +42,12 @@ def gps_on(serial_pty):
         device = serial_pty("ttyACM0")
         config = GpsConfig(port=str(device.path), **{"reopen_interval_s": 0.05, **settings})
         gps = open_gps(config)
+        history = StateHistory(gps)
         gps.start()
         started.append(gps)
-        wait_state(gps, DeviceState.STARTING)
-        assert gps.wait_for(lambda s: "waiting for NMEA" in s.reason, DEADLINE_S)
-        return device, gps
+        # The port is open (and flushed) once the reader says it waits for sentences: write after that.
+        history.wait(DeviceState.STARTING, reason="waiting for NMEA", timeout_s=DEADLINE_S)
+        return device, gps, history
 
     yield _open
     for gps in started:
@@ -45,10 +55,12 @@ def gps_on(serial_pty):
 
 
 def test_captured_sirf_fixes_and_receiver_time(gps_on) -> None:
-    device, gps = gps_on(max_fix_age_s=30)
+    device, gps, history = gps_on(max_fix_age_s=30, stall_timeout_s=QUIET_S)
     device.write(capture("sirf4_globalsat_bu353s4.nmea"))
-    assert gps.wait_for(lambda s: gps.summary()["sentences"] == 42, DEADLINE_S)
-    wait_state(gps, DeviceState.RUNNING)
+    expected = counted("sirf4_globalsat_bu353s4.nmea")
+    assert expected["sentences"] == 42
+    wait_for(lambda: gps.summary() == expected, DEADLINE_S, what=lambda: f"{expected}: {gps.summary()}")
+    history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
     fix = gps.fix()
     assert fix.lat == pytest.approx(-37.784797, abs=1e-6) and fix.lon == pytest.approx(175.314903, abs=1e-6)
     assert fix.sats == 7 and fix.hdop == pytest.approx(1.1)
@@ -61,108 +73,116 @@ def test_captured_sirf_fixes_and_receiver_time(gps_on) -> None:
 
 
 def test_fix_lost_indoors_is_no_fix(gps_on) -> None:
-    device, gps = gps_on(max_fix_age_s=30)
+    device, gps, _ = gps_on(max_fix_age_s=30, stall_timeout_s=QUIET_S)
     device.write(capture("sirf3_bu353_glonass_gn.nmea"))
     last = datetime(2014, 5, 26, 8, 14, 19, tzinfo=UTC)  # the capture's last position, sent without a fix
-    assert gps.wait_for(lambda s: (f := gps.latest_fix()) is not None and f.utc == last, DEADLINE_S)
-    wait_state(gps, DeviceState.NO_FIX)
-    assert "no fix" in gps.reason
+    expected = counted("sirf3_bu353_glonass_gn.nmea")
+    # Every line read, and the state that follows the last one (no stall can come after it here).
+    wait_for(lambda: gps.summary() == expected and gps.state == DeviceState.NO_FIX, DEADLINE_S,
+             what=lambda: f"{expected} and NO_FIX: {gps.summary()}, {gps.status}")
+    assert gps.latest_fix().utc == last
+    assert gps.reason.startswith("receiver reports no fix")
     assert gps.fix() is None
 
 
 def test_cold_start_receiver_gives_no_fix_and_no_time(gps_on) -> None:
-    device, gps = gps_on()
+    device, gps, history = gps_on(stall_timeout_s=QUIET_S)
     device.write(capture("ublox6_coldstart_nofix.nmea"))
-    wait_state(gps, DeviceState.NO_FIX)
+    history.wait(DeviceState.NO_FIX, timeout_s=DEADLINE_S)
     assert gps.latest_fix() is None and gps.time() is None
 
 
 def test_fix_goes_stale(gps_on) -> None:
-    device, gps = gps_on(max_fix_age_s=0.5, stall_timeout_s=10)
+    device, gps, history = gps_on(max_fix_age_s=0.5, stall_timeout_s=QUIET_S)
     device.write(capture("ublox_m8030_gn.nmea"))
-    wait_state(gps, DeviceState.RUNNING)
-    # The receiver keeps talking (text only) but sends no more positions.
-    deadline = time.monotonic() + DEADLINE_S
-    while gps.state != DeviceState.NO_FIX and time.monotonic() < deadline:
+    history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
+    # The receiver keeps talking (text only, paced like a receiver) but sends no more positions.
+    def talks_without_fix() -> bool:
         device.write(b"$GNTXT,01,01,02,ANTSTATUS=OK*25\r\n")
-        time.sleep(0.1)
-    assert gps.state == DeviceState.NO_FIX
+        return gps.state == DeviceState.NO_FIX
+
+    wait_for(talks_without_fix, DEADLINE_S, interval_s=0.1, what=lambda: f"NO_FIX, still {gps.status}")
+    assert gps.reason == "last fix older than 0.5 s (sentences arrive without a position)"
     assert gps.fix() is None and gps.latest_fix() is not None
 
 
 def test_garbage_and_corrupted_sentences_are_counted_not_fatal(gps_on) -> None:
-    device, gps = gps_on()
+    device, gps, history = gps_on(stall_timeout_s=QUIET_S)
     device.write(bytes(range(256)) * 3 + b"\r\n" + capture("corrupted.nmea") + capture("ublox_m8030_gn.nmea"))
     # The last sentences carry the fixes: once all three are in, every line before them was counted.
-    assert gps.wait_for(lambda s: gps.summary()["fixes"] == 3, DEADLINE_S), gps.summary()
-    wait_state(gps, DeviceState.RUNNING)
+    wait_for(lambda: gps.summary()["fixes"] == 3, DEADLINE_S, what=lambda: f"3 fixes: {gps.summary()}")
+    history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
     summary = gps.summary()
     assert summary["bad_checksum"] == 5 and summary["unparsable"] == 8  # corrupted.nmea, line by line
     assert summary["fixes"] == 3
 
 
 def test_silent_receiver_stalls_then_recovers(gps_on) -> None:
-    device, gps = gps_on(stall_timeout_s=0.3, max_fix_age_s=30)
+    device, gps, history = gps_on(stall_timeout_s=0.3, max_fix_age_s=30)
     device.write(capture("ublox_m8030_gn.nmea"))
-    wait_state(gps, DeviceState.RUNNING)
-    wait_state(gps, DeviceState.STALLED)
-    assert "no data" in gps.reason
-    device.write(capture("ublox_m8030_gn.nmea"))  # the port was reopened; talk again
-    deadline = time.monotonic() + DEADLINE_S
-    while gps.state != DeviceState.RUNNING and time.monotonic() < deadline:
+    history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
+    stalled = history.wait(DeviceState.STALLED, timeout_s=DEADLINE_S)
+    assert "no data for 0.3 s" in stalled.reason
+
+    def talks_again() -> bool:  # the port is reopened between attempts: a receiver keeps sending
         device.write(capture("ublox_m8030_gn.nmea"))
-        time.sleep(0.1)
-    assert gps.state == DeviceState.RUNNING
+        return any(s.state == DeviceState.RUNNING for s in history.statuses[history.statuses.index(stalled):])
+
+    wait_for(talks_again, DEADLINE_S, interval_s=0.1, what=lambda: f"RUNNING again: {history.statuses[-3:]}")
 
 
 def test_wrong_baud_rate_looks_like_bytes_without_sentences(gps_on) -> None:
-    device, gps = gps_on(stall_timeout_s=0.3)
-    deadline = time.monotonic() + DEADLINE_S
-    while gps.state != DeviceState.STALLED and time.monotonic() < deadline:
+    device, gps, history = gps_on(stall_timeout_s=0.3)
+
+    def stalled_on_noise() -> bool:  # what a receiver at another speed keeps sending
         device.write(b"\xf0\x0f\xfe~x\x80" * 10)
-        time.sleep(0.05)
-    assert gps.state == DeviceState.STALLED
-    assert "wrong baud rate" in gps.reason
+        return any(s.state == DeviceState.STALLED and "wrong baud rate" in s.reason for s in history.statuses)
+
+    wait_for(stalled_on_noise, DEADLINE_S, interval_s=0.05, what=lambda: f"STALLED: {history.statuses}")
+    assert gps.summary()["sentences"] == 0 and gps.latest_fix() is None
 
 
 def test_unplug_and_replug(gps_on) -> None:
-    device, gps = gps_on(max_fix_age_s=30)
+    device, gps, history = gps_on(max_fix_age_s=30, stall_timeout_s=QUIET_S)
     device.write(capture("sirf_trig_beidou_bd.nmea"))
-    wait_state(gps, DeviceState.RUNNING)
+    history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
     device.unplug()
-    wait_state(gps, DeviceState.DISCONNECTED)
+    history.wait(DeviceState.DISCONNECTED, timeout_s=DEADLINE_S)
     device.plug()
-    wait_state(gps, DeviceState.STARTING)
+    history.wait(DeviceState.STARTING, reason="waiting for NMEA", timeout_s=DEADLINE_S)
     device.write(capture("sirf_trig_beidou_bd.nmea"))
-    wait_state(gps, DeviceState.RUNNING)
+    history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
     assert gps.fix().lat == pytest.approx(31.248, abs=1e-3)
 
 
 def test_fake_receiver_fixes_time_offset_and_faults() -> None:
     gps = open_gps(GpsConfig(port="fake:?lat=31.2304&lon=121.4737&interval_s=0.05&time_offset_s=-3600",
-                             stall_timeout_s=0.3, reopen_interval_s=0.05, max_fix_age_s=0.5, uere_m=3.0))
+                             stall_timeout_s=0.3, reopen_interval_s=0.05, max_fix_age_s=5, uere_m=3.0))
     seen = []
     gps.on_fix = seen.append
+    history = StateHistory(gps)
+
+    def then(action, state: DeviceState) -> None:  # noqa: ANN001
+        history.mark()
+        action()
+        history.wait(state, timeout_s=DEADLINE_S)
+
     with gps:
-        wait_state(gps, DeviceState.RUNNING)
+        history.wait(DeviceState.RUNNING, timeout_s=DEADLINE_S)
         assert gps.fix().lat == pytest.approx(31.2304, abs=1e-6)
         offset = gps.time().now_utc() - datetime.now(UTC)
         assert offset.total_seconds() == pytest.approx(-3600, abs=1.0)
-        gps.fake.lose_fix()
-        wait_state(gps, DeviceState.NO_FIX)
-        gps.fake.set_fix(22.5431, 114.0579, hdop=2.0)
-        wait_state(gps, DeviceState.RUNNING)
-        assert gps.fix().lat == pytest.approx(22.5431, abs=1e-6) and gps.fix().accuracy_m == 6.0
+        then(gps.fake.lose_fix, DeviceState.NO_FIX)
+        then(lambda: gps.fake.set_fix(22.5431, 114.0579, hdop=2.0), DeviceState.RUNNING)
+        # Fixes after set_fix() carry the new position (one from before it may still have been in flight).
+        wait_for(lambda: gps.fix().lat == pytest.approx(22.5431, abs=1e-6), DEADLINE_S, what="the new position")
+        assert gps.fix().accuracy_m == 6.0
         assert gps.time().utc.timestamp() - gps.time().wall_s == pytest.approx(-3600, abs=1.0)
-        gps.fake.go_silent()
-        wait_state(gps, DeviceState.STALLED)
-        gps.fake.resume()
-        wait_state(gps, DeviceState.RUNNING)
+        then(gps.fake.go_silent, DeviceState.STALLED)
+        then(gps.fake.resume, DeviceState.RUNNING)
         gps.fake.send_garbage()
-        gps.fake.unplug()
-        wait_state(gps, DeviceState.DISCONNECTED)
-        gps.fake.replug()
-        wait_state(gps, DeviceState.RUNNING)
+        then(gps.fake.unplug, DeviceState.DISCONNECTED)
+        then(gps.fake.replug, DeviceState.RUNNING)
     assert seen and gps.state == DeviceState.STOPPED
 
 
@@ -175,7 +195,7 @@ def test_unconfigured_gps_is_off() -> None:
 
 def test_cli_prints_fixes(invoke, tmp_path) -> None:
     result = invoke("hw", "read", "gps", "--port", "fake:?interval_s=0.05&lat=-33.8568&lon=151.2153",
-                    "--count", "3", "--timeout", "10", "--config", str(tmp_path / "absent.toml"))
+                    "--count", "3", "--timeout", "120", "--config", str(tmp_path / "absent.toml"))
     assert result.exit_code == 0, result.output
     fixes = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(fixes) == 3

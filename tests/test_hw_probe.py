@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from waiting import wait_state
+
 from hardware.device import DeviceState
 from kiosk.cli.probe import open_devices
 from kiosk.config import load_config
@@ -19,7 +21,8 @@ def test_probe_on_a_home_without_hardware(invoke, kiosk_home) -> None:
 
 
 def test_probe_with_fake_devices_and_a_geofence(invoke, kiosk_home, tmp_path) -> None:
-    result = invoke("hw", "probe", "--config", str(kiosk_home), "--wait", "5", "--json",
+    # --wait is an upper bound: the probe prints as soon as every device has settled.
+    result = invoke("hw", "probe", "--config", str(kiosk_home), "--wait", "60", "--json",
                     "--set", "camera.source=fake:?fps=20", "--set", "rfid.port=fake:",
                     "--set", "gps.port=fake:?lat=31.2400&lon=121.4900&interval_s=0.1",
                     "--set", "geofence.policy=refuse", "--set", "geofence.lat=31.2401",
@@ -32,7 +35,7 @@ def test_probe_with_fake_devices_and_a_geofence(invoke, kiosk_home, tmp_path) ->
 
 
 def test_probe_names_what_is_broken(invoke, kiosk_home, tmp_path) -> None:
-    result = invoke("hw", "probe", "--config", str(kiosk_home), "--wait", "1",
+    result = invoke("hw", "probe", "--config", str(kiosk_home), "--wait", "60",
                     "--set", f"rfid.port={tmp_path / 'ttyUSB7'}", "--set", f"camera.source=file:{tmp_path / 'x.mp4'}")
     assert result.exit_code == 1
     assert "disconnected" in result.output and "ttyUSB7 is not there" in result.output
@@ -42,7 +45,7 @@ def test_probe_names_what_is_broken(invoke, kiosk_home, tmp_path) -> None:
 def test_open_devices_start_and_stop_cleanly(kiosk_home) -> None:
     devices = open_devices(load_config(kiosk_home, ["rfid.port=fake:", "gps.port=fake:"]))
     devices.start()
-    assert devices.rfid.wait_for(lambda s: s.state == DeviceState.RUNNING, 5)
+    wait_state(devices.rfid, DeviceState.RUNNING)
     devices.stop()
     assert [d.state for d in devices.all()] == [DeviceState.OFF, DeviceState.STOPPED, DeviceState.STOPPED,
                                                 DeviceState.STOPPED]

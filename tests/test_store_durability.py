@@ -9,10 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import Lines
 
 from conftest import REPO
 from kiosk.base.errors import StoreError
@@ -23,13 +23,18 @@ from kiosk.store.punches import PunchDraft
 KILL_ROUNDS = 12
 
 
-def _read_acknowledged(proc: subprocess.Popen, deadline_s: float) -> list[str]:
-    """Let the child run for a random while, SIGKILL it, and return every id it printed."""
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(deadline_s)
-    proc.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate(timeout=30)
-    return [line for line in out.splitlines() if line.strip()]
+def _acknowledged_until_killed(proc: subprocess.Popen, kill_after: int) -> list[str]:
+    """Once the child has acknowledged ``kill_after`` punches (it goes on appending meanwhile), SIGKILL
+    it wherever it is in its next append, and return every id it printed."""
+    out = Lines(proc.stdout, "punch-loop")
+    try:
+        out.wait(lambda lines: len(lines) > kill_after, 120, what=f"{kill_after} acknowledged punches")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    lines = out.text(60).splitlines()
+    assert lines[0] == "ready"
+    return lines[1:]
 
 
 def test_sigkill_never_loses_an_acknowledged_punch(kiosk_home: Path, invoke) -> None:
@@ -40,8 +45,7 @@ def test_sigkill_never_loses_an_acknowledged_punch(kiosk_home: Path, invoke) -> 
     for _ in range(KILL_ROUNDS):
         proc = subprocess.Popen([sys.executable, str(REPO / "tests/helpers/punch_loop.py"), str(kiosk_home)],
                                 stdout=subprocess.PIPE, text=True, env=env)
-        acknowledged += _read_acknowledged(proc, rng.uniform(0.02, 0.4))
-    assert len(acknowledged) > KILL_ROUNDS, "the child never got to append"
+        acknowledged += _acknowledged_until_killed(proc, rng.randint(1, 30))
     with open_store(load_config(kiosk_home)) as store:
         stored = {p.id for p in store.punches.iter()}
     missing = [i for i in acknowledged if i not in stored]

@@ -113,9 +113,9 @@ def test_backoff_spaces_retries_and_records_the_error(hub, make_kiosk) -> None:
     kiosk.agent.guarded("push", kiosk.agent.push)
     assert transport.seen == ["/v1/device/punches:503"], "no request while backing off"
     assert "maintenance" not in kiosk.agent.state.get("last_error")
-    wait_for(kiosk.agent.backoff.ready, timeout_s=5)
+    wait_for(kiosk.agent.backoff.ready, timeout_s=60, what="the end of the first backoff")
     kiosk.agent.guarded("push", kiosk.agent.push)
-    wait_for(kiosk.agent.backoff.ready, timeout_s=5)
+    wait_for(kiosk.agent.backoff.ready, timeout_s=60, what="the end of the second backoff")
     kiosk.agent.guarded("push", kiosk.agent.push)
     assert kiosk.agent.backoff.failures == 0 and kiosk.agent.state.backlog() == 0
     assert seqs_at_hub(hub) == [1, 2, 3]
@@ -190,17 +190,17 @@ def test_running_agent_delivers_each_new_punch_within_seconds(hub, make_kiosk) -
         for _ in range(5):
             punch = daemon_store.punches.append(PunchDraft("E1", "card", "verified"))
             start = time.monotonic()
-            wait_for(lambda p=punch: any(r["id"] == p.id for r in hub.export(since=len(delays))), timeout_s=120,
-                     what="the punch at the hub before the 600 s push timer")
+            # The periodic push is 10 minutes away: only the watch on the store delivers within this
+            # bound, which leaves room for a loaded machine. The figure itself (p50 ~0.3 s) is measured
+            # by `kiosk bench hub`, not asserted here.
+            wait_for(lambda p=punch: any(r["id"] == p.id for r in hub.export(since=len(delays))), timeout_s=60,
+                     interval_s=0.05, what="the new punch at the hub before the push timer")
             delays.append(time.monotonic() - start)
     finally:
         stop.set()
-        runner.join(timeout=20)
+        runner.join(timeout=60)
         daemon_store.close()
     assert not runner.is_alive()
-    # The periodic push is 10 minutes away: only the watch on the store delivers within two minutes, even
-    # on a machine busy enough to stretch seconds. The figure itself (p50 ~0.3 s) is `kiosk bench hub`'s.
-    assert max(delays) < 120.0, delays
     print(f"punch-to-hub delays: median {statistics.median(delays):.3f} s, max {max(delays):.3f} s")
 
 

@@ -15,12 +15,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from ui_support import Daemon, Scene, chromium, free_port, new_page, require_chromium
+from ui_support import Daemon, Scene, chromium, free_port, new_page, require_chromium, wait_for_idle_frames
 
 from conftest import REPO, PtyDevice, run_kiosk
 from kiosk.config import load_config
@@ -28,6 +27,7 @@ from kiosk.store import open_store
 from kiosk.ui.config import UiConfig
 
 PIN = "135790"
+TRACK_GRACE_FRAMES = 5  # face.track_grace_frames, the default
 WAIT_MS = 20_000
 BRANCH = "Pudong Sub-branch"
 BRANCH_LAT, BRANCH_LON = 31.2304, 121.4737
@@ -56,6 +56,7 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory, face_data: Path):  # noqa: A
         f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=false",
         "ui.enabled=true", f"ui.port={port}", "ui.language=zh", f"ui.branch_title={BRANCH}",
         "ui.result_display_s=3", "ui.admin_idle_logout_s=15", "face.max_embeds_per_walkup=6",
+        "punch.debounce_s=600",  # a second punch in this run is always "already punched", however slow the run
         f"rfid.port={reader.path}", "rfid.protocol=line", "rfid.hold_off_s=0.1",
         "sync.hub_url=http://127.0.0.1:9", "device.timezone=Asia/Shanghai",
         # A field device far from its branch, whose GPS clock is off by an hour: punches are kept but
@@ -107,9 +108,14 @@ def expect():  # noqa: ANN201
     return playwright_expect
 
 
-def local_hhmm() -> str:
+def local_hhmm(moment: datetime | None = None) -> str:
     from zoneinfo import ZoneInfo
-    return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M")
+    return (moment or datetime.now(UTC)).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M")
+
+
+def settled(page) -> None:  # noqa: ANN001
+    """Wait until the screen's transitions have finished (for a screenshot that shows the end state)."""
+    page.wait_for_function("document.getAnimations().every(a => a.playState !== 'running')", timeout=WAIT_MS)
 
 
 def store_of(kiosk):  # noqa: ANN001, ANN201
@@ -129,7 +135,9 @@ def photos(kiosk, identity: str, names: range) -> list[Path]:  # noqa: ANN001
 def back_to_idle(kiosk, page) -> None:  # noqa: ANN001
     kiosk["scene"].idle()
     expect()(page.locator("#screen-result")).to_be_hidden(timeout=WAIT_MS)
-    time.sleep(1.0)  # the walk-up ends once the face has been gone for a few frames
+    # The walk-up ends once the face has been missing from more than face.track_grace_frames (5)
+    # frames the daemon looked at; only then is the next face a new walk-up.
+    wait_for_idle_frames(kiosk["url"], TRACK_GRACE_FRAMES + 2)
 
 
 # -- the teller's screen ------------------------------------------------------------------------
@@ -178,7 +186,7 @@ def test_recognised_punch_appears_live(kiosk, page, shots: Path) -> None:  # noq
     expect()(note).to_contain_text("Time not yet verified — it will be corrected automatically")
     expect()(note).to_contain_text("Recorded outside the branch area")
     assert page.inner_text("#result-time") in (before, local_hhmm())  # the branch's time zone
-    page.wait_for_timeout(300)
+    settled(page)
     page.screenshot(path=str(shots / "result-punched.png"))
     sizes = page.evaluate("""() => ['result-name', 'result-time'].map(id =>
         parseFloat(getComputedStyle(document.getElementById(id)).fontSize))""")
@@ -237,7 +245,9 @@ def test_guided_enrolment_end_to_end(kiosk, page, shots: Path) -> None:  # noqa:
         "Recognised — enrolment complete (5 samples saved)", timeout=WAIT_MS)
     page.screenshot(path=str(shots / "admin-enrol-done.png"))
     kiosk["scene"].idle()
-    page.wait_for_timeout(1500)  # the enrolment keeps the camera until closed: nobody is punched
+    # The enrolment keeps the camera until closed: once it has taken in the empty counter, closing it
+    # hands the camera back with nobody in view, so nobody is punched.
+    wait_for_idle_frames(kiosk["url"], 1)
     page.click("#enrol-close")
     expect()(page.locator("#enrol-form")).to_be_visible()  # the close request has been answered
     with store_of(kiosk) as store:
@@ -261,7 +271,7 @@ def test_duplicate_warning_before_saving(kiosk, page, shots: Path) -> None:  # n
     page.click("#enrol-refuse")
     expect()(page.locator("#enrol-guidance")).to_have_text("Enrolment cancelled — nothing was saved")
     kiosk["scene"].idle()
-    page.wait_for_timeout(1500)
+    wait_for_idle_frames(kiosk["url"], 1)  # as above: nobody in view when the camera goes back
     page.click("#enrol-close")
     expect()(page.locator("#enrol-form")).to_be_visible()  # the close request has been answered
     with store_of(kiosk) as store:
@@ -319,18 +329,23 @@ def test_manual_punch_and_health(kiosk, page, shots: Path) -> None:  # noqa: ANN
     expect()(health).to_contain_text("Camera")
     text = health.inner_text()
     assert "working" in text and "Card reader" in text and "Face model" in text
-    # E001 enrolled from photos at setup and the guided enrolment: both wait for a hub registration.
-    assert re.search(r"Enrolments not yet at the hub\s+2", text)
+    # E001 (`kiosk enroll add --photos`) and E002 (guided, above): both wait for a hub to register with.
+    assert re.search(r"Enrolments not yet at the hub\s+2\b", text), text
     page.screenshot(path=str(shots / "admin-health.png"))
 
 
 def test_card_punch_after_logout(kiosk, page) -> None:  # noqa: ANN001
     page.click("#admin-logout")
     expect()(page.locator("#admin")).to_be_hidden()
+    with store_of(kiosk) as store:
+        manual = store.punches.last_for("E002")  # the manual punch above, inside punch.debounce_s
     kiosk["reader"].write(b"0087654321\r\n")
-    expect()(page.locator("#result-title")).to_have_text(re.compile("Clocked in|Already punched"), timeout=WAIT_MS)
+    at = local_hhmm(datetime.fromisoformat(manual.ts_utc.replace("Z", "+00:00")))
+    expect()(page.locator("#result-title")).to_have_text(f"Already punched at {at}", timeout=WAIT_MS)
     expect()(page.locator("#result-name")).to_have_text("Vladimir Putin")
     expect()(page.locator("#screen-result")).to_be_hidden(timeout=WAIT_MS)
+    with store_of(kiosk) as store:
+        assert store.punches.last_for("E002").id == manual.id
 
 
 def test_erase_an_employee(kiosk, page) -> None:  # noqa: ANN001
@@ -416,7 +431,8 @@ def test_card_only_kiosk_refuses_a_punch_outside_the_branch(chrome, tmp_path: Pa
         open_screen(page, url)
         expect()(page.locator("#prompt")).to_have_text("Please tap your card")  # no camera here
         expect()(page.locator("#preview")).to_have_count(0)
-        page.wait_for_timeout(1500)  # the fake receiver's first fix
+        daemon.wait_log("gps: ", "-> running")  # the fake receiver's first fix
+        daemon.wait_log("rfid: ", "-> running")
         reader.write(b"0055667788\r\n")
         expect()(page.locator("#result-title")).to_have_text("Outside the branch area — punch not recorded",
                                                            timeout=WAIT_MS)
