@@ -19,6 +19,7 @@ from typing import Any
 import sqlcipher3.dbapi2 as sqlcipher
 import sqlite_utils
 
+from hardware.rfid_protocols import CardFormat
 from kiosk.base.errors import StoreError
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store import migrations
@@ -111,7 +112,7 @@ def _not_decryptable(path: Path, key: DbKey) -> StoreError:
 class Store:
     """One database connection shared by the daemon's threads; writes go through atomic()."""
 
-    def __init__(self, connect: Connect, path: Path | str = ":memory:") -> None:
+    def __init__(self, connect: Connect, path: Path | str = ":memory:", card_format: CardFormat = "dec10") -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
@@ -121,7 +122,7 @@ class Store:
             raise explain_db_error(exc, self.path, "opening the store") from None
         self.db = sqlite_utils.Database(self.conn)
         self.punches = PunchLog(self)
-        self.roster = Roster(self)
+        self.roster = Roster(self, card_format)
         self.enrolments = EnrolmentOutbox(self)
         self.evidence = Evidence(self)
         self.anchors = ClockAnchors(self)
@@ -137,7 +138,8 @@ class Store:
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, key: DbKey, create: bool = False, busy_timeout_s: float = 5.0) -> Store:
+    def open(cls, path: Path, key: DbKey, create: bool = False, busy_timeout_s: float = 5.0,
+             card_format: CardFormat = "dec10") -> Store:
         """Open (or with ``create`` initialise) the encrypted store at ``path``."""
         path = Path(path)
         if not path.parent.is_dir():
@@ -152,7 +154,7 @@ class Store:
             raise StoreError(f"no kiosk store at {path}",
                              fix="Initialise one with `kiosk db init`, or fix store.path.")
         try:
-            store = cls(sqlcipher_factory(path, key, busy_timeout_s), path)
+            store = cls(sqlcipher_factory(path, key, busy_timeout_s), path, card_format)
         except StoreError as exc:
             if "not a database" in exc.what or "encrypted" in exc.what:
                 raise _not_decryptable(path, key) from None
@@ -303,4 +305,5 @@ class Store:
 def open_store(config, create: bool = False) -> Store:  # noqa: ANN001 - KioskConfig
     """Open the store named by a KioskConfig, with the key from its sources."""
     key = resolve_key(config.store.key_file)
-    return Store.open(config.store.path, key, create=create, busy_timeout_s=config.store.busy_timeout_s)
+    return Store.open(config.store.path, key, create=create, busy_timeout_s=config.store.busy_timeout_s,
+                      card_format=config.rfid.card_format)

@@ -15,7 +15,6 @@ from kiosk.base.events import Event, EventKind
 from kiosk.base.timeutil import parse_iso, parse_local_time
 from kiosk.punching.record import record_correction
 from kiosk.store.punches import NOTE_MAX_CHARS
-from kiosk.store.roster import normalise_card
 from kiosk.ui.auth import ACTOR
 from kiosk.ui.errors import UiError, from_kiosk_error
 
@@ -56,7 +55,7 @@ def erase(store, employee_id: str, reason: str = "") -> dict:  # noqa: ANN001
 def add_card(store, employee_id: str, card: str) -> dict:  # noqa: ANN001
     require_employee(store, employee_id)
     try:
-        card = normalise_card(card)
+        card = store.roster.normalise_card(card)
     except InvalidInput:
         raise UiError("bad_card") from None
     owner = store.roster.by_card(card)
