@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,30 @@ def configure_logging(level: str = "INFO") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: CJK characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def fit(text: str, width: int, align: str = "<") -> str:
+    """``text`` cut and padded to exactly ``width`` terminal columns (a cut is marked with '…')."""
+    if display_width(text) > width:
+        while text and display_width(text) > width - 1:
+            text = text[:-1]
+        text += "…"
+    gap = " " * (width - display_width(text))
+    return gap + text if align == ">" else text + gap
+
+
+def table(headers: list[str], rows: list[list[str]], right: tuple[int, ...] = (), max_width: int = 30) -> list[str]:
+    """Lines of a plain-text table whose columns line up in a terminal, whatever the script."""
+    widths = [min(max_width, max(display_width(r[i]) for r in [headers, *rows])) for i in range(len(headers))]
+    last = len(headers) - 1
+    return ["  ".join(cell if i == last else fit(cell, widths[i], ">" if i in right else "<")
+                      for i, cell in enumerate(row)).rstrip() for row in [headers, *rows]]
 
 
 def echo_json(obj: Any) -> None:

@@ -10,7 +10,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -300,6 +302,39 @@ class Store:
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except DB_ERRORS as exc:
                 raise explain_db_error(exc, self.path, "checkpointing the store") from None
+
+
+def writable_in_place(path: Path) -> bool:
+    """Whether the store at ``path`` can be opened where it is (it writes its WAL even to read)."""
+    folder = Path(path).parent
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True  # Store.open says what is wrong with the folder
+    return not read_only and os.access(folder, os.W_OK)
+
+
+@contextlib.contextmanager
+def open_private_copy(config) -> Iterator[Store]:  # noqa: ANN001 - KioskConfig
+    """The store opened from a private copy of its file and WAL, for a medium that must not be written to
+    (a seized SD card, a read-only mount). ``immutable=1`` would skip the WAL, and with it the newest
+    punches of a kiosk that was switched off; the copy keeps them. The copy is deleted afterwards."""
+    source = Path(config.store.path)
+    if not source.is_file():
+        raise StoreError(f"no kiosk store at {source}", fix="Check store.path (and that the card is mounted).")
+    key = resolve_key(config.store.key_file)
+    with tempfile.TemporaryDirectory(prefix="kiosk-store-copy-") as folder:
+        copy = Path(folder) / source.name
+        try:
+            for suffix in ("", "-wal"):
+                if Path(f"{source}{suffix}").exists():
+                    shutil.copyfile(f"{source}{suffix}", f"{copy}{suffix}")
+        except OSError as exc:
+            raise StoreError(f"cannot copy {source} to {folder} to read it: {exc.strerror}",
+                             fix="Free space in the temporary folder (set TMPDIR to a larger disk).") from None
+        with Store.open(copy, key, busy_timeout_s=config.store.busy_timeout_s,
+                        card_format=config.rfid.card_format) as store:
+            yield store
 
 
 def open_store(config, create: bool = False) -> Store:  # noqa: ANN001 - KioskConfig
