@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import signal
 import threading
 import time
@@ -44,12 +43,7 @@ def sync_group() -> None:
 
 def _agent(store: Any, cfg: ConfigRef) -> Any:
     from sync.agent import Agent
-    config = cfg.load()
-    if config.log.level != "DEBUG":
-        # One line per HTTP request and per scheduler tick (4 a second) would drown the journal.
-        for name in ("httpx", "apscheduler"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    return Agent(config, store)
+    return Agent(cfg.load(), store)
 
 
 @sync_group.command("register")

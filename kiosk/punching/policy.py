@@ -68,7 +68,7 @@ class PunchPolicy:
         with self._lock:
             employee = self.store.roster.by_card(card_id)
             if employee is None:
-                return self._emit(Event(EventKind.UNKNOWN_CARD, detail=card_id[-4:]))
+                return self._emit(Event(EventKind.UNKNOWN_CARD, detail=f"card ending {card_id[-4:]}"))
             if self.cfg.mode == "face":
                 return self._emit(Event(EventKind.NOT_RECOGNISED, employee_id=employee.id,
                                         detail="cards are not accepted at this kiosk"))
