@@ -42,11 +42,15 @@ def require_employee(store, employee_id: str):  # noqa: ANN001, ANN201
     return employee
 
 
-def erase(store, employee_id: str, reason: str = "") -> dict:  # noqa: ANN001
-    """Erase a person's templates (overwritten) and cards; their punches stay."""
+def erase(store, employee_id: str, reason: str) -> dict:  # noqa: ANN001
+    """Erase a person's templates (overwritten) and cards; their punches stay. It cannot be undone: the
+    reason is required, for the audit log."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise UiError("erase_reason_required")
     require_employee(store, employee_id)
     try:
-        erased = store.roster.erase(employee_id, actor=ACTOR, reason=reason.strip()[:200])
+        erased = store.roster.erase(employee_id, actor=ACTOR, reason=reason[:200])
     except KioskError as exc:
         raise from_kiosk_error(exc) from None
     return {"employee_id": employee_id, **erased}
