@@ -68,3 +68,17 @@ def test_opencvs_own_warnings_stay_off_stderr_and_our_reason_is_there(tmp_path) 
     assert result.returncode == 1
     assert "[ WARN" not in result.stderr and "VIDEOIO" not in result.stderr
     assert f"cannot open v4l2:{tmp_path}/video9" in result.stdout + result.stderr
+
+
+def test_a_punch_is_one_info_line_that_says_the_clock_is_unverified(caplog) -> None:  # noqa: ANN001
+    from kiosk.base.events import EventBus
+    from kiosk.punching.policy import punch_detail
+
+    bus = EventBus(stdout_json=False)
+    with caplog.at_level("DEBUG", logger="kiosk.base.events"):
+        bus.publish(Event(EventKind.PUNCHED, employee_id="E001", name="Li Na", method="card", punch_id="p1",
+                          detail=punch_detail("", "unverified")))
+        bus.publish(Event(EventKind.TIME_UNVERIFIED, punch_id="p1"))
+    info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert info == ["event punched E001 by card (punch p1, clock unverified)"]
+    assert punch_detail("outside_geofence", "verified") == "outside_geofence"

@@ -3,9 +3,10 @@ photos and a card reader on a real pty, driven through a real headless Chromium.
 
 The tests run in file order against one daemon and one browser page (loading models once): the
 idle screen, languages, a live punch, admin login, guided enrolment (with the duplicate warning),
-cards, manual punch, health, erase, lockout, camera offline. Screenshots of the idle and result
-screens, admin mode, the lockout and the camera-offline banner land in $KIOSK_UI_SCREENSHOTS
-(default: test-artifacts/screens in the checkout, kept after the run).
+cards, manual punch, health (en and zh), erase, lockout, camera offline, the daemon stopped and
+back; then kiosks of their own: card-only, and liveness on. Screenshots (zh/en pairs at 800x480 for
+the states the screen must match) land in $KIOSK_UI_SCREENSHOTS (default: test-artifacts/screens in
+the checkout, kept after the run).
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ class EventKind(StrEnum):
     STORE_ERROR = "store_error"              # punch not recorded: tell an admin
 
 
+# Events whose news the log line of another event already carries (a punched line says "clock unverified").
+SAID_ELSEWHERE = frozenset({EventKind.TIME_UNVERIFIED})
+
+
 @dataclass(frozen=True)
 class Event:
     kind: EventKind
@@ -50,7 +54,6 @@ class Event:
     score: float | None = None
     punch_id: str | None = None
     latency_ms: float | None = None  # first frame showing the face -> durable punch
-    direction: str | None = None  # IN / OUT, when the kiosk knows it
     detail: str = ""
 
     def to_dict(self) -> dict:
@@ -97,7 +100,7 @@ class EventBus:
             self.recent.append(event)
             subscribers = list(self._subscribers)
         # The log gets ids only (names stay on the screen and in the event stream); never images or embeddings.
-        log.info("event %s", event.log_line())
+        log.log(logging.DEBUG if event.kind in SAID_ELSEWHERE else logging.INFO, "event %s", event.log_line())
         if self.stdout_json:
             sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
             sys.stdout.flush()

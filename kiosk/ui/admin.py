@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from kiosk.base.errors import InvalidInput, KioskError, NeedsConfirmation
 from kiosk.base.events import Event, EventKind
 from kiosk.base.timeutil import parse_iso, parse_local_time
+from kiosk.punching.policy import punch_detail
 from kiosk.punching.record import record_correction
 from kiosk.store.punches import NOTE_MAX_CHARS
 from kiosk.ui.auth import ACTOR
@@ -108,7 +109,8 @@ def manual_punch(daemon, employee_id: str, reason: str, at_text: str = "", direc
     punch, reading = recorded.punch, recorded.reading
     local = parse_iso(punch.ts_utc).astimezone(tz).strftime("%H:%M")
     daemon.bus.publish(Event(EventKind.PUNCHED, employee_id=employee_id, name=employee.name, local_time=local,
-                             method="manual", punch_id=punch.id, direction=punch.direction or None))
+                             method="manual", punch_id=punch.id, direction=punch.direction or None,
+                             detail=punch_detail(punch.flags, reading.state)))
     if reading.state != "verified":
         daemon.bus.publish(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
     return {"employee_id": employee_id, "name": employee.name, "punch_id": punch.id, "local_time": local,
