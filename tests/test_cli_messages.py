@@ -100,8 +100,8 @@ def test_hub_device_list_shows_the_backlog(hub, make_kiosk, tmp_path: Path) -> N
         hub_toml.write_text(f'[database]\nbackend = "postgres"\npostgres_dsn = "{db.postgres_dsn}"\n'
                             f'postgres_schema = "{db.postgres_schema}"\n')
     listed = run_kiosk("hub", "device", "list", "--config", str(hub_toml), check=True).stdout.splitlines()
-    header, row = listed[0].split(), listed[1].split()
-    assert "BACKLOG" in header and row[header.index("BACKLOG")] == "2"
+    column = listed[0].index("BACKLOG")
+    assert listed[1][column:column + len("BACKLOG")].strip() == "2", listed
 
 
 def _digest(folder: Path) -> dict[str, str]:
