@@ -170,7 +170,10 @@ class Device:
             previous = self._status.state
             self._status = status = DeviceStatus(self.name, state, why, time.monotonic_ns())
         level = logging.WARNING if state in TROUBLE else logging.INFO
-        log.log(level, "%s: %s -> %s (%s)", self.name, previous.value, state.value, status.reason)
+        if previous == state:
+            log.log(level, "%s: still %s (%s)", self.name, state.value, status.reason)
+        else:
+            log.log(level, "%s: %s -> %s (%s)", self.name, previous.value, state.value, status.reason)
         for listener in list(self._listeners):
             try:
                 listener(status)
