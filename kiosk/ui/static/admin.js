@@ -399,7 +399,7 @@ const Admin = {
     let answer = await this.api("POST", "/api/admin/punch", body);
     if (!answer.ok && answer.data.error === "confirm_needed") {
       // A second manual punch for the same person within minutes: say so, record only if confirmed.
-      const choice = await this.ask(this.refusal(answer.data), false, "punch.record_another");
+      const choice = await this.ask(this.refusal(answer.data), { ok: "punch.record_another" });
       if (!choice.ok) return;
       answer = await this.api("POST", "/api/admin/punch", { ...body, confirm: true });
     }
