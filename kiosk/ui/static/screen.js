@@ -251,7 +251,8 @@ const Screen = {
     const view = RESULTS[event.kind];
     box.className = "screen result tone-" + view.tone;
     // A punch with a direction says which: "上班打卡成功" / "Clocked in".
-    const title = event.kind === "punched" && event.direction ? "result.punched_" + event.direction : view.title;
+    const byDirection = { IN: "result.punched_IN", OUT: "result.punched_OUT" };
+    const title = (event.kind === "punched" && byDirection[event.direction]) || view.title;
     $("result-title").textContent = I18n.t(title, { time: event.local_time || "", name: event.name || "" });
     $("result-name").textContent = view.name ? (event.name || event.employee_id || "") : "";
     $("result-time").textContent = view.time ? (event.local_time || "") : "";
