@@ -22,7 +22,7 @@ from enrollment.saving import NewTemplate, store_enrolment
 from kiosk.base.errors import InvalidInput, KioskError
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery
-from kiosk.store.roster import check_employee_id, check_name, normalise_card
+from kiosk.store.roster import check_employee_id, check_name
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class RosterImport:
         check_employee_id(row.employee_id)
         check_name(row.name)
         for card in row.cards:
-            normalise_card(card)
+            self.store.roster.normalise_card(card)
         if row.branch is not None and not BRANCH_RE.match(row.branch):
             raise InvalidInput(f"branch {row.branch!r} is not a branch code (letters, digits, _ . -)")
         if not row.photos:

@@ -20,6 +20,7 @@ from hardware.camera_backends import (
 )
 from hardware.config import CameraConfig
 from hardware.device import Device, DeviceState, DeviceStatus, DropOldestQueue
+from hardware.reasons import Reason, seconds
 from hardware.sources import SourceSpec, parse_source
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ IDLE_WAIT_S = 0.01        # pause after an empty read so a dead source does not 
 IMAGES_DEFAULT_FPS = 10.0
 FILE_FALLBACK_FPS = 25.0
 STUCK_GRACE_S = 1.0       # extra slack before `status` reports a read that never returned
-NO_CAMERA_REASON = "no camera configured (camera.source is empty): card-only kiosk"
 ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
@@ -91,7 +91,7 @@ class Camera(Device):
 
     def __init__(self, config: CameraConfig, name: str = "camera") -> None:
         spec = parse_source(config.source)
-        super().__init__(name, off_reason=NO_CAMERA_REASON if spec.is_none else None)
+        super().__init__(name, off_reason="no_camera" if spec.is_none else None)
         self.config = config
         self.spec: SourceSpec = spec
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(config.queue_frames)
@@ -123,7 +123,7 @@ class Camera(Device):
             silent_s = (time.monotonic_ns() - self._last_frame_ns) / 1e9
             if silent_s > self.config.stall_timeout_s + STUCK_GRACE_S:
                 return DeviceStatus(self.name, DeviceState.STALLED,
-                                    f"no frame for {silent_s:.0f} s (capture blocked)", status.since_ns)
+                                    Reason("camera_blocked", {"seconds": f"{silent_s:.0f}"}), status.since_ns)
         return status
 
     def read(self, timeout_s: float | None = None) -> Frame | None:
@@ -138,10 +138,10 @@ class Camera(Device):
             try:
                 backend.open()
             except DriverMissing as exc:
-                self._set_state(DeviceState.FAILED, str(exc))
+                self._set_state(DeviceState.FAILED, "camera_failed", detail=str(exc))
                 return
             except SourceUnavailable as exc:
-                self._set_state(DeviceState.DISCONNECTED, f"{exc}; retrying every few seconds")
+                self._set_state(DeviceState.DISCONNECTED, "camera_unavailable", detail=str(exc))
             else:
                 outcome, flowed = self._pump_and_close(backend)
                 if outcome in ("ended", "stopped"):
@@ -158,12 +158,12 @@ class Camera(Device):
         finally:
             backend.close()
         if outcome == "ended":
-            self._set_state(DeviceState.ENDED, f"{self.spec.text}: no more frames after {self.delivered}")
+            self._set_state(DeviceState.ENDED, "camera_ended", source=self.spec.text, frames=self.delivered)
             self.ended.set()
         elif outcome == "stalled":
-            self._set_state(DeviceState.STALLED, f"no frame for {self.config.stall_timeout_s:g} s; reopening")
+            self._set_state(DeviceState.STALLED, "camera_stalled", seconds=seconds(self.config.stall_timeout_s))
         elif outcome == "lost":
-            self._set_state(DeviceState.DISCONNECTED, f"{detail}; reopening")
+            self._set_state(DeviceState.DISCONNECTED, "camera_lost", detail=detail)
         return outcome, flowed
 
     def _pump(self, backend: Backend) -> tuple[str, bool, str]:
@@ -189,7 +189,8 @@ class Camera(Device):
             if not flowed:
                 flowed = True
                 width, height = frame.size
-                self._set_state(DeviceState.RUNNING, f"{width}x{height} frames from {self.spec.text}")
+                self._set_state(DeviceState.RUNNING, "camera_frames", width=width, height=height,
+                                source=self.spec.text)
             if not self._deliver(frame):
                 return "stopped", flowed, ""
             last_ns = self._last_frame_ns = time.monotonic_ns()

@@ -165,6 +165,13 @@ class ImageFolderBackend(Backend):
         path = self._files[self._index]
         self._index += 1
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None and not path.exists():
+            # The folder changed under us (files replaced or taken away): list it again, once, and go
+            # on after the vanished file; an empty folder is the camera going dark (SourceUnavailable).
+            log.debug("camera: %s vanished; listing %s again", path.name, self.folder)
+            self._files = self._list()
+            self._index = next((i for i, p in enumerate(self._files) if p.name > path.name), len(self._files))
+            return None
         if image is None:
             log.warning("camera: skipping unreadable image %s", path)
             return None

@@ -9,7 +9,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from hardware.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +43,21 @@ TROUBLE = frozenset({DeviceState.STALLED, DeviceState.DISCONNECTED, DeviceState.
 
 @dataclass(frozen=True)
 class DeviceStatus:
-    """A state, why, and since when (monotonic ns)."""
+    """A state, why (a Reason: code and parameters), and since when (monotonic ns)."""
 
     device: str
     state: DeviceState
-    reason: str
+    why: Reason
     since_ns: int
 
+    @property
+    def reason(self) -> str:
+        """Why, in English (log, CLI); screens translate ``why.code`` with ``why.params``."""
+        return self.why.text
+
     def as_dict(self) -> dict:
-        return {"device": self.device, "state": self.state.value, "reason": self.reason}
+        return {"device": self.device, "state": self.state.value, "reason": self.reason,
+                "code": self.why.code, "params": dict(self.why.params)}
 
 
 StatusListener = Callable[[DeviceStatus], None]
@@ -116,13 +124,14 @@ class Device:
     kind = "device"
 
     def __init__(self, name: str | None = None, off_reason: str | None = None) -> None:
+        """``off_reason``: the reason code when the device is not configured (state OFF)."""
         self.name = name or self.kind
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._status_lock = threading.Lock()
         self._configured = off_reason is None
-        state, reason = (DeviceState.STOPPED, "not started") if off_reason is None else (DeviceState.OFF, off_reason)
-        self._status = DeviceStatus(self.name, state, reason, time.monotonic_ns())
+        state, code = (DeviceState.STOPPED, "not_started") if off_reason is None else (DeviceState.OFF, off_reason)
+        self._status = DeviceStatus(self.name, state, Reason(code), time.monotonic_ns())
         self._listeners: list[StatusListener] = []
 
     # -- status -------------------------------------------------------------------------------
@@ -152,14 +161,19 @@ class Device:
         """Call ``listener(status)`` on each change (from the device thread)."""
         self._listeners.append(listener)
 
-    def _set_state(self, state: DeviceState, reason: str) -> None:
+    def _set_state(self, state: DeviceState, code: str, **params: Any) -> None:
+        """Enter ``state`` because of reason ``code`` (hardware.reasons.REASONS) with its parameters."""
+        why = Reason(code, params)
         with self._status_lock:
-            if self._status.state == state and self._status.reason == reason:
+            if self._status.state == state and self._status.why == why:
                 return
             previous = self._status.state
-            self._status = status = DeviceStatus(self.name, state, reason, time.monotonic_ns())
+            self._status = status = DeviceStatus(self.name, state, why, time.monotonic_ns())
         level = logging.WARNING if state in TROUBLE else logging.INFO
-        log.log(level, "%s: %s -> %s (%s)", self.name, previous.value, state.value, reason)
+        if previous == state:
+            log.log(level, "%s: still %s (%s)", self.name, state.value, status.reason)
+        else:
+            log.log(level, "%s: %s -> %s (%s)", self.name, previous.value, state.value, status.reason)
         for listener in list(self._listeners):
             try:
                 listener(status)
@@ -172,7 +186,7 @@ class Device:
         if not self._configured or (self._thread is not None and self._thread.is_alive()):
             return
         self._stop.clear()
-        self._set_state(DeviceState.STARTING, f"opening {self.describe()}")
+        self._set_state(DeviceState.STARTING, "opening", what=self.describe())
         self._thread = threading.Thread(target=self._run, name=f"hw-{self.name}", daemon=True)
         self._thread.start()
 
@@ -208,7 +222,7 @@ class Device:
             self._loop()
         except Exception as exc:  # the last line of defence: say what broke, do not die silently
             log.exception("%s: device thread crashed", self.name)
-            self._set_state(DeviceState.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+            self._set_state(DeviceState.FAILED, "internal_error", error=f"{type(exc).__name__}: {exc}")
 
     def _loop(self) -> None:
         raise NotImplementedError

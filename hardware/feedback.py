@@ -13,7 +13,6 @@ from hardware.device import Device, DeviceState
 log = logging.getLogger(__name__)
 
 HISTORY_EVENTS = 64
-GPIOZERO_HELP = "gpiozero is not installed: install the pi extra (`pip install 'branch-kiosk[pi]'`)"
 LED_ON_S = 1.5
 
 
@@ -61,7 +60,7 @@ class Feedback(Device):
             self._set_state(DeviceState.STOPPED, "stopped")
 
     def _open(self) -> None:
-        self._set_state(DeviceState.RUNNING, "no feedback hardware (feedback.driver = \"none\"); signals are recorded")
+        self._set_state(DeviceState.RUNNING, "no_feedback")
 
     def _close(self) -> None:
         """Release outputs."""
@@ -89,7 +88,7 @@ class GpioFeedback(Feedback):
         try:
             import gpiozero
         except ImportError:
-            self._set_state(DeviceState.FAILED, GPIOZERO_HELP)
+            self._set_state(DeviceState.FAILED, "gpiozero_missing")
             return
         cfg = self.config
         try:
@@ -104,9 +103,9 @@ class GpioFeedback(Feedback):
                     cfg.relay_pin, active_high=cfg.relay_active_high, initial_value=False)
         except Exception as exc:  # gpiozero raises many types (BadPinFactory, GPIOPinInUse...)
             self._close()
-            self._set_state(DeviceState.FAILED, f"cannot drive GPIO: {type(exc).__name__}: {exc}")
+            self._set_state(DeviceState.FAILED, "gpio_error", error=f"{type(exc).__name__}: {exc}")
             return
-        self._set_state(DeviceState.RUNNING, self.describe())
+        self._set_state(DeviceState.RUNNING, "gpio_pins", pins=self.describe())
 
     def _close(self) -> None:
         relay = self._outputs.get("relay")

@@ -12,11 +12,11 @@ from urllib.parse import parse_qsl
 from hardware.config import GpsConfig
 from hardware.device import DeviceState, DropOldestQueue
 from hardware.nmea import Fix, GpsTime, NmeaTracker, gga_sentence, nmea_sentence, rmc_sentence
+from hardware.reasons import seconds
 from hardware.serialport import FAKE_PREFIX, FakeDevice, FakeLine, SerialDevice
 
 log = logging.getLogger(__name__)
 
-OFF_REASON = "no GPS configured (gps.port is unset)"
 FIX_QUEUE = 16
 MAX_LINE_BYTES = 256
 FAKE_DEFAULT = {"lat": 31.2304, "lon": 121.4737, "hdop": 0.9, "sats": 9, "fix": 1, "interval_s": 1.0,
@@ -34,7 +34,7 @@ class GpsReader(SerialDevice):
 
     def __init__(self, config: GpsConfig, on_fix: FixCallback | None = None, name: str = "gps") -> None:
         self.fake = FakeGps(config.port or "") if (config.port or "").startswith(FAKE_PREFIX) else None
-        super().__init__(name, config.port, config.baud, OFF_REASON, fake=self.fake.line if self.fake else None)
+        super().__init__(name, config.port, config.baud, "no_gps", fake=self.fake.line if self.fake else None)
         self.config = config
         self.reopen_interval_s = config.reopen_interval_s
         self.on_fix = on_fix
@@ -80,7 +80,7 @@ class GpsReader(SerialDevice):
         self._last_valid_ns = time.monotonic_ns()
         self._bytes_since_valid = 0
         if self.state != DeviceState.STALLED:  # a stalled receiver stays STALLED until it talks again
-            self._set_state(DeviceState.STARTING, f"{self.port_name} open, waiting for NMEA sentences")
+            self._set_state(DeviceState.STARTING, "gps_waiting", port=self.port_name)
 
     def _on_bytes(self, data: bytes, now_ns: int) -> None:
         self._bytes_since_valid += len(data)
@@ -114,21 +114,18 @@ class GpsReader(SerialDevice):
     def _on_idle(self, now_ns: int) -> bool:
         silent_s = (now_ns - self._last_valid_ns) / 1e9
         if silent_s >= self.config.stall_timeout_s:
-            limit = f"{self.config.stall_timeout_s:g} s"
-            why = (f"bytes but no valid NMEA sentence for {limit} (wrong baud rate?)"
-                   if self._bytes_since_valid else f"no data for {limit}")
-            self._set_state(DeviceState.STALLED, f"{why}; reopening {self.port_name}")
+            self._set_state(DeviceState.STALLED, "gps_garbage" if self._bytes_since_valid else "gps_silent",
+                            seconds=seconds(self.config.stall_timeout_s), port=self.port_name)
             return False
         if self.tracker.stats.sentences == 0:
             return True
         if self.fix(now_ns) is not None:
-            self._set_state(DeviceState.RUNNING, "receiving fixes")
+            self._set_state(DeviceState.RUNNING, "gps_fixes")
         elif self.tracker.fix_valid and self.latest_fix() is not None:
             # The receiver never said it lost the fix: its positions just stopped coming.
-            self._set_state(DeviceState.NO_FIX, f"last fix older than {self.config.max_fix_age_s:g} s "
-                            "(sentences arrive without a position)")
+            self._set_state(DeviceState.NO_FIX, "gps_fix_stale", seconds=f"{self.config.max_fix_age_s:g}")
         else:
-            self._set_state(DeviceState.NO_FIX, self.tracker.no_fix_reason)
+            self._set_state(DeviceState.NO_FIX, self.tracker.no_fix.code, **self.tracker.no_fix.params)
         return True
 
 

@@ -15,6 +15,8 @@ from datetime import time as dtime
 
 import pynmea2
 
+from hardware.reasons import Reason
+
 log = logging.getLogger(__name__)
 
 MAX_SENTENCE_CHARS = 120          # NMEA says 82; some receivers exceed it, nothing sane is longer
@@ -108,12 +110,17 @@ class NmeaTracker:
 
     stats: NmeaStats = field(default_factory=NmeaStats)
     last_time: GpsTime | None = None
-    no_fix_reason: str = "no sentence yet"
+    no_fix: Reason = field(default_factory=lambda: Reason("gps_no_sentence"))
     fix_valid: bool = False  # False once the receiver says it lost the fix (GGA quality 0, RMC V)
     uere_m: float = DEFAULT_UERE_M
     _dated: datetime | None = None
     _gsa_hdop: float | None = None
     _rmc_since_gga: int = 0
+
+    @property
+    def no_fix_reason(self) -> str:
+        """Why there is no usable position, in English."""
+        return self.no_fix.text
 
     def feed_line(self, line: str, mono_ns: int, wall_s: float | None = None) -> Fix | None:
         """One line as received at ``mono_ns`` (and wall time ``wall_s``); noise before '$' is
@@ -153,7 +160,7 @@ class NmeaTracker:
         if kind == "GSA":
             self._gsa_hdop = _number(message.hdop) or self._gsa_hdop
             if message.mode_fix_type == "1":
-                self.no_fix_reason = "receiver reports no fix (GSA)"
+                self.no_fix = Reason("gps_gsa_no_fix")
         elif kind == "ZDA" and message.datestamp and message.timestamp:
             self._dated = datetime.combine(message.datestamp, message.timestamp).replace(tzinfo=UTC)
         else:
@@ -176,8 +183,8 @@ class NmeaTracker:
         quality = gga.gps_qual or 0
         sats = _number(gga.num_sats, int)
         if quality not in REAL_FIX_QUALITIES or not gga.lat or not gga.lon:
-            label = "no fix" if quality == 0 else f"quality {quality} is not a measured position"
-            self.no_fix_reason = f"{label} ({sats or 0} satellites used)"
+            self.no_fix = (Reason("gps_no_fix", {"sats": sats or 0}) if quality == 0 else
+                           Reason("gps_not_measured", {"quality": quality, "sats": sats or 0}))
             self.fix_valid = False
             return None
         utc = self._utc_for(gga.timestamp)
@@ -195,7 +202,7 @@ class NmeaTracker:
             utc = datetime.combine(rmc.datestamp, rmc.timestamp).replace(tzinfo=UTC)
             self._dated = utc
         if rmc.status != "A":
-            self.no_fix_reason = "receiver reports no fix (RMC status V)"
+            self.no_fix = Reason("gps_rmc_no_fix")
             self.fix_valid = False
             return None
         if utc is not None:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 
 from hardware.config import RfidConfig
 from hardware.device import Device, DeviceState, DropOldestQueue
+from hardware.reasons import seconds
 from hardware.rfid_protocols import (
     CardRead,
     DecodeStats,
@@ -27,8 +28,6 @@ from hardware.serialport import FAKE_PREFIX, FakeDevice, FakeLine, SerialDevice
 log = logging.getLogger(__name__)
 
 READ_QUEUE_CARDS = 32
-OFF_REASON = "no card reader configured (rfid.port is unset)"
-EVDEV_HELP = "evdev is not installed: `pip install evdev` (part of the pi/jetson extras) for 'hid' readers"
 EV_KEY = 1
 HID_POLL_S = 0.2
 
@@ -75,7 +74,7 @@ class RfidReader(_CardSink, SerialDevice):
     def __init__(self, config: RfidConfig, on_card: CardCallback | None = None, name: str = "rfid") -> None:
         self.fake = FakeRfid(config) if (config.port or "").startswith(FAKE_PREFIX) else None
         _CardSink.__init__(self, config, on_card)
-        SerialDevice.__init__(self, name, config.port, config.baud, OFF_REASON,
+        SerialDevice.__init__(self, name, config.port, config.baud, "no_reader",
                               fake=self.fake.line if self.fake else None)
         self.reopen_interval_s = config.reopen_interval_s
         self.decoder = make_decoder(config.protocol, config.line_format)
@@ -92,8 +91,8 @@ class RfidReader(_CardSink, SerialDevice):
 
     def _on_open(self) -> None:
         self.decoder.reset()
-        self._set_state(DeviceState.RUNNING, f"listening on {self.port_name} ({self.config.protocol}, "
-                                             f"{self.baud} baud)")
+        self._set_state(DeviceState.RUNNING, "reader_listening", port=self.port_name, protocol=self.config.protocol,
+                        baud=self.baud)
 
     def _on_bytes(self, data: bytes, now_ns: int) -> None:
         for decoded in self.decoder.feed(data):
@@ -108,7 +107,7 @@ class HidReader(_CardSink, Device):
 
     def __init__(self, config: RfidConfig, on_card: CardCallback | None = None, name: str = "rfid") -> None:
         _CardSink.__init__(self, config, on_card)
-        Device.__init__(self, name, off_reason=None if config.port else OFF_REASON)
+        Device.__init__(self, name, off_reason=None if config.port else "no_reader")
         self.port_name = config.port or ""
         self.stats = DecodeStats()
         self.fake = None
@@ -124,22 +123,23 @@ class HidReader(_CardSink, Device):
         try:
             import evdev
         except ImportError:
-            self._set_state(DeviceState.FAILED, EVDEV_HELP)
+            self._set_state(DeviceState.FAILED, "evdev_missing")
             return
         while not self._stop.is_set():
             try:
                 device = evdev.InputDevice(self.port_name)
                 device.grab()
             except OSError as exc:
-                self._set_state(DeviceState.DISCONNECTED, f"cannot open {self.port_name}: {exc.strerror or exc}; "
-                                f"retrying every {self.config.reopen_interval_s:g} s")
+                self._set_state(DeviceState.DISCONNECTED, "port_unavailable",
+                                detail=f"cannot open {self.port_name}: {exc.strerror or exc}",
+                                seconds=seconds(self.config.reopen_interval_s))
             else:
                 self._read_keys(device)
             if self._stop.wait(self.config.reopen_interval_s):
                 return
 
     def _read_keys(self, device) -> None:
-        self._set_state(DeviceState.RUNNING, f"listening on {self.port_name} (keyboard reader '{device.name}')")
+        self._set_state(DeviceState.RUNNING, "keyboard_listening", port=self.port_name, name=device.name)
         keys = KeyLineAssembler()
         try:
             while not self._stop.is_set():
@@ -150,7 +150,7 @@ class HidReader(_CardSink, Device):
                     if event.type == EV_KEY:
                         self._on_key(keys, event.code, event.value)
         except OSError as exc:
-            self._set_state(DeviceState.DISCONNECTED, f"{self.port_name} was lost ({exc.strerror or exc}); reopening")
+            self._set_state(DeviceState.DISCONNECTED, "port_lost", port=self.port_name, error=exc.strerror or str(exc))
         finally:
             try:
                 device.ungrab()

@@ -122,6 +122,50 @@ def format_card(decoded: Decoded, card_format: CardFormat) -> str:
     return f"{decoded.facility:03d},{decoded.number:05d}"
 
 
+ANY_CARD_TEXT = ("the decimal number printed on the card (e.g. 0008075634), its 10 hex digits (e.g. 6F007B3972; "
+                 "0x... for fewer), or facility,number (e.g. 123,14706)")
+# hex10 keeps the EM4100 version byte, which neither the printed decimal nor facility,number carries.
+CARD_TEXT_FORMS: dict[str, str] = {
+    "dec10": ANY_CARD_TEXT, "fc_card": ANY_CARD_TEXT,
+    "hex10": "the card's 10 hex digits as the reader shows them (e.g. 6F007B3972)",
+}
+CARD_TEXT_MIN_DIGITS = 4
+CARD_TEXT_SEPARATORS = re.compile(r"[\s:\-]")
+HEX10 = re.compile(r"[0-9A-Fa-f]{10}")
+
+
+def parse_card_text(text: str, card_format: CardFormat) -> Decoded:
+    """A card number as a person types it or a roster lists it, read the way a reader reads a card.
+
+    Decimal digits are the number printed on most cards; hex digits (any A-F, or a 0x prefix) are
+    the EM4100 id, its version byte dropped as the readers drop it; 'facility,number' is the Wiegand
+    form. hex10 takes only the ten hex digits a reader reports (CARD_TEXT_FORMS says why). Every
+    canonical id reads back as itself.
+    """
+    cleaned = CARD_TEXT_SEPARATORS.sub("", text or "")
+    if card_format == "hex10":
+        if not HEX10.fullmatch(cleaned):
+            raise FrameError("not 10 hex digits", text)
+        return parse_number_line(cleaned, "hex")
+    if "," in cleaned:
+        facility, _, number = cleaned.partition(",")
+        if not (facility.isdigit() and number.isdigit()) or int(facility) > 0xFFFF or int(number) > 0xFFFF:
+            raise FrameError("not facility,number", text)
+        card = int(facility) << 16 | int(number)
+        return Decoded("typed", cleaned, card, int(facility), int(number), full_value=card)
+    hexed = cleaned[2:] if cleaned[:2].lower() == "0x" else (None if cleaned.isdigit() else cleaned)
+    digits = cleaned if hexed is None else hexed
+    if len(digits) < CARD_TEXT_MIN_DIGITS:
+        raise FrameError("too few digits", text)
+    return parse_number_line(digits, "dec" if hexed is None else "hex")
+
+
+def canonical_card(text: str, card_format: CardFormat) -> str:
+    """The stored id of a card given as text: the same id a reader reports for that card (FrameError
+    when the text is not one of the CARD_TEXT_FORMS of ``card_format``)."""
+    return format_card(parse_card_text(text, card_format), card_format)
+
+
 # -- encoders (used by the fakes and the tests) -------------------------------------------------
 def encode_em4100(card_number: int, version: int = 0) -> bytes:
     """An RDM6300 frame for a card: STX, 10 hex, XOR checksum, ETX."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import serial
 
 from hardware.device import Device, DeviceState
+from hardware.reasons import seconds
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class SerialDevice(Device):
 
     reopen_interval_s = 3.0
 
-    def __init__(self, name: str, port: str | None, baud: int, off_reason: str,
+    def __init__(self, name: str, port: str | None, baud: int, off_reason: str,  # a reason code
                  fake: FakeLine | None = None) -> None:
         super().__init__(name, off_reason=None if port else off_reason)
         self.port_name = port or ""
@@ -161,7 +162,8 @@ class SerialDevice(Device):
             try:
                 port = open_serial(self.port_name, self.baud, self.fake_line)
             except PortError as exc:
-                self._set_state(DeviceState.DISCONNECTED, f"{exc}; retrying every {self.reopen_interval_s:g} s")
+                self._set_state(DeviceState.DISCONNECTED, "port_unavailable", detail=str(exc),
+                                seconds=seconds(self.reopen_interval_s))
             else:
                 self._read_until_lost(port)
             if self._stop.wait(self.reopen_interval_s):
@@ -183,7 +185,7 @@ class SerialDevice(Device):
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             # pyserial raises TypeError/AttributeError when the port is closed under a read (stop).
             if not self._stop.is_set():
-                self._set_state(DeviceState.DISCONNECTED, f"{self.port_name} was lost ({exc}); reopening")
+                self._set_state(DeviceState.DISCONNECTED, "port_lost", port=self.port_name, error=str(exc))
         finally:
             with self._port_lock:
                 self._port = None

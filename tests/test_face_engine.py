@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -132,3 +133,40 @@ def test_region_detection_follows_a_face(face_engine, face_photos) -> None:
     best = max(found, key=lambda f: np.hypot(*np.subtract(f.center, target.center)) * -1)
     assert np.allclose(best.center, target.center, atol=0.1 * target.width)
     assert abs(best.width - target.width) < 0.15 * target.width
+
+
+# A bystander in a news photo (about 0.4 of the subject's face area) vs two people side by side.
+BACKGROUND_FACE = ("Colin_Powell", "Colin_Powell_0010.jpg")
+TWO_PEOPLE = ("_groups", "face_recog_two_people.jpg")
+
+
+def test_a_much_smaller_background_face_is_fine_a_second_person_is_not(face_engine, face_data: Path) -> None:
+    from enrollment.photos import check_photo_file
+    from kiosk.face.engine import relative_size
+
+    news, pair = (face_data.joinpath(*name) for name in (BACKGROUND_FACE, TWO_PEOPLE))
+    if not news.exists():
+        pytest.skip(f"{news} is not in this face data set")
+    image = cv2.imread(str(news))
+    faces = face_engine.detect_photo(image)
+    subject = face_engine.choose(faces, image.shape)
+    sizes = sorted(relative_size(f, subject) for f in faces if f is not subject)
+    assert len(faces) >= 2 and sizes[-1] < 0.5  # the photo does hold a smaller face in the background
+    assert check_photo_file(face_engine, news).reason != "several_faces"
+    assert check_photo_file(face_engine, pair).reason == "several_faces"
+    # The rule is relative: the same two people, the second shrunk to a bystander's size, pass.
+    two = cv2.imread(str(pair))
+    both = face_engine.detect_photo(two)
+    first = face_engine.choose(both, two.shape)
+    other = next(f for f in both if f is not first)
+    assert face_engine.crowded(both, first)
+    assert not face_engine.crowded([first, shrunk(other, 0.5)], first)
+
+
+def shrunk(face, area_ratio: float):  # noqa: ANN001, ANN201 - kiosk.face.types.Face
+    """The same face with its box scaled about its centre to ``area_ratio`` of its area."""
+    from dataclasses import replace
+
+    cx, cy = face.center
+    half_w, half_h = face.width / 2 * area_ratio ** 0.5, face.height / 2 * area_ratio ** 0.5
+    return replace(face, bbox=np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dtype=np.float32))

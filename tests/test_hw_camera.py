@@ -254,3 +254,25 @@ def test_cli_file_without_a_single_frame_exits_1(invoke, tmp_path) -> None:
                     "--timeout", "5", "--config", str(tmp_path / "absent.toml"))
     assert result.exit_code == 1, result.output
     assert json.loads(result.stdout.splitlines()[-1])["frames"] == 0
+
+
+def test_image_folder_emptied_or_replaced_mid_loop_is_one_state_change_not_a_warning_per_file(tmp_path,
+                                                                                               caplog) -> None:
+    """A folder camera whose files are taken away (or replaced by new ones) while it plays them: the
+    stale listing is read again once, instead of one 'unreadable image' warning per vanished file."""
+    folder = image_folder(tmp_path / "imgs", 60)
+    camera = camera_for(f"images:{folder}?fps=200&loop=1")
+    with caplog.at_level("DEBUG", logger="hardware"), camera:
+        wait_state(camera, DeviceState.RUNNING)
+        aside = tmp_path / "aside"
+        aside.mkdir()
+        for path in sorted(folder.iterdir()):
+            path.rename(aside / path.name)
+        assert camera.wait_for(lambda s: s.state is DeviceState.DISCONNECTED, DEADLINE_S)
+        for index, path in enumerate(sorted(aside.iterdir())):
+            path.rename(folder / f"new_{index:03d}.png")  # other names, as a replaced scene has
+        wait_state(camera, DeviceState.RUNNING)
+        assert camera.read(1.0) is not None
+    assert not [r for r in caplog.records if "unreadable image" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "disconnected -> disconnected" in
+                r.getMessage()]

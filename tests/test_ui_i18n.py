@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO
 from hardware.device import DeviceState
+from hardware.reasons import REASONS
 from kiosk.base.record import METHODS
 from kiosk.punching.config import PunchMode
 from kiosk.ui.i18n import CATALOGUE_DIR, LANGUAGES, catalogue, translate
@@ -90,3 +91,12 @@ def test_the_screen_handles_every_event_kind() -> None:
     handled = shown | set(re.findall(r'event\.kind === "(\w+)"', script)) | {"ready"}
     assert {kind.value for kind in EventKind} <= handled
     assert {f"result.{k}" for k in re.findall(r'title: "result\.(\w+)"', results)} <= keys("en")
+
+
+def test_every_device_reason_reads_in_each_language() -> None:
+    """The health page translates a device's reason code with its parameters; English is hardware's own."""
+    for code, english in REASONS.items():
+        assert catalogue("en")[f"reason.{code}"] == english, code
+        assert f"reason.{code}" in catalogue("zh"), code
+    assert translate("zh", "reason.camera_frames", width=640, height=480, source="v4l2:/dev/video0") == \
+        "640×480 画面，来自 v4l2:/dev/video0"

@@ -3,9 +3,10 @@ photos and a card reader on a real pty, driven through a real headless Chromium.
 
 The tests run in file order against one daemon and one browser page (loading models once): the
 idle screen, languages, a live punch, admin login, guided enrolment (with the duplicate warning),
-cards, manual punch, health, erase, lockout, camera offline. Screenshots of the idle and result
-screens, admin mode, the lockout and the camera-offline banner land in $KIOSK_UI_SCREENSHOTS
-(default: test-artifacts/screens in the checkout, kept after the run).
+cards, manual punch, health (en and zh), erase, lockout, camera offline, the daemon stopped and
+back; then kiosks of their own: card-only, and liveness on. Screenshots (zh/en pairs at 800x480 for
+the states the screen must match) land in $KIOSK_UI_SCREENSHOTS (default: test-artifacts/screens in
+the checkout, kept after the run).
 """
 
 from __future__ import annotations
@@ -108,9 +109,12 @@ def expect():  # noqa: ANN201
     return playwright_expect
 
 
-def local_hhmm(moment: datetime | None = None) -> str:
+def local_hhmm(moment: datetime | None = None, ago_s: float = 0) -> str:
+    """The branch's local HH:MM (Asia/Shanghai) of ``moment`` (default now), ``ago_s`` earlier."""
+    from datetime import timedelta
     from zoneinfo import ZoneInfo
-    return (moment or datetime.now(UTC)).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M")
+    return ((moment or datetime.now(UTC)) - timedelta(seconds=ago_s)).astimezone(ZoneInfo("Asia/Shanghai")).strftime(
+        "%H:%M")
 
 
 def settled(page) -> None:  # noqa: ANN001
@@ -146,11 +150,13 @@ def test_idle_screen(page, shots: Path) -> None:  # noqa: ANN001
     expect()(page.locator("#prompt")).to_have_text("Please look at the camera")
     expect()(page.locator("#prompt-other")).to_have_text("请看摄像头")
     expect()(page.locator("#branch-name")).to_have_text(BRANCH)
-    before = local_hhmm()
+    before = local_hhmm(ago_s=2)  # the clock ticks once a second
     expect()(page.locator("#clock")).to_have_text(re.compile(r"^\d\d:\d\d$"))
     assert page.inner_text("#clock") in (before, local_hhmm())  # the branch's zone, not the browser's
     expect()(page.locator("#preview")).not_to_have_js_property("naturalWidth", 0, timeout=WAIT_MS)  # live MJPEG
     expect()(page.locator("#screen-result")).to_be_hidden()
+    # The clock is not verified here (the GPS is an hour off), but that is for admins: health page, results.
+    assert "Clock not yet verified" not in page.inner_text("body") and page.locator("#notice").count() == 0
     page.screenshot(path=str(shots / "idle-en.png"))
     sizes = page.evaluate("""() => ['clock', 'prompt'].map(id =>
         parseFloat(getComputedStyle(document.getElementById(id)).fontSize))""")
@@ -235,7 +241,7 @@ def test_guided_enrolment_end_to_end(kiosk, page, shots: Path) -> None:  # noqa:
     page.locator("#enrol-roster button", has_text="E002").click()  # picked from the roster
     expect()(page.locator("#enrol-id")).to_have_value("E002")
     expect()(page.locator("#enrol-name")).to_have_value("Vladimir Putin")
-    page.fill("#enrol-card", "0012345678")
+    page.fill("#enrol-card", "12345678")  # as printed without its leading zeros: stored as the reader reads it
     page.click("#enrol-form button[type=submit]")
     expect()(page.locator("#enrol-capture")).to_be_visible()
     expect()(page.locator("#enrol-guidance")).to_have_text("Look at the camera")  # nobody in view yet
@@ -331,7 +337,26 @@ def test_manual_punch_and_health(kiosk, page, shots: Path) -> None:  # noqa: ANN
     assert "working" in text and "Card reader" in text and "Face model" in text
     # E001 (`kiosk enroll add --photos`) and E002 (guided, above): both wait for a hub to register with.
     assert re.search(r"Enrolments not yet at the hub\s+2\b", text), text
-    page.screenshot(path=str(shots / "admin-health.png"))
+    assert re.search(r"Last punch\s+today \d\d:\d\d", text) and "not verified · GPS" in text
+    page.screenshot(path=str(shots / "admin-health-en.png"))
+
+
+def test_health_page_reads_in_chinese_and_fits_the_panel(page, shots: Path) -> None:  # noqa: ANN001
+    page.evaluate("Screen.setLanguage('zh', true)")  # what the 中文 button does (admin mode covers it)
+    health = page.locator("#health-rows")
+    expect()(health).to_contain_text("摄像头")
+    text = health.inner_text()
+    # Device reasons, clock source, durations and times in Chinese: no English sentence, no raw UTC.
+    assert re.search(r"摄像头\s+正常 — 640×480 画面，来自 images:", text), text
+    assert re.search(r"读卡器\s+正常 — 正在监听 .*（line，9600 波特）", text), text
+    assert "未校准 · GPS 卫星授时" in text and "偏差" in text
+    assert re.search(r"运行时间\s+(\d+ 秒|\d+ 分钟)", text) and re.search(r"最近打卡\s+今天 \d\d:\d\d", text)
+    for english in ("frames from", "listening on", "none", "hub", "UTC", "T0", "Z\n"):
+        assert english not in text, english
+    # Everything on an 800x480 panel without scrolling.
+    assert page.evaluate("() => document.getElementById('admin').scrollHeight <= innerHeight"), "health page scrolls"
+    page.screenshot(path=str(shots / "admin-health-zh.png"))
+    page.evaluate("Screen.setLanguage('en', true)")
 
 
 def test_card_punch_after_logout(kiosk, page) -> None:  # noqa: ANN001
@@ -348,14 +373,31 @@ def test_card_punch_after_logout(kiosk, page) -> None:  # noqa: ANN001
         assert store.punches.last_for("E002").id == manual.id
 
 
-def test_erase_an_employee(kiosk, page) -> None:  # noqa: ANN001
+def test_erase_an_employee(kiosk, page, shots: Path) -> None:  # noqa: ANN001
     page.click("#admin-open")
     type_pin(page, PIN)
     page.click(".tabs [data-tab=employees]")
     page.fill("#employee-search", "E002")
+    page.evaluate("Screen.setLanguage('zh', true)")
+    employee_row(page, "E002").locator("[data-action=erase]").click()
+    expect()(page.locator("#dialog-text")).to_contain_text("删除 E002 Vladimir Putin？")
+    page.fill("#dialog-input", "离职")
+    page.screenshot(path=str(shots / "admin-erase-confirm-zh.png"))
+    page.click("#dialog-cancel")
+    page.evaluate("Screen.setLanguage('en', true)")
     employee_row(page, "E002").locator("[data-action=erase]").click()
     expect()(page.locator("#dialog-text")).to_contain_text("Erase E002 Vladimir Putin?")
+    # Destructive: a red button that stays disabled until a reason is given.
+    ok = page.locator("#dialog-ok")
+    expect()(ok).to_have_class("danger")
+    assert page.evaluate("() => getComputedStyle(document.getElementById('dialog-ok')).backgroundColor") == \
+        "rgb(179, 38, 30)"
+    expect()(ok).to_be_disabled()
+    page.fill("#dialog-input", "   ")
+    expect()(ok).to_be_disabled()
     page.fill("#dialog-input", "left the bank")
+    expect()(ok).to_be_enabled()
+    page.screenshot(path=str(shots / "admin-erase-confirm-en.png"))
     page.click("#dialog-ok")
     expect()(page.locator("#admin-message")).to_have_text(
         "E002 erased: face samples overwritten: 5, cards removed: 1")
@@ -368,6 +410,10 @@ def test_erase_an_employee(kiosk, page) -> None:  # noqa: ANN001
         assert store.punches.last_for("E002") is not None  # punches stay
         erase = next(r for r in store.audit_log(20) if r["action"] == "employee.erase")
         assert erase["actor"] == "kiosk-admin" and json.loads(erase["detail"])["reason"] == "left the bank"
+    # The server insists too: no erase without a reason.
+    refused = page.evaluate("""async () => (await Admin.api('POST', '/api/admin/employees/E001/erase',
+                                                              { reason: ' ' })).data""")
+    assert refused["error"] == "erase_reason_required"
 
 
 def test_idle_admin_mode_logs_out_by_itself(page) -> None:  # noqa: ANN001
@@ -392,12 +438,49 @@ def test_lockout_after_five_wrong_pins(kiosk, page, shots: Path) -> None:  # noq
     page.click("#admin-login [data-action=close-admin]")
 
 
-def test_camera_offline_is_shown(kiosk, page, shots: Path) -> None:  # noqa: ANN001
+def test_camera_offline_turns_the_screen_to_cards(kiosk, page, shots: Path) -> None:  # noqa: ANN001
     kiosk["scene"].empty()
     expect()(page.locator("#banner")).to_have_text("Camera offline — please use your card", timeout=WAIT_MS)
-    page.screenshot(path=str(shots / "camera-offline.png"))
+    expect()(page.locator("#screen-result")).to_be_hidden(timeout=WAIT_MS)  # the camera_offline result ends
+    expect()(page.locator("#prompt")).to_have_text("Please tap your card")  # not "look at the camera"
+    expect()(page.locator("#prompt-other")).to_have_text("请刷卡")
+    expect()(page.locator("#preview")).to_be_hidden()  # no black box above the card prompt
+    page.screenshot(path=str(shots / "camera-offline-en.png"))
+    page.click("button.lang[data-lang=zh]")
+    expect()(page.locator("#prompt")).to_have_text("请刷卡")
+    expect()(page.locator("#banner")).to_have_text("摄像头离线 — 请刷卡")
+    page.screenshot(path=str(shots / "camera-offline-zh.png"))
+    page.click("button.lang[data-lang=en]")
+    kiosk["reader"].write(b"0087654321\r\n")  # a card still punches (E002 was erased: the card is unknown now)
+    expect()(page.locator("#result-title")).to_have_text("This card is not registered — please see an admin",
+                                                       timeout=WAIT_MS)
     kiosk["scene"].idle()
     expect()(page.locator("#banner")).to_be_hidden(timeout=WAIT_MS)
+    expect()(page.locator("#prompt")).to_have_text("Please look at the camera", timeout=WAIT_MS)
+    expect()(page.locator("#preview")).to_be_visible()
+
+
+def test_a_stopped_daemon_shows_out_of_service_and_comes_back(kiosk, page, shots: Path) -> None:  # noqa: ANN001
+    expect()(page.locator("#preview")).not_to_have_js_property("naturalWidth", 0, timeout=WAIT_MS)
+    assert kiosk["daemon"].stop() == 0
+    offline = page.locator("#screen-offline")
+    expect()(offline).to_be_visible(timeout=WAIT_MS)
+    expect()(offline).to_contain_text("Out of service")
+    expect()(page.locator("#offline-text")).to_have_text(re.compile("by face or by card"))
+    # No frozen camera frame with its green face box, no "look at the camera".
+    expect()(page.locator("#screen-idle")).to_be_hidden()
+    assert page.evaluate("() => document.getElementById('preview').getAttribute('src')") is None
+    expect()(page.locator("#admin-open")).to_be_hidden()
+    page.screenshot(path=str(shots / "out-of-service-en.png"))
+    page.click("button.lang[data-lang=zh]")
+    expect()(offline).to_contain_text("暂停服务")
+    page.screenshot(path=str(shots / "out-of-service-zh.png"))
+    kiosk["daemon"].start(kiosk["url"])
+    # The page notices by itself and starts afresh (in the language chosen).
+    expect()(page.locator("#prompt")).to_have_text("请看摄像头", timeout=WAIT_MS)
+    expect()(offline).to_be_hidden()
+    expect()(page.locator("#preview")).not_to_have_js_property("naturalWidth", 0, timeout=WAIT_MS)
+    page.click("button.lang[data-lang=en]")
 
 
 def test_the_browser_unit_waits_for_this_screen(kiosk) -> None:  # noqa: ANN001
@@ -444,3 +527,48 @@ def test_card_only_kiosk_refuses_a_punch_outside_the_branch(chrome, tmp_path: Pa
         reader.close()
     with open_store(load_config(config)) as store:
         assert store.punches.last_for("E500") is None
+
+
+def test_with_liveness_on_the_screen_asks_for_a_blink_up_front(chrome, face_data: Path, tmp_path: Path,
+                                                                 shots: Path) -> None:  # noqa: ANN001
+    """Liveness on: the idle prompt asks for the blink before anyone fails, and a walk-up without one is
+    told so beside the camera picture, which stays in view."""
+    home = tmp_path / "kiosk"
+    run_kiosk("init", str(home), check=True)
+    config = home / "kiosk.toml"
+    colin = face_data / "Colin_Powell"
+    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+              "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
+    scene = Scene(tmp_path / "camera")
+    scene.idle()
+    port = free_port()
+    daemon = Daemon(config, [f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=true",
+                             "liveness.window_s=2", f"ui.port={port}", "ui.result_display_s=10",
+                             f"ui.branch_title={BRANCH}"], tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    daemon.start(url)
+    try:
+        page = new_page(chrome)
+        open_screen(page, url + "?lang=en")
+        expect()(page.locator("#prompt")).to_have_text("Please look at the camera and blink")
+        expect()(page.locator("#prompt-other")).to_have_text("请看摄像头并眨眼")
+        expect()(page.locator("#preview")).not_to_have_js_property("naturalWidth", 0, timeout=WAIT_MS)
+        page.screenshot(path=str(shots / "idle-liveness-en.png"))
+        page.click("button.lang[data-lang=zh]")
+        page.screenshot(path=str(shots / "idle-liveness-zh.png"))
+        page.click("button.lang[data-lang=en]")
+        scene.show(photos({"face_data": face_data}, "Colin_Powell", range(5, 6)))  # a still photo: no blink
+        prompt = page.locator("#prompt")
+        expect()(prompt).to_have_text("No blink seen — please blink once", timeout=WAIT_MS)
+        expect()(prompt).to_have_class(re.compile("prompt-alert"))
+        expect()(page.locator("#screen-result")).to_be_hidden()
+        expect()(page.locator("#preview")).to_be_visible()  # the person still sees themselves
+        page.screenshot(path=str(shots / "not-live-en.png"))
+        page.click("button.lang[data-lang=zh]")
+        expect()(prompt).to_have_text("未检测到眨眼 — 请眨一下眼")
+        page.screenshot(path=str(shots / "not-live-zh.png"))
+        page.context.close()
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    with open_store(load_config(config)) as store:
+        assert store.punches.last_for("E001") is None  # a photo never punches

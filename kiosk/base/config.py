@@ -111,9 +111,19 @@ def describe_errors(model: type[BaseModel], exc: ValidationError, source: str) -
             continue
         else:
             expected = err["msg"].removeprefix("Value error, ")
-        shown = value if not isinstance(value, dict) else "{...}"
-        lines.append(f"{source}: {key} = {shown!r}: {expected}")
+        lines.append(f"{source}: {key} = {toml_value(value)}: {expected}")
     return lines
+
+
+def toml_value(value: Any) -> str:
+    """A value as it is written in the TOML file (true, 3.5, 'text', [1, 2]), for messages about it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def validate_model(model: type[M], data: dict[str, Any], source: str, base_dir: Path | None, example: str) -> M:

@@ -38,6 +38,10 @@ class EventKind(StrEnum):
     STORE_ERROR = "store_error"              # punch not recorded: tell an admin
 
 
+# Events whose news the log line of another event already carries (a punched line says "clock unverified").
+SAID_ELSEWHERE = frozenset({EventKind.TIME_UNVERIFIED})
+
+
 @dataclass(frozen=True)
 class Event:
     kind: EventKind
@@ -57,6 +61,26 @@ class Event:
         data["kind"] = self.kind.value
         return {k: v for k, v in data.items() if v is not None and v != ""}
 
+    def log_line(self) -> str:
+        """One readable line for the log: ids, method, direction, latency — never a name.
+
+        ``punched E003 by face IN in 151 ms (score 0.71, punch 0192...)``,
+        ``already_punched E003 at 08:57``, ``camera_offline: no frame for 10 s; reopening``.
+        """
+        words = [self.kind.value + (":" if self.detail and not self.employee_id else "")]
+        words += [self.employee_id] if self.employee_id else []
+        words += [f"by {self.method}"] if self.method and self.kind is not EventKind.ALREADY_PUNCHED else []
+        words += [self.direction] if self.direction else []
+        words += [f"at {self.local_time}"] if self.local_time and self.kind is EventKind.ALREADY_PUNCHED else []
+        words += [f"in {self.latency_ms:.0f} ms"] if self.latency_ms is not None else []
+        extra = ([f"score {self.score:.2f}"] if self.score is not None else []) + \
+                ([f"punch {self.punch_id}"] if self.punch_id else [])
+        if self.detail and self.employee_id:
+            extra.append(self.detail)
+        elif self.detail:
+            words.append(self.detail)
+        return " ".join(words) + (f" ({', '.join(extra)})" if extra else "")
+
 
 class EventBus:
     """Publishes events to the log, optionally stdout (JSON lines), and subscribers (the screen)."""
@@ -75,8 +99,8 @@ class EventBus:
         with self._lock:
             self.recent.append(event)
             subscribers = list(self._subscribers)
-        # Ids and names only: events never carry images or embeddings.
-        log.info("event %s %s %s", event.kind.value, event.employee_id or "", event.detail)
+        # The log gets ids only (names stay on the screen and in the event stream); never images or embeddings.
+        log.log(logging.DEBUG if event.kind in SAID_ELSEWHERE else logging.INFO, "event %s", event.log_line())
         if self.stdout_json:
             sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
             sys.stdout.flush()

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from kiosk.base.errors import InvalidInput, KioskError
-from kiosk.cli.util import ConfigRef, config_options, echo_json
+from kiosk.cli.util import ConfigRef, config_options, echo_json, progress
 from kiosk.store import open_store
 
 CAMERA_HELP = ("Guided capture from the configured camera ([camera] source) instead of photos: live "
@@ -186,8 +186,7 @@ def enroll_import(csv_path: Path, photo_dir: Path, report_path: Path | None, upd
             click.echo(f"warning: {warning}", err=True)
         gallery = Gallery.from_roster(store.roster, engine.model_id, config.match, threads=config.face.threads)
         job = RosterImport(engine, gallery, store, config, photo_dir, skip_existing=not update)
-        with click.progressbar(rows, label="importing", file=sys.stderr, show_pos=True) as bar:
-            outcomes = [job.import_row(row) for row in bar]
+        outcomes = [job.import_row(row) for row in progress(rows, "importing")]
     if report_path is not None:
         _write_report(report_path, outcomes)
     for outcome in outcomes:

@@ -34,8 +34,9 @@ def enrol_from_camera(cfg: ConfigRef, employee_id: str, name: str, cards: tuple[
     from kiosk.face.gallery import Gallery
 
     check_employee_id(employee_id)
-    person = Person(employee_id, check_name(name), branch, tuple(normalise_card(c) for c in cards))
     config = cfg.load()
+    person = Person(employee_id, check_name(name), branch,
+                    tuple(normalise_card(c, config.rfid.card_format) for c in cards))
     if config.camera.source.strip() in ("", "none"):
         raise InvalidInput("no camera is configured (camera.source is empty)",
                            fix="Set [camera] source in the config, or pass --set camera.source=v4l2:/dev/video0.")

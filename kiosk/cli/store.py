@@ -11,9 +11,9 @@ import click
 
 from kiosk.base.errors import ConfigError, InvalidInput, KioskError, NeedsConfirmation
 from kiosk.base.timeutil import iso_utc, parse_iso
-from kiosk.cli.util import ConfigRef, config_options, echo_json
+from kiosk.cli.util import ConfigRef, config_options, echo_json, table
 from kiosk.config import load_config
-from kiosk.store.database import open_store
+from kiosk.store.database import open_private_copy, open_store, writable_in_place
 from kiosk.store.keys import read_key_file, write_key_file
 from kiosk.store.punches import export_punches
 
@@ -30,10 +30,15 @@ timezone = {timezone}
 # Relative paths are relative to this file's folder.
 path = "kiosk.db"
 key_file = "kiosk-db.key"
+
+[ui]
+# The teller's screen and admin mode, served by `kiosk run` on http://127.0.0.1:8080/.
+enabled = {screen}
 """
 
 
-def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", timezone: str = "UTC") -> Path:
+def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", timezone: str = "UTC",
+                screen: bool = False) -> Path:
     """Write DIR/kiosk.toml, a fresh 0600 key file and the initialised store; returns the config path."""
     config_path = directory / "kiosk.toml"
     if config_path.exists():
@@ -43,7 +48,7 @@ def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", time
     try:
         directory.mkdir(parents=True, exist_ok=True)
         values = {k: json.dumps(v, ensure_ascii=False) for k, v in  # JSON strings are TOML strings
-                  {"name": name, "branch": branch, "timezone": timezone}.items()}
+                  {"name": name, "branch": branch, "timezone": timezone, "screen": screen}.items()}
         tmp.write_text(KIOSK_TOML_TEMPLATE.format(**values), encoding="utf-8")
     except OSError as exc:
         raise KioskError(f"cannot create the kiosk home in {directory}: {exc.strerror}",
@@ -63,22 +68,43 @@ def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", time
     return config_path
 
 
+def next_steps(config_path: Path, screen: bool, port: int) -> list[str]:
+    """What to do after `kiosk init`, in order."""
+    cfg = f"--config {config_path}"
+    steps = []
+    if screen:
+        steps.append(f"set the admin PIN (admin mode on the screen): kiosk admin set-pin {cfg}")
+    steps.append(f"enrol someone: kiosk enroll add {cfg} --employee E001 --name 'Wang Li' --photos PHOTO.jpg"
+                 + ("   (or on the screen: Admin, then Enrol)" if screen else ""))
+    if screen:
+        steps.append(f"start the daemon: kiosk run {cfg}   (it serves the screen at http://127.0.0.1:{port}/)")
+        steps.append("show the screen full screen: install systemd/kiosk-browser.service "
+                     "(README, \"Raspberry Pi touchscreen\")")
+    else:
+        steps.append(f"start the daemon: kiosk run {cfg}   (no screen: events go to stdout and the log)")
+    steps.append(f"connect it to the hub: kiosk sync register --hub URL --code CODE {cfg}")
+    return steps
+
+
 @click.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--branch", default="B001", show_default=True, help="Branch code of this kiosk.")
 @click.option("--name", default="kiosk", show_default=True, help="Name of this kiosk.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone for local times shown.")
-def init_command(directory: Path, branch: str, name: str, timezone: str) -> None:
+@click.option("--screen/--no-screen", default=True, show_default=True,
+              help="Serve the teller's screen and admin mode (ui.enabled); --no-screen for a kiosk without a display.")
+def init_command(directory: Path, branch: str, name: str, timezone: str, screen: bool) -> None:
     """Create a ready-to-use kiosk home in DIRECTORY: kiosk.toml, a 0600 key file, the store."""
-    config_path = create_home(directory, branch, name, timezone)
+    config_path = create_home(directory, branch, name, timezone, screen)
     config = load_config(config_path)
     click.echo(f"Kiosk home ready in {directory}:")
     click.echo(f"  config   {config_path}")
     click.echo(f"  key      {config.store.key_file} (mode 0600; back it up: without it the store is unreadable)")
     click.echo(f"  store    {config.store.path}")
-    click.echo("Next: enrol someone, then start the daemon:")
-    click.echo(f"  kiosk enroll add --config {config_path} --employee E001 --name 'Wang Li' --photos PHOTO.jpg")
-    click.echo(f"  kiosk run --config {config_path}")
+    click.echo(f"  screen   {'on' if screen else 'off'} (ui.enabled = {'true' if screen else 'false'})")
+    click.echo("Next:")
+    for number, step in enumerate(next_steps(config_path, screen, config.ui.port), 1):
+        click.echo(f"  {number}. {step}")
 
 
 @click.group("config")
@@ -149,11 +175,19 @@ def db_init(cfg: ConfigRef) -> None:
 
 
 @db_group.command("verify")
+@click.option("--read-only", "read_only", is_flag=True,
+              help="Never write next to the store: check a private copy of it and its WAL (automatic when the "
+              "store's folder is read-only, e.g. a seized SD card mounted read-only).")
 @config_options
-def db_verify(cfg: ConfigRef) -> None:
+def db_verify(read_only: bool, cfg: ConfigRef) -> None:
     """Check the punch chain and seq continuity; exit 1 naming the first bad record."""
-    with open_store(cfg.load()) as store:
+    config = cfg.load()
+    copied = read_only or not writable_in_place(config.store.path)
+    with open_private_copy(config) if copied else open_store(config) as store:
         report = store.punches.verify()
+    if copied:
+        click.echo(f"read-only: checked a private copy of {config.store.path} (and its WAL); nothing was "
+                   "written to the original", err=True)
     if report.ok:
         click.echo(f"OK: {report.checked} punches, chain intact, seq continuous")
         return
@@ -255,12 +289,11 @@ def employee_list(include_inactive: bool, search: str | None, as_json: bool, cfg
                        "cards": list(emp.cards), "templates": emp.templates,
                        "best_quality": emp.best_quality})
         return
-    click.echo(f"{'ID':14} {'NAME':24} {'BRANCH':8} {'TPL':>4} {'QUALITY':>7}  CARDS")
-    for emp in people:
-        quality = f"{emp.best_quality:.2f}" if emp.best_quality is not None else "-"
-        flag = "" if emp.active else "  (erased)"
-        click.echo(f"{emp.id:14} {emp.name[:24]:24} {emp.branch or '-':8} {emp.templates:>4} {quality:>7}  "
-                   f"{', '.join(emp.cards) or '-'}{flag}")
+    rows = [[emp.id, emp.name, emp.branch or "-", str(emp.templates),
+             f"{emp.best_quality:.2f}" if emp.best_quality is not None else "-",
+             (", ".join(emp.cards) or "-") + ("" if emp.active else "  (erased)")] for emp in people]
+    for line in table(["ID", "NAME", "BRANCH", "TPL", "QUALITY", "CARDS"], rows, right=(3, 4)):
+        click.echo(line)
     click.echo(f"{len(people)} employee(s)", err=True)
 
 

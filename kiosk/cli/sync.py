@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import signal
 import threading
 import time
@@ -16,6 +15,7 @@ import click
 from kiosk.base.errors import ConfigError, KioskError
 from kiosk.cli.util import ConfigRef, config_options, configure_logging, echo_json
 from kiosk.store.database import open_store
+from sync.errors import HubUnreachable
 from sync.hub.config import HubConfig, default_hub_config_path, load_hub_config
 
 HUB_TOML_TEMPLATE = """\
@@ -43,12 +43,7 @@ def sync_group() -> None:
 
 def _agent(store: Any, cfg: ConfigRef) -> Any:
     from sync.agent import Agent
-    config = cfg.load()
-    if config.log.level != "DEBUG":
-        # One line per HTTP request and per scheduler tick (4 a second) would drown the journal.
-        for name in ("httpx", "apscheduler"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    return Agent(config, store)
+    return Agent(cfg.load(), store)
 
 
 @sync_group.command("register")
@@ -66,6 +61,11 @@ def sync_register(hub_url: str | None, code: str, as_json: bool, cfg: ConfigRef)
         agent = _agent(store, cfg)
         try:
             reg = agent.register(hub_url, code)
+        except HubUnreachable as exc:
+            # A one-off command: nothing retries it, and nothing was changed.
+            raise HubUnreachable(f"registration failed: {exc.what}; nothing was changed",
+                                 fix=f"Check the network and that the hub answers at {hub_url}, then run "
+                                 "`kiosk sync register` again (the code stays valid until it expires).") from None
         finally:
             agent.close()
     if as_json:
@@ -121,15 +121,26 @@ def sync_once(retry_rejected: bool, as_json: bool, cfg: ConfigRef) -> None:
     if as_json:
         echo_json({**report.to_dict(), "backlog": backlog})
     else:
-        push, roster = report.push, report.roster
-        click.echo(f"push: {push.accepted} accepted, {push.duplicates} duplicate, {push.rejected} rejected "
-                   f"in {push.batches} batch(es); backlog now {backlog}")
-        click.echo(f"roster: {roster.upserted} updated, {roster.erased} erased, {roster.templates} template(s)")
-        click.echo(f"heartbeat: {'sent' if report.heartbeat else 'not sent'}; purged {report.purged} punch(es)")
-        for step, error in report.errors.items():
-            click.echo(f"error in {step}: {error}", err=True)
+        for line in once_lines(report, backlog, retry_rejected):
+            click.echo(line)
     if report.errors:
         raise SystemExit(1)
+
+
+def once_lines(report: Any, backlog: int, retry_rejected: bool = False) -> list[str]:  # noqa: ANN401 - OnceReport
+    """One line per step of `kiosk sync once`: what it did, or that it failed and why."""
+    push, roster = report.push, report.roster
+    done = {
+        "push": f"{push.accepted} accepted, {push.duplicates} duplicate, {push.rejected} rejected in "
+                f"{push.batches} batch(es); backlog now {backlog}",
+        "retry_rejected": "sent again",
+        "enrolments": f"{report.enrolments_sent} enrolment(s) of this kiosk sent",
+        "roster": f"{roster.upserted} updated, {roster.erased} erased, {roster.templates} template(s)",
+        "heartbeat": "sent",
+        "retention": f"purged {report.purged} punch(es)",
+    }
+    return [f"{step}: FAILED: {report.errors[step]}" if step in report.errors else f"{step}: {text}"
+            for step, text in done.items() if step != "retry_rejected" or retry_rejected]
 
 
 @sync_group.command("status")
@@ -146,9 +157,20 @@ def sync_status(as_json: bool, cfg: ConfigRef) -> None:
         echo_json({**status, "rejections": rejections})
         return
     for key, value in status.items():
-        click.echo(f"{key:20} {value if value not in (None, '') else '-'}")
+        shown = hub_clock_text(value) if key == "hub_clock" else value
+        click.echo(f"{key:20} {shown if shown not in (None, '') else '-'}")
     for rej in rejections:
         click.echo(f"rejected seq {rej['seq']} ({rej['punch_id']}): {rej['reason']}")
+
+
+def hub_clock_text(clock: dict | None) -> str | None:
+    """The hub clock as a sentence: who is ahead by how much, how sure, measured when."""
+    if not clock:
+        return None
+    offset = clock["offset_s"]
+    lead = "hub ahead of this kiosk" if offset >= 0 else "hub behind this kiosk"
+    return (f"{lead} by {abs(offset):.3f} s (± {clock['uncertainty_s']:.3f} s, from {clock['source']}), "
+            f"measured {clock['measured_utc']}")
 
 
 # -- kiosk hub ------------------------------------------------------------------

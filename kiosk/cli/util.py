@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import shutil
 import sys
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +51,82 @@ def config_options(func: Callable) -> Callable:
     return wrapper
 
 
+# Libraries that log every request or scheduler tick at INFO: quiet unless the kiosk logs at DEBUG.
+CHATTY_LIBRARIES = ("httpx", "httpcore", "apscheduler")
+# Library lines that are routine here, not warnings: with coalescing jobs a tick that finds the last
+# one still running (a slow disk, a loaded CPU) is simply skipped.
+ROUTINE = ("maximum number of running instances reached", "was missed by")
+
+
+class RoutineToDebug(logging.Filter):
+    """Turns a library's routine WARNING lines (ROUTINE) into DEBUG ones, shown only when debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and any(text in str(record.msg) for text in ROUTINE):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Readable logs on stderr (the journal adds its own timestamps under systemd)."""
+    """Readable logs on stderr (the journal adds its own timestamps under systemd), with the libraries'
+    chatter kept at the level it deserves."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(RoutineToDebug())
         root.addHandler(handler)
     root.setLevel(level)
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
+
+
+def quiet_native_libraries() -> None:
+    """OpenCV and its FFmpeg print their own warnings straight to stderr ('[ WARN:0@3.1] global
+    loadsave.cpp ...' for each unreadable file, one per camera retry), bypassing logging. What they
+    report reaches our log from the code that called them (a camera's state and reason, a photo
+    refused as unreadable), so only their errors are kept. Set OPENCV_LOG_LEVEL=WARNING to see them.
+    Must run before cv2 is imported."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "16")  # AV_LOG_ERROR
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: CJK characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def fit(text: str, width: int, align: str = "<") -> str:
+    """``text`` cut and padded to exactly ``width`` terminal columns (a cut is marked with '…')."""
+    if display_width(text) > width:
+        while text and display_width(text) > width - 1:
+            text = text[:-1]
+        text += "…"
+    gap = " " * (width - display_width(text))
+    return gap + text if align == ">" else text + gap
+
+
+def table(headers: list[str], rows: list[list[str]], right: tuple[int, ...] = (), max_width: int = 30) -> list[str]:
+    """Lines of a plain-text table whose columns line up in a terminal, whatever the script."""
+    widths = [min(max_width, max(display_width(r[i]) for r in [headers, *rows])) for i in range(len(headers))]
+    last = len(headers) - 1
+    return ["  ".join(cell if i == last else fit(cell, widths[i], ">" if i in right else "<")
+                      for i, cell in enumerate(row)).rstrip() for row in [headers, *rows]]
+
+
+def progress(items: list, label: str) -> Iterator:
+    """``items`` one by one, with a progress bar on stderr when it is a terminal; log lines are printed
+    above the bar (tqdm's logging redirect), never into it."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        # A terminal that reports no size (a serial console, a bare pty) gets 80x24: tqdm would draw nothing.
+        size = shutil.get_terminal_size()
+        yield from tqdm(items, desc=label, file=sys.stderr, ascii=True, ncols=size.columns, nrows=size.lines,
+                        disable=not sys.stderr.isatty())
 
 
 def echo_json(obj: Any) -> None:

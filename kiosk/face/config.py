@@ -46,9 +46,10 @@ class FaceConfig(StrictModel):
                              "ID-style crops).")
     pick: PickPolicy = Field("largest_center", description="Which face is the person at the kiosk: "
                              "largest_center (big and central), largest, or center.")
-    crowd_face_ratio: float = Field(0.6, ge=0.1, le=1.0, description="Another face at least this fraction "
-                                    "of the chosen face's width means several people are presenting "
-                                    "(an enrolment photo is refused).")
+    crowd_face_ratio: float = Field(0.6, ge=0.1, le=1.0, description="Another face with at least this "
+                                    "fraction of the chosen face's area (about 0.77 of its width at 0.6) "
+                                    "means several people are presenting: an enrolment photo is refused. "
+                                    "A much smaller face in the background is fine.")
     track_iou_min: float = Field(0.3, ge=0.0, le=1.0, description="Least box overlap (IoU) between frames "
                                  "for a face to count as the same walk-up.")
     track_grace_frames: int = Field(5, ge=0, le=100, description="Frames a followed face may go undetected "

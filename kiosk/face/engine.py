@@ -103,6 +103,11 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def relative_size(face: Face, reference: Face) -> float:
+    """How large ``face`` looks next to ``reference``: the ratio of their box areas."""
+    return (face.width * face.height) / max(reference.width * reference.height, 1e-6)
+
+
 class FaceEngine:
     """The loaded models of one pack and the stage methods (see the module docstring)."""
 
@@ -198,9 +203,9 @@ class FaceEngine:
         return max(faces, key=lambda f: f.width * f.height - 2.0 * offset2(f))
 
     def crowded(self, faces: list[Face], chosen: Face) -> bool:
-        """Whether another face is nearly as large as the chosen one (several people presenting)."""
-        limit = self.cfg.crowd_face_ratio * chosen.width
-        return any(f is not chosen and f.width >= limit for f in faces)
+        """Whether another face is nearly as large as the chosen one: several people presenting. A much
+        smaller face (a bystander in a news photo, someone behind in the queue) is background."""
+        return any(f is not chosen and relative_size(f, chosen) >= self.cfg.crowd_face_ratio for f in faces)
 
     # -- quality, align, embed -------------------------------------------------
 

@@ -28,6 +28,11 @@ class _PendingCard:
     deadline_mono_ns: int
 
 
+def punch_detail(flags: str, clock_state: str) -> str:
+    """What a punched event adds to its log line: the punch's flags and an unverified clock."""
+    return ", ".join(part for part in (flags, "" if clock_state == "verified" else "clock unverified") if part)
+
+
 class PunchPolicy:
     """Turns recognitions and card reads into punches and events. Thread-safe."""
 
@@ -68,7 +73,7 @@ class PunchPolicy:
         with self._lock:
             employee = self.store.roster.by_card(card_id)
             if employee is None:
-                return self._emit(Event(EventKind.UNKNOWN_CARD, detail=card_id[-4:]))
+                return self._emit(Event(EventKind.UNKNOWN_CARD, detail=f"card ending {card_id[-4:]}"))
             if self.cfg.mode == "face":
                 return self._emit(Event(EventKind.NOT_RECOGNISED, employee_id=employee.id,
                                         detail="cards are not accepted at this kiosk"))
@@ -150,7 +155,7 @@ class PunchPolicy:
         event = self._emit(Event(EventKind.PUNCHED, employee_id=employee_id, name=name, method=method,
                                  local_time=self._local_hhmm(reading.utc), score=score, punch_id=punch.id,
                                  direction=punch.direction or None,
-                                 latency_ms=latency_ms, detail=punch.flags))
+                                 latency_ms=latency_ms, detail=punch_detail(punch.flags, reading.state)))
         if reading.state != "verified":
             self._emit(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
         if "outside_geofence" in flags:

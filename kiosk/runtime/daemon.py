@@ -80,6 +80,7 @@ class KioskDaemon:
         self.bus = bus or EventBus(config.events.stdout_json)
         self.started_mono = time.monotonic()
         self.store = open_store(config)
+        self._normalise_cards()
         self.clock = TrustedClock(config.clock)
         floor = self.store.punches.newest_verified_utc()
         if floor is not None:
@@ -101,6 +102,17 @@ class KioskDaemon:
             raise
 
     # -- building --------------------------------------------------------
+
+    def _normalise_cards(self) -> None:
+        """Cards typed in before every way in normalised them would never match a reader: fix them once."""
+        try:
+            rewritten = self.store.roster.renormalise_cards()
+        except KioskError as exc:
+            log.warning("stored card numbers not normalised: %s", exc.what)
+            return
+        if rewritten:
+            log.info("rewrote %d stored card number(s) to the readers' form (rfid.card_format = %s)",
+                     rewritten, self.config.rfid.card_format)
 
     def _uses_face(self) -> bool:
         return self.config.punch.mode != "card" and bool(self.config.camera.source.strip()) \

@@ -157,7 +157,6 @@ class Pipeline:
     def _after(self, frame, result: FrameResult, event: Event) -> None:  # noqa: ANN001
         if event.kind is not EventKind.PUNCHED:
             return
-        log.info("walk-up to durable punch: %.0f ms", event.latency_ms or 0)
         if self.store is not None and self.config.store.evidence_thumbnails and event.punch_id:
             self.store.evidence.add(event.punch_id, face_thumbnail(frame.image, result.face.bbox))
 

@@ -10,7 +10,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import sqlcipher3.dbapi2 as sqlcipher
 import sqlite_utils
 
+from hardware.rfid_protocols import CardFormat
 from kiosk.base.errors import StoreError
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store import migrations
@@ -111,7 +114,7 @@ def _not_decryptable(path: Path, key: DbKey) -> StoreError:
 class Store:
     """One database connection shared by the daemon's threads; writes go through atomic()."""
 
-    def __init__(self, connect: Connect, path: Path | str = ":memory:") -> None:
+    def __init__(self, connect: Connect, path: Path | str = ":memory:", card_format: CardFormat = "dec10") -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
@@ -121,7 +124,7 @@ class Store:
             raise explain_db_error(exc, self.path, "opening the store") from None
         self.db = sqlite_utils.Database(self.conn)
         self.punches = PunchLog(self)
-        self.roster = Roster(self)
+        self.roster = Roster(self, card_format)
         self.enrolments = EnrolmentOutbox(self)
         self.evidence = Evidence(self)
         self.anchors = ClockAnchors(self)
@@ -137,7 +140,8 @@ class Store:
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, key: DbKey, create: bool = False, busy_timeout_s: float = 5.0) -> Store:
+    def open(cls, path: Path, key: DbKey, create: bool = False, busy_timeout_s: float = 5.0,
+             card_format: CardFormat = "dec10") -> Store:
         """Open (or with ``create`` initialise) the encrypted store at ``path``."""
         path = Path(path)
         if not path.parent.is_dir():
@@ -152,7 +156,7 @@ class Store:
             raise StoreError(f"no kiosk store at {path}",
                              fix="Initialise one with `kiosk db init`, or fix store.path.")
         try:
-            store = cls(sqlcipher_factory(path, key, busy_timeout_s), path)
+            store = cls(sqlcipher_factory(path, key, busy_timeout_s), path, card_format)
         except StoreError as exc:
             if "not a database" in exc.what or "encrypted" in exc.what:
                 raise _not_decryptable(path, key) from None
@@ -300,7 +304,41 @@ class Store:
                 raise explain_db_error(exc, self.path, "checkpointing the store") from None
 
 
+def writable_in_place(path: Path) -> bool:
+    """Whether the store at ``path`` can be opened where it is (it writes its WAL even to read)."""
+    folder = Path(path).parent
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True  # Store.open says what is wrong with the folder
+    return not read_only and os.access(folder, os.W_OK)
+
+
+@contextlib.contextmanager
+def open_private_copy(config) -> Iterator[Store]:  # noqa: ANN001 - KioskConfig
+    """The store opened from a private copy of its file and WAL, for a medium that must not be written to
+    (a seized SD card, a read-only mount). ``immutable=1`` would skip the WAL, and with it the newest
+    punches of a kiosk that was switched off; the copy keeps them. The copy is deleted afterwards."""
+    source = Path(config.store.path)
+    if not source.is_file():
+        raise StoreError(f"no kiosk store at {source}", fix="Check store.path (and that the card is mounted).")
+    key = resolve_key(config.store.key_file)
+    with tempfile.TemporaryDirectory(prefix="kiosk-store-copy-") as folder:
+        copy = Path(folder) / source.name
+        try:
+            for suffix in ("", "-wal"):
+                if Path(f"{source}{suffix}").exists():
+                    shutil.copyfile(f"{source}{suffix}", f"{copy}{suffix}")
+        except OSError as exc:
+            raise StoreError(f"cannot copy {source} to {folder} to read it: {exc.strerror}",
+                             fix="Free space in the temporary folder (set TMPDIR to a larger disk).") from None
+        with Store.open(copy, key, busy_timeout_s=config.store.busy_timeout_s,
+                        card_format=config.rfid.card_format) as store:
+            yield store
+
+
 def open_store(config, create: bool = False) -> Store:  # noqa: ANN001 - KioskConfig
     """Open the store named by a KioskConfig, with the key from its sources."""
     key = resolve_key(config.store.key_file)
-    return Store.open(config.store.path, key, create=create, busy_timeout_s=config.store.busy_timeout_s)
+    return Store.open(config.store.path, key, create=create, busy_timeout_s=config.store.busy_timeout_s,
+                      card_format=config.rfid.card_format)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hardware.rfid_protocols import CARD_TEXT_FORMS, CardFormat, FrameError, canonical_card
 from kiosk.base.errors import Conflict, InvalidInput, NotFound
 from kiosk.base.timeutil import iso_utc, utc_now
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMPLOYEE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-CARD_RE = re.compile(r"^[0-9A-Fa-f]{4,20}$")
+DEFAULT_CARD_FORMAT: CardFormat = "dec10"
 NAME_MAX_CHARS = 100
 
 
@@ -45,8 +46,9 @@ class Template:
 
 def check_employee_id(employee_id: str) -> str:
     if not EMPLOYEE_ID_RE.match(employee_id or ""):
-        raise InvalidInput(f"employee id {employee_id!r} is not valid",
-                           fix="Use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+        raise InvalidInput(f"employee id {employee_id!r} is not valid: use 1-64 letters, digits, '_', '.' or '-', "
+                           "starting with a letter or digit (no spaces)",
+                           fix="Type the id as HR issued it, e.g. E007 or branch-17.")
     return employee_id
 
 
@@ -60,20 +62,27 @@ def check_name(name: str) -> str:
     return name
 
 
-def normalise_card(card: str) -> str:
-    """Cards are stored as upper-case hex or decimal digits, without spaces or separators."""
-    cleaned = re.sub(r"[\s:-]", "", card or "").upper()
-    if not CARD_RE.match(cleaned):
-        raise InvalidInput(f"card number {card!r} is not valid",
-                           fix="Use the number printed on the card or read by the reader: 4-20 hex/decimal digits.")
-    return cleaned
+def normalise_card(card: str, card_format: CardFormat = DEFAULT_CARD_FORMAT) -> str:
+    """The stored id of a card given by a person, a CSV or the hub: the id the readers report for it in
+    ``card_format`` (rfid.card_format), so a card added as 4000 matches the reader's 0000004000."""
+    try:
+        return canonical_card(card, card_format)
+    except FrameError:
+        raise InvalidInput(f"card number {card!r} is not valid: give {CARD_TEXT_FORMS[card_format]}",
+                           fix=f"Use the number printed on the card or the one `kiosk hw read rfid` shows; "
+                           f"it is stored as rfid.card_format = {card_format!r}.") from None
 
 
 class Roster:
     """Employees, cards and templates of one store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, card_format: CardFormat = DEFAULT_CARD_FORMAT) -> None:
         self.store = store
+        self.card_format = card_format
+
+    def normalise_card(self, card: str) -> str:
+        """``normalise_card`` in this kiosk's card format: every way a card comes in goes through it."""
+        return normalise_card(card, self.card_format)
 
     # -- employees -------------------------------------------------------
 
@@ -82,7 +91,7 @@ class Roster:
         """Add an employee (or with ``exist_ok`` update the name/branch and add cards)."""
         check_employee_id(employee_id)
         name = check_name(name)
-        cards = tuple(normalise_card(c) for c in cards)
+        cards = tuple(self.normalise_card(c) for c in cards)
         now = iso_utc(utc_now())
         with self.store.atomic("adding the employee") as db:
             row = db.execute("SELECT active FROM employees WHERE id = ?", [employee_id]).fetchone()
@@ -111,7 +120,7 @@ class Roster:
                        [card, employee_id, now])
 
     def add_card(self, employee_id: str, card: str, actor: str = "admin") -> str:
-        card = normalise_card(card)
+        card = self.normalise_card(card)
         self.require(employee_id)
         with self.store.atomic("adding the card") as db:
             self._insert_card(db, employee_id, card, iso_utc(utc_now()))
@@ -119,7 +128,7 @@ class Roster:
         return card
 
     def remove_card(self, card: str, actor: str = "admin") -> str:
-        card = normalise_card(card)
+        card = self.normalise_card(card)
         with self.store.atomic("removing the card") as db:
             owner = db.execute("SELECT employee_id FROM cards WHERE card_id = ?", [card]).fetchone()
             if owner is None:
@@ -131,7 +140,7 @@ class Roster:
 
     def by_card(self, card: str) -> Employee | None:
         try:
-            card = normalise_card(card)
+            card = self.normalise_card(card)
         except InvalidInput:
             return None
         rows = self.store.query("SELECT e.id FROM cards c JOIN employees e ON e.id = c.employee_id "
@@ -203,7 +212,7 @@ class Roster:
         """Make a person what the hub says: name, branch and cards, and exactly these templates of
         ``source`` (older ones erased); templates enrolled here are kept. Returns templates stored."""
         now = iso_utc(utc_now())
-        cards = sorted({c.upper() for c in cards})
+        cards = sorted(self._usable_cards(employee_id, cards))
         with self.store.atomic("applying the hub's record of an employee") as db:
             db.execute("INSERT INTO employees (id, name, active, branch, created_utc, updated_utc) "
                        "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, active = 1, "
@@ -220,6 +229,42 @@ class Roster:
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", [employee_id, model_id, int(vec.size), vec.tobytes(),
                                                             quality, source, now])
         return len(templates)
+
+    def _usable_cards(self, employee_id: str, cards: list[str]) -> set[str]:
+        """The hub's cards in this kiosk's form; one that cannot be read as a card is skipped, not fatal."""
+        usable = set()
+        for card in cards:
+            try:
+                usable.add(self.normalise_card(card))
+            except InvalidInput as exc:
+                log.warning("skipping a card of %s from the hub: %s", employee_id, exc.what)
+        return usable
+
+    def renormalise_cards(self) -> int:
+        """Rewrite cards stored before every way in normalised them (``4000`` -> ``0000004000``), so
+        the readers' ids match; returns how many were rewritten. Ids that cannot be read, or whose
+        normal form belongs to someone else, are left as they are and logged."""
+        rewritten = 0
+        with self.store.atomic("normalising stored card numbers") as db:
+            for row in db.execute("SELECT card_id, employee_id FROM cards").fetchall():
+                card, owner = row
+                try:
+                    normal = self.normalise_card(card)
+                except InvalidInput:
+                    log.warning("card ...%s of %s cannot be read as a %s card; it cannot match a reader",
+                                card[-4:], owner, self.card_format)
+                    continue
+                if normal == card:
+                    continue
+                if db.execute("SELECT 1 FROM cards WHERE card_id = ?", [normal]).fetchone():
+                    log.warning("card ...%s of %s is stored twice (as typed and as read); kept the read form",
+                                card[-4:], owner)
+                    continue
+                db.execute("UPDATE cards SET card_id = ? WHERE card_id = ?", [normal, card])
+                rewritten += 1
+            if rewritten:
+                self.store.audit("kiosk", "card.normalise", "", cards=rewritten, card_format=self.card_format)
+        return rewritten
 
     def has_templates(self, employee_id: str, model_id: str) -> bool:
         """True when an active person has templates of this model."""

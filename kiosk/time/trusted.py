@@ -112,8 +112,10 @@ class TrustedClock:
             if flags:
                 state = "unverified"
             if state != self._last_state:
-                log.info("clock is %s (source %s, offset %s s)", state, source,
-                         "unknown" if offset is None else f"{offset:+.3f}")
+                if source == "none":
+                    log.info("clock is %s: no time source yet (no NTP sync, no GPS time, no hub answer)", state)
+                else:
+                    log.info("clock is %s (source %s, offset %+.3f s)", state, source, offset)
                 self._last_state = state
             return TimeReading(utc, mono, state, source, offset, tuple(flags), self.boot())
 

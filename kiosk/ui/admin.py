@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 from kiosk.base.errors import InvalidInput, KioskError, NeedsConfirmation
 from kiosk.base.events import Event, EventKind
 from kiosk.base.timeutil import parse_iso, parse_local_time
+from kiosk.punching.policy import punch_detail
 from kiosk.punching.record import record_correction
 from kiosk.store.punches import NOTE_MAX_CHARS
-from kiosk.store.roster import normalise_card
 from kiosk.ui.auth import ACTOR
 from kiosk.ui.errors import UiError, from_kiosk_error
 
@@ -43,11 +43,15 @@ def require_employee(store, employee_id: str):  # noqa: ANN001, ANN201
     return employee
 
 
-def erase(store, employee_id: str, reason: str = "") -> dict:  # noqa: ANN001
-    """Erase a person's templates (overwritten) and cards; their punches stay."""
+def erase(store, employee_id: str, reason: str) -> dict:  # noqa: ANN001
+    """Erase a person's templates (overwritten) and cards; their punches stay. It cannot be undone: the
+    reason is required, for the audit log."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise UiError("erase_reason_required")
     require_employee(store, employee_id)
     try:
-        erased = store.roster.erase(employee_id, actor=ACTOR, reason=reason.strip()[:200])
+        erased = store.roster.erase(employee_id, actor=ACTOR, reason=reason[:200])
     except KioskError as exc:
         raise from_kiosk_error(exc) from None
     return {"employee_id": employee_id, **erased}
@@ -56,7 +60,7 @@ def erase(store, employee_id: str, reason: str = "") -> dict:  # noqa: ANN001
 def add_card(store, employee_id: str, card: str) -> dict:  # noqa: ANN001
     require_employee(store, employee_id)
     try:
-        card = normalise_card(card)
+        card = store.roster.normalise_card(card)
     except InvalidInput:
         raise UiError("bad_card") from None
     owner = store.roster.by_card(card)
@@ -105,7 +109,8 @@ def manual_punch(daemon, employee_id: str, reason: str, at_text: str = "", direc
     punch, reading = recorded.punch, recorded.reading
     local = parse_iso(punch.ts_utc).astimezone(tz).strftime("%H:%M")
     daemon.bus.publish(Event(EventKind.PUNCHED, employee_id=employee_id, name=employee.name, local_time=local,
-                             method="manual", punch_id=punch.id, direction=punch.direction or None))
+                             method="manual", punch_id=punch.id, direction=punch.direction or None,
+                             detail=punch_detail(punch.flags, reading.state)))
     if reading.state != "verified":
         daemon.bus.publish(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
     return {"employee_id": employee_id, "name": employee.name, "punch_id": punch.id, "local_time": local,

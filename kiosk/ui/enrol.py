@@ -8,7 +8,7 @@ import threading
 
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Observation, Person, Sample
 from enrollment.saving import NewTemplate, store_enrolment
-from kiosk.store.roster import check_employee_id, check_name, normalise_card
+from kiosk.store.roster import check_employee_id, check_name
 from kiosk.ui.auth import ACTOR
 from kiosk.ui.errors import UiError
 from kiosk.ui.preview import PreviewFrame
@@ -68,7 +68,7 @@ class EnrolController:
         cards: tuple[str, ...] = ()
         if card:
             try:
-                cards = (normalise_card(card),)
+                cards = (self.daemon.store.roster.normalise_card(card),)
             except InvalidInput:
                 raise UiError("bad_card") from None
             owner = self.daemon.store.roster.by_card(cards[0])

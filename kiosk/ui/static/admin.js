@@ -37,6 +37,7 @@ const Admin = {
     $("punch-form").addEventListener("submit", (e) => { e.preventDefault(); this.punch(); });
     $("dialog-ok").addEventListener("click", () => this.endDialog(true));
     $("dialog-cancel").addEventListener("click", () => this.endDialog(false));
+    $("dialog-input").addEventListener("input", () => this.checkDialog());
     setInterval(() => this.checkIdle(), 1000);
   },
 
@@ -188,13 +189,25 @@ const Admin = {
   },
 
   // -- dialog -------------------------------------------------------------------------------
-  ask(text, withInput, okKey) {
+  // options: { input: ask for a text, required: the text must not be empty, danger: the OK button
+  // does something that cannot be undone (red), ok: the OK button's key }.
+  ask(text, options) {
+    const opts = options || {};
     $("dialog-text").textContent = text;
     $("dialog-input").value = "";
-    $("dialog-input").classList.toggle("hidden", !withInput);
-    $("dialog-ok").textContent = I18n.t(okKey || "dialog.ok");
+    $("dialog-input").classList.toggle("hidden", !opts.input);
+    $("dialog-input").placeholder = opts.input ? I18n.t(opts.required ? "dialog.reason_required" : "dialog.reason") : "";
+    $("dialog-ok").textContent = I18n.t(opts.ok || "dialog.ok");
+    $("dialog-ok").className = opts.danger ? "danger" : "primary";
+    this.dialogRequired = !!opts.required;
+    this.checkDialog();
     $("dialog").classList.remove("hidden");
+    if (opts.input) $("dialog-input").focus();
     return new Promise((resolve) => { this.dialogDone = resolve; });
+  },
+
+  checkDialog() {
+    $("dialog-ok").disabled = this.dialogRequired && !$("dialog-input").value.trim();
   },
 
   endDialog(ok) {
@@ -336,10 +349,11 @@ const Admin = {
   },
 
   async erase(e) {
-    const answer = await this.ask(I18n.t("employees.erase_confirm", { id: e.id, name: e.name }), true, "employees.erase");
+    const answer = await this.ask(I18n.t("employees.erase_confirm", { id: e.id, name: e.name }),
+                                  { input: true, required: true, danger: true, ok: "employees.erase" });
     if (!answer.ok) return;
     const result = await this.api("POST", "/api/admin/employees/" + encodeURIComponent(e.id) + "/erase",
-                                  { reason: answer.text });
+                                  { reason: answer.text.trim() });
     if (result.ok) this.say(I18n.t("employees.erased", { id: e.id, templates: result.data.templates,
                                                          cards: result.data.cards }), true);
     else this.say(this.refusal(result.data));
@@ -355,7 +369,8 @@ const Admin = {
   },
 
   async removeCard(e, card) {
-    const answer = await this.ask(I18n.t("employees.remove_card_confirm", { card, name: e.name }), false);
+    const answer = await this.ask(I18n.t("employees.remove_card_confirm", { card, name: e.name }),
+                                  { danger: true, ok: "employees.remove_card" });
     if (!answer.ok) return;
     const path = "/api/admin/employees/" + encodeURIComponent(e.id) + "/cards/" + encodeURIComponent(card) + "/remove";
     const result = await this.api("POST", path, {});
@@ -384,7 +399,7 @@ const Admin = {
     let answer = await this.api("POST", "/api/admin/punch", body);
     if (!answer.ok && answer.data.error === "confirm_needed") {
       // A second manual punch for the same person within minutes: say so, record only if confirmed.
-      const choice = await this.ask(this.refusal(answer.data), false, "punch.record_another");
+      const choice = await this.ask(this.refusal(answer.data), { ok: "punch.record_another" });
       if (!choice.ok) return;
       answer = await this.api("POST", "/api/admin/punch", { ...body, confirm: true });
     }
@@ -401,33 +416,64 @@ const Admin = {
   async loadHealth() {
     const answer = await this.api("GET", "/api/admin/health");
     if (!answer.ok) return;
-    const h = answer.data;
-    const rows = [["health.version", h.version], ["health.uptime", I18n.t("health.seconds", { s: h.uptime_s })],
-                  ["health.mode", I18n.t("mode." + h.mode)]];
+    this.renderHealth(answer.data);
+  },
+
+  renderHealth(h) {
+    const rows = [["health.mode", I18n.t("mode." + h.mode)], ["health.uptime", this.duration(h.uptime_s)]];
     for (const d of h.devices) {
-      rows.push(["device." + d.device, I18n.t("state." + d.state) + (d.reason ? " — " + d.reason : "")]);
+      const why = d.code ? I18n.t("reason." + d.code, d.params) : d.reason;
+      rows.push(["device." + d.device, I18n.t("state." + d.state) + (why ? " — " + why : ""), d.state]);
     }
-    const offset = h.clock.offset_s === null || h.clock.offset_s === undefined ? "" : " (" + h.clock.offset_s + " s)";
-    rows.push(["health.clock", I18n.t("clock." + h.clock.state) + " · " + (h.clock.source || "–") + offset]);
-    rows.push(["health.model", h.model_id ? h.model_id.slice(0, 12) : "–"]);
-    rows.push(["health.templates", String(h.templates)]);
+    const offset = typeof h.clock.offset_s === "number"
+      ? " · " + I18n.t("health.offset", { s: h.clock.offset_s.toFixed(1) }) : "";
+    rows.push(["health.clock", I18n.t("clock." + h.clock.state) + " · " + I18n.t("clock_source." + h.clock.source) +
+               offset, h.clock.state === "verified" ? "" : "warn"]);
+    rows.push(["health.last_punch", this.when(h.last_punch_utc)]);
     rows.push(["health.punches", String(h.punches)]);
-    rows.push(["health.last_punch", h.last_punch_utc || "–"]);
     rows.push(["health.sync", h.sync.registered ? (h.sync.hub_url || "") : I18n.t("health.not_registered")]);
+    rows.push(["health.last_sync", this.when(h.sync.last_push_utc)]);
     rows.push(["health.backlog", String(h.sync.backlog)]);
-    rows.push(["health.last_sync", h.sync.last_push_utc || "–"]);
     rows.push(["health.enrolments_unsent", String(h.enrolments_unsent)]);
-    const body = $("health-rows");
-    body.textContent = "";
-    for (const [key, value] of rows) {
-      const tr = document.createElement("tr");
-      const th = document.createElement("th");
-      th.textContent = I18n.t(key);
-      const td = document.createElement("td");
-      td.textContent = value;
-      tr.append(th, td);
-      body.appendChild(tr);
+    rows.push(["health.templates", String(h.templates)]);
+    rows.push(["health.model", h.model_id ? h.model_id.slice(0, 12) : "–"]);
+    rows.push(["health.version", h.version]);
+    const list = $("health-rows");
+    list.textContent = "";
+    for (const [key, value, tone] of rows) {
+      const item = document.createElement("div");
+      item.className = "health-item" + (["stalled", "disconnected", "failed", "warn"].includes(tone) ? " trouble" : "");
+      item.dataset.key = key;
+      const dt = document.createElement("dt");
+      dt.textContent = I18n.t(key);
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      item.append(dt, dd);
+      list.appendChild(item);
     }
+  },
+
+  // 75 -> "1 min", 7300 -> "2 h 1 min": durations as people say them.
+  duration(totalS) {
+    const s = Math.max(0, Math.round(totalS));
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    if (s < 60) return I18n.t("duration.seconds", { n: s });
+    if (s < 3600) return I18n.t("duration.minutes", { m });
+    if (s < 86400) return I18n.t("duration.hours", { h, m });
+    return I18n.t("duration.days", { d, h });
+  },
+
+  // A UTC timestamp as the branch's local time: "today 08:57" or "28/11/2026 17:02".
+  when(iso) {
+    if (!iso) return "–";
+    const moment = new Date(iso);
+    if (isNaN(moment)) return iso;
+    const zone = Screen.state.timezone;
+    const part = (options, at) => new Intl.DateTimeFormat(I18n.locale(), { ...options, timeZone: zone }).format(at);
+    const time = part({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" }, moment);
+    const day = (at) => part({ year: "numeric", month: "2-digit", day: "2-digit" }, at);
+    if (day(moment) === day(new Date())) return I18n.t("when.today", { time });
+    return I18n.t("when.day", { day: day(moment), time });
   },
 };
 

@@ -1,15 +1,19 @@
-// The teller's screen: idle (clock, branch, "please look at the camera"), results pushed live by the
-// daemon over server-sent events, banners for a camera or reader that is down, language switch.
+// The teller's screen: idle (clock, branch, what to do), results pushed live by the daemon over
+// server-sent events, banners for a camera or reader that is down, an out-of-service screen when
+// nothing can punch, language switch. The screen always matches the kiosk's state: the prompt asks
+// for what works now (a blink when liveness is on, the card when the camera is down).
 "use strict";
 const $ = (id) => document.getElementById(id);
 const TROUBLE = ["stalled", "disconnected", "failed"];
+const LOST_AFTER_MS = 3000;
 // Event kind -> how the result screen shows it: tone, title key, whether name/time/method appear.
+// "inline" results replace the idle prompt for a while and keep the camera picture in view.
 const RESULTS = {
   punched: { tone: "ok", title: "result.punched", name: true, time: true, method: true },
   already_punched: { tone: "warn", title: "result.already", name: true },
   not_recognised: { tone: "bad", title: "result.not_recognised" },
   use_card: { tone: "bad", title: "result.use_card" },
-  not_live: { tone: "warn", title: "result.not_live" },
+  not_live: { tone: "warn", title: "result.not_live", inline: true },
   unknown_card: { tone: "bad", title: "result.unknown_card" },
   show_face: { tone: "ok", title: "result.show_face", name: true },
   face_mismatch: { tone: "bad", title: "result.face_mismatch", name: true },
@@ -23,16 +27,18 @@ const Screen = {
   state: null,
   status: { devices: {}, clock: "verified" },
   shown: null,          // { event, notes: [keys] } of the result on screen
+  hint: null,           // an inline result (event) shown in place of the idle prompt
   resultTimer: null,
+  hintTimer: null,
   connected: true,
   lostSince: null,
+  wasOffline: false,
 
   async boot() {
     const response = await fetch("/api/state");
     this.state = await response.json();
     await Promise.all(this.state.languages.map((lang) => I18n.load(lang)));
     const asked = new URLSearchParams(location.search).get("lang");
-    this.setLanguage(this.state.languages.includes(asked) ? asked : this.state.language, false);
     $("branch-name").textContent = this.state.branch;
     $("device-name").textContent = this.state.device;
     document.querySelectorAll("button.lang").forEach((button) => {
@@ -41,8 +47,8 @@ const Screen = {
     });
     this.preview = this.makePreview();
     if (this.state.preview) $("preview-slot-idle").appendChild(this.preview);
-    this.applyStatus(this.state.status);
-    this.tick();
+    this.status = this.state.status;
+    this.setLanguage(this.state.languages.includes(asked) ? asked : this.state.language, false);
     setInterval(() => this.tick(), 1000);
     setInterval(() => this.checkConnection(), 1000);
     this.connect();
@@ -58,19 +64,63 @@ const Screen = {
       url.searchParams.set("lang", lang);
       history.replaceState(null, "", url);
     }
+    this.render();
+    this.tick();
+    if (typeof Admin !== "undefined") Admin.onLanguage();
+  },
+
+  // -- what works now -----------------------------------------------------------------------
+  cameraDown() {
+    return !!(this.state && this.state.face && TROUBLE.includes((this.status.devices || {}).camera));
+  },
+
+  readerDown() {
+    return !!(this.state && this.state.card && TROUBLE.includes((this.status.devices || {}).rfid));
+  },
+
+  lost() {
+    return !this.connected && this.lostSince !== null && Date.now() - this.lostSince > LOST_AFTER_MS;
+  },
+
+  // Why nobody can punch right now (a key), or null: the daemon is gone, or no way in works.
+  outOfService() {
+    if (!this.state) return null;
+    if (this.lost()) return "offline.daemon";
+    const face = this.state.face && !this.cameraDown();
+    const card = this.state.card && !this.readerDown();
+    return face || card ? null : "offline.devices";
+  },
+
+  render() {
     this.renderIdle();
     this.renderResult();
+    this.renderOffline();
     this.renderBanner();
-    this.tick();
-    if (window.Admin) Admin.onLanguage();
   },
 
   // -- idle ---------------------------------------------------------------------------------
+  promptKey() {
+    if (!this.state) return "idle.prompt";
+    if (!this.state.face || this.cameraDown()) return "idle.prompt_card";
+    return this.state.liveness ? "idle.prompt_blink" : "idle.prompt";
+  },
+
   renderIdle() {
-    const key = this.state && !this.state.face ? "idle.prompt_card" : "idle.prompt";
+    const key = this.promptKey();
     const other = this.state ? this.state.languages.find((lang) => lang !== I18n.lang) : null;
-    $("prompt").textContent = I18n.t(key);
-    $("prompt-other").textContent = other ? I18n.t(key, {}, other) : "";
+    const prompt = $("prompt");
+    if (this.hint) {
+      prompt.textContent = I18n.t(RESULTS[this.hint.kind].title);
+      prompt.className = "prompt prompt-alert tone-" + RESULTS[this.hint.kind].tone;
+      $("prompt-other").textContent = other ? I18n.t(RESULTS[this.hint.kind].title, {}, other) : "";
+    } else {
+      prompt.textContent = I18n.t(key);
+      prompt.className = "prompt";
+      $("prompt-other").textContent = other ? I18n.t(key, {}, other) : "";
+    }
+    // The camera picture shows only while the camera works: no black box above a card prompt.
+    const showPreview = !!(this.state && this.state.preview) && !this.cameraDown() && !this.outOfService();
+    $("preview-slot-idle").classList.toggle("hidden", !showPreview);
   },
 
   tick() {
@@ -88,49 +138,74 @@ const Screen = {
     const img = document.createElement("img");
     img.id = "preview";
     img.alt = "";
-    // A restarted daemon breaks the stream: ask again.
-    img.addEventListener("error", () => setTimeout(() => { img.src = "/api/preview.mjpg?t=" + Date.now(); }, 2000));
+    // A restarted daemon breaks the stream: ask again, once it answers.
+    img.addEventListener("error", () => setTimeout(() => { if (this.connected) this.startPreview(); }, 2000));
     if (this.state.preview) img.src = "/api/preview.mjpg";
     return img;
+  },
+
+  startPreview() {
+    if (this.preview && this.state.preview) this.preview.src = "/api/preview.mjpg?t=" + Date.now();
+  },
+
+  stopPreview() {
+    // Drop the last frame: a frozen picture with a green face box would say all is well.
+    if (this.preview) this.preview.removeAttribute("src");
   },
 
   // -- live events --------------------------------------------------------------------------
   connect() {
     const source = new EventSource("/api/events");
-    source.onopen = () => { this.connected = true; this.lostSince = null; this.renderBanner(); };
+    source.onopen = () => this.onConnected();
     source.onerror = () => { this.connected = false; if (this.lostSince === null) this.lostSince = Date.now(); };
     source.onmessage = (message) => {
       const data = JSON.parse(message.data);
-      this.connected = true;
-      this.lostSince = null;
+      this.onConnected();
       if (data.type === "status") this.applyStatus(data);
       else if (data.type === "event") this.onEvent(data);
-      else if (data.type === "admin_logout" && window.Admin) Admin.onServerLogout(data.reason);
+      else if (data.type === "admin_logout" && typeof Admin !== "undefined") Admin.onServerLogout(data.reason);
     };
+  },
+
+  onConnected() {
+    this.connected = true;
+    this.lostSince = null;
+    if (this.wasOffline) {
+      // The daemon is back (maybe with another config): start afresh, as the page did at boot.
+      location.reload();
+      return;
+    }
+    this.render();
   },
 
   checkConnection() {
     // EventSource reconnects by itself; say so only when it has been down for a few seconds.
-    if (!this.connected && this.lostSince !== null && Date.now() - this.lostSince > 3000) this.renderBanner();
+    if (this.lost() && !this.wasOffline) {
+      this.wasOffline = true;
+      this.stopPreview();
+      this.hideResult();
+    }
+    if (this.lost()) this.render();
   },
 
   applyStatus(status) {
     this.status = status;
-    this.renderBanner();
+    this.render();
   },
 
   onEvent(event) {
-    if (window.Admin && Admin.isOpen()) {
+    if (typeof Admin !== "undefined" && Admin.isOpen()) {
       if (event.kind === "punched") Admin.toast(I18n.t("toast.punched", { name: event.name || event.employee_id,
                                                                          time: event.local_time }));
       return;
     }
-    if (event.kind === "camera_offline") this.status.devices.camera = "disconnected";
-    if (event.kind === "camera_online") this.status.devices.camera = "running";
-    if (event.kind === "reader_offline") this.status.devices.rfid = "disconnected";
-    if (event.kind === "reader_online") this.status.devices.rfid = "running";
-    if (event.kind === "gps_offline") this.status.devices.gps = "disconnected";
-    if (event.kind === "gps_online") this.status.devices.gps = "running";
+    const devices = this.status.devices || (this.status.devices = {});
+    if (event.kind === "camera_offline") devices.camera = "disconnected";
+    if (event.kind === "camera_online") devices.camera = "running";
+    if (event.kind === "reader_offline") devices.rfid = "disconnected";
+    if (event.kind === "reader_online") devices.rfid = "running";
+    if (event.kind === "gps_offline") devices.gps = "disconnected";
+    if (event.kind === "gps_online") devices.gps = "running";
     if (event.kind === "time_unverified" || (event.kind === "outside_geofence" && event.punch_id)) {
       const note = event.kind === "time_unverified" ? "notice.time_unverified" : "result.outside_flagged";
       if (this.shown && this.shown.event.punch_id === event.punch_id) {
@@ -139,62 +214,71 @@ const Screen = {
       }
       return;
     }
-    this.renderBanner();
-    if (RESULTS[event.kind]) this.showResult(event);
+    if (RESULTS[event.kind] && RESULTS[event.kind].inline) this.showHint(event);
+    else if (RESULTS[event.kind]) this.showResult(event);
+    else this.render();
   },
 
   // -- results ------------------------------------------------------------------------------
+  showHint(event) {
+    this.hint = event;
+    this.renderIdle();
+    clearTimeout(this.hintTimer);
+    this.hintTimer = setTimeout(() => { this.hint = null; this.renderIdle(); }, this.state.result_display_s * 1000);
+  },
+
   showResult(event) {
+    this.hint = null;
     this.shown = { event, notes: [] };
-    this.renderResult();
+    this.render();
     clearTimeout(this.resultTimer);
     this.resultTimer = setTimeout(() => this.hideResult(), this.state.result_display_s * 1000);
   },
 
   hideResult() {
     this.shown = null;
-    this.renderResult();
+    this.render();
   },
 
   renderResult() {
     const box = $("screen-result");
-    if (!this.shown) {
+    if (!this.shown || this.outOfService()) {
       box.classList.add("hidden");
-      $("screen-idle").classList.remove("hidden");
-      this.renderBanner();
+      $("screen-idle").classList.toggle("hidden", !!this.outOfService());
       return;
     }
     const event = this.shown.event;
     const view = RESULTS[event.kind];
     box.className = "screen result tone-" + view.tone;
     // A punch with a direction says which: "上班打卡成功" / "Clocked in".
-    const title = event.kind === "punched" && event.direction ? "result.punched_" + event.direction : view.title;
+    const byDirection = { IN: "result.punched_IN", OUT: "result.punched_OUT" };
+    const title = (event.kind === "punched" && byDirection[event.direction]) || view.title;
     $("result-title").textContent = I18n.t(title, { time: event.local_time || "", name: event.name || "" });
     $("result-name").textContent = view.name ? (event.name || event.employee_id || "") : "";
     $("result-time").textContent = view.time ? (event.local_time || "") : "";
     $("result-method").textContent = view.method && event.method ? I18n.t("method." + event.method) : "";
     $("result-note").textContent = this.shown.notes.map((key) => I18n.t(key)).join("\n");
     $("screen-idle").classList.add("hidden");
-    this.renderBanner();
+  },
+
+  renderOffline() {
+    const key = this.outOfService();
+    $("screen-offline").classList.toggle("hidden", !key);
+    $("admin-open").classList.toggle("hidden", key === "offline.daemon");  // nothing to administer
+    if (!key) return;
+    const other = this.state.languages.find((lang) => lang !== I18n.lang);
+    $("offline-text").textContent = I18n.t(key);
+    $("offline-other").textContent = other ? I18n.t("offline.title", {}, other) + " — " + I18n.t(key, {}, other) : "";
   },
 
   renderBanner() {
-    const devices = (this.status && this.status.devices) || {};
     let key = null;
-    if (this.state && !this.connected && this.lostSince !== null && Date.now() - this.lostSince > 3000) {
-      key = "banner.connecting";
-    } else if (this.state && this.state.face && TROUBLE.includes(devices.camera)) {
-      key = "banner.camera_offline";
-    } else if (TROUBLE.includes(devices.rfid)) {
-      key = "banner.reader_offline";
-    }
+    if (this.outOfService()) key = null;  // the out-of-service screen says it all
+    else if (this.cameraDown()) key = "banner.camera_offline";
+    else if (this.readerDown()) key = "banner.reader_offline";
     const banner = $("banner");
     banner.textContent = key ? I18n.t(key) : "";
     banner.classList.toggle("hidden", !key);
-    const unverified = this.status && this.status.clock && this.status.clock !== "verified";
-    const notice = $("notice");
-    notice.textContent = unverified ? I18n.t("notice.clock_unverified") : "";
-    notice.classList.toggle("hidden", !unverified || !!key || !!this.shown);
   },
 };
 
