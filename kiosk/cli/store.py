@@ -12,9 +12,13 @@ from kiosk.base.errors import ConfigError, InvalidInput, KioskError
 from kiosk.base.timeutil import iso_utc, parse_iso
 from kiosk.cli.util import ConfigRef, config_options, echo_json
 from kiosk.config import load_config
-from kiosk.store.database import open_store
-from kiosk.store.keys import read_key_file, write_key_file
-from kiosk.store.punches import export_punches
+
+
+def open_store(config, create: bool = False):  # noqa: ANN001, ANN201 - KioskConfig -> Store
+    """The kiosk's store; imported here, not at the top, so `kiosk config check` stays cheap."""
+    from kiosk.store.database import open_store as open_kiosk_store
+    return open_kiosk_store(config, create)
+
 
 KIOSK_TOML_TEMPLATE = """\
 # Kiosk configuration written by `kiosk init`. Every key is documented in
@@ -55,6 +59,7 @@ def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", time
                           problems=[line.replace(f"{tmp}: ", "") for line in exc.problems],
                           fix="Give a branch code of letters, digits, _ . - and an IANA time zone such as "
                           "Asia/Shanghai.") from None
+    from kiosk.store.keys import write_key_file
     write_key_file(config.store.key_file)
     with open_store(config, create=True):
         pass
@@ -133,6 +138,7 @@ def db_group() -> None:
               help="Where to write the new key file (created with mode 0600; never overwritten).")
 def db_keygen(out: Path) -> None:
     """Write a new random 256-bit database key file."""
+    from kiosk.store.keys import write_key_file
     write_key_file(out)
     click.echo(f"wrote {out} (mode 0600). Point store.key_file at it, or load it as the systemd "
                "credential kiosk-db-key.")
@@ -169,6 +175,7 @@ def db_verify(cfg: ConfigRef) -> None:
 @config_options
 def db_export(since: str | None, fmt: str, out: Path | None, cfg: ConfigRef) -> None:
     """Export punches with all their evidence fields."""
+    from kiosk.store.punches import export_punches
     since_ts = None
     if since:
         try:
@@ -210,6 +217,7 @@ def db_stats(as_json: bool, cfg: ConfigRef) -> None:
 @config_options
 def db_rekey(new_key_file: Path, cfg: ConfigRef) -> None:
     """Re-encrypt the store with a new key."""
+    from kiosk.store.keys import read_key_file
     config = cfg.load()
     new_key = read_key_file(new_key_file)
     with open_store(config) as store:

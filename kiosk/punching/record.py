@@ -1,8 +1,9 @@
 """The one way a punch is written: daemon, screen and CLI all call `record_punch`.
 
 It reads the trusted clock, appends the punch (with the clock's flags and the caller's), writes the
-audit record of a manual punch in the same transaction, then keeps the clock honest: a verified
-punch raises the floor, and a clock anchor is recorded when one is due.
+audit record of a manual punch and the evidence thumbnail of a face punch in the same transaction
+(one durable commit per punch), then keeps the clock honest: a verified punch raises the floor, and a
+clock anchor is recorded when one is due.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class Recorded:
 
 def record_punch(store: Store, clock: TrustedClock, employee_id: str, method: str, *,
                  score: float | None = None, position: Position | None = None, flags: tuple[str, ...] = (),
-                 note: str = "", actor: str | None = None) -> Recorded:
-    """Append one punch now; with ``actor`` it is a manual punch, audited in the same transaction.
+                 note: str = "", actor: str | None = None, evidence: bytes | None = None) -> Recorded:
+    """Append one punch now; with ``actor`` it is a manual punch, audited in the same transaction, and
+    ``evidence`` (a face thumbnail) is stored in that transaction too: one durable commit per punch.
 
     Raises KioskError (nothing stored) when the store cannot take it.
     """
@@ -48,6 +50,8 @@ def record_punch(store: Store, clock: TrustedClock, employee_id: str, method: st
         punch = store.punches.append(draft)
         if actor is not None:
             store.audit(actor, "punch.manual", employee_id, punch_id=punch.id, note=note)
+        if evidence:
+            store.evidence.add(punch.id, evidence)
     _keep_clock_honest(store, clock, reading)
     return Recorded(punch, reading)
 
