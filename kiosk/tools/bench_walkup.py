@@ -274,7 +274,8 @@ def bench_walkup(walkups: int, people_count: int, idle_s: float, rounds: int, fp
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     idle_k, idle_p = statistics.median(idle["kiosk"]), statistics.median(idle["plain"])
     result = {
-        "machine": machine(), "cores": cores, "overrides": list(overrides), "walkups": walkups, "punched": len(latencies),
+        "machine": machine(), "cores": cores, "overrides": list(overrides), "walkups": walkups,
+        "punched": len(latencies),
         "already_punched": already, "people": len(people), "faces": source, "fps": fps,
         "latency_ms": {"p50": _pctl(latencies, 50), "p95": _pctl(latencies, 95),
                        "min": round(min(latencies), 1) if latencies else None,
