@@ -197,8 +197,9 @@ def test_walkup_with_strong_frames_decides_at_the_second(face_engine, face_photo
 
 
 def test_a_settled_walkup_looks_only_now_and_then_and_ends_on_time(face_engine, face_photos) -> None:
-    """After the punch the face is looked for every settled_look_every_frames frames; the grace still
-    counts frames, so the walk-up ends as soon as it would have."""
+    """After the punch the face is looked for every settled_look_every_frames frames; once a look misses
+    it looks at every frame and the unlooked frames count as misses, so the walk-up ends as soon as an
+    unsettled one would (the next person in the queue is not taken for the last one)."""
     every, grace = face_engine.cfg.settled_look_every_frames, face_engine.cfg.track_grace_frames
     loop, blank, results = _walkup_results(face_engine, face_photos.clean[0], MatchConfig(), frames=2)
     assert results[-1].state is FrameState.DECIDED
@@ -208,8 +209,8 @@ def test_a_settled_walkup_looks_only_now_and_then_and_ends_on_time(face_engine, 
         result = loop.process(blank)
         frames += 1
         looks += result.face is None  # an unlooked frame reports the followed face, unchanged
-        assert frames <= grace + every, "the walk-up outlived its grace"
-    assert frames >= grace + 1 and looks == frames // every
+        assert frames <= max(every, grace + 1), "the walk-up outlived its grace"
+    assert frames == max(every, grace + 1) and looks == frames - every + 1
     assert loop.process(face_photos.clean[0].image).state is FrameState.DECIDING and loop.walkup_id == 2
 
 

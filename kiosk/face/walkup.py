@@ -112,8 +112,8 @@ class FrameProcessor:
             self._settled = True
 
     def _skip_look(self) -> bool:
-        """Settled: look for the face only every settled_look_every_frames frames."""
-        if not self._settled:
+        """Settled, and the face was there at the last look: look only every settled_look_every_frames frames."""
+        if not self._settled or self._misses:
             return False
         self._unlooked += 1
         if self._unlooked < self.cfg.settled_look_every_frames:
@@ -138,8 +138,9 @@ class FrameProcessor:
     def _follow(self, face: Face | None) -> bool:
         """Update the walk-up with this frame's face; False when nobody is (any longer) in view."""
         if face is None:
-            # Unlooked frames count as misses too: the grace is in frames, however often we look.
-            self._misses += self.cfg.settled_look_every_frames if self._settled else 1
+            # A settled walk-up was not looked at in between: those frames count as misses too, and from
+            # now on every frame is looked at, so it ends as soon as an unsettled one would.
+            self._misses += self.cfg.settled_look_every_frames if self._settled and not self._misses else 1
             if self._track is not None and self._misses > self.cfg.track_grace_frames:
                 self.reset()
             return False

@@ -52,7 +52,8 @@ def compose(photo: np.ndarray | None, shift: tuple[int, int] = (0, 0), scale: fl
 
 
 APPROACH_SCALES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
-"""A person walking up: the face grows over about half a second from ~90 px to ~150 px wide, then stays."""
+"""A person walking up: the photo grows over about half a second at 15 fps from half to 0.8 of the frame
+height (an LFW photo's face from ~60 to ~95 px wide, a tight crop's from ~180 to ~300 px), then stays."""
 
 
 def write_scene(folder: Path, plan: list[tuple], approach: bool = False) -> list[str]:
@@ -130,10 +131,10 @@ def default_faces_dir() -> Path | None:
 
 
 def default_videos_dir() -> Path | None:
-    """The shared walk-up and blink videos beside the photo set (../shared/videos), if present."""
-    faces = default_faces_dir()
-    candidate = faces.parent / "videos" if faces is not None else None
-    return candidate if candidate is not None and candidate.is_dir() else None
+    """The shared walk-up and blink videos ($KIOSK_VIDEO_DATA, else ../shared/videos), if present."""
+    checkout = Path(__file__).resolve().parents[2]
+    candidate = Path(os.environ.get("KIOSK_VIDEO_DATA") or checkout.parent / "shared" / "videos")
+    return candidate if (candidate / "MANIFEST.tsv").exists() else None
 
 
 def enrol_identity(store, engine, gallery, employee_id: str, person: Identity) -> int:  # noqa: ANN001
