@@ -27,7 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kiosk.cli.run:run_command",
             "Run the kiosk daemon: camera, card reader and GPS in, punches and screen events out."),
     "demo": ("kiosk.tools.demo:demo_command",
-             "Run the kiosk end to end on embedded defaults and print who punched and who was refused."),
+             "Run the kiosk end to end on embedded defaults, print who punched and who was refused, and show "
+             "the punches in the hub's console."),
     "sync": ("kiosk.cli.sync:sync_group", "The sync agent: register with the hub, push punches, pull the roster."),
     "hub": ("kiosk.commands:hub_commands", "The central hub: serve the API, manage devices and HR tokens."),
 }
