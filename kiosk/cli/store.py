@@ -10,15 +10,8 @@ import click
 
 from kiosk.base.errors import ConfigError, InvalidInput, KioskError
 from kiosk.base.timeutil import iso_utc, parse_iso
-from kiosk.cli.util import ConfigRef, config_options, echo_json
+from kiosk.cli.util import ConfigRef, config_options, echo_json, open_store
 from kiosk.config import load_config
-
-
-def open_store(config, create: bool = False):  # noqa: ANN001, ANN201 - KioskConfig -> Store
-    """The kiosk's store; imported here, not at the top, so `kiosk config check` stays cheap."""
-    from kiosk.store.database import open_store as open_kiosk_store
-    return open_kiosk_store(config, create)
-
 
 KIOSK_TOML_TEMPLATE = """\
 # Kiosk configuration written by `kiosk init`. Every key is documented in

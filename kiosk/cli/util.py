@@ -20,6 +20,7 @@ from kiosk.base.errors import ConfigError, KioskError
 
 if TYPE_CHECKING:
     from kiosk.config import KioskConfig
+    from kiosk.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ def config_options(func: Callable) -> Callable:
         return func(*args, cfg=ConfigRef(config_path, overrides), **kwargs)
 
     return wrapper
+
+
+def open_store(config: KioskConfig, create: bool = False) -> Store:
+    """The kiosk's store (kiosk.store.database.open_store), imported only when a command opens it: the
+    store pulls in sqlite-utils and SQLCipher, which `kiosk config check` and `kiosk hub ...` do not need."""
+    from kiosk.store.database import open_store as open_kiosk_store
+    return open_kiosk_store(config, create)
 
 
 def configure_logging(level: str = "INFO") -> None:
