@@ -220,6 +220,10 @@ def test_walkup_gives_up_on_a_stranger(face_engine, face_photos) -> None:
     results = [loop.process(photo.image) for _ in range(face_engine.cfg.max_embeds_per_walkup + 2)]
     assert sum(r.embedded for r in results) == face_engine.cfg.max_embeds_per_walkup
     assert results[-1].state is FrameState.UNKNOWN and results[-1].match.reason == "empty_gallery"
+    loop.settle()  # the screen said "not recognised": from now on the face is only followed
+    later = [loop.process(photo.image) for _ in range(2 * face_engine.cfg.settled_look_every_frames)]
+    assert all(r.state is FrameState.UNKNOWN and r.face is not None and not r.embedded for r in later)
+    assert all("embed" not in r.timings_ms for r in later) and loop.walkup_id == 1
 
 
 def test_strong_threshold_comes_from_the_pack_calibration(tmp_path) -> None:  # noqa: ANN001

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class FrameProcessor:
         self._misses = 0
         self._settled = False
         self._unlooked = 0
+        self._last: FrameResult | None = None
         self._embeds = 0
         self._decided: Decision | None = None
         self._last_match: Match | None = None
@@ -103,12 +104,12 @@ class FrameProcessor:
     def reset(self) -> None:
         """End the current walk-up."""
         self._track, self._misses, self._embeds, self._decided, self._last_match = None, 0, 0, None, None
-        self._settled, self._unlooked = False, 0
+        self._settled, self._unlooked, self._last = False, 0, None
         self.vote.reset()
 
     def settle(self) -> None:
         """The caller acted on this walk-up (punched, refused): from now on only notice when it ends."""
-        if self._track is not None:
+        if self._track is not None and self._last is not None:
             self._settled = True
 
     def _skip_look(self) -> bool:
@@ -154,13 +155,22 @@ class FrameProcessor:
         clock = _Clock()
         if self._skip_look():
             clock.lap("detect")
-            state = FrameState.DECIDED if self._decided is not None else FrameState.UNKNOWN
-            return FrameResult(state, self._track, decision=self._decided, match=self._last_match,
-                               timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
+            return self._settled_result(clock, self._track)
         face = self._find(frame)
         clock.lap("detect")
         if not self._follow(face):
             return FrameResult(FrameState.IDLE, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
+        if self._settled:
+            return self._settled_result(clock, face)
+        self._last = self._evaluate(frame, face, clock)
+        return self._last
+
+    def _settled_result(self, clock: _Clock, face: Face | None) -> FrameResult:
+        """A settled walk-up's frame: where the face is, and the walk-up's last verdict (nothing is embedded)."""
+        return replace(self._last, face=face, embedded=False, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
+
+    def _evaluate(self, frame: np.ndarray, face: Face, clock: _Clock) -> FrameResult:
+        """quality -> embed -> match -> vote for the followed face (once decided: the decision)."""
         if self._decided is not None:
             return FrameResult(FrameState.DECIDED, face, decision=self._decided, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
