@@ -34,6 +34,7 @@ from kiosk.tools.benchkit import (
     machine,
     machine_line,
     pin_cores,
+    ratio_spread,
     rounds_option,
     spread,
 )
@@ -257,10 +258,13 @@ def _walkup_clips(videos: Path | None, clips: tuple[Path, ...]) -> list[Path]:
 @cores_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a setting of the benchmarked kiosk, e.g. --set match.strong_decision=false (repeatable).")
+@click.option("--against", multiple=True, metavar="KEY=VALUE",
+              help="Also time the photo walk-ups with this setting changed, in turns with the settings above, "
+              "--rounds times each (debounce 0, so the same people punch every round); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_walkup(walkups: int, people_count: int, idle_s: float, rounds: int, fps: float, faces: Path | None,
                  clips: tuple[Path, ...], no_clips: bool, cores: int | None, overrides: tuple[str, ...],
-                 as_json: bool) -> None:
+                 against: tuple[str, ...], as_json: bool) -> None:
     """Walk-up to durable punch (photos and real videos), idle CPU (gated vs plain, in turns), daemon RSS."""
     from kiosk.tools.scenes import default_videos_dir
     pin_cores(cores)
@@ -269,6 +273,7 @@ def bench_walkup(walkups: int, people_count: int, idle_s: float, rounds: int, fp
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
         config_path, people, source = _prepare(Path(tmp) / "kiosk", faces, people_count)
         latencies, already = _photo_walkups(config_path, people, walkups, fps, Path(tmp), sets)
+        compared = _against(config_path, people, walkups, fps, Path(tmp), sets, list(against), rounds)
         daemon_rss_mb = _daemon_rss_mb(config_path, Path(tmp), sets)
         clip_results = [_clip(config_path, clip, f"V{i:03d}", sets) for i, clip in enumerate(videos, start=1)]
         idle = interleave({"kiosk": lambda: _idle(config_path, idle_s, fps, Path(tmp), False, sets),
@@ -287,12 +292,27 @@ def bench_walkup(walkups: int, people_count: int, idle_s: float, rounds: int, fp
         "idle_rounds": rounds, "idle_cpu_s_per_min_spread": spread(idle["kiosk"], 2),
         "idle_plain_cpu_s_per_min_spread": spread(idle["plain"], 2),
         "daemon_peak_rss_mb": round(daemon_rss_mb, 1), "bench_process_peak_rss_mb": round(rss_mb, 1),
-        "clips": clip_results,
+        "clips": clip_results, "against": compared,
     }
     if as_json:
         echo_json(result)
     else:
         _print_walkup(result)
+
+
+def _against(config_path: Path, people: list, walkups: int, fps: float, tmp: Path, sets: list[str],
+             against: list[str], rounds: int) -> dict | None:
+    """Per-round p50 of the photo walk-ups with the settings and with ``against``, run in turns."""
+    if not against:
+        return None
+    base = [*sets, "punch.debounce_s=0"]
+    runs = interleave({"settings": lambda: _photo_walkups(config_path, people, walkups, fps, tmp, base)[0],
+                       "against": lambda: _photo_walkups(config_path, people, walkups, fps, tmp, [*base, *against])[0]},
+                      rounds)
+    p50 = {name: [_pctl(lat, 50) for lat in values] for name, values in runs.items()}
+    return {"overrides": against, "rounds": rounds, "punched": {k: [len(v) for v in vs] for k, vs in runs.items()},
+            "settings_p50_ms": spread(p50["settings"], 1), "against_p50_ms": spread(p50["against"], 1),
+            "ratio": ratio_spread(p50["settings"], p50["against"])}
 
 
 def _print_walkup(r: dict) -> None:
@@ -320,5 +340,13 @@ def _print_walkup(r: dict) -> None:
                f"= {r['idle_plain_core_pct']:.1f}% of one core")
     click.echo(f"peak RSS of a `kiosk run` process (all models, liveness on): {r['daemon_peak_rss_mb']} MB "
                f"(this bench process: {r['bench_process_peak_rss_mb']} MB)")
+    a = r["against"]
+    if a:
+        click.echo(f"photo walk-ups in turns, {a['rounds']} rounds, debounce 0, per-round p50 (punched per round: "
+                   f"{a['punched']['settings']} vs {a['punched']['against']}):")
+        click.echo(f"  these settings                 {fmt_spread(a['settings_p50_ms'], ' ms', 1)}")
+        click.echo(f"  with {' '.join(a['overrides'])}")
+        click.echo(f"                                 {fmt_spread(a['against_p50_ms'], ' ms', 1)}")
+        click.echo(f"  ratio                          {fmt_spread(a['ratio'], 'x', 3)}")
     if not r["punched"]:
         click.echo("warning: no walk-up was punched", err=True)
