@@ -49,6 +49,7 @@ mutate: venv
 
 bench: venv
 	$(BIN)/kiosk bench store
+	$(BIN)/kiosk bench startup --punches 1000000
 	./scripts/bench-face.sh "$(FACE_DATA)"
 	$(BIN)/kiosk bench walkup
 	$(BIN)/kiosk bench hub --punches 100000 --devices 4 --db sqlite

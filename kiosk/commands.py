@@ -1,8 +1,8 @@
 """The `kiosk` command: the root group, with every part's commands registered in one place.
 
 This is the composition root: the one module that knows every command module (kiosk/cli/) and
-every tool (kiosk/tools/). Parts are imported only when the root group is built, which keeps
-`kiosk --help` quick.
+every tool (kiosk/tools/). Commands are named here with their one-line summary and imported only
+when one runs, so `kiosk --help` loads click and nothing heavier (numpy, pydantic, the store).
 """
 
 from __future__ import annotations
@@ -10,13 +10,53 @@ from __future__ import annotations
 import click
 
 from kiosk import __version__
-from kiosk.cli import admin, enroll, hub_console, hub_outbound, hw, run, store
-from kiosk.cli import sync as sync_commands
-from kiosk.cli.util import KioskGroup, quiet_native_libraries
-from kiosk.tools import bench, bench_deliveries, bench_face, bench_hub, bench_walkup, demo
+from kiosk.cli.util import KioskGroup, LazyGroup, quiet_native_libraries
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("kiosk.cli.store:init_command",
+             "Create a ready-to-use kiosk home in DIRECTORY: kiosk.toml, a 0600 key file, the store."),
+    "config": ("kiosk.cli.store:config_group", "Check configuration files."),
+    "db": ("kiosk.cli.store:db_group", "The encrypted store: create, verify, export, re-key."),
+    "employee": ("kiosk.cli.store:employee_group", "Employees on this kiosk: add, list, erase."),
+    "punch": ("kiosk.cli.store:punch_command", "Record an admin's manual punch (audited)."),
+    "enroll": ("kiosk.cli.enroll:enroll_group", "Enrol faces: store checked face templates for employees."),
+    "identify": ("kiosk.cli.enroll:identify_command",
+                 "Who the kiosk thinks each PHOTO shows: employee, score, margin, accepted or not and why."),
+    "admin": ("kiosk.cli.admin:admin_group", "Admin mode of the kiosk screen: its PIN."),
+    "hw": ("kiosk.cli.hw:hw", "Hardware: read cards, GPS fixes and camera frames; check every configured device."),
+    "run": ("kiosk.cli.run:run_command",
+            "Run the kiosk daemon: camera, card reader and GPS in, punches and screen events out."),
+    "demo": ("kiosk.tools.demo:demo_command",
+             "Run the kiosk end to end on embedded defaults, print who punched and who was refused, and show "
+             "the punches in the hub's console."),
+    "sync": ("kiosk.cli.sync:sync_group", "The sync agent: register with the hub, push punches, pull the roster."),
+    "hub": ("kiosk.commands:hub_commands", "The central hub: serve the API, manage devices and HR tokens."),
+}
+
+BENCH_COMMANDS: dict[str, tuple[str, str]] = {
+    "store": ("kiosk.tools.bench:bench_store",
+              "Durable punch appends/s: SQLCipher vs plain sqlite3 in interleaved rounds, and the time to open."),
+    "startup": ("kiosk.tools.bench_startup:bench_startup",
+                "CPU and wall time of `kiosk --help`, `config check`, start to READY, one `kiosk punch` and "
+                "`db verify`, with a big store."),
+    "accuracy": ("kiosk.tools.bench_face:bench_accuracy",
+                 "Verification (pairs) and open-set identification accuracy of the configured engine."),
+    "latency": ("kiosk.tools.bench_face:bench_latency",
+                "Per-frame cost up to the decision vs plain insightface (same frames, in turns), per stage."),
+    "gallery": ("kiosk.tools.bench_face:bench_gallery",
+                "1:N search time and rank-1 vs fair float32 exact scans (same threads), on real embeddings + "
+                "distractors."),
+    "walkup": ("kiosk.tools.bench_walkup:bench_walkup",
+               "Walk-up to durable punch (photos and real videos), idle CPU (gated vs plain, in turns), daemon RSS."),
+    "hub": ("kiosk.tools.bench_hub:bench_hub",
+            "Hub ingest rate, offline-backlog drain time and punch-to-hub p50 latency, over real HTTP."),
+    "deliveries": ("kiosk.tools.bench_deliveries:bench_deliveries",
+                   "Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency."),
+}
 
 
-@click.group(cls=KioskGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=KioskGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kiosk")
 def cli() -> None:
     """Branch attendance kiosk: face, card and GPS punches in an encrypted store, synced to HR.
@@ -27,14 +67,19 @@ def cli() -> None:
     """
 
 
-for command in (*store.COMMANDS, *enroll.COMMANDS, admin.admin_group, hw.hw, run.run_command, demo.demo_command,
-                sync_commands.sync_group, sync_commands.hub_group, bench.bench):
-    cli.add_command(command)
-for command in (*hub_console.COMMANDS, *hub_outbound.COMMANDS):
-    sync_commands.hub_group.add_command(command)
-for command in (*bench_face.COMMANDS, bench_walkup.bench_walkup, bench_hub.bench_hub,
-                bench_deliveries.bench_deliveries):
-    bench.bench.add_command(command)
+@cli.group("bench", cls=LazyGroup, lazy=BENCH_COMMANDS)
+def bench() -> None:
+    """Benchmarks that print numbers (each compared with the plain alternative in the same run)."""
+
+
+def hub_commands() -> click.Group:
+    """`kiosk hub`: the hub's own commands, the console's and the outbound deliveries' (loaded only when
+    `kiosk hub ...` runs)."""
+    from kiosk.cli import hub_console, hub_outbound
+    from kiosk.cli.sync import hub_group
+    for command in (*hub_console.COMMANDS, *hub_outbound.COMMANDS):
+        hub_group.add_command(command)
+    return hub_group
 
 
 def main() -> None:

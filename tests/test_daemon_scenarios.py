@@ -56,12 +56,15 @@ def test_enrolled_punches_once_stranger_never_repeat_is_debounced(home: Path, tm
         (people["stranger"][0], 8), (None, 8),
         (people["A"][3], 8), (None, 8)])
     proc, events = run_daemon(home, f"camera.source='images:{camera}?fps=0'", "liveness.enabled=false",
-                              "punch.debounce_s=600")
+                              "punch.debounce_s=600", "store.evidence_thumbnails=true")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert kinds(events) == ["punched", "not_recognised", "already_punched"]
     punches = _punches(home)
     assert [(p.employee_id, p.method) for p in punches] == [("E001", "face")]
     assert punches[0].score > 0.4
+    with open_store(load_config(home)) as store:  # the face thumbnail came with the punch, in its transaction
+        (row,) = store.query("SELECT punch_id, jpeg FROM evidence")
+    assert row["punch_id"] == punches[0].id and row["jpeg"][:2] == b"\xff\xd8"
 
 
 def test_still_photo_never_punches_with_liveness_on(home: Path, tmp_path: Path, people, video_data: Path) -> None:

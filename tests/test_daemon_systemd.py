@@ -46,6 +46,24 @@ def test_notify_ready_watchdog_stopping(kiosk_home: Path, tmp_path: Path) -> Non
     assert code == 0, daemon.log()[-2000:]
 
 
+def test_evidence_is_written_in_the_punch_transaction(fresh_store, kiosk_home: Path) -> None:
+    """One durable commit per punch: the thumbnail is stored with the punch, or neither is."""
+    import pytest
+
+    from kiosk.base.errors import StoreError
+    from kiosk.punching.record import record_punch
+    from kiosk.time.trusted import clock_for
+    fresh_store.roster.add("E001", "Li")
+    clock = clock_for(load_config(kiosk_home), fresh_store)
+    punch = record_punch(fresh_store, clock, "E001", "face", score=0.8, evidence=b"\xff\xd8thumb").punch
+    assert fresh_store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]["jpeg"] == b"\xff\xd8thumb"
+    with fresh_store.atomic() as db:
+        db.execute("DROP TABLE evidence")  # the evidence write will fail: the punch must not stay alone
+    with pytest.raises(StoreError):
+        record_punch(fresh_store, clock, "E001", "face", score=0.8, evidence=b"\xff\xd8thumb")
+    assert fresh_store.punches.count() == 1 and fresh_store.punches.verify().ok
+
+
 def test_evidence_thumbnail_is_small_encrypted_and_expires(fresh_store, kiosk_home: Path) -> None:
     import numpy as np
     fresh_store.roster.add("E001", "Li")

@@ -76,12 +76,21 @@ def test_demo_end_to_end_then_the_console_until_ctrl_c(tmp_path: Path) -> None:
 def test_bench_walkup_reports_every_figure() -> None:
     """The benchmark's contract (its JSON keys) holds on a short run; the figures themselves are not judged."""
     import json
+
     # 5 fps: on a loaded machine the daemon still sees enough frames of each walk-up to decide.
-    proc = run_kiosk("bench", "walkup", "--walkups", "2", "--people", "2", "--idle-s", "1", "--fps", "5", "--json",
-                     timeout=600)
+    from kiosk.tools.bench_walkup import BLINK_CLIP
+    from kiosk.tools.scenes import default_videos_dir
+    videos = default_videos_dir()
+    clip = ["--clip", str(videos / BLINK_CLIP)] if videos is not None else ["--no-clips"]
+    proc = run_kiosk("bench", "walkup", "--walkups", "2", "--people", "2", "--idle-s", "1", "--fps", "5",
+                     "--rounds", "1", *clip, "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["punched"] == 2
-    assert {"p50", "p95", "max"} <= set(result["latency_ms"])
+    assert result["punched"] == 2 and result["already_punched"] == 0
+    assert {"p50", "p95", "min", "max"} <= set(result["latency_ms"])
     assert result["idle_cpu_s_per_min"] > 0 and result["idle_plain_cpu_s_per_min"] > 0
     assert result["daemon_peak_rss_mb"] > 50
+    if videos is not None:
+        # The blinking person is punched with the shipped defaults (liveness on), after the blink.
+        (played,) = result["clips"]
+        assert played["outcome"] == "punched" and played["ms_after_blink"] >= 0

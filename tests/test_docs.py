@@ -13,10 +13,35 @@ from kiosk.commands import cli
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         yield (*prefix, name), command
         if isinstance(command, click.Group):
             yield from _commands(command, (*prefix, name))
+
+
+def test_lazy_command_summaries_are_the_commands_own() -> None:
+    """`kiosk --help` lists commands from the composition root's summaries without importing them:
+    each summary must be what the command itself says."""
+    from kiosk.cli.util import LazyGroup
+    for path, command in _commands(cli):
+        parent = cli if len(path) == 1 else cli.get_command(click.Context(cli), path[0])
+        if isinstance(parent, LazyGroup) and path[-1] in parent.lazy:
+            assert command.name == path[-1]
+            assert parent.lazy[path[-1]][1] == command.get_short_help_str(limit=1000), path
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`kiosk --help` must stay cheap on a Pi: click and the command table only."""
+    import subprocess
+    import sys
+    probe = ("import sys; from kiosk.commands import cli\n"
+             "try:\n    cli(['--help'], prog_name='kiosk')\nexcept SystemExit:\n    pass\n"
+             "heavy = {'numpy', 'pydantic', 'sqlite_utils', 'sqlcipher3', 'onnxruntime', 'cv2', 'httpx'}\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_every_command_has_help(invoke) -> None:

@@ -142,16 +142,40 @@ def test_vote_needs_k_of_last_n() -> None:
     assert not vote.push(yes).decided
 
 
-def test_walkup_decides_then_stops_embedding(face_engine, face_photos) -> None:
-    photo = face_photos.clean[0]
+def test_vote_decides_on_two_consecutive_strong_frames() -> None:
+    vote = FrameVote(3, 5, strong_threshold=0.53)
+    strong = Match("E1", 0.7, 0.3, True, "match")
+    weak = Match("E1", 0.45, 0.3, True, "match")
+    other = Match("E2", 0.8, 0.3, True, "match")
+    ambiguous = Match("E1", 0.9, 0.01, False, "ambiguous")
+    assert not vote.push(strong).decided  # one strong frame is still one lucky frame
+    decision = vote.push(strong)
+    assert decision.decided and decision.strong and decision.employee_id == "E1" and decision.votes == 2
+    for frames in ([strong, weak], [weak, strong], [strong, other], [ambiguous, strong]):
+        vote.reset()
+        decisions = [vote.push(m) for m in frames]
+        assert not decisions[-1].decided, frames  # both frames strong, accepted, and for the same person
+    vote.reset()
+    decisions = [vote.push(m) for m in (weak, weak, weak)]
+    assert decisions[-1].decided and not decisions[-1].strong  # k of n still decides the rest
+    assert not FrameVote(3, 5).push(strong).decided and not FrameVote(3, 5, None).push(strong).decided
+
+
+def _walkup_results(face_engine, photo, match_cfg: MatchConfig, frames: int = 7):  # noqa: ANN001, ANN202
     frame = photo.image
     face = face_engine.choose(face_engine.detect(frame), frame.shape)
-    gallery = Gallery(face_engine.model_id, MatchConfig(vote_k=3, vote_n=5))
+    gallery = Gallery(face_engine.model_id, match_cfg)
     gallery.add("E1", face_engine.embed(frame, face))
     loop = FrameProcessor(face_engine, gallery)
     blank = np.full_like(frame, 90)
     assert loop.process(blank).state is FrameState.IDLE and not loop.tracking
-    results = [loop.process(np.roll(frame, dx, axis=1)) for dx in (0, 2, 4, 2, 0, -2, -4)]
+    shifts = (0, 2, 4, 2, 0, -2, -4, -2, 0, 2)[:frames]
+    return loop, blank, [loop.process(np.roll(frame, dx, axis=1)) for dx in shifts]
+
+
+def test_walkup_decides_then_stops_embedding(face_engine, face_photos) -> None:
+    photo = face_photos.clean[0]
+    loop, blank, results = _walkup_results(face_engine, photo, MatchConfig(vote_k=3, vote_n=5, strong_decision=False))
     states = [r.state for r in results]
     assert states[:3] == [FrameState.DECIDING, FrameState.DECIDING, FrameState.DECIDED]
     assert all(s is FrameState.DECIDED for s in states[3:])
@@ -161,8 +185,33 @@ def test_walkup_decides_then_stops_embedding(face_engine, face_photos) -> None:
     for _ in range(face_engine.cfg.track_grace_frames + 1):
         loop.process(blank)
     assert not loop.tracking
-    assert loop.process(frame).state is FrameState.DECIDING  # a new walk-up starts from scratch
+    assert loop.process(photo.image).state is FrameState.DECIDING  # a new walk-up starts from scratch
     assert loop.walkup_id == 2
+
+
+def test_walkup_with_strong_frames_decides_at_the_second(face_engine, face_photos) -> None:
+    """The enrolled photo itself scores far above the bundled pack's calibrated strong threshold."""
+    _, _, results = _walkup_results(face_engine, face_photos.clean[0], MatchConfig(vote_k=3, vote_n=5), frames=3)
+    assert [r.state for r in results] == [FrameState.DECIDING, FrameState.DECIDED, FrameState.DECIDED]
+    assert results[1].decision.strong and [r.embedded for r in results] == [True, True, False]
+
+
+def test_a_settled_walkup_looks_only_now_and_then_and_ends_on_time(face_engine, face_photos) -> None:
+    """After the punch the face is looked for every settled_look_every_frames frames; once a look misses
+    it looks at every frame and the unlooked frames count as misses, so the walk-up ends as soon as an
+    unsettled one would (the next person in the queue is not taken for the last one)."""
+    every, grace = face_engine.cfg.settled_look_every_frames, face_engine.cfg.track_grace_frames
+    loop, blank, results = _walkup_results(face_engine, face_photos.clean[0], MatchConfig(), frames=2)
+    assert results[-1].state is FrameState.DECIDED
+    loop.settle()
+    frames = looks = 0
+    while loop.tracking:
+        result = loop.process(blank)
+        frames += 1
+        looks += result.face is None  # an unlooked frame reports the followed face, unchanged
+        assert frames <= max(every, grace + 1), "the walk-up outlived its grace"
+    assert frames == max(every, grace + 1) and looks == frames - every + 1
+    assert loop.process(face_photos.clean[0].image).state is FrameState.DECIDING and loop.walkup_id == 2
 
 
 def test_walkup_gives_up_on_a_stranger(face_engine, face_photos) -> None:
@@ -171,3 +220,31 @@ def test_walkup_gives_up_on_a_stranger(face_engine, face_photos) -> None:
     results = [loop.process(photo.image) for _ in range(face_engine.cfg.max_embeds_per_walkup + 2)]
     assert sum(r.embedded for r in results) == face_engine.cfg.max_embeds_per_walkup
     assert results[-1].state is FrameState.UNKNOWN and results[-1].match.reason == "empty_gallery"
+    loop.settle()  # the screen said "not recognised": from now on the face is only followed
+    later = [loop.process(photo.image) for _ in range(2 * face_engine.cfg.settled_look_every_frames)]
+    assert all(r.state is FrameState.UNKNOWN and r.face is not None and not r.embedded for r in later)
+    assert all("embed" not in r.timings_ms for r in later) and loop.walkup_id == 1
+
+
+def test_strong_threshold_comes_from_the_pack_calibration(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from kiosk.face.calibration import CALIBRATION_FILE, strong_threshold
+    from kiosk.face.config import FaceConfig
+    from kiosk.face.pack import resolve_pack
+    bundled = resolve_pack(FaceConfig())
+    assert strong_threshold(bundled, MatchConfig()) == 0.53
+    assert strong_threshold(bundled, MatchConfig(strong_decision=False)) is None
+    assert strong_threshold(bundled, MatchConfig(strong_threshold=0.2)) == 0.40  # never below the match threshold
+    own = tmp_path / "pack"
+    own.mkdir()
+    for path in (bundled.detector, bundled.recognizer):
+        (own / path.name).symlink_to(path)
+    pack = resolve_pack(FaceConfig(pack_dir=own))
+    (own / CALIBRATION_FILE).write_text(json.dumps({"model_id": pack.model_id, "strong_threshold": 0.61}))
+    assert strong_threshold(pack, MatchConfig()) == 0.61
+    # Another model's calibration, or a damaged file, is ignored (here the recogniser is the bundled one).
+    (own / CALIBRATION_FILE).write_text(json.dumps({"model_id": "f" * 64, "strong_threshold": 0.2}))
+    assert strong_threshold(pack, MatchConfig()) == 0.53
+    (own / CALIBRATION_FILE).write_text("{not json")
+    assert strong_threshold(pack, MatchConfig()) == 0.53

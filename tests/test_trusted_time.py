@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from kiosk.base.timeutil import boot_id
-from kiosk.store.punches import PunchDraft
+from kiosk.store.punches import VERIFIED_FLOOR_SQL, PunchDraft
 from kiosk.time.config import ClockConfig
 from kiosk.time.correction import corrected_utc
 from kiosk.time.trusted import TrustedClock
@@ -66,6 +66,19 @@ def test_clock_behind_floor_is_flagged_even_with_a_source() -> None:
     clock = _clock(Dial(NOW), ntp=True)
     clock.raise_floor(NOW + timedelta(minutes=5))
     assert "clock_behind_floor" in clock.now().flags
+
+
+def test_verified_floor_is_read_from_an_index_not_by_walking_punches(fresh_store) -> None:
+    """The floor is read at start, by every `kiosk punch` and every heartbeat: it must not grow with the
+    store (a kiosk offline for weeks holds mostly unverified punches)."""
+    fresh_store.roster.add("E001", "Li")
+    for state, moment in (("verified", NOW), ("unverified", NOW + timedelta(days=3)),
+                          ("verified", NOW + timedelta(days=1)), ("unverified", NOW - timedelta(days=9))):
+        fresh_store.punches.append(PunchDraft("E001", "card", state, when=moment))
+    assert fresh_store.punches.newest_verified_utc() == NOW + timedelta(days=1)
+    plan = fresh_store.query(f"EXPLAIN QUERY PLAN {VERIFIED_FLOOR_SQL}")
+    assert any(row["detail"].startswith("SEARCH") and row["detail"].endswith("INDEX punches_verified_ts")
+               for row in plan), plan
 
 
 def test_anchor_corrects_unverified_punches(fresh_store) -> None:

@@ -11,11 +11,8 @@ import click
 
 from kiosk.base.errors import ConfigError, InvalidInput, KioskError, NeedsConfirmation
 from kiosk.base.timeutil import iso_utc, parse_iso
-from kiosk.cli.util import ConfigRef, config_options, echo_json, table
+from kiosk.cli.util import ConfigRef, config_options, echo_json, open_store, table
 from kiosk.config import load_config
-from kiosk.store.database import open_private_copy, open_store, writable_in_place
-from kiosk.store.keys import read_key_file, write_key_file
-from kiosk.store.punches import export_punches
 
 KIOSK_TOML_TEMPLATE = """\
 # Kiosk configuration written by `kiosk init`. Every key is documented in
@@ -61,6 +58,7 @@ def create_home(directory: Path, branch: str = "B001", name: str = "kiosk", time
                           problems=[line.replace(f"{tmp}: ", "") for line in exc.problems],
                           fix="Give a branch code of letters, digits, _ . - and an IANA time zone such as "
                           "Asia/Shanghai.") from None
+    from kiosk.store.keys import write_key_file
     write_key_file(config.store.key_file)
     with open_store(config, create=True):
         pass
@@ -160,6 +158,7 @@ def db_group() -> None:
               help="Where to write the new key file (created with mode 0600; never overwritten).")
 def db_keygen(out: Path) -> None:
     """Write a new random 256-bit database key file."""
+    from kiosk.store.keys import write_key_file
     write_key_file(out)
     click.echo(f"wrote {out} (mode 0600). Point store.key_file at it, or load it as the systemd "
                "credential kiosk-db-key.")
@@ -181,6 +180,7 @@ def db_init(cfg: ConfigRef) -> None:
 @config_options
 def db_verify(read_only: bool, cfg: ConfigRef) -> None:
     """Check the punch chain and seq continuity; exit 1 naming the first bad record."""
+    from kiosk.store.database import open_private_copy, writable_in_place
     config = cfg.load()
     copied = read_only or not writable_in_place(config.store.path)
     with open_private_copy(config) if copied else open_store(config) as store:
@@ -204,6 +204,7 @@ def db_verify(read_only: bool, cfg: ConfigRef) -> None:
 @config_options
 def db_export(since: str | None, fmt: str, out: Path | None, cfg: ConfigRef) -> None:
     """Export punches with all their evidence fields."""
+    from kiosk.store.punches import export_punches
     since_ts = None
     if since:
         try:
@@ -245,6 +246,7 @@ def db_stats(as_json: bool, cfg: ConfigRef) -> None:
 @config_options
 def db_rekey(new_key_file: Path, cfg: ConfigRef) -> None:
     """Re-encrypt the store with a new key."""
+    from kiosk.store.keys import read_key_file
     config = cfg.load()
     new_key = read_key_file(new_key_file)
     with open_store(config) as store:

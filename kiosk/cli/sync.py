@@ -13,8 +13,7 @@ from typing import Any
 import click
 
 from kiosk.base.errors import ConfigError, KioskError
-from kiosk.cli.util import ConfigRef, config_options, configure_logging, echo_json
-from kiosk.store.database import open_store
+from kiosk.cli.util import ConfigRef, config_options, configure_logging, echo_json, open_store
 from sync.errors import HubUnreachable
 from sync.hub.config import HubConfig, default_hub_config_path, load_hub_config
 

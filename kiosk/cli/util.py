@@ -1,8 +1,12 @@
-"""Shared CLI plumbing: --config/--set on every command, error reporting, JSON output."""
+"""Shared CLI plumbing: --config/--set on every command, error reporting, JSON output, lazy command groups.
+
+Importing this module must stay cheap (click only): `kiosk --help` loads it and nothing heavier.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import os
@@ -11,12 +15,15 @@ import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kiosk.base.errors import ConfigError, KioskError
-from kiosk.config import KioskConfig, default_config_path, load_config
+
+if TYPE_CHECKING:
+    from kiosk.config import KioskConfig
+    from kiosk.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +32,13 @@ class ConfigRef:
     """The --config/--set pair of a command; loads (once) when asked."""
 
     def __init__(self, path: Path | None, overrides: tuple[str, ...]) -> None:
+        from kiosk.config import default_config_path
         self.path = path or default_config_path()
         self.overrides = list(overrides)
         self._config: KioskConfig | None = None
 
     def load(self) -> KioskConfig:
+        from kiosk.config import load_config
         if self._config is None:
             self._config = load_config(self.path, self.overrides)
             configure_logging(self._config.log.level)
@@ -66,6 +75,13 @@ class RoutineToDebug(logging.Filter):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
+
+
+def open_store(config: KioskConfig, create: bool = False) -> Store:
+    """The kiosk's store (kiosk.store.database.open_store), imported only when a command opens it: the
+    store pulls in sqlite-utils and SQLCipher, which `kiosk config check` and `kiosk hub ...` do not need."""
+    from kiosk.store.database import open_store as open_kiosk_store
+    return open_kiosk_store(config, create)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -143,8 +159,47 @@ def report_error(exc: KioskError) -> None:
         click.echo(f"  what to do: {exc.fix}", err=True)
 
 
-class KioskGroup(click.Group):
-    """The root group: turns typed errors into sentences and exit codes."""
+class LazyGroup(click.Group):
+    """A group whose commands are imported only when one runs (or shows its own help).
+
+    ``lazy`` maps a command name to ("module:attribute", its one-line summary), the attribute being the
+    command or a function that builds it; the summary is what
+    the group's --help lists, so listing imports nothing (tests/test_docs.py keeps each summary equal
+    to the command's own).
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, _, attribute = self.lazy[name][0].partition(":")
+            target = getattr(importlib.import_module(module), attribute)
+            # A command, or a function that builds one (a group whose commands come from several modules).
+            self.add_command(target if isinstance(target, click.Command) else target(), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:
+                rows.append((name, click.utils.make_default_short_help(self.lazy[name][1], limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+class KioskGroup(LazyGroup):
+    """The root group: lazy commands; turns typed errors into sentences and exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

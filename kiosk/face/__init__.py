@@ -17,7 +17,8 @@ Stage API (plain data in and out; each stage can be timed and tested alone)::
     match = gallery.search(vector)                # Match(employee_id, score, margin, accepted, reason)
     warning = pack_change(store.roster, engine.model_id)   # templates of another model? what to do
 
-    vote = FrameVote.from_config(cfg.match)       # kiosk.face.vote: k of the last n frames
+    strong = strong_threshold(engine.pack, cfg.match)      # kiosk.face.calibration: the pack's
+    vote = FrameVote.from_config(cfg.match, strong)   # kiosk.face.vote: k of the last n, or 2 strong
     decision = vote.push(match)                   # Decision(employee_id, votes, frames, decided, score)
 
     loop = FrameProcessor(engine, gallery, cfg.match)      # kiosk.face.walkup: all of the above per
@@ -25,5 +26,6 @@ Stage API (plain data in and out; each stage can be timed and tested alone)::
 
 Modules: config (the [face], [quality], [match] sections), pack (model files, model id), types
 (Face, QualityReport), engine, quality, gallery (+ coarse, the int8 index for large galleries),
-vote, walkup. This package imports nothing heavy itself, so config loading stays fast.
+calibration (the strong threshold per pack), vote, walkup. This package imports nothing heavy
+itself, so config loading stays fast.
 """

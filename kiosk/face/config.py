@@ -56,6 +56,9 @@ class FaceConfig(StrictModel):
                                     "before the walk-up ends.")
     max_embeds_per_walkup: int = Field(12, ge=1, le=1000, description="Embeddings computed for one walk-up "
                                        "without a decision before the kiosk stops trying (not recognised).")
+    settled_look_every_frames: int = Field(5, ge=1, le=100, description="Once a walk-up is settled (punched "
+                                           "or refused), look for the face only every this many frames: "
+                                           "enough to notice the person leave, at a fraction of the cost.")
 
     @field_validator("det_size_px", "idle_det_size_px", "track_det_size_px", "photo_det_size_px")
     @classmethod
@@ -102,6 +105,13 @@ class MatchConfig(StrictModel):
     vote_k: int = Field(3, ge=1, le=50, description="Frames the same employee must win...")
     vote_n: int = Field(5, ge=1, le=50, description="...out of the last this many evaluated frames before "
                         "the match is accepted.")
+    strong_decision: bool = Field(True, description="Accept sooner on strong evidence: strong_frames "
+                                  "consecutive frames at or above the strong threshold decide the walk-up.")
+    strong_threshold: float | None = Field(None, ge=-1, le=1, description="Cosine a frame must reach to count "
+                                           "as strong. Unset: the model pack's calibration (a score no "
+                                           "stranger reached on the calibration photo set; see `kiosk bench "
+                                           "accuracy`); a pack without one decides by vote_k of vote_n only.")
+    strong_frames: int = Field(2, ge=2, le=50, description="Consecutive strong frames that decide a walk-up.")
     exact_search_max: int = Field(16384, ge=0, le=10_000_000, description="Galleries up to this many "
                                   "templates are searched exactly; larger ones by a coarse int8 pass, then "
                                   "an exact re-rank of the best candidates.")

@@ -150,22 +150,30 @@ def verification(vectors: dict[str, np.ndarray | None], pairs: list[tuple[str, s
             "eer": round(float((far[e] + frr[e]) / 2), 4), "tar_at_far": tar, "by_pair_kind": kinds}
 
 
-def identification(items: list[LabelledImage], vectors: dict[str, np.ndarray | None], gallery: Gallery,
-                   enroll_k: int) -> dict:
-    """Open-set 1:N: even-indexed identities enrolled with their first K images, odd ones are strangers."""
+def split_probes(items: list[LabelledImage], enroll_k: int) -> tuple[list, list, list]:
+    """(enrolled, mated probes, non-mated probes) as (identity, path): even-indexed identities are
+    enrolled with their first K images and probed with the rest, odd ones are strangers."""
     by_id: dict[str, list[str]] = {}
     for item in items:
         by_id.setdefault(item.identity, []).append(item.path)
-    mated, non_mated = [], []
+    enrolled, mated, non_mated = [], [], []
     for index, identity in enumerate(sorted(by_id)):
         paths = by_id[identity]
         if index % 2 == 0 and len(paths) >= 2:
-            for path in paths[:enroll_k]:
-                if vectors[path] is not None:
-                    gallery.add(identity, vectors[path])
+            enrolled += [(identity, p) for p in paths[:enroll_k]]
             mated += [(identity, p) for p in paths[enroll_k:]]
         elif index % 2 == 1:
             non_mated += [(identity, p) for p in paths]
+    return enrolled, mated, non_mated
+
+
+def identification(items: list[LabelledImage], vectors: dict[str, np.ndarray | None], gallery: Gallery,
+                   enroll_k: int) -> dict:
+    """Open-set 1:N: even-indexed identities enrolled with their first K images, odd ones are strangers."""
+    enrolled, mated, non_mated = split_probes(items, enroll_k)
+    for identity, path in enrolled:
+        if vectors[path] is not None:
+            gallery.add(identity, vectors[path])
     rank1 = hits = false_accepts = 0
     for identity, path in mated:
         if vectors[path] is None:
@@ -180,3 +188,58 @@ def identification(items: list[LabelledImage], vectors: dict[str, np.ndarray | N
             "rank1": round(rank1 / max(1, len(mated)), 4), "threshold": gallery.cfg.threshold,
             "fnir": round(1 - hits / max(1, len(mated)), 4),
             "fpir": round(false_accepts / max(1, len(non_mated)), 4)}
+
+
+def impostor_scores(items: list[LabelledImage], vectors: dict[str, np.ndarray | None]) -> np.ndarray:
+    """Cosine of every pair of photos of different people (the strong threshold's calibration data)."""
+    kept = [(item.identity, vectors[item.path]) for item in items if vectors[item.path] is not None]
+    if len(kept) < 2:
+        return np.zeros(0)
+    ids = np.array([identity for identity, _ in kept])
+    matrix = np.stack([v for _, v in kept])
+    scores = matrix @ matrix.T
+    upper = np.triu_indices(len(kept), 1)
+    return scores[upper][(ids[:, None] != ids[None, :])[upper]]
+
+
+def walkup_frames(engine: FaceEngine, image: np.ndarray, count: int) -> list[np.ndarray | None]:
+    """Embeddings of ``count`` frames of a still photo made different as camera frames are (the
+    photo, mirrored, darker, turned a little), in that order, repeating."""
+    frames = []
+    for variant in _variants(image):
+        face = engine.choose(engine.detect_photo(variant), variant.shape, policy="center")
+        frames.append(engine.embed(variant, face) if face is not None else None)
+    return [frames[i % len(frames)] for i in range(count)]
+
+
+def walkup_decisions(engine: FaceEngine, items: list[LabelledImage], gallery: Gallery, enroll_k: int,
+                     votes: dict[str, Callable[[], object]], frames: int) -> dict:
+    """Each probe photo as a walk-up of ``frames`` frames, decided by each vote in ``votes`` (name ->
+    a fresh FrameVote): right and wrong decisions of mated probes, false accepts of strangers, and
+    the frames a right decision took. ``gallery`` holds the enrolled identities (``identification``)."""
+    _, mated, non_mated = split_probes(items, enroll_k)
+    loaders = {item.path: item.load for item in items}
+    out = {name: {"right": 0, "wrong": 0, "false_accepts": 0, "frames_to_right": []} for name in votes}
+    for identity, path in mated + non_mated:
+        matches = [gallery.search(v) if v is not None else None for v in walkup_frames(engine, loaders[path](), frames)]
+        for name, make in votes.items():
+            vote, decided = make(), None
+            for index, match in enumerate(matches, start=1):
+                decision = vote.push(match)
+                if decision.decided:
+                    decided = (decision.employee_id, index)
+                    break
+            if decided is None:
+                continue
+            tally = out[name]
+            if (identity, path) in non_mated:
+                tally["false_accepts"] += 1
+            elif decided[0] == identity:
+                tally["right"] += 1
+                tally["frames_to_right"].append(decided[1])
+            else:
+                tally["wrong"] += 1
+    for tally in out.values():
+        spent = tally.pop("frames_to_right")
+        tally["mean_frames_to_right"] = round(float(np.mean(spent)), 3) if spent else None
+    return {"mated_walkups": len(mated), "stranger_walkups": len(non_mated), "frames": frames, "votes": out}

@@ -6,9 +6,11 @@ spends work only where it changes the outcome:
 - nobody in view: one detector pass at the small ``face.idle_det_size_px``;
 - a face followed from the previous frame: detection only in the region around it
   (``face.track_det_size_px``), which is cheaper and gives sharper landmarks;
-- once the walk-up is decided (k of n frames agreed) the face is no longer embedded while it stays
-  in view, and after ``face.max_embeds_per_walkup`` embeddings without a decision it is reported
-  ``UNKNOWN`` (not recognised: use the card) instead of being embedded forever.
+- once the walk-up is decided (k of n frames agreed, or two strong frames in a row: kiosk.face.vote)
+  the face is no longer embedded while it stays in view; once the caller has acted on it
+  (``settle()``: punched, refused) the face is looked for only every ``face.settled_look_every_frames``
+  frames, enough to notice the person leave; and after ``face.max_embeds_per_walkup`` embeddings
+  without a decision it is reported ``UNKNOWN`` (not recognised: use the card) instead of being embedded forever.
 
 A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
 face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.runtime.pipeline) adds liveness.
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from kiosk.face.calibration import strong_threshold
 from kiosk.face.config import MatchConfig
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery, Match
@@ -46,6 +49,7 @@ class FrameResult:
     decision: Decision | None = None
     embedded: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
 
 def iou(a: Face, b: Face) -> float:
@@ -57,16 +61,18 @@ def iou(a: Face, b: Face) -> float:
 
 
 class _Clock:
-    """Accumulates per-stage milliseconds for one frame."""
+    """Accumulates per-stage wall and process-CPU milliseconds for one frame."""
 
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
-        self._t = time.perf_counter()
+        self.cpu_ms: dict[str, float] = {}
+        self._t, self._c = time.perf_counter(), time.process_time()
 
     def lap(self, stage: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.ms[stage] = self.ms.get(stage, 0.0) + (now - self._t) * 1000
-        self._t = now
+        self.cpu_ms[stage] = self.cpu_ms.get(stage, 0.0) + (cpu - self._c) * 1000
+        self._t, self._c = now, cpu
 
 
 class FrameProcessor:
@@ -78,9 +84,13 @@ class FrameProcessor:
         self.engine = engine
         self.gallery = gallery
         self.cfg = engine.cfg
-        self.vote = FrameVote.from_config(match_cfg or gallery.cfg)
+        match_cfg = match_cfg or gallery.cfg
+        self.vote = FrameVote.from_config(match_cfg, strong_threshold(engine.pack, match_cfg))
         self._track: Face | None = None
         self._misses = 0
+        self._settled = False
+        self._unlooked = 0
+        self._last: FrameResult | None = None
         self._embeds = 0
         self._decided: Decision | None = None
         self._last_match: Match | None = None
@@ -94,7 +104,23 @@ class FrameProcessor:
     def reset(self) -> None:
         """End the current walk-up."""
         self._track, self._misses, self._embeds, self._decided, self._last_match = None, 0, 0, None, None
+        self._settled, self._unlooked, self._last = False, 0, None
         self.vote.reset()
+
+    def settle(self) -> None:
+        """The caller acted on this walk-up (punched, refused): from now on only notice when it ends."""
+        if self._track is not None and self._last is not None:
+            self._settled = True
+
+    def _skip_look(self) -> bool:
+        """Settled, and the face was there at the last look: look only every settled_look_every_frames frames."""
+        if not self._settled or self._misses:
+            return False
+        self._unlooked += 1
+        if self._unlooked < self.cfg.settled_look_every_frames:
+            return True
+        self._unlooked = 0
+        return False
 
     def _find(self, frame: np.ndarray) -> Face | None:
         """The presented face, following the current walk-up when there is one."""
@@ -113,7 +139,9 @@ class FrameProcessor:
     def _follow(self, face: Face | None) -> bool:
         """Update the walk-up with this frame's face; False when nobody is (any longer) in view."""
         if face is None:
-            self._misses += 1
+            # A settled walk-up was not looked at in between: those frames count as misses too, and from
+            # now on every frame is looked at, so it ends as soon as an unsettled one would.
+            self._misses += self.cfg.settled_look_every_frames if self._settled and not self._misses else 1
             if self._track is not None and self._misses > self.cfg.track_grace_frames:
                 self.reset()
             return False
@@ -125,18 +153,34 @@ class FrameProcessor:
 
     def process(self, frame: np.ndarray) -> FrameResult:
         clock = _Clock()
+        if self._skip_look():
+            clock.lap("detect")
+            return self._settled_result(clock, self._track)
         face = self._find(frame)
         clock.lap("detect")
         if not self._follow(face):
-            return FrameResult(FrameState.IDLE, timings_ms=clock.ms)
+            return FrameResult(FrameState.IDLE, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
+        if self._settled:
+            return self._settled_result(clock, face)
+        self._last = self._evaluate(frame, face, clock)
+        return self._last
+
+    def _settled_result(self, clock: _Clock, face: Face | None) -> FrameResult:
+        """A settled walk-up's frame: where the face is, and the walk-up's last verdict (nothing is embedded)."""
+        return replace(self._last, face=face, embedded=False, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
+
+    def _evaluate(self, frame: np.ndarray, face: Face, clock: _Clock) -> FrameResult:
+        """quality -> embed -> match -> vote for the followed face (once decided: the decision)."""
         if self._decided is not None:
-            return FrameResult(FrameState.DECIDED, face, decision=self._decided, timings_ms=clock.ms)
+            return FrameResult(FrameState.DECIDED, face, decision=self._decided, timings_ms=clock.ms,
+                               cpu_ms=clock.cpu_ms)
         if self._embeds >= self.cfg.max_embeds_per_walkup:
-            return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms)
+            return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms,
+                               cpu_ms=clock.cpu_ms)
         report = self.engine.assess_quality(frame, face)
         clock.lap("quality")
         if not report.ok:
-            return FrameResult(FrameState.ADJUST, face, report, timings_ms=clock.ms)
+            return FrameResult(FrameState.ADJUST, face, report, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
         vector = self.engine.embed(frame, face)
         self._embeds += 1
         clock.lap("embed")
@@ -146,4 +190,4 @@ class FrameProcessor:
         if decision.decided:
             self._decided = decision
         state = FrameState.DECIDED if decision.decided else FrameState.DECIDING
-        return FrameResult(state, face, report, match, decision, True, clock.ms)
+        return FrameResult(state, face, report, match, decision, True, clock.ms, clock.cpu_ms)

@@ -49,9 +49,11 @@ class PunchPolicy:
 
     # -- inputs ----------------------------------------------------------
 
-    def on_face(self, employee_id: str, score: float, started_ns: int | None = None) -> Event:
+    def on_face(self, employee_id: str, score: float, started_ns: int | None = None,
+                evidence: bytes | None = None) -> Event:
         """A face accepted by the matcher (and liveness) for ``employee_id``; ``started_ns`` is the
-        monotonic time the walk-up's first frame was captured (for the latency on the event)."""
+        monotonic time the walk-up's first frame was captured (for the latency on the event);
+        ``evidence`` a face thumbnail stored with the punch, in its transaction."""
         with self._lock:
             self.failed_attempts = 0
             if self.cfg.mode == "card":
@@ -59,7 +61,7 @@ class PunchPolicy:
             if self.cfg.mode == "card_and_face":
                 return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id,
                                         detail="show your card first"))
-            return self._punch(employee_id, "face", score, started_ns)
+            return self._punch(employee_id, "face", score, started_ns, evidence)
 
     def on_unrecognised(self, detail: str = "") -> Event:
         """A walk-up ended without a match (stranger, or a colleague not enrolled here)."""
@@ -93,7 +95,8 @@ class PunchPolicy:
                 self.pending = None
             return self.pending.employee_id if self.pending else None
 
-    def on_face_check(self, employee_id: str, score: float, started_ns: int | None = None) -> Event | None:
+    def on_face_check(self, employee_id: str, score: float, started_ns: int | None = None,
+                      evidence: bytes | None = None) -> Event | None:
         """card_and_face: a 1:1 score of the face in view against the card holder's templates."""
         with self._lock:
             if self.pending is None or self.pending.employee_id != employee_id:
@@ -101,7 +104,7 @@ class PunchPolicy:
             if score < self.cfg.verify_threshold:
                 return None  # keep looking until the window closes
             self.pending = None
-            return self._punch(employee_id, "card+face", score, started_ns)
+            return self._punch(employee_id, "card+face", score, started_ns, evidence)
 
     def on_face_mismatch(self, employee_id: str) -> Event:
         with self._lock:
@@ -123,7 +126,8 @@ class PunchPolicy:
             elapsed = (reading.utc - parse_iso(last.ts_utc)).total_seconds()
         return last if 0 <= elapsed < self.cfg.debounce_s else None
 
-    def _punch(self, employee_id: str, method: str, score: float | None, started_ns: int | None = None) -> Event:
+    def _punch(self, employee_id: str, method: str, score: float | None, started_ns: int | None = None,
+               evidence: bytes | None = None) -> Event:
         employee = self.store.roster.get(employee_id)
         name = employee.name if employee else None
         recent = self._recent_punch(employee_id, self.clock.now())
@@ -146,7 +150,7 @@ class PunchPolicy:
         try:
             direction = direction_for(self.cfg, self.tz, self.store, employee_id, self.clock.now().utc)
             recorded = record_punch(self.store, self.clock, employee_id, method, score=score, position=position,
-                                    flags=tuple(flags), direction=direction)
+                                    flags=tuple(flags), direction=direction, evidence=evidence)
         except KioskError as exc:
             log.error("punch for %s NOT recorded: %s", employee_id, exc)
             return self._emit(Event(EventKind.STORE_ERROR, employee_id=employee_id, name=name, detail=exc.what))

@@ -1,9 +1,10 @@
 """The one way a punch is written: daemon, screen and CLI all call `record_punch`.
 
 It reads the trusted clock, appends the punch (with the clock's flags and the caller's), writes the
-audit record of a manual punch in the same transaction, then keeps the clock honest: a verified
-punch raises the floor, and a clock anchor is recorded when one is due. `record_correction` holds the
-rules of a punch made by hand (reason, past time, direction, a repeat confirmed) before writing it.
+audit record of a manual punch and the evidence thumbnail of a face punch in the same transaction
+(one durable commit per punch), then keeps the clock honest: a verified punch raises the floor, and a
+clock anchor is recorded when one is due. `record_correction` holds the rules of a punch made by hand
+(reason, past time, direction, a repeat confirmed) before writing it.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ class Recorded:
 def record_punch(store: Store, clock: TrustedClock, employee_id: str, method: str, *,
                  score: float | None = None, position: Position | None = None, flags: tuple[str, ...] = (),
                  note: str = "", direction: str = "", actor: str | None = None,
-                 at: datetime | None = None) -> Recorded:
+                 at: datetime | None = None, evidence: bytes | None = None) -> Recorded:
     """Append one punch, now or (a correction) at ``at``; with ``actor`` it is a correction made by
-    hand (kind ``correction``, author ``actor``), audited in the same transaction.
+    hand (kind ``correction``, author ``actor``), audited in the same transaction; ``evidence`` (a face
+    thumbnail) is stored in that transaction too: one durable commit per punch.
 
     Raises KioskError (nothing stored) when the store cannot take it.
     """
@@ -61,6 +63,8 @@ def record_punch(store: Store, clock: TrustedClock, employee_id: str, method: st
         if actor is not None:
             store.audit(actor, "punch.manual", employee_id, punch_id=punch.id, note=note, ts_utc=punch.ts_utc,
                         direction=direction)
+        if evidence:
+            store.evidence.add(punch.id, evidence)
     _keep_clock_honest(store, clock, reading)
     return Recorded(punch, reading)
 

@@ -159,8 +159,7 @@ class KioskDaemon:
             log.info("liveness: active blink check only (no passive liveness model configured: "
                      "liveness.passive_model); a video replay of a blinking person is not stopped")
         processor = FrameProcessor(self.engine, self.gallery, self.config.match)
-        self.pipeline = Pipeline(self.config, processor, None, self.bus, LivenessCheck(live, passive),
-                                 landmarks, self.store)
+        self.pipeline = Pipeline(self.config, processor, None, self.bus, LivenessCheck(live, passive), landmarks)
         log.info("face: %d template(s) of %d employee(s) usable with model %s", len(self.gallery),
                  self.gallery.employees, self.engine.model_id[:12])
 

@@ -49,20 +49,20 @@ class WalkupState:
     handled: bool = False
     embeds: int = 0
     awaiting_blink: bool = False
+    live: bool = False  # liveness passed: no more landmarks for this walk-up
 
 
 class Pipeline:
     """Turns camera frames into punches and events; used by one thread only."""
 
     def __init__(self, config, processor: FrameProcessor, policy, bus, liveness: LivenessCheck,  # noqa: ANN001
-                 landmarks=None, store=None) -> None:  # noqa: ANN001
+                 landmarks=None) -> None:  # noqa: ANN001
         self.config = config
         self.processor = processor
         self.policy = policy
         self.bus = bus
         self.liveness = liveness
         self.landmarks = landmarks
-        self.store = store
         self.motion = MotionGate(config.pipeline.motion_threshold)
         self.walkup = WalkupState()
         self._last_look_ns = 0
@@ -97,6 +97,8 @@ class Pipeline:
         self.walkup.embeds += int(result.embedded)
         if not self.walkup.handled:
             self._decide(frame, result)
+        if self.walkup.handled:
+            self.processor.settle()  # from now on only notice the person leave
         return result
 
     def finish_walkup(self) -> None:
@@ -113,10 +115,13 @@ class Pipeline:
     # -- decisions -------------------------------------------------------
 
     def _live(self, frame, result: FrameResult) -> Verdict:  # noqa: ANN001
-        if not self.config.liveness.enabled:
+        """The walk-up's liveness; the 106-point landmarks run only until it has passed."""
+        if not self.config.liveness.enabled or self.walkup.live:
             return Verdict.LIVE
         lmk = self.landmarks(frame.image, result.face.bbox)
-        return self.liveness.update(frame.mono_ns / 1e9, lmk, result.face.kps, frame.image)
+        verdict = self.liveness.update(frame.mono_ns / 1e9, lmk, result.face.kps, frame.image)
+        self.walkup.live = verdict is Verdict.LIVE
+        return verdict
 
     def _decide(self, frame, result: FrameResult) -> None:  # noqa: ANN001
         verdict = self._live(frame, result)
@@ -135,9 +140,10 @@ class Pipeline:
             self.walkup.awaiting_blink = True
         elif result.state is FrameState.DECIDED:
             decision = result.decision
-            event = self.policy.on_face(decision.employee_id, decision.score, self.walkup.first_face_ns)
+            event = self.policy.on_face(decision.employee_id, decision.score, self.walkup.first_face_ns,
+                                        self._evidence(frame, result))
             self.walkup.handled = True
-            self._after(frame, result, event)
+            self._after(event)
 
     def _verify_card_holder(self, frame, result: FrameResult, employee_id: str, verdict: Verdict) -> None:  # noqa: ANN001
         if result.quality is not None and not result.quality.ok:
@@ -149,16 +155,21 @@ class Pipeline:
             self.walkup.handled = True
             return
         if verdict is Verdict.LIVE:
-            event = self.policy.on_face_check(employee_id, score, self.walkup.first_face_ns)
+            event = self.policy.on_face_check(employee_id, score, self.walkup.first_face_ns,
+                                              self._evidence(frame, result))
             if event is not None:
                 self.walkup.handled = True
-                self._after(frame, result, event)
+                self._after(event)
 
-    def _after(self, frame, result: FrameResult, event: Event) -> None:  # noqa: ANN001
-        if event.kind is not EventKind.PUNCHED:
-            return
-        if self.store is not None and self.config.store.evidence_thumbnails and event.punch_id:
-            self.store.evidence.add(event.punch_id, face_thumbnail(frame.image, result.face.bbox))
+    def _evidence(self, frame, result: FrameResult) -> bytes | None:  # noqa: ANN001
+        """The face thumbnail stored with the punch, in its transaction (when evidence is kept)."""
+        if not self.config.store.evidence_thumbnails:
+            return None
+        return face_thumbnail(frame.image, result.face.bbox)
+
+    def _after(self, event: Event) -> None:
+        if event.kind is EventKind.PUNCHED:
+            log.info("walk-up to durable punch: %.0f ms", event.latency_ms or 0)
 
 
 def face_thumbnail(image: np.ndarray, bbox: np.ndarray) -> bytes:

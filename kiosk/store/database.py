@@ -122,7 +122,9 @@ class Store:
             self._set_pragmas()
         except DB_ERRORS as exc:
             raise explain_db_error(exc, self.path, "opening the store") from None
-        self.db = sqlite_utils.Database(self.conn)
+        # No sqlite-utils plugins: nothing installed on the machine may alter the store's connection,
+        # and not scanning every installed package for them saves start-up time.
+        self.db = sqlite_utils.Database(self.conn, execute_plugins=False)
         self.punches = PunchLog(self)
         self.roster = Roster(self, card_format)
         self.enrolments = EnrolmentOutbox(self)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOTE_MAX_CHARS = 500
+VERIFY_BATCH = 10000
+# Answered from the partial index punches_verified_ts (migration punches_verified_floor_index).
+VERIFIED_FLOOR_SQL = "SELECT max(ts_utc) AS ts FROM punches WHERE clock_state = 'verified'"
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ class PunchLog:
 
     def newest_verified_utc(self) -> datetime | None:
         """The newest punch stored with a verified clock: a correct clock never reads earlier."""
-        rows = self.store.query("SELECT max(ts_utc) AS ts FROM punches WHERE clock_state = 'verified'")
+        rows = self.store.query(VERIFIED_FLOOR_SQL)
         return parse_iso(rows[0]["ts"]) if rows and rows[0]["ts"] else None
 
     def count(self) -> int:
@@ -137,6 +140,11 @@ class PunchLog:
 
     def iter(self, since_ts: str | None = None, after_seq: int = 0, batch: int = 1000) -> Iterator[Punch]:
         """Punches in seq order, optionally only those at or after a UTC timestamp."""
+        for row in self.rows(since_ts, after_seq, batch):
+            yield Punch.from_row(row)
+
+    def rows(self, since_ts: str | None = None, after_seq: int = 0, batch: int = 1000) -> Iterator[dict]:
+        """Punch rows (column -> value) in seq order, read in batches; ``iter`` without the records."""
         while True:
             sql = "SELECT * FROM punches WHERE seq > ?"
             params: list = [after_seq]
@@ -144,8 +152,7 @@ class PunchLog:
                 sql += " AND ts_utc >= ?"
                 params.append(since_ts)
             rows = self.store.query(sql + " ORDER BY seq LIMIT ?", [*params, batch])
-            for row in rows:
-                yield Punch.from_row(row)
+            yield from rows
             if len(rows) < batch:
                 return
             after_seq = rows[-1]["seq"]
@@ -163,18 +170,19 @@ class PunchLog:
         anchor_seq, prev = self.chain_anchor()
         expected_seq = anchor_seq + 1
         checked = 0
-        for punch in self.iter(after_seq=anchor_seq):
-            if punch.seq != expected_seq:
-                return VerifyReport(checked, False, punch.seq, punch.id,
-                                    f"seq jumps from {expected_seq - 1} to {punch.seq}: "
-                                    f"{punch.seq - expected_seq} punch(es) missing")
-            if punch.prev_hash != prev:
-                return VerifyReport(checked, False, punch.seq, punch.id,
+        for row in self.rows(after_seq=anchor_seq, batch=VERIFY_BATCH):
+            seq = row["seq"]
+            if seq != expected_seq:
+                return VerifyReport(checked, False, seq, row["id"],
+                                    f"seq jumps from {expected_seq - 1} to {seq}: "
+                                    f"{seq - expected_seq} punch(es) missing")
+            if row["prev_hash"] != prev:
+                return VerifyReport(checked, False, seq, row["id"],
                                     "prev_hash does not match the previous punch: the chain was broken")
-            if punch_hash(punch.to_dict()) != punch.hash:
-                return VerifyReport(checked, False, punch.seq, punch.id,
+            if punch_hash(row) != row["hash"]:
+                return VerifyReport(checked, False, seq, row["id"],
                                     "hash does not match the record: it was altered after it was stored")
-            prev, expected_seq, checked = punch.hash, punch.seq + 1, checked + 1
+            prev, expected_seq, checked = row["hash"], seq + 1, checked + 1
         return VerifyReport(checked, True, anchored_at=anchor_seq or None)
 
 

@@ -126,9 +126,9 @@ class SyncState:
         return [Punch.from_row(row).to_dict() for row in rows]
 
     def backlog(self) -> int:
-        """Punches the hub has not acknowledged yet (unsent plus rejected)."""
-        unsent = self.store.query("SELECT count(*) AS n FROM punches WHERE seq > ?", [self.get_int("push_seq")])
-        return unsent[0]["n"] + self.rejected_count()
+        """Punches the hub has not acknowledged yet (unsent plus rejected). Seqs are gapless above the
+        push cursor (retention purges only below it), so no row is counted."""
+        return max(0, self.store.punches.head_seq() - self.get_int("push_seq")) + self.rejected_count()
 
     def rejected_count(self) -> int:
         return self.store.query("SELECT count(*) AS n FROM sync_rejected")[0]["n"]

@@ -1,73 +1,118 @@
-"""`kiosk bench ...`: benchmarks that print numbers, each beside the plain alternative."""
+"""`kiosk bench store`: durable punch appends of the encrypted store beside plain sqlite3, in turns; a face
+punch with its evidence thumbnail in one transaction beside the punch and the thumbnail committed apart."""
 
 from __future__ import annotations
 
 import secrets
-import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from kiosk.cli.util import echo_json
-from kiosk.store.database import Store, plain_factory
+from kiosk.store.database import Store, plain_factory, sqlcipher_factory
 from kiosk.store.keys import DbKey
 from kiosk.store.punches import PunchDraft
+from kiosk.tools.benchkit import fmt_spread, interleave, machine, machine_line, ratio_spread, rounds_option, spread
 
-
-@click.group("bench")
-def bench() -> None:
-    """Benchmarks that print numbers (each compared with the plain alternative in the same run)."""
+EVIDENCE_BYTES = 3000  # about what face_thumbnail makes of a 112x112 face
 
 
 def _append_rate(store: Store, count: int) -> float:
-    store.roster.add("B0001", "Bench Person")
+    store.roster.add("B0001", "Bench Person", exist_ok=True)
     start = time.perf_counter()
     for _ in range(count):
         store.punches.append(PunchDraft("B0001", "card", "verified", score=0.9))
     return count / (time.perf_counter() - start)
 
 
-@bench.command("store")
+def _fresh_rate(folder: Path, name: str, connect: Callable[[Path], object], count: int) -> float:
+    """Appends/s into a new database (the same size for every round and both contenders)."""
+    path = folder / f"{name}.db"
+    for leftover in folder.glob(f"{name}.db*"):
+        leftover.unlink()
+    with Store(connect(path), path) as store:
+        store.migrate()
+        return _append_rate(store, count)
+
+
+def _face_punch_ms(folder: Path, name: str, key: DbKey, count: int, one_transaction: bool) -> float:
+    """Milliseconds per durable face punch with a 112x112 evidence JPEG, into a new encrypted store."""
+    from kiosk.punching.record import record_punch
+    from kiosk.time.config import ClockConfig
+    from kiosk.time.trusted import TrustedClock
+
+    path = folder / f"{name}.db"
+    for leftover in folder.glob(f"{name}.db*"):
+        leftover.unlink()
+    thumbnail = secrets.token_bytes(EVIDENCE_BYTES)
+    with Store.open(path, key, create=True) as store:
+        store.roster.add("B0001", "Bench Person")
+        clock = TrustedClock(ClockConfig())
+        start = time.perf_counter()
+        for _ in range(count):
+            if one_transaction:
+                record_punch(store, clock, "B0001", "face", score=0.9, evidence=thumbnail)
+            else:  # the punch, then its thumbnail in a second durable commit
+                punch = record_punch(store, clock, "B0001", "face", score=0.9).punch
+                store.evidence.add(punch.id, thumbnail)
+        return (time.perf_counter() - start) * 1000 / count
+
+
+def _open_ms(path: Path, key: DbKey) -> float:
+    start = time.perf_counter()
+    store = Store.open(path, key)
+    store.punches.head()
+    ms = (time.perf_counter() - start) * 1000
+    store.close()
+    return ms
+
+
+@click.command("store")
 @click.option("--punches", "count", default=500, show_default=True, type=click.IntRange(1, 10_000_000),
-              help="Punches to append per store.")
+              help="Punches to append per store and round.")
 @click.option("--opens", default=20, show_default=True, type=click.IntRange(1, 100_000),
               help="Times to open the store for the open-time figure.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Where to create the bench databases (default: a temp dir; use the kiosk's disk).")
+@rounds_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_store(count: int, opens: int, directory: Path | None, as_json: bool) -> None:
-    """Durable punch appends/s: SQLCipher vs plain sqlite3, and the time to open the store."""
+def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_json: bool) -> None:
+    """Durable punch appends/s: SQLCipher vs plain sqlite3 in interleaved rounds, and the time to open."""
+    key = DbKey(secrets.token_bytes(32), "bench")
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        key = DbKey(secrets.token_bytes(32), "bench")
-        enc_path, plain_path = Path(tmp) / "enc.db", Path(tmp) / "plain.db"
-        with Store.open(enc_path, key, create=True) as store:
-            enc_rate = _append_rate(store, count)
-        with Store(plain_factory(plain_path), plain_path) as store:
-            store.migrate()
-            plain_rate = _append_rate(store, count)
-        open_ms = []
-        for _ in range(opens):
-            start = time.perf_counter()
-            store = Store.open(enc_path, key)
-            store.punches.head()
-            open_ms.append((time.perf_counter() - start) * 1000)
-            store.close()
+        folder = Path(tmp)
+        rates = interleave({
+            "sqlcipher": lambda: _fresh_rate(folder, "enc", lambda p: sqlcipher_factory(p, key), count),
+            "sqlite": lambda: _fresh_rate(folder, "plain", plain_factory, count),
+        }, rounds)
+        open_ms = [_open_ms(folder / "enc.db", key) for _ in range(opens)]
+        face = interleave({
+            "one": lambda: _face_punch_ms(folder, "one", key, count, True),
+            "two": lambda: _face_punch_ms(folder, "two", key, count, False),
+        }, rounds)
     result = {
-        "punches": count,
-        "sqlcipher_punches_per_s": round(enc_rate, 1),
-        "sqlite_punches_per_s": round(plain_rate, 1),
-        "encryption_cost_ratio": round(plain_rate / enc_rate, 3),
-        "open_ms_p50": round(statistics.median(open_ms), 2),
-        "open_ms_max": round(max(open_ms), 2),
+        "machine": machine(), "punches": count, "rounds": rounds,
+        "sqlcipher_punches_per_s": spread(rates["sqlcipher"], 1), "sqlite_punches_per_s": spread(rates["sqlite"], 1),
+        "sqlcipher_vs_sqlite": ratio_spread(rates["sqlcipher"], rates["sqlite"]),
+        "open_ms": spread(open_ms, 2),
+        "face_punch_with_evidence_ms": {"one_transaction": spread(face["one"], 2),
+                                        "two_transactions": spread(face["two"], 2),
+                                        "ratio": ratio_spread(face["one"], face["two"])},
     }
     if as_json:
         echo_json(result)
         return
-    click.echo(f"durable punch appends, {count} each (synchronous=FULL, WAL):")
-    click.echo(f"  SQLCipher (raw key)  {result['sqlcipher_punches_per_s']:>9.1f} punches/s")
-    click.echo(f"  plain sqlite3        {result['sqlite_punches_per_s']:>9.1f} punches/s")
-    click.echo(f"  encryption cost      {result['encryption_cost_ratio']:.2f}x slower")
-    click.echo(f"open the store (key, schema check, first read): p50 {result['open_ms_p50']} ms, "
-               f"max {result['open_ms_max']} ms over {opens} opens")
+    click.echo(machine_line(result["machine"]))
+    click.echo(f"durable punch appends, {count} per store, {rounds} interleaved rounds (synchronous=FULL, WAL):")
+    click.echo(f"  SQLCipher (raw key)  {fmt_spread(result['sqlcipher_punches_per_s'], ' punches/s', 1)}")
+    click.echo(f"  plain sqlite3        {fmt_spread(result['sqlite_punches_per_s'], ' punches/s', 1)}")
+    click.echo(f"  SQLCipher / sqlite3  {fmt_spread(result['sqlcipher_vs_sqlite'], 'x', 3)} (per-round ratio)")
+    click.echo(f"open the store (key, schema check, first read), {opens} opens: {fmt_spread(result['open_ms'], ' ms')}")
+    face = result["face_punch_with_evidence_ms"]
+    click.echo(f"face punch + evidence thumbnail ({EVIDENCE_BYTES} B), SQLCipher, {count} per store, in turns:")
+    click.echo(f"  one transaction (record_punch)     {fmt_spread(face['one_transaction'], ' ms')}")
+    click.echo(f"  punch, then thumbnail committed    {fmt_spread(face['two_transactions'], ' ms')}")
+    click.echo(f"  one / two                          {fmt_spread(face['ratio'], 'x', 3)} (per-round ratio)")

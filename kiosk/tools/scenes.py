@@ -7,6 +7,7 @@ a number of frames on a plain background, nobody in view is the background alone
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,14 +51,24 @@ def compose(photo: np.ndarray | None, shift: tuple[int, int] = (0, 0), scale: fl
     return canvas
 
 
-def write_scene(folder: Path, plan: list[tuple[np.ndarray | None, int, str]]) -> list[str]:
-    """Write frames for (photo or None, frame count, label) steps; returns the first file name of each step."""
+APPROACH_SCALES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+"""A person walking up: the photo grows over about half a second at 15 fps from half to 0.8 of the frame
+height (an LFW photo's face from ~60 to ~95 px wide, a tight crop's from ~180 to ~300 px), then stays."""
+
+
+def write_scene(folder: Path, plan: list[tuple], approach: bool = False) -> list[str]:
+    """Write frames for (photo or None, frame count, label) steps; returns the first file name of each step.
+
+    With ``approach`` each photo step starts small and grows (APPROACH_SCALES) as a person walking up
+    would, instead of appearing at full size.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     firsts, index = [], 0
     for step, (photo, count, label) in enumerate(plan):
         for i in range(count):
             name = f"{index:06d}-{step:04d}-{label}.jpg"
-            cv2.imwrite(str(folder / name), compose(photo, noise_seed=index))
+            scale = APPROACH_SCALES[min(i, len(APPROACH_SCALES) - 1)] if approach else 1.0
+            cv2.imwrite(str(folder / name), compose(photo, scale=scale, noise_seed=index))
             if i == 0:
                 firsts.append(name)
             index += 1
@@ -113,8 +124,16 @@ def identities_from_wheel(engine, limit: int) -> list[Identity]:  # noqa: ANN001
 
 
 def default_faces_dir() -> Path | None:
-    """The shared test photo set next to a source checkout, when it is there."""
-    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "faces"
+    """The shared test photo set ($KIOSK_FACE_DATA, else ../shared/faces beside a source checkout), if present."""
+    checkout = Path(__file__).resolve().parents[2]
+    candidate = Path(os.environ.get("KIOSK_FACE_DATA") or checkout.parent / "shared" / "faces")
+    return candidate if (candidate / "MANIFEST.tsv").exists() else None
+
+
+def default_videos_dir() -> Path | None:
+    """The shared walk-up and blink videos ($KIOSK_VIDEO_DATA, else ../shared/videos), if present."""
+    checkout = Path(__file__).resolve().parents[2]
+    candidate = Path(os.environ.get("KIOSK_VIDEO_DATA") or checkout.parent / "shared" / "videos")
     return candidate if (candidate / "MANIFEST.tsv").exists() else None
 
 
