@@ -18,7 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("kiosk.cli.store:config_group", "Check configuration files."),
     "db": ("kiosk.cli.store:db_group", "The encrypted store: create, verify, export, re-key."),
     "employee": ("kiosk.cli.store:employee_group", "Employees on this kiosk: add, list, erase."),
-    "punch": ("kiosk.cli.store:punch_command", "Record an admin's manual punch (audited)."),
+    "punch": ("kiosk.cli.store:punch_command",
+              "Record a punch made by hand (a correction, audited): now, or for a missed time with --at."),
     "enroll": ("kiosk.cli.enroll:enroll_group", "Enrol faces: store checked face templates for employees."),
     "identify": ("kiosk.cli.enroll:identify_command",
                  "Who the kiosk thinks each PHOTO shows: employee, score, margin, accepted or not and why."),
@@ -51,7 +52,8 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
     "hub": ("kiosk.tools.bench_hub:bench_hub",
             "Hub ingest rate, offline-backlog drain time and punch-to-hub p50 latency, over real HTTP."),
     "deliveries": ("kiosk.tools.bench_deliveries:bench_deliveries",
-                   "Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency."),
+                   "Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency "
+                   "(Frappe stand-in); a throwaway SQLite hub in a temp folder, no config needed."),
 }
 
 
