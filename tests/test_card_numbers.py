@@ -3,12 +3,10 @@ hub's roster, or read by a reader — normalised by one function, the one the re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from daemon_support import start_daemon
-from waiting import wait_for
 
 from hardware.rfid_protocols import (
     canonical_card,
@@ -88,22 +86,14 @@ def test_a_card_added_as_printed_punches_at_the_reader(kiosk_home: Path, invoke)
     """The reported bug: added as 4000, presented as 0000004000 by a dec10 reader, was unknown_card."""
     added = invoke("employee", "add", "X1", "--name", "Wang Li", "--card", "4000", "--config", str(kiosk_home))
     assert added.exit_code == 0
-    proc = start_daemon(kiosk_home, "rfid.port='fake:?cards=0000004000&every_s=0.5&repeats=1'",
-                        "events.stdout_json=true")
+    daemon = start_daemon(kiosk_home, "rfid.port='fake:?cards=0000004000&every_s=0.5&repeats=1'",
+                          "events.stdout_json=true")
     try:
-        events: list[dict] = []
-
-        def punched() -> bool:
-            line = proc.stdout.readline()
-            if line.startswith("{"):
-                events.append(json.loads(line))
-            return any(e["kind"] in ("punched", "unknown_card") for e in events)
-
-        wait_for(punched, 60, 0, "the card's first presentation")
+        decided = daemon.wait_events(
+            lambda events: next((e for e in events if e["kind"] in ("punched", "unknown_card")), None),
+            60, "the card's first presentation")
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
-    decided = next(e for e in events if e["kind"] in ("punched", "unknown_card"))
+        assert daemon.stop() == 0, daemon.log()
     assert decided["kind"] == "punched" and decided["employee_id"] == "X1" and decided["method"] == "card"
 
 
