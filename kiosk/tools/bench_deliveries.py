@@ -29,6 +29,7 @@ from kiosk.tools.frappe_standin import FrappeSite, FrappeStandIn
 from sync.hub.outbound.webhooks import signature
 
 WAIT_LIMIT_S = 600.0
+PUNCH_GAP_S = 1.5  # walk-ups seconds apart; the agent wakes its push job at most once a second (WAKE_RETRY_S)
 PUNCH_LIMIT_S = 60.0  # a punch not at the HRMS by then is counted as missed, as `kiosk bench hub` does
 
 
@@ -180,7 +181,7 @@ def checkin_latency_run(folder: Path, punches: int) -> list[float | None]:
                     else:
                         delays.append(None)
                         _agent_alive(agent, folder / "agent.log")
-                    time.sleep(0.2)
+                    time.sleep(PUNCH_GAP_S)
         finally:
             agent.terminate()
             agent.wait(timeout=30)
