@@ -64,7 +64,8 @@ def test_new_hire_photo_becomes_a_template_recognised_at_their_branch_only(face_
     assert branch_kiosk.agent.once().errors == {}
     assert other_kiosk.agent.once().errors == {}
     hired = branch_kiosk.store.roster.get("E100")
-    assert hired is not None and hired.active and hired.templates == 2 and hired.cards == ("0A1B2C3D",)
+    # HR sent the card as the hex on it; the kiosk keeps it as its reader reports it (dec10: 0x0A1B2C3D).
+    assert hired is not None and hired.active and hired.templates == 2 and hired.cards == ("0169552957",)
     assert branch_kiosk.store.roster.by_card("0a1b2c3d").id == "E100"
     assert other_kiosk.store.roster.get("E100") is None and other_kiosk.store.roster.list() == [], \
         "a second branch never sees them"
