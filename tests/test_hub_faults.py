@@ -147,7 +147,7 @@ def test_operator_flow_through_the_cli(hub_backend, tmp_path, invoke) -> None:
         listed = invoke("hub", "device", "list", "--json", "--config", str(config))
         assert json.loads(listed.stdout.splitlines()[0])["device_id"] == device_id
         assert invoke("hub", "device", "revoke", device_id, "--config", str(config)).exit_code == 0
-        assert invoke("punch", "--employee", "E7", "--note", "again", "--config", kcfg).exit_code == 0
+        assert invoke("punch", "--employee", "E7", "--note", "again", "--yes", "--config", kcfg).exit_code == 0
         refused = invoke("sync", "once", "--config", kcfg)
         assert refused.exit_code == 1 and "refused this kiosk's credentials" in refused.output
         status = json.loads(invoke("sync", "status", "--json", "--config", kcfg).stdout.splitlines()[0])

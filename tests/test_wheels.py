@@ -30,6 +30,9 @@ EXTRAS = ("hub", "dev")  # what `make venv` installs
 OFFLINE = re.compile(r"Failed to establish a new connection|Temporary failure in name resolution|"
                      r"Network is unreachable|Max retries exceeded|ConnectTimeout|Could not fetch URL", re.I)
 PIP_TIMEOUT_S = 900
+# Packages published as source only, with how a Pi gets them instead (README, Installing on Raspberry Pi OS).
+SOURCE_ONLY = {"evdev": "a C extension against the kernel's input headers: on Raspberry Pi OS "
+                        "`apt install python3-evdev` and a venv made with SYSTEM_SITE_PACKAGES=1"}
 
 
 def _requirements() -> list[str]:
@@ -39,7 +42,7 @@ def _requirements() -> list[str]:
     for extra in EXTRAS:
         text += "\n" + cfg["options.extras_require"][extra]
     lines = (line.split("#")[0].strip() for line in text.splitlines())
-    return sorted({line for line in lines if line})
+    return sorted({line for line in lines if line and re.split(r"[<>=!~;\[ ]", line)[0] not in SOURCE_ONLY})
 
 
 def _pinned(name: str) -> str:
