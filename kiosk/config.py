@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hardware.config import CameraConfig, FeedbackConfig, GeofenceConfig, GpsConfig, RfidConfig
 from kiosk.base.config import ConfigPath, StrictModel, apply_overrides, load_model_file, validate_model
@@ -94,6 +95,16 @@ class KioskConfig(StrictModel):
 
     # Path of the file this was loaded from (not a TOML key).
     _source: Path | None = None
+
+    @model_validator(mode="after")
+    def verify_buttons_have_a_screen(self) -> KioskConfig:
+        """direction = buttons asks on the screen: without one nobody could ever choose."""
+        if self.punch.direction == "buttons" and not self.ui.enabled:
+            message = ("'buttons' shows 上班 / 下班 on the kiosk screen, but the screen is off (ui.enabled = "
+                       "false): set ui.enabled = true, or use direction = 'auto' (the same choice, no buttons)")
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("value_error", message), loc=("punch", "direction"), input="buttons")])
+        return self
 
 
 def default_config_path() -> Path:

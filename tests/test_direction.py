@@ -11,6 +11,7 @@ import pytest
 from test_hub_api import register, upload
 from test_sync_protocol import chain
 
+from kiosk.base.errors import Conflict, InvalidInput
 from kiosk.base.events import EventBus, EventKind
 from kiosk.base.record import GENESIS_HASH, punch_hash
 from kiosk.config import load_config
@@ -28,14 +29,16 @@ def at_local(day: int, hour: int, minute: int = 0) -> float:
 
 @pytest.fixture
 def kiosk_at(kiosk_home, fresh_store):
-    """A policy whose clock reads the wall time in ``now[0]`` (epoch seconds)."""
+    """A policy whose clock reads the wall time in ``now[0]`` (epoch seconds); its monotonic clock
+    follows the same value, so moving ``now[0]`` on is time passing."""
     fresh_store.roster.add("E1", "Wang Li")
     now = [at_local(30, 8, 57)]
 
     def make(*overrides: str) -> PunchPolicy:
         config = load_config(kiosk_home, ["punch.mode='face'", "punch.debounce_s=0",
                                           "device.timezone='Asia/Shanghai'", *overrides])
-        clock = TrustedClock(ClockConfig(), kernel_synced=lambda: True, wall=lambda: now[0])
+        clock = TrustedClock(ClockConfig(), kernel_synced=lambda: True, wall=lambda: now[0],
+                             mono=lambda: int(now[0] * 1e9))
         return PunchPolicy(config, fresh_store, clock, EventBus(stdout_json=False))
 
     return make, now, fresh_store
@@ -81,6 +84,60 @@ def test_windows_and_none(kiosk_at) -> None:
 def test_windows_need_a_window(kiosk_home, invoke) -> None:
     result = invoke("config", "check", "--config", str(kiosk_home), "--set", "punch.direction='windows'")
     assert result.exit_code == 1 and "direction_windows" in result.output
+
+
+BUTTONS = ("punch.direction='buttons'", "ui.enabled=true", "punch.direction_buttons_timeout_s=4")
+
+
+def test_buttons_need_the_screen(kiosk_home, invoke) -> None:
+    refused = invoke("config", "check", "--config", str(kiosk_home), "--set", "punch.direction='buttons'",
+                     "--set", "ui.enabled=false")
+    assert refused.exit_code == 1
+    assert "punch.direction = 'buttons'" in refused.output and "set ui.enabled = true" in refused.output
+    ok = invoke("config", "check", "--config", str(kiosk_home), "--set", "punch.direction='buttons'",
+                "--set", "ui.enabled=true")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_buttons_hold_the_punch_until_a_tap_or_the_timeout(kiosk_at) -> None:
+    make, now, store = kiosk_at
+    policy = make(*BUTTONS)
+    now[0] = at_local(30, 8, 57)
+    asked = policy.on_face("E1", 0.7)
+    assert (asked.kind, asked.direction, asked.timeout_s) == (EventKind.CHOOSE_DIRECTION, "IN", 4.0)
+    assert list(store.punches.iter()) == []  # the direction is in the hash: nothing is written before it is known
+    now[0] += 2
+    assert policy.settle_due() is None and policy.seconds_to_choice_deadline() == 2.0
+    assert policy.on_face("E1", 0.7).choice_id == asked.choice_id  # seen again while choosing: asked again
+    now[0] += 2.5
+    timed_out = policy.settle_due()
+    assert (timed_out.kind, timed_out.direction) == (EventKind.PUNCHED, "IN")
+    assert timed_out.local_time == "08:57"  # stamped when recognised, not when the time ran out
+    with pytest.raises(Conflict):
+        policy.choose_direction(asked.choice_id, "OUT")  # too late: recorded as pre-selected
+    now[0] = at_local(30, 12, 0)
+    second = policy.on_face("E1", 0.7)
+    assert second.direction == "OUT"  # auto's choice, pre-selected
+    with pytest.raises(InvalidInput):
+        policy.choose_direction(second.choice_id, "SIDEWAYS")
+    tapped = policy.choose_direction(second.choice_id, "IN")  # back from lunch, not leaving
+    assert (tapped.kind, tapped.direction) == (EventKind.PUNCHED, "IN")
+    assert policy.seconds_to_choice_deadline() is None
+    assert [(p.direction, p.method) for p in store.punches.iter()] == [("IN", "face"), ("IN", "face")]
+
+
+def test_buttons_never_lose_a_punch_to_the_next_person_or_a_stop(kiosk_at) -> None:
+    make, now, store = kiosk_at
+    store.roster.add("E2", "Li Na", cards=("0000000042",))
+    policy = make(*BUTTONS, "punch.mode='face_or_card'")
+    first = policy.on_face("E1", 0.7)
+    by_card = policy.on_card("0000000042")  # the next person before the first chose: the first's IN stands
+    assert (first.kind, by_card.kind, by_card.method) == (EventKind.CHOOSE_DIRECTION,) * 2 + ("card",)
+    assert [(p.employee_id, p.direction) for p in store.punches.iter()] == [("E1", "IN")]
+    stopped = policy.settle_waiting()  # the daemon stops: the waiting card punch is recorded as pre-selected
+    assert (stopped.employee_id, stopped.direction, stopped.method) == ("E2", "IN", "card")
+    assert policy.settle_waiting() is None
+    assert store.punches.verify().ok
 
 
 def test_a_missed_punch_is_corrected_for_its_time_and_never_edited(kiosk_home, invoke) -> None:

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 class EventKind(StrEnum):
     READY = "ready"                          # idle screen: please look at the camera
     PUNCHED = "punched"                      # Clocked in 08:57 — Wang Li
+    CHOOSE_DIRECTION = "choose_direction"    # direction = buttons: 上班 / 下班? (one pre-selected)
     ALREADY_PUNCHED = "already_punched"      # already punched at 08:57
     NOT_RECOGNISED = "not_recognised"        # not recognised — please use your card
     USE_CARD = "use_card"                    # after several failed attempts
@@ -53,6 +54,8 @@ class Event:
     direction: str | None = None  # IN / OUT on a punch, when the kiosk's rule gives one
     score: float | None = None
     punch_id: str | None = None
+    choice_id: str | None = None  # choose_direction: what the screen's tap names (POST /api/direction)
+    timeout_s: float | None = None  # choose_direction: seconds until the pre-selected direction is taken
     latency_ms: float | None = None  # first frame showing the face -> durable punch
     detail: str = ""
 

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from kiosk.base.config import StrictModel
 
 PunchMode = Literal["face", "card", "face_or_card", "card_and_face"]
-DirectionRule = Literal["auto", "windows", "none"]
+DirectionRule = Literal["auto", "buttons", "windows", "none"]
 LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
@@ -40,10 +40,15 @@ class PunchConfig(StrictModel):
                                           "suggests using the card.")
     direction: DirectionRule = Field(
         "auto", description="IN/OUT on each punch. auto: a person's first punch of the local work day is IN, "
-        "then OUT, IN...; windows: by time of day (direction_windows), none outside them; none: no direction.")
+        "then OUT, IN...; buttons: the screen shows 上班 / 下班 with auto's choice pre-selected, taken after "
+        "direction_buttons_timeout_s (needs ui.enabled); windows: by time of day (direction_windows), none "
+        "outside them; none: no direction.")
     day_starts_at: str = Field("04:00", pattern=LOCAL_TIME,
-                               description="Local time (HH:MM) a work day starts, for direction = auto: set it "
-                               "between two shifts (night shifts: e.g. 14:00).")
+                               description="Local time (HH:MM) a work day starts, for direction = auto and "
+                               "buttons: set it between two shifts (night shifts: e.g. 14:00).")
+    direction_buttons_timeout_s: float = Field(
+        4.0, ge=1, le=30, description="direction = buttons: seconds the 上班 / 下班 buttons wait for a tap "
+        "before the pre-selected direction is recorded (the punch keeps the time of recognition).")
     direction_windows: list[DirectionWindow] = Field(
         default_factory=list, max_length=16,
         description="For direction = windows: e.g. [{direction = \"IN\", start = \"05:00\", end = \"11:59\"}].")

@@ -31,7 +31,8 @@ def in_window(window: DirectionWindow, moment: time) -> bool:
 
 
 def direction_for(cfg: PunchConfig, tz: ZoneInfo, store: Store, employee_id: str, moment: datetime) -> str:
-    """The direction of a punch by ``employee_id`` at ``moment`` (UTC): IN, OUT or "" (none)."""
+    """The direction of a punch by ``employee_id`` at ``moment`` (UTC): IN, OUT or "" (none); for
+    ``buttons`` the one pre-selected on the screen, by the ``auto`` rule."""
     if cfg.direction == "none":
         return ""
     local = moment.astimezone(tz)

@@ -1,4 +1,5 @@
-"""Punch policy: who may punch how (mode), debounce, geofence, trusted time -> one durable punch."""
+"""Punch policy: who may punch how (mode), debounce, geofence, direction (asked on the screen with
+direction = buttons), trusted time -> one durable punch."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from kiosk.base.errors import KioskError
+from kiosk.base.errors import Conflict, InvalidInput, KioskError
 from kiosk.base.events import Event, EventBus, EventKind
 from kiosk.base.record import Punch
-from kiosk.base.timeutil import parse_iso
+from kiosk.base.timeutil import parse_iso, uuid7
 from kiosk.punching.direction import direction_for
 from kiosk.punching.position import Position
 from kiosk.punching.record import record_punch
@@ -26,6 +27,35 @@ class _PendingCard:
     employee_id: str
     name: str
     deadline_mono_ns: int
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """A punch everything is decided for but (maybe) its direction, stamped with ``reading``."""
+
+    employee_id: str
+    name: str | None
+    method: str
+    score: float | None
+    position: Position | None
+    flags: tuple[str, ...]
+    evidence: bytes | None
+    started_ns: int | None
+    reading: TimeReading
+
+
+@dataclass(frozen=True)
+class DirectionChoice:
+    """direction = buttons: an accepted punch waiting for the person's 上班 / 下班 tap; recorded with the
+    tapped direction, or with ``likely`` (the pre-selected one) once ``deadline_mono_ns`` passes."""
+
+    choice_id: str
+    punch: _Accepted
+    likely: str
+    deadline_mono_ns: int
+
+
+DIRECTIONS = ("IN", "OUT")
 
 
 def punch_detail(flags: str, clock_state: str) -> str:
@@ -45,6 +75,7 @@ class PunchPolicy:
         self.geofence_policy = geofence_policy
         self.failed_attempts = 0
         self.pending: _PendingCard | None = None
+        self.choice: DirectionChoice | None = None
         self._lock = threading.RLock()
 
     # -- inputs ----------------------------------------------------------
@@ -130,6 +161,10 @@ class PunchPolicy:
                evidence: bytes | None = None) -> Event:
         employee = self.store.roster.get(employee_id)
         name = employee.name if employee else None
+        if self.choice is not None:
+            if self.choice.punch.employee_id == employee_id:
+                return self._emit(self._choice_event(self.choice))  # still choosing: ask again
+            self._settle(self.choice.likely)  # the next person is here: the last one's pre-selection stands
         recent = self._recent_punch(employee_id, self.clock.now())
         if recent is not None:
             return self._emit(Event(EventKind.ALREADY_PUNCHED, employee_id=employee_id, name=name,
@@ -147,25 +182,91 @@ class PunchPolicy:
                 if self.geofence_policy == "refuse":
                     return self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name))
                 flags.append("outside_geofence")
+        accepted = _Accepted(employee_id, name, method, score, position, tuple(flags), evidence, started_ns,
+                             self.clock.now())
         try:
-            direction = direction_for(self.cfg, self.tz, self.store, employee_id, self.clock.now().utc)
-            recorded = record_punch(self.store, self.clock, employee_id, method, score=score, position=position,
-                                    flags=tuple(flags), direction=direction, evidence=evidence)
+            direction = direction_for(self.cfg, self.tz, self.store, employee_id, accepted.reading.utc)
         except KioskError as exc:
-            log.error("punch for %s NOT recorded: %s", employee_id, exc)
-            return self._emit(Event(EventKind.STORE_ERROR, employee_id=employee_id, name=name, detail=exc.what))
+            return self._store_error(accepted, exc)
+        if self.cfg.direction == "buttons":
+            # The direction is in the hashed record: the punch waits (stamped now) until it is chosen.
+            self.choice = DirectionChoice(str(uuid7()), accepted, direction,
+                                          accepted.reading.mono_ns + int(self.cfg.direction_buttons_timeout_s * 1e9))
+            return self._emit(self._choice_event(self.choice))
+        return self._record(accepted, direction)
+
+    # -- direction = buttons -----------------------------------------------
+
+    def _choice_event(self, choice: DirectionChoice) -> Event:
+        p = choice.punch
+        left_s = max(0.0, (choice.deadline_mono_ns - self.clock.mono()) / 1e9)
+        return Event(EventKind.CHOOSE_DIRECTION, employee_id=p.employee_id, name=p.name, method=p.method,
+                     local_time=self._local_hhmm(p.reading.utc), score=p.score, direction=choice.likely or None,
+                     choice_id=choice.choice_id, timeout_s=round(left_s, 1))
+
+    def choose_direction(self, choice_id: str, direction: str) -> Event:
+        """The person tapped 上班 (IN) or 下班 (OUT) for the punch ``choice_id``: record it so.
+
+        Raises InvalidInput for another direction, Conflict when that punch is no longer waiting
+        (its time ran out and the pre-selected direction was recorded, or it is another person's)."""
+        if direction not in DIRECTIONS:
+            raise InvalidInput(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}",
+                               fix="Tap 上班 (IN) or 下班 (OUT).")
+        with self._lock:
+            if self.choice is None or self.choice.choice_id != choice_id:
+                raise Conflict("that punch is no longer waiting for a direction (already recorded)",
+                               fix="Nothing to do; a wrong direction is fixed by a correction.")
+            return self._settle(direction)
+
+    def seconds_to_choice_deadline(self) -> float | None:
+        """Seconds until a waiting punch takes its pre-selected direction (None: nothing waits)."""
+        with self._lock:
+            choice = self.choice
+        return None if choice is None else max(0.0, (choice.deadline_mono_ns - self.clock.mono()) / 1e9)
+
+    def settle_due(self) -> Event | None:
+        """Record a waiting punch whose time to choose has run out, with its pre-selected direction."""
+        with self._lock:
+            if self.choice is None or self.clock.mono() < self.choice.deadline_mono_ns:
+                return None
+            log.info("direction: no tap within %.0f s for %s; %s recorded", self.cfg.direction_buttons_timeout_s,
+                     self.choice.punch.employee_id, self.choice.likely or "no direction")
+            return self._settle(self.choice.likely)
+
+    def settle_waiting(self) -> Event | None:
+        """Record a waiting punch now, with its pre-selected direction (the daemon stops: never lose it)."""
+        with self._lock:
+            return self._settle(self.choice.likely) if self.choice is not None else None
+
+    def _settle(self, direction: str) -> Event:
+        choice, self.choice = self.choice, None
+        return self._record(choice.punch, direction)
+
+    # -- the punch -------------------------------------------------------
+
+    def _record(self, p: _Accepted, direction: str) -> Event:
+        try:
+            recorded = record_punch(self.store, self.clock, p.employee_id, p.method, score=p.score,
+                                    position=p.position, flags=p.flags, direction=direction, evidence=p.evidence,
+                                    reading=p.reading)
+        except KioskError as exc:
+            return self._store_error(p, exc)
         punch, reading = recorded.punch, recorded.reading
-        latency_ms = (self.clock.mono() - started_ns) / 1e6 if started_ns else None
-        event = self._emit(Event(EventKind.PUNCHED, employee_id=employee_id, name=name, method=method,
-                                 local_time=self._local_hhmm(reading.utc), score=score, punch_id=punch.id,
+        latency_ms = (self.clock.mono() - p.started_ns) / 1e6 if p.started_ns else None
+        event = self._emit(Event(EventKind.PUNCHED, employee_id=p.employee_id, name=p.name, method=p.method,
+                                 local_time=self._local_hhmm(reading.utc), score=p.score, punch_id=punch.id,
                                  direction=punch.direction or None,
                                  latency_ms=latency_ms, detail=punch_detail(punch.flags, reading.state)))
         if reading.state != "verified":
             self._emit(Event(EventKind.TIME_UNVERIFIED, punch_id=punch.id))
-        if "outside_geofence" in flags:
-            self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=employee_id, name=name,
+        if "outside_geofence" in p.flags:
+            self._emit(Event(EventKind.OUTSIDE_GEOFENCE, employee_id=p.employee_id, name=p.name,
                              punch_id=punch.id, detail="stored, flagged"))
         return event
+
+    def _store_error(self, p: _Accepted, exc: KioskError) -> Event:
+        log.error("punch for %s NOT recorded: %s", p.employee_id, exc)
+        return self._emit(Event(EventKind.STORE_ERROR, employee_id=p.employee_id, name=p.name, detail=exc.what))
 
     def _emit(self, event: Event) -> Event:
         self.bus.publish(event)

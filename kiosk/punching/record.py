@@ -44,14 +44,17 @@ class Recorded:
 def record_punch(store: Store, clock: TrustedClock, employee_id: str, method: str, *,
                  score: float | None = None, position: Position | None = None, flags: tuple[str, ...] = (),
                  note: str = "", direction: str = "", actor: str | None = None,
-                 at: datetime | None = None, evidence: bytes | None = None) -> Recorded:
+                 at: datetime | None = None, evidence: bytes | None = None,
+                 reading: TimeReading | None = None) -> Recorded:
     """Append one punch, now or (a correction) at ``at``; with ``actor`` it is a correction made by
     hand (kind ``correction``, author ``actor``), audited in the same transaction; ``evidence`` (a face
-    thumbnail) is stored in that transaction too: one durable commit per punch.
+    thumbnail) is stored in that transaction too: one durable commit per punch. ``reading`` is the
+    clock reading to stamp it with when not now: a punch held for its 上班 / 下班 tap keeps the moment
+    the person was recognised.
 
     Raises KioskError (nothing stored) when the store cannot take it.
     """
-    reading = clock.now()
+    reading = reading or clock.now()
     draft = PunchDraft(employee_id, method, reading.state, score=score,
                        lat=position.lat if position else None, lon=position.lon if position else None,
                        accuracy_m=position.accuracy_m if position else None,

@@ -191,7 +191,7 @@ class KioskDaemon:
         if event.kind is EventKind.PUNCHED:
             self.feedback.signal(Signal.ACCEPTED)
             self.feedback.open_door()
-        elif event.kind in (EventKind.ALREADY_PUNCHED, EventKind.SHOW_FACE):
+        elif event.kind in (EventKind.ALREADY_PUNCHED, EventKind.SHOW_FACE, EventKind.CHOOSE_DIRECTION):
             self.feedback.signal(Signal.ATTENTION)
         elif event.kind in (EventKind.NOT_RECOGNISED, EventKind.USE_CARD, EventKind.UNKNOWN_CARD,
                             EventKind.FACE_MISMATCH, EventKind.OUTSIDE_GEOFENCE, EventKind.STORE_ERROR,
@@ -218,7 +218,7 @@ class KioskDaemon:
         log.info("kiosk %s ready: %s", __version__, status)
         watchdog_s = self.notifier.watchdog_interval_s()
         try:
-            while not self.stop_event.wait(min(MAIN_LOOP_S, watchdog_s or MAIN_LOOP_S)):
+            while not self.stop_event.wait(self._next_wait_s(watchdog_s)):
                 self._tick()
         finally:
             self.stop()
@@ -258,8 +258,15 @@ class KioskDaemon:
                 continue
             self.pipeline.handle(frame)
 
+    def _next_wait_s(self, watchdog_s: float | None) -> float:
+        """Until the next tick: each MAIN_LOOP_S, sooner for the watchdog or a punch's 上班 / 下班 deadline."""
+        waits = [MAIN_LOOP_S, watchdog_s or MAIN_LOOP_S]
+        deadline_s = self.policy.seconds_to_choice_deadline()
+        return min([*waits, deadline_s]) if deadline_s is not None else min(waits)
+
     def _tick(self) -> None:
         self.notifier.watchdog()
+        self._settle_direction()
         self._watch_devices()
         self._feed_clock()
         reading = self.clock.now()
@@ -280,6 +287,11 @@ class KioskDaemon:
             if purged:
                 log.info("erased %d evidence thumbnail(s) past %d days", purged,
                          self.config.store.evidence_retention_days)
+
+    def _settle_direction(self) -> None:
+        """direction = buttons: a punch nobody tapped 上班 / 下班 for is recorded with the pre-selected
+        direction once its time is up (also when no screen is looking: a punch is never lost)."""
+        self.policy.settle_due()
 
     def _watch_devices(self) -> None:
         """Publish each device's going offline and coming back (the screen's banners, the log)."""
@@ -366,7 +378,8 @@ class KioskDaemon:
 
     def stop(self) -> None:
         """1 stop event, 2 camera, 3 inference thread (finishes its frame: a punch in flight commits
-        or not at all), 4 readers, 5 store (checkpoint, close), 6 tell systemd."""
+        or not at all), 4 readers, 5 a punch waiting for its 上班 / 下班 tap is recorded with the
+        pre-selected direction, 6 store (checkpoint, close), 7 tell systemd."""
         self.stop_event.set()
         self.notifier.stopping()
         for attached in reversed(self._attached):  # the screen first, so no admin action races the shutdown
@@ -378,6 +391,7 @@ class KioskDaemon:
         for device in (self.rfid, self.gps, self.feedback):
             if device is not None:
                 device.stop()
+        self.policy.settle_waiting()
         self.store.close()
         log.info("kiosk stopped")
 

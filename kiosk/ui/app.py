@@ -30,6 +30,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "kiosk_admin"
 # Admin requests that change something must carry this header: a cross-site form cannot set it.
 ADMIN_HEADER = "x-kiosk-admin"
+# The teller's 上班 / 下班 tap carries this one, for the same reason.
+SCREEN_HEADER = "x-kiosk-screen"
 STATUS_INTERVAL_S = 2.0
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 SECURITY_HEADERS = [
@@ -109,9 +111,24 @@ def public_routes(service: UiService) -> list:
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def direction(request: Request) -> Response:
+        """The tap on 上班 (IN) or 下班 (OUT) for the punch waiting for it (direction = buttons)."""
+        if request.headers.get(SCREEN_HEADER) != "1":
+            return refusal(UiError("forbidden", 403))
+        try:
+            data = await body_of(request)
+            event = await run_in_threadpool(service.daemon.policy.choose_direction, text(data, "choice_id", 64),
+                                            text(data, "direction", 8))
+        except UiError as exc:
+            return refusal(exc)
+        except KioskError as exc:
+            return refusal(from_kiosk_error(exc))
+        return JSONResponse({"result": "ok", "event": event.to_dict()})
+
     return [Route("/", index), Route("/api/state", state), Route("/api/i18n/{lang}", i18n),
             Route("/api/events", events), Route("/api/preview.mjpg", preview_mjpg),
-            Route("/api/preview.jpg", preview_jpg), Route("/healthz", healthz)]
+            Route("/api/preview.jpg", preview_jpg), Route("/healthz", healthz),
+            Route("/api/direction", direction, methods=["POST"])]
 
 
 async def event_stream(service: UiService):  # noqa: ANN201 - async generator of SSE chunks

@@ -1,7 +1,9 @@
 // The teller's screen: idle (clock, branch, what to do), results pushed live by the daemon over
 // server-sent events, banners for a camera or reader that is down, an out-of-service screen when
 // nothing can punch, language switch. The screen always matches the kiosk's state: the prompt asks
-// for what works now (a blink when liveness is on, the card when the camera is down).
+// for what works now (a blink when liveness is on, the card when the camera is down). With
+// punch.direction = buttons a recognised person gets 上班 / 下班 with the likely one pre-selected: a tap
+// posts the choice; otherwise the daemon records the pre-selected one when the time is up.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const TROUBLE = ["stalled", "disconnected", "failed"];
@@ -30,6 +32,8 @@ const Screen = {
   hint: null,           // an inline result (event) shown in place of the idle prompt
   resultTimer: null,
   hintTimer: null,
+  choice: null,         // { event, selected, deadline, sent } of a punch waiting for 上班 / 下班
+  choiceTimer: null,
   connected: true,
   lostSince: null,
   wasOffline: false,
@@ -44,6 +48,9 @@ const Screen = {
     document.querySelectorAll("button.lang").forEach((button) => {
       button.textContent = I18n.t("lang.self", {}, button.dataset.lang);
       button.addEventListener("click", () => this.setLanguage(button.dataset.lang, true));
+    });
+    document.querySelectorAll("button.choice-button").forEach((button) => {
+      button.addEventListener("click", () => this.choose(button.dataset.direction));
     });
     this.preview = this.makePreview();
     if (this.state.preview) $("preview-slot-idle").appendChild(this.preview);
@@ -94,6 +101,7 @@ const Screen = {
   render() {
     this.renderIdle();
     this.renderResult();
+    this.renderChoice();
     this.renderOffline();
     this.renderBanner();
   },
@@ -183,6 +191,7 @@ const Screen = {
     if (this.lost() && !this.wasOffline) {
       this.wasOffline = true;
       this.stopPreview();
+      this.choice = null;
       this.hideResult();
     }
     if (this.lost()) this.render();
@@ -214,9 +223,72 @@ const Screen = {
       }
       return;
     }
+    if (event.kind === "choose_direction") { this.showChoice(event); return; }
+    if (event.kind === "punched" && this.choice && this.choice.event.employee_id === event.employee_id) {
+      this.endChoice();
+    }
     if (RESULTS[event.kind] && RESULTS[event.kind].inline) this.showHint(event);
     else if (RESULTS[event.kind]) this.showResult(event);
     else this.render();
+  },
+
+  // -- 上班 / 下班 (punch.direction = buttons) --------------------------------------------------
+  showChoice(event) {
+    const again = this.choice && this.choice.event.choice_id === event.choice_id;
+    this.hint = null;
+    this.shown = null;
+    clearTimeout(this.resultTimer);
+    this.choice = again ? this.choice : { event, selected: event.direction || "IN", sent: false };
+    this.choice.deadline = Date.now() + (event.timeout_s || 0) * 1000;
+    clearInterval(this.choiceTimer);
+    this.choiceTimer = setInterval(() => this.tickChoice(), 250);
+    this.render();
+  },
+
+  tickChoice() {
+    // The daemon records the punch at the deadline and says so (punched); a page that hears nothing
+    // for a while after it (connection lost) stops asking.
+    if (this.choice && Date.now() > this.choice.deadline + LOST_AFTER_MS) this.endChoice();
+    this.renderChoice();
+  },
+
+  endChoice() {
+    this.choice = null;
+    clearInterval(this.choiceTimer);
+    this.renderChoice();
+  },
+
+  async choose(direction) {
+    const choice = this.choice;
+    if (!choice || choice.sent) return;
+    choice.selected = direction;
+    choice.sent = true;
+    this.renderChoice();
+    try {
+      // A 409 means the time ran out first: the pre-selected direction was recorded (its result follows).
+      await fetch("/api/direction", { method: "POST", headers: { "content-type": "application/json",
+        "x-kiosk-screen": "1" }, body: JSON.stringify({ choice_id: choice.event.choice_id, direction }) });
+    } catch (e) { /* the daemon records the pre-selected direction at the deadline */ }
+  },
+
+  renderChoice() {
+    const box = $("screen-choice");
+    const choice = this.choice;
+    if (!choice || this.outOfService()) {
+      box.classList.add("hidden");
+      return;
+    }
+    box.classList.remove("hidden");
+    $("screen-idle").classList.add("hidden");
+    $("screen-result").classList.add("hidden");
+    $("choice-name").textContent = choice.event.name || choice.event.employee_id || "";
+    document.querySelectorAll("button.choice-button").forEach((button) => {
+      button.classList.toggle("selected", button.dataset.direction === choice.selected);
+      button.disabled = choice.sent && button.dataset.direction !== choice.selected;
+    });
+    const seconds = Math.max(0, Math.ceil((choice.deadline - Date.now()) / 1000));
+    $("choice-countdown").textContent = choice.sent ? "" :
+      I18n.t("choose.countdown", { seconds, direction: I18n.t("direction." + choice.selected) });
   },
 
   // -- results ------------------------------------------------------------------------------
