@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from daemon_support import copy_home, enrol, kinds, run_daemon, start_daemon, write_sequence
+from ui_support import free_port
 from waiting import wait_for, wait_state
 
 from conftest import skip_or_fail
@@ -183,6 +187,64 @@ def test_sigterm_mid_walkup_loses_no_acknowledged_punch(home: Path, tmp_path: Pa
     # A clean stop announces every punch it stored, and stores every punch it announced.
     assert sorted(acknowledged) == sorted(p.id for p in _punches(home))
     assert "kiosk stopped" in daemon.log()
+
+
+def tap_direction(url: str, choice_id: str, direction: str, header: bool = True) -> tuple[int, dict]:
+    """The screen's 上班 / 下班 tap: POST /api/direction, as screen.js sends it."""
+    request = urllib.request.Request(url + "api/direction", method="POST",
+                                     data=json.dumps({"choice_id": choice_id, "direction": direction}).encode(),
+                                     headers={"content-type": "application/json",
+                                              **({"x-kiosk-screen": "1"} if header else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_buttons_take_the_preselected_direction_after_the_timeout_or_the_tapped_one(
+        home: Path, tmp_path: Path, people) -> None:
+    """direction = buttons with the screen served but no browser looking: the first walk-up is recorded
+    as pre-selected (IN) when the time runs out; on the next, pre-selected OUT, a tap on 上班 records IN."""
+    camera = write_sequence(tmp_path / "loop", [(people["A"][2], 6), (None, 10)])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    daemon = start_daemon(home, f"camera.source='images:{camera}?fps=8&loop=1'", "liveness.enabled=false",
+                          "punch.debounce_s=0", "punch.direction='buttons'", "punch.direction_buttons_timeout_s=8",
+                          "ui.enabled=true", f"ui.port={port}")
+
+    def choices(events: list[dict]) -> list[dict]:
+        first_seen: dict[str, dict] = {}
+        for event in events:
+            if event["kind"] == "choose_direction":
+                first_seen.setdefault(event["choice_id"], event)
+        return list(first_seen.values())
+
+    def punches(events: list[dict]) -> list[dict]:
+        return [e for e in events if e["kind"] == "punched"]
+
+    try:
+        (first,) = daemon.wait_events(lambda events: choices(events)[:1], 240, what="the first 上班 / 下班 question")
+        assert (first["employee_id"], first["direction"], first["name"]) == ("E001", "IN", "Ariel Sharon")
+        (timed_out,) = daemon.wait_events(lambda events: punches(events)[:1], 120, what="the timed-out punch")
+        assert timed_out["direction"] == "IN"  # nobody tapped: the pre-selected one
+        code, body = tap_direction(url, first["choice_id"], "OUT")
+        assert (code, body["error"]) == (409, "conflict")  # too late: it is recorded, never rewritten
+        second = daemon.wait_events(lambda events: choices(events)[1:2], 120, what="the second question")[0]
+        assert second["direction"] == "OUT"  # auto's choice for the second punch of the day
+        code, body = tap_direction(url, second["choice_id"], "IN", header=False)
+        assert code == 403  # a cross-site form cannot tap for the person at the kiosk
+        code, body = tap_direction(url, second["choice_id"], "IN")
+        assert code == 200 and (body["event"]["kind"], body["event"]["direction"]) == ("punched", "IN")
+        daemon.wait_events(lambda events: len(punches(events)) >= 2, 60, what="the tapped punch")
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log()[-2000:]
+    stored = _punches(home)
+    assert [(p.employee_id, p.method, p.direction) for p in stored[:2]] == [("E001", "face", "IN")] * 2
+    assert [p.id for p in stored[:2]] == [e["punch_id"] for e in punches(daemon.events())[:2]]
+    # A question still open at SIGTERM is recorded as pre-selected, never dropped.
+    assert len(stored) == len(punches(daemon.events())) == len(choices(daemon.events()))
 
 
 def punched_ids(events: list[dict]) -> list[str]:
