@@ -14,10 +14,12 @@ import httpx
 import pytest
 from console_support import PASSWORD, FakeKiosk, add_user, signed_in
 from openpyxl import load_workbook
+from sync_support import start_hub
 
-from kiosk.base.errors import InvalidInput
+from kiosk.base.errors import ConfigError, InvalidInput
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import accounts
+from sync.hub.config import validate_hub_config
 from sync.hub.export import PAYROLL_COLUMNS
 
 SHANGHAI = "Asia/Shanghai"
@@ -189,6 +191,55 @@ def test_corrections_are_new_audited_records_with_reason_author_and_a_confirmati
     assert [(a["actor"], a["action"]) for a in trail[:2]] == [("hr.admin", "punch.correction")] * 2
     assert trail[0]["detail"]["confirmed"] is True
     kiosk.close()
+
+
+def test_a_work_day_starts_at_day_starts_at_so_a_night_shift_stays_one_day(hub_config) -> None:  # noqa: ANN001
+    """[console] day_starts_at (04:00, as the kiosks' punch.day_starts_at) and a night-shift branch's own
+    start (14:00): a punch at 02:00 or 06:03 belongs to the work day before."""
+    console = hub_config.console.model_copy(update={"branch_day_starts_at": {"B002": "14:00"}})
+    hub = start_hub(hub_config.model_copy(update={"console": console}))
+    try:
+        for branch in ("B001", "B002"):
+            set_zone(hub, branch, SHANGHAI)
+        hire(hub, "E1", "Day Teller", ["B001"])
+        hire(hub, "E2", "Night Guard", ["B002"])
+        day, night = FakeKiosk(hub, "B001"), FakeKiosk(hub, "B002")
+        day.punch("E1", "2026-11-02T00:00:00.000Z", direction="IN")  # 08:00 local
+        day.punch("E1", "2026-11-02T18:00:00.000Z", direction="OUT")  # 02:00 the next morning: a long day
+        night.punch("E2", "2026-11-02T13:55:00.000Z", direction="IN")  # 21:55
+        night.punch("E2", "2026-11-02T22:03:00.000Z", direction="OUT")  # 06:03 the next morning
+        night.punch("E2", "2026-11-03T13:58:00.000Z", direction="IN")  # 21:58: the next night's shift
+
+        def sheet(branch: str, on: str) -> dict:
+            resp = hub.hr.get("/v1/hr/attendance", params={"branch": branch, "date": on})
+            assert resp.status_code == 200, resp.text
+            return resp.json()
+
+        b001 = sheet("B001", "2026-11-02")
+        (e1,) = b001["people"]
+        assert b001["day_starts_at"] == "04:00"
+        assert (e1["first_in"], e1["last_out"], e1["worked_s"], e1["exceptions"]) == ("08:00:00", "02:00:00", 64800, [])
+        assert [p["local_date"] for p in e1["punches"]] == ["2026-11-02", "2026-11-03"]
+        assert sheet("B001", "2026-11-03")["people"][0]["exceptions"] == ["absent"]
+        b002 = sheet("B002", "2026-11-02")
+        (e2,) = b002["people"]
+        assert b002["day_starts_at"] == "14:00"
+        assert (e2["first_in"], e2["last_out"], e2["worked_s"], e2["exceptions"]) == ("21:55:00", "06:03:00", 29280, [])
+        (next_night,) = sheet("B002", "2026-11-03")["people"]
+        assert (next_night["first_in"], next_night["exceptions"]) == ("21:58:00", ["missing_out"])
+        day.close()
+        night.close()
+    finally:
+        hub.hr.close()
+        hub.server.stop()
+
+
+def test_day_starts_at_per_branch_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        validate_hub_config({"console": {"branch_day_starts_at": {"B002": "25:00", "no spaces!": "14:00"}}}, "hub.toml",
+                            tmp_path)
+    assert "console.branch_day_starts_at" in str(refused.value.problems)
+    assert "HH:MM" in str(refused.value.problems) or "branch code" in str(refused.value.problems)
 
 
 def test_the_day_sheet_names_each_exception(hub) -> None:

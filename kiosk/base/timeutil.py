@@ -1,4 +1,4 @@
-"""Time helpers: canonical UTC timestamps, monotonic clock and the kernel boot id."""
+"""Time helpers: canonical UTC timestamps, monotonic clock, the kernel boot id, and the local work day."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import os
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as clock_time
 from pathlib import Path
 
 HUB_TIME_HEADER = "X-Hub-Time"
+LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+"""A local time of day as HH:MM (config keys such as ``day_starts_at``)."""
 """The hub stamps every answer with its UTC clock (milliseconds) in this header; kiosks measure
 their clock offset from it."""
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -76,3 +79,23 @@ def parse_local_time(text: str, tz: tzinfo, now: datetime) -> datetime:
         raise ValueError(f"{text!r} is not a time: use HH:MM (today), YYYY-MM-DD HH:MM (local time) "
                          "or an ISO 8601 instant with its zone") from None
     return local.astimezone(UTC)
+
+
+def parse_hhmm(text: str) -> clock_time:
+    """A checked HH:MM (LOCAL_TIME) as a time of day."""
+    hours, minutes = text.split(":")
+    return clock_time(int(hours), int(minutes))
+
+
+def work_day_start(local: datetime, day_starts_at: str) -> datetime:
+    """The start of the work day ``local`` (a zone-aware local time) belongs to, when work days start at
+    ``day_starts_at`` (HH:MM): with 04:00 a punch at 02:00 belongs to the day before. The kiosk's IN/OUT
+    rule and the hub's day sheet both count days by this."""
+    start = datetime.combine(local.date(), parse_hhmm(day_starts_at), tzinfo=local.tzinfo)
+    return start if local >= start else start - timedelta(days=1)
+
+
+def work_day_bounds(day: date, tz: tzinfo, day_starts_at: str) -> tuple[datetime, datetime]:
+    """The instants (zone-aware) the work day ``day`` starts and ends at, in ``tz``."""
+    start = datetime.combine(day, parse_hhmm(day_starts_at), tzinfo=tz)
+    return start, datetime.combine(day + timedelta(days=1), parse_hhmm(day_starts_at), tzinfo=tz)

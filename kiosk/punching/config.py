@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kiosk.base.config import StrictModel
+from kiosk.base.timeutil import LOCAL_TIME
 
 PunchMode = Literal["face", "card", "face_or_card", "card_and_face"]
 DirectionRule = Literal["auto", "buttons", "windows", "none"]
-LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class DirectionWindow(StrictModel):

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from kiosk.base.timeutil import iso_utc
+from kiosk.base.timeutil import iso_utc, parse_hhmm, work_day_start
 
 if TYPE_CHECKING:
     from kiosk.punching.config import DirectionWindow, PunchConfig
     from kiosk.store.database import Store
 
 
-def _hhmm(text: str) -> time:
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
-
-
-def work_day_start(local: datetime, day_starts_at: str) -> datetime:
-    """The start of the work day ``local`` (a zone-aware local time) belongs to."""
-    start = datetime.combine(local.date(), _hhmm(day_starts_at), tzinfo=local.tzinfo)
-    return start if local >= start else start - timedelta(days=1)
-
-
 def in_window(window: DirectionWindow, moment: time) -> bool:
-    start, end = _hhmm(window.start), _hhmm(window.end)
+    start, end = parse_hhmm(window.start), parse_hhmm(window.end)
     moment = moment.replace(second=0, microsecond=0)
     return start <= moment <= end if start <= end else moment >= start or moment <= end
 

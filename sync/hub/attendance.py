@@ -1,17 +1,19 @@
 """Attendance at the hub: HR's corrections (new records of kind 'correction', never edits), the day sheet
-per branch (first IN, last OUT, worked time, exceptions) and the Today summary."""
+per branch (first IN, last OUT, worked time, exceptions) and the Today summary. A day is a local *work*
+day: it starts at the branch's ``day_starts_at`` (as the kiosks' rule), so a night shift stays one day."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from kiosk.base.errors import InvalidInput, NotFound
-from kiosk.base.timeutil import iso_utc, utc_now, uuid7
+from kiosk.base.timeutil import iso_utc, utc_now, uuid7, work_day_bounds, work_day_start
 from sync.errors import NeedsConfirmation
 from sync.hub import audit, export
 from sync.hub.accounts import Principal
@@ -109,8 +111,8 @@ class SheetRow:
     def to_dict(self) -> dict[str, Any]:
         return {"employee_id": self.employee_id, "name": self.name, "first_in": self.first_in,
                 "last_out": self.last_out, "worked_s": self.worked_s, "exceptions": self.exceptions or [],
-                "punches": [{k: p.get(k) for k in ("id", "local_time", "direction", "method", "kind", "flags",
-                                                   "clock_state", "note", "author")} for p in self.punches]}
+                "punches": [{k: p.get(k) for k in ("id", "local_date", "local_time", "direction", "method", "kind",
+                                                   "flags", "clock_state", "note", "author")} for p in self.punches]}
 
 
 def _in_out(punches: list[dict[str, Any]]) -> tuple[dict | None, dict | None]:
@@ -148,10 +150,14 @@ def _sheet_row(employee_id: str, name: str, punches: list[dict[str, Any]], on_ro
     return row
 
 
-def day_sheet(db: HubDb, principal: Principal, branch: str, day: date, default_tz: str) -> list[SheetRow]:
-    """Everyone on ``branch``'s roster, and everyone who punched there on local ``day``."""
+def day_sheet(db: HubDb, principal: Principal, branch: str, day: date, default_tz: str,
+              day_starts_at: str) -> list[SheetRow]:
+    """Everyone on ``branch``'s roster, and everyone who punched there in the local work day ``day``
+    (from ``day_starts_at`` that day to ``day_starts_at`` the next)."""
     principal.scope(branch)
-    rows, _, _ = export.query(db, export.PunchFilter(start=day, end=day, branches=[branch]), SHEET_MAX_PUNCHES,
+    with db.transaction(write=False) as tx:
+        start, end = work_day_bounds(day, zones(tx, default_tz).of(branch), day_starts_at)
+    rows, _, _ = export.query(db, export.PunchFilter(start=start, end=end, branches=[branch]), SHEET_MAX_PUNCHES,
                               default_tz)
     with db.transaction(write=False) as tx:
         roster = {r["id"]: r["name"] for r in tx.rows(
@@ -165,19 +171,21 @@ def day_sheet(db: HubDb, principal: Principal, branch: str, day: date, default_t
     return [_sheet_row(e, names[e], by_person[e], e in roster) for e in sorted(by_person)]
 
 
-def local_today(db: HubDb, branch: str, default_tz: str) -> date:
+def local_today(db: HubDb, branch: str, default_tz: str, day_starts_at: str) -> date:
+    """The work day ``branch`` is in now (before ``day_starts_at``: still yesterday's)."""
     with db.transaction(write=False) as tx:
-        return utc_now().astimezone(zones(tx, default_tz).of(branch)).date()
+        local = utc_now().astimezone(zones(tx, default_tz).of(branch))
+    return work_day_start(local, day_starts_at).date()
 
 
 def today(db: HubDb, principal: Principal, branch_codes: list[str], default_tz: str,
-          offline_after_s: float) -> list[dict[str, Any]]:
-    """Per branch, in its own local today: punches so far, who is in, who is not yet, exceptions, devices."""
+          offline_after_s: float, day_starts_at: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Per branch, in its own local work day: punches so far, who is in, who is not yet, exceptions, devices."""
     fleet = list_devices(db, branches=branch_codes, offline_after_s=offline_after_s)
     out = []
     for branch in branch_codes:
-        day = local_today(db, branch, default_tz)
-        sheet = day_sheet(db, principal, branch, day, default_tz)
+        day = local_today(db, branch, default_tz, day_starts_at(branch))
+        sheet = day_sheet(db, principal, branch, day, default_tz, day_starts_at(branch))
         devices = [d for d in fleet if d.branch == branch and d.state != "revoked"]
         out.append({
             "branch": branch, "date": day.isoformat(), "punches": sum(len(r.punches) for r in sheet),

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kiosk.base.config import ConfigPath, StrictModel, load_model_file, validate_model
 from kiosk.base.errors import ConfigError, KioskError
+from kiosk.base.timeutil import LOCAL_TIME
 from sync.hub.outbound.config import ConnectorsConfig, OutboundConfig
 
 DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
@@ -103,6 +104,30 @@ class ConsoleConfig(StrictModel):
     live_poll_s: float = Field(1.0, ge=0.1, le=60, description="How often the live punch feed looks for new "
                                "punches, seconds.")
     export_max_rows: int = Field(500_000, ge=1, le=10_000_000, description="Most punches in one CSV/XLSX export.")
+    day_starts_at: str = Field("04:00", pattern=LOCAL_TIME, description="Local time (HH:MM) a work day starts on "
+                               "the day sheet and Today, as the kiosks' punch.day_starts_at: with 04:00 a punch at "
+                               "02:00 belongs to the day before (night shifts: e.g. 14:00).")
+    branch_day_starts_at: dict[str, str] = Field(
+        default_factory=dict, description="Branches whose work day starts at another time than day_starts_at, "
+        "e.g. { B017 = \"14:00\" } for a branch with a night shift (set it as that branch's kiosks' "
+        "punch.day_starts_at).")
+
+    def day_starts_at_of(self, branch: str) -> str:
+        """When ``branch``'s work day starts (HH:MM, local)."""
+        return self.branch_day_starts_at.get(branch, self.day_starts_at)
+
+    @field_validator("branch_day_starts_at")
+    @classmethod
+    def verify_branch_day_starts(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        from sync.protocol import BRANCH
+        for code, start in value.items():
+            if not re.match(BRANCH, code):
+                raise ValueError(f"{code!r} is not a branch code (1-32 letters, digits, _ . -)")
+            if not isinstance(start, str) or not re.match(LOCAL_TIME, start):
+                raise ValueError(f"{code} = {start!r}: give the local time a work day starts as HH:MM, e.g. \"04:00\"")
+        return value
 
     @field_validator("timezone")
     @classmethod

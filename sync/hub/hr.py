@@ -130,14 +130,16 @@ def visible_branches(hub: HubContext, p: Principal) -> list[str]:
 def day_sheet(hub: HubContext, p: Principal, branch: str, day: date | None) -> dict[str, Any]:
     p.require("punches.read")
     p.scope(branch)
-    day = day or attendance.local_today(hub.db, branch, hub.tz)
-    rows = attendance.day_sheet(hub.db, p, branch, day, hub.tz)
-    return {"branch": branch, "date": day.isoformat(), "people": [r.to_dict() for r in rows]}
+    starts = hub.config.console.day_starts_at_of(branch)
+    day = day or attendance.local_today(hub.db, branch, hub.tz, starts)
+    rows = attendance.day_sheet(hub.db, p, branch, day, hub.tz, starts)
+    return {"branch": branch, "date": day.isoformat(), "day_starts_at": starts, "people": [r.to_dict() for r in rows]}
 
 
 def today(hub: HubContext, p: Principal, branch: str | None = None) -> list[dict[str, Any]]:
     codes = p.scope(branch) or visible_branches(hub, p)
-    return attendance.today(hub.db, p, codes, hub.tz, hub.config.console.offline_after_s)
+    return attendance.today(hub.db, p, codes, hub.tz, hub.config.console.offline_after_s,
+                            hub.config.console.day_starts_at_of)
 
 
 # -- devices and branches ----------------------------------------------------------------------

@@ -228,9 +228,12 @@ def _punch_routes(api: APIRouter) -> None:
 
     @api.get("/attendance")
     def attendance(hub: Hub, who: Who, branch: str,
-                   day: Annotated[date | None, Query(alias="date", description="Local date; default today.")] = None
+                   day: Annotated[date | None, Query(alias="date", description="Local work day; default the "
+                                                     "current one.")] = None
                    ) -> dict[str, Any]:
-        """The day sheet: per person first IN, last OUT, worked seconds, exceptions and the punches."""
+        """The day sheet: per person first IN, last OUT, worked seconds, exceptions and the punches. A work day
+        runs from the branch's day_starts_at ([console] day_starts_at / branch_day_starts_at) to the next
+        day's, so a punch at 02:00 after a night shift belongs to the day before."""
         return hr.day_sheet(hub, who, branch, day)
 
     @api.get("/today")
