@@ -359,6 +359,24 @@ class PhotoProblem(WireModel):
     reason: str
 
 
+class PhotoCheckIn(WireModel):
+    """Photos to check before a new hire (or an edit) is saved: nothing is stored."""
+
+    photos: list[Photo] = Field(min_length=1, max_length=MAX_PHOTOS)
+
+
+class PhotoVerdict(WireModel):
+    index: int = Field(description="Position of the photo in the request, from 0.")
+    ok: bool = Field(description="The photo would be used: a template is made from it (for at least one model).")
+    reasons: list[str] = Field(default_factory=list, description="Why it would not be used, per model: "
+                               "'no_face: ...', 'several_faces: ...', 'poor_quality: the face is too small ...', "
+                               "'unreadable: ...', 'too_large: ...' (the name before ':' is stable).")
+
+
+class PhotoCheckOut(WireModel):
+    photos: list[PhotoVerdict]
+
+
 class EmployeeOut(WireModel):
     employee_id: str
     name: str

@@ -203,6 +203,47 @@ def _check_page(page, lang: str) -> None:  # noqa: ANN001
     assert ("考勤中心" in text) == (lang == "zh"), f"{page.url} is not in {lang}"
 
 
+def test_new_hire_photos_get_their_verdicts_before_saving(console_hub, face_data: Path, tmp_path: Path) -> None:
+    """Choosing photos on the new-hire form shows each one's verdict at once (the save's own checks, through
+    POST /employees/photos/check, twin of POST /v1/hr/photos/check); nothing is saved until the form is sent."""
+    import base64
+
+    import cv2
+    hub = console_hub
+    add_user(hub, "hr.admin", "hr_admin")
+    good = image_files(face_data / "Ariel_Sharon")[0]
+    tiny = tmp_path / "tiny.jpg"  # the same face, far too small to enrol
+    cv2.imwrite(str(tiny), cv2.resize(cv2.imread(str(good)), (40, 40), interpolation=cv2.INTER_AREA))
+    chosen = [good, face_data / "_nofaces" / "dog.jpg", face_data / "_groups" / "face_recog_two_people.jpg", tiny]
+    with chromium() as browser:
+        for lang in ("en", "zh"):
+            page = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB").new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"{hub.url}/lang?to={lang}&next=/signin")
+            sign_in(page, hub.url, "hr.admin")
+            page.goto(f"{hub.url}/employees/new")
+            page.fill("input[name=employee_id]", "E200")
+            page.set_input_files("#new-hire-form input[name=photos]", [str(p) for p in chosen])
+            page.wait_for_selector("#photo-check[data-state=done]")
+            verdicts = page.locator("#photo-check li")
+            assert [verdicts.nth(i).get_attribute("data-ok") for i in range(4)] == ["yes", "no", "no", "no"]
+            texts = [verdicts.nth(i).inner_text() for i in range(4)]
+            words = catalogue(lang)
+            assert texts[0].startswith(good.name) and words["photo.used"] in texts[0]
+            assert words["photo.no_face"] in texts[1] and words["photo.several_faces"] in texts[2]
+            assert words["photo.poor_quality"] in texts[3] and "small" in texts[3]  # the detail names the cause
+            page.screenshot(path=str(SHOTS / f"new-hire-photo-check-{lang}-1280x800.png"), full_page=True)
+            page.context.close()
+    assert hub.hr.get("/v1/hr/employees/E200").status_code == 404, "checking photos saves nothing"
+    encoded = [base64.b64encode(p.read_bytes()).decode() for p in (good, tiny)]
+    api = hub.hr.post("/v1/hr/photos/check", json={"photos": encoded})
+    assert api.status_code == 200, api.text
+    assert [(v["index"], v["ok"]) for v in api.json()["photos"]] == [(0, True), (1, False)]
+    assert api.json()["photos"][1]["reasons"][0].startswith("poor_quality:")
+    assert hub.hr.post("/v1/hr/photos/check", json={"photos": ["bm90IGEgcGhvdG8="]}).status_code == 422
+    assert "/v1/hr/photos/check" in hub.hr.get("/v1/openapi.json").json()["paths"]
+
+
 def test_every_page_in_both_languages_at_laptop_and_tablet_sizes(tmp_path: Path, request) -> None:  # noqa: ANN001
     require_chromium()
     config = validate_hub_config(hub_config_data("sqlite", tmp_path, request), "test", tmp_path)

@@ -24,6 +24,8 @@ from sync.protocol import (
     EmployeeOut,
     EmployeePage,
     EmployeePatch,
+    PhotoCheckIn,
+    PhotoCheckOut,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,13 @@ def create_employee(hub: HubContext, p: Principal, emp: EmployeeIn) -> EmployeeO
     p.require_branches(emp.branches)
     out, _rehired = people.create_employee(hub.db, emp, _templates(hub, emp.photos, emp.templates), p.name)
     return out
+
+
+def check_photos(hub: HubContext, p: Principal, check: PhotoCheckIn) -> PhotoCheckOut:
+    """Each photo's verdict by the checks a save runs (the same templates step), before anything is saved."""
+    p.require("employees.write")
+    made = _templates(hub, check.photos, [])
+    return PhotoCheckOut(photos=people.photo_verdicts(made, len(check.photos), len(hub.maker.model_ids())))
 
 
 def patch_employee(hub: HubContext, p: Principal, employee_id: str, patch: EmployeePatch) -> EmployeeOut:

@@ -30,6 +30,8 @@ from sync.protocol import (
     EmployeeOut,
     EmployeePage,
     EmployeePatch,
+    PhotoCheckIn,
+    PhotoCheckOut,
     SignInIn,
     TerminateIn,
 )
@@ -160,6 +162,13 @@ def _employee_routes(api: APIRouter) -> None:
     def create_employee(emp: EmployeeIn, hub: Hub, who: Who) -> EmployeeOut:
         """Create (or re-hire) an employee with branches, cards, and photos or templates."""
         return hr.create_employee(hub, who, emp)
+
+    @api.post("/photos/check", response_model=PhotoCheckOut)
+    def check_photos(check: PhotoCheckIn, hub: Hub, who: Who) -> PhotoCheckOut:
+        """Each photo's verdict (used, or no_face / several_faces / poor_quality such as a face too small /
+        unreadable / too_large) by the same checks a save runs; nothing is stored. The console's new-hire
+        form asks this as soon as photos are chosen."""
+        return hr.check_photos(hub, who, check)
 
     @api.get("/employees/{employee_id}", response_model=EmployeeOut)
     def get_employee(employee_id: str, hub: Hub, who: Who) -> EmployeeOut:

@@ -30,6 +30,7 @@ from sync.protocol import (
     EmployeePatch,
     EnrolmentResult,
     PhotoProblem,
+    PhotoVerdict,
     RosterEmployee,
     RosterPage,
     RosterTemplate,
@@ -105,6 +106,16 @@ def prepare_templates(photos: list[str], given: list[TemplateIn], maker: Templat
                      for i in range(len(data))]
     missing = sorted(m for m in known if m not in makeable) if data else []
     return Templates(ready, len(used), problems, missing)
+
+
+def photo_verdicts(made: Templates, count: int, models: int) -> list[PhotoVerdict]:
+    """Each of ``count`` photos: used (a template for at least one of the ``models`` the hub makes), or the
+    reasons it was refused. The save reports them after, the photo check before: the same verdicts."""
+    out = []
+    for index in range(count):
+        reasons = [p.reason for p in made.problems if p.index == index]
+        out.append(PhotoVerdict(index=index, ok=len(reasons) < max(1, models), reasons=reasons))
+    return out
 
 
 # -- writes -------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from kiosk.base.errors import KioskError
 from sync.errors import Forbidden, NeedsConfirmation
-from sync.hub import accounts, hr
+from sync.hub import accounts, hr, people
 from sync.hub.console.pages import employee_context
-from sync.hub.console.render import page
+from sync.hub.console.render import fragment, page
 from sync.hub.console.session import (
     PRE_CSRF_COOKIE,
     checked_form,
@@ -29,7 +29,7 @@ from sync.hub.console.session import (
     problem,
 )
 from sync.hub.hrapi import SESSION_COOKIE, set_session_cookie
-from sync.protocol import CodeIn, CorrectionIn, EmployeeIn, EmployeePatch
+from sync.protocol import CodeIn, CorrectionIn, EmployeeIn, EmployeePatch, PhotoCheckIn
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,27 @@ async def _photos(form: Any) -> tuple[list[str], list[str]]:
     return data, names
 
 
-def verdicts(out: Any, names: list[str], models: int) -> list[dict[str, Any]]:
-    """Each uploaded photo: used, or the reasons it was refused (per model the hub makes)."""
-    rows = []
-    for index, name in enumerate(names):
-        reasons = [p.reason for p in out.photos_rejected if p.index == index]
-        rows.append({"name": name, "ok": len(reasons) < max(1, models), "reasons": reasons})
-    return rows
+def verdicts(problems: list[Any], names: list[str], models: int) -> list[dict[str, Any]]:
+    """Each uploaded photo (by file name): used, or the reasons it was refused (per model the hub makes)."""
+    made = people.Templates([], 0, problems, [])
+    return [{"name": name, "ok": v.ok, "reasons": v.reasons}
+            for name, v in zip(names, people.photo_verdicts(made, len(names), models), strict=True)]
+
+
+@router.post("/employees/photos/check")
+async def check_photos(request: Request) -> Response:
+    """The new-hire form's photo verdicts before saving (its light JS posts the chosen files here): the
+    list the employee page shows after a save, as an HTML fragment; nothing is stored."""
+    who = current(request)
+    hub = hub_of(request)
+    form = await checked_form(request, who)
+    photos, names = await _photos(form)
+    try:
+        checked = await run_in_threadpool(hr.check_photos, hub, who, PhotoCheckIn(photos=photos))
+    except (KioskError, ValidationError) as exc:
+        return fragment(request, "photo_verdicts.html", http_status=422, verdicts=[], error=problem(exc))
+    rows = [{"name": name, "ok": v.ok, "reasons": v.reasons} for name, v in zip(names, checked.photos, strict=True)]
+    return fragment(request, "photo_verdicts.html", verdicts=rows, error=None)
 
 
 @router.post("/employees/new")
@@ -139,7 +153,7 @@ async def new_hire(request: Request) -> Response:
         return page(request, "new_hire.html", who, http_status=422, branches=hr.visible_branches(hub, who), given=given,
                     error=problem(exc))
     context = await run_in_threadpool(employee_context, request, who, out.employee_id)
-    context["verdicts"] = verdicts(out, names, len(hub.maker.model_ids()))
+    context["verdicts"] = verdicts(out.photos_rejected, names, len(hub.maker.model_ids()))
     return page(request, "employee.html", who, http_status=201, done="done.created", **context)
 
 
@@ -159,7 +173,7 @@ async def edit(request: Request, employee_id: str) -> Response:
         context["error"] = problem(exc)
         return page(request, "employee.html", who, http_status=422, done=None, **context)
     context = await run_in_threadpool(employee_context, request, who, employee_id)
-    context["verdicts"] = verdicts(out, names, len(hub.maker.model_ids())) if names else None
+    context["verdicts"] = verdicts(out.photos_rejected, names, len(hub.maker.model_ids())) if names else None
     return page(request, "employee.html", who, done="done.changed", **context)
 
 

@@ -120,3 +120,10 @@ def page(request: Request, template: str, who: Principal | None, http_status: in
         t=t, lang=lang, who=who, path=request.url.path, query=str(request.url.query),
         age=lambda s: duration(s, t), local=local_formatter(request), **context)
     return HTMLResponse(body, status_code=http_status, headers=SECURITY_HEADERS)
+
+
+def fragment(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
+    """A piece of a page (for the console's light JS to put in place) in the caller's language."""
+    t = translator(language(request))
+    body = environment().get_template(template).render(t=t, **context)
+    return HTMLResponse(body, status_code=http_status, headers=SECURITY_HEADERS)
