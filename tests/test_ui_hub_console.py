@@ -52,8 +52,10 @@ def sign_in(page, url: str, username: str) -> None:  # noqa: ANN001
     page.wait_for_url(url + "/")
 
 
-def local_yesterday() -> datetime:
-    return (utc_now().astimezone(ZoneInfo(ZONE)) - timedelta(days=1)).replace(hour=8, minute=57, second=0,
+def local_past_day() -> datetime:
+    """08:57 two days ago at the branch: a work day that is over whatever the time now (a punch made now
+    belongs to today's work day or, before [console] day_starts_at, to yesterday's)."""
+    return (utc_now().astimezone(ZoneInfo(ZONE)) - timedelta(days=2)).replace(hour=8, minute=57, second=0,
                                                                                microsecond=0)
 
 
@@ -101,7 +103,7 @@ def test_hr_journey_in_the_browser(console_hub, face_engine, face_data: Path, tm
         live.wait_for()
         assert "Ariel Sharon" in live.inner_text() and "Face" in live.inner_text()
 
-        came_in = local_yesterday()
+        came_in = local_past_day()
         day = came_in.date().isoformat()
         kiosk.punch("E100", iso_utc(came_in))
         page.goto(f"{hub.url}/attendance?branch=B001&day={day}")
@@ -180,7 +182,7 @@ def _seed(hub) -> tuple[str, str]:  # noqa: ANN001
                            ).status_code == 201
     online, never = FakeKiosk(hub, "B001"), FakeKiosk(hub, "B002")
     online.heartbeat(backlog=3)
-    came_in = local_yesterday()
+    came_in = local_past_day()
     online.punch("E1", iso_utc(came_in))
     online.punch("E2", iso_utc(came_in + timedelta(minutes=4)), flags="outside_geofence")
     online.punch("E9", iso_utc(came_in + timedelta(minutes=9)), clock_state="unverified", boot_id="b2")
