@@ -54,8 +54,9 @@ bench: venv
 	$(BIN)/kiosk bench walkup
 	$(BIN)/kiosk bench hub --punches 100000 --devices 4 --db sqlite
 	$(BIN)/kiosk bench deliveries
-	@if pg_isready -h 127.0.0.1 -q 2>/dev/null; then $(BIN)/kiosk bench hub --punches 100000 --devices 4 --db postgres; \
-	else echo "PostgreSQL not reachable on 127.0.0.1: skipping the PostgreSQL hub benchmark"; fi
+	@if pg_isready -h 127.0.0.1 -q 2>/dev/null; then $(BIN)/kiosk bench hub --punches 100000 --devices 4 --db postgres && \
+	$(BIN)/kiosk bench deliveries --db postgres; \
+	else echo "PostgreSQL not reachable on 127.0.0.1: skipping the PostgreSQL hub and deliveries benchmarks"; fi
 
 lint: venv
 	$(BIN)/ruff check kiosk sync enrollment hardware tests

@@ -53,7 +53,8 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
             "Hub ingest rate, offline-backlog drain time and punch-to-hub p50 latency, over real HTTP."),
     "deliveries": ("kiosk.tools.bench_deliveries:bench_deliveries",
                    "Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency "
-                   "(Frappe stand-in); a throwaway SQLite hub in a temp folder, no config needed."),
+                   "(Frappe stand-in); a throwaway hub (SQLite in a temp folder, or a PostgreSQL database), no config "
+                   "needed."),
 }
 
 

@@ -480,6 +480,22 @@ class CodeIn(WireModel):
     label: str = Field("", max_length=100)
 
 
+class OutboxActionIn(WireModel):
+    """Records of the outbound queue to retry or skip: by id, or every parked one (of one subscription)."""
+
+    ids: list[int] = Field(default_factory=list, max_length=1000, description="Record ids (GET /v1/hr/outbox).")
+    all_parked: bool = Field(False, description="Every parked record (of ``subscription`` when given).")
+    subscription: str | None = Field(None, max_length=64, description="Only records of this subscription.")
+
+
+class WebhookIn(WireModel):
+    """A webhook subscription: where to POST and which event types (default: all)."""
+
+    url: str = Field(min_length=8, max_length=2000, description="The receiver's http:// or https:// URL.")
+    event_types: list[str] = Field(default_factory=list, max_length=20, description="Event types; empty: all.")
+    description: str = Field("", max_length=200, description="What receives these.")
+
+
 class SignInIn(WireModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=200)

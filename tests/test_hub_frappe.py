@@ -190,6 +190,55 @@ def test_employees_flow_from_the_hrms_to_the_hub(site, make_hub, face_engine, fa
     assert any(call.startswith("GET /api/resource/Employee") for call in site.calls)
 
 
+def stored_vectors(db, employee_id: str) -> list[bytes]:
+    with db.transaction(write=False) as tx:
+        return [bytes(r["vector"]) for r in tx.rows("SELECT vector FROM templates WHERE employee_id = ? ORDER BY id",
+                                                    [employee_id])]
+
+
+def test_a_new_photo_in_the_hrms_replaces_the_templates(site, make_hub, face_engine, face_data: Path) -> None:
+    first, second = (p.read_bytes() for p in image_files(face_data / "Ariel_Sharon")[:2])
+    site.files["/private/files/e20.jpg"] = first
+    site.add_employee("HR-EMP-00020", attendance_device_id="E20", branch="Pudong", image="/private/files/e20.jpg")
+    hub, engine, clock = make_hub(site, maker=EngineTemplateMaker.from_engines([face_engine]))
+    [poll] = [j for j in engine.jobs if j.name == "frappe-employees"]
+    device = register(hub.url, hub.code())
+    beat = {"software_version": "0.1.0", "model_id": face_engine.model_id, "template_dim": 512, "backlog": 0,
+            "clock_state": "verified"}
+    assert device.post("/v1/device/heartbeat", json=beat).status_code == 200  # the kiosk runs this model
+    poll.run(clock())
+    hired = stored_vectors(hub.db, "E20")
+    assert len(hired) == 1
+    cursor = device.get("/v1/device/roster", params={"cursor": 0}).json()["cursor"]
+
+    def fetches() -> int:
+        return sum(call.startswith("GET /private/files/") for call in site.calls)
+
+    site.change_employee("HR-EMP-00020", cell_number="13800000000")  # modified, same photo
+    before = fetches()
+    poll.run(clock())
+    assert fetches() == before, "an unchanged image is not fetched again"
+    assert stored_vectors(hub.db, "E20") == hired
+    site.files["/private/files/e20-new.jpg"] = second
+    site.change_employee("HR-EMP-00020", image="/private/files/e20-new.jpg")
+    poll.run(clock())
+    replaced = stored_vectors(hub.db, "E20")
+    assert len(replaced) == 1 and replaced != hired, "the new photo's template replaced the old one"
+    assert people.get_employee(hub.db, "E20").templates == {face_engine.model_id: 1}
+    changes = device.get("/v1/device/roster", params={"cursor": cursor}).json()
+    [entry] = [e for e in changes["employees"] if e["employee_id"] == "E20"]
+    assert len(entry["templates"]) == 1, "the kiosks get the new template on their next sync"
+    site.files["/private/files/e20-copy.jpg"] = second  # same bytes under a new file name
+    site.change_employee("HR-EMP-00020", image="/private/files/e20-copy.jpg")
+    poll.run(clock())
+    assert stored_vectors(hub.db, "E20") == replaced
+    site.files["/private/files/e20-wall.jpg"] = image_files(face_data / "Ariel_Sharon")[0].read_bytes()[:200]
+    site.change_employee("HR-EMP-00020", image="/private/files/e20-wall.jpg")
+    poll.run(clock())
+    assert stored_vectors(hub.db, "E20") == replaced, "a photo that gives no template keeps the old ones"
+    assert people.get_employee(hub.db, "E20").active
+
+
 @pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
 def test_connector_settings_mistakes_are_named(hub_backend, tmp_path, invoke, monkeypatch) -> None:
     monkeypatch.delenv("KIOSK_HUB_FRAPPE_TOKEN", raising=False)

@@ -288,3 +288,39 @@ def test_since_time_filters_the_pull_feed(quiet_hub) -> None:
     assert [line.split('"employee_id": "')[1][:2] for line in resp.text.splitlines()] == ["E2", "E3"]
     bad = quiet_hub.hr.get("/v1/hr/punches", params={"since_time": "yesterday"})
     assert bad.status_code == 422 and "neither a date nor an ISO time" in bad.json()["error"]["message"]
+
+
+def test_enrolled_is_said_once_per_employee_and_branch(quiet_hub, receiver) -> None:
+    """Two kiosks of a branch, repeated heartbeats, new templates later, a second branch, a leaver re-hired:
+    one ``employee.enrolled`` per (employee, branch) — the key is not the kiosk and not the roster version."""
+    rec = receiver([])
+    rec.secrets = queue.add_subscription(quiet_hub.db, "webhook", rec.url, [events.ENROLLED]).secrets
+    kiosks = [register(quiet_hub.url, quiet_hub.code(branch), name) for branch, name in
+              (("B001", "front"), ("B001", "back"), ("B002", "annex"))]
+    rng = np.random.default_rng(3)
+
+    def template() -> dict:
+        vec = rng.normal(size=512)
+        return {"model_id": TEST_MODEL, "vector": (vec / np.linalg.norm(vec)).tolist()}
+
+    def beat_all() -> None:
+        for kiosk in kiosks:
+            cursor = kiosk.get("/v1/device/roster", params={"cursor": 0}).json()["cursor"]
+            beat = {"software_version": "0.1.0", "model_id": TEST_MODEL, "template_dim": 512, "backlog": 0,
+                    "clock_state": "verified", "roster_cursor": cursor}
+            for _ in range(2):
+                assert kiosk.post("/v1/device/heartbeat", json=beat).status_code == 200
+
+    hire = {"employee_id": "E7", "name": "Wang Fang", "branches": ["B001"], "templates": [template()]}
+    assert quiet_hub.hr.post("/v1/hr/employees", json=hire).status_code == 201
+    beat_all()
+    assert quiet_hub.hr.patch("/v1/hr/employees/E7", json={"templates": [template()],
+                                                           "branches": ["B001", "B002"]}).status_code == 200
+    beat_all()
+    assert quiet_hub.hr.post("/v1/hr/employees/E7/terminate", json={"reason": "left"}).status_code == 200
+    beat_all()
+    assert quiet_hub.hr.post("/v1/hr/employees", json={**hire, "templates": [template()]}).status_code == 201
+    beat_all()
+    drain(engine_for(quiet_hub, FakeClock()))
+    said = sorted((e["subject"], e["data"]["branch"]) for e in rec.accepted)
+    assert said == [("E7", "B001"), ("E7", "B002")]

@@ -93,13 +93,9 @@ def hub_webhook_rotate(subscription_id: str, drop_old: bool, hub: HubConfig, ove
 @hub_config_options
 def hub_webhook_test(subscription_id: str, hub: HubConfig, overrides: list[str]) -> None:
     """Send a signed attendance.webhook.test event to SUBSCRIPTION_ID now; exit 1 if it was not accepted."""
-    from sync.hub.outbound.queue import subscriptions
-    from sync.hub.outbound.webhooks import send_test
+    from sync.hub.outbound.webhooks import test_subscription
     with _db(hub) as db:
-        sub = subscriptions(db).get(subscription_id)
-    if sub is None or sub.kind != "webhook":
-        raise KioskError(f"no webhook {subscription_id}", fix="List them with `kiosk hub webhook list`.")
-    outcome, took_s = send_test(sub, hub.outbound.timeout_s)
+        sub, outcome, took_s = test_subscription(db, subscription_id, hub.outbound.timeout_s)
     if outcome.kind != "delivered":
         raise KioskError(f"{sub.url} did not accept the test event: {outcome.error}",
                          fix="Check the URL, that the receiver runs, and that it has this subscription's secret.")

@@ -225,9 +225,12 @@ def hub_init(directory: Path, host: str, port: int) -> None:
         raise
     with _db(hub):
         pass
+    from sync.hub.db.sealed import load_or_create_key
+    load_or_create_key(hub.database.secrets_key_file)
     click.echo(f"Hub ready in {directory}:")
     click.echo(f"  config    {path}")
     click.echo(f"  database  {hub.database.sqlite_path} (SQLite)")
+    click.echo(f"  hub key   {hub.database.secrets_key_file} (seals webhook secrets: back it up with the database)")
     click.echo("Next:")
     click.echo(f"  kiosk hub serve --config {path}")
     click.echo(f"  kiosk hub token create --role hr --config {path}         # for HR's systems")

@@ -8,6 +8,7 @@ appended to a SQLCipher kiosk store watched by a `kiosk sync run` child process,
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import statistics
@@ -75,10 +76,12 @@ class CountingReceiver:
         self.server.server_close()
 
 
-def _hub_toml(folder: Path, frappe_url: str | None) -> Path:
-    lines = ["[server]", 'host = "127.0.0.1"', "port = 0", "max_batch = 5000", "[database]", 'backend = "sqlite"',
-             'sqlite_path = "hub.db"', "[faces]", "enabled = false", "[log]", 'level = "WARNING"',
-             "[outbound]", "poll_interval_s = 0.2"]
+def _hub_toml(folder: Path, frappe_url: str | None, dsn: str | None) -> Path:
+    """The hub's config: SQLite in ``folder``, or PostgreSQL when ``dsn`` names a (throwaway) database."""
+    database = [f"postgres_dsn = {json.dumps(dsn)}", 'backend = "postgres"'] if dsn else \
+        ['backend = "sqlite"', 'sqlite_path = "hub.db"']
+    lines = ["[server]", 'host = "127.0.0.1"', "port = 0", "max_batch = 5000", "[database]", *database,
+             "[faces]", "enabled = false", "[log]", 'level = "WARNING"', "[outbound]", "poll_interval_s = 0.2"]
     if frappe_url:
         token = folder / "frappe.token"
         token.write_text("kioskhub:s3cret\n")
@@ -98,13 +101,23 @@ def _hub_admin(config: Path) -> Any:
 
 
 @contextlib.contextmanager
-def _hub(folder: Path, frappe_url: str | None = None) -> Iterator[tuple[Any, Path]]:
+def _hub_config(folder: Path, frappe_url: str | None, backend: str, admin_dsn: str) -> Iterator[Path]:
+    """A migrated hub config in ``folder``; with PostgreSQL, over a throwaway database dropped afterwards."""
+    from kiosk.tools.localhub import temporary_database
+    with contextlib.ExitStack() as stack:
+        dsn = stack.enter_context(temporary_database(admin_dsn, prefix="kiosk_deliveries_bench")) \
+            if backend == "postgres" else None
+        config = _hub_toml(folder, frappe_url, dsn)
+        with _hub_admin(config):
+            pass  # migrate before anything is added
+        yield config
+
+
+@contextlib.contextmanager
+def _hub(config: Path) -> Iterator[Any]:
     from kiosk.tools.localhub import HubProcess
-    config = _hub_toml(folder, frappe_url)
-    with _hub_admin(config):
-        pass  # migrate before anything is added
-    with HubProcess(config, log_path=folder / "hub.log") as hub:
-        yield hub, config
+    with HubProcess(config, log_path=config.parent / "hub.log") as hub:
+        yield hub
 
 
 def _wait(predicate: Any, what: str, limit_s: float = WAIT_LIMIT_S) -> bool:
@@ -119,35 +132,38 @@ def _wait(predicate: Any, what: str, limit_s: float = WAIT_LIMIT_S) -> bool:
     return True
 
 
-def deliveries_run(folder: Path, events: int, employees: int) -> float:
+def deliveries_run(folder: Path, events: int, employees: int, backend: str, admin_dsn: str) -> float:
     """Punches ingested, then signed and delivered: deliveries per second from first upload to last receipt."""
-    import httpx
-
     from sync.hub import devices
     from sync.hub.outbound import queue
     from sync.hub.outbound.events import PUNCH_CREATED
     receiver = CountingReceiver()
     try:
-        config = _hub_toml(folder, None)
-        with _hub_admin(config) as db:
-            receiver.secret = queue.add_subscription(db, "webhook", receiver.url, [PUNCH_CREATED]).secrets[0]
-            code = devices.create_code(db, "B001", 1)["code"]
-        with _hub(folder) as (hub, _):
-            token = httpx.post(f"{hub.url}/v1/device/register", json={
-                "code": code, "device_name": "bench", "software_version": "bench"}).json()["token"]
-            bodies = _synthetic_batches(1, events, 1000, employees)
-            start = time.perf_counter()
-            _ingest(hub.url, [token], bodies)
-            _wait(lambda: len(receiver.ids) >= events, f"{events} deliveries")
-            elapsed = time.perf_counter() - start
-        if receiver.bad:
-            raise click.ClickException(f"{receiver.bad} deliveries had a bad signature")
-        return events / elapsed
+        with _hub_config(folder, None, backend, admin_dsn) as config:
+            with _hub_admin(config) as db:
+                receiver.secret = queue.add_subscription(db, "webhook", receiver.url, [PUNCH_CREATED]).secrets[0]
+                code = devices.create_code(db, "B001", 1)["code"]
+            return _deliver(config, code, receiver, events, employees)
     finally:
         receiver.close()
 
 
-def checkin_latency_run(folder: Path, punches: int) -> list[float | None]:
+def _deliver(config: Path, code: str, receiver: CountingReceiver, events: int, employees: int) -> float:
+    import httpx
+    with _hub(config) as hub:
+        token = httpx.post(f"{hub.url}/v1/device/register", json={
+            "code": code, "device_name": "bench", "software_version": "bench"}).json()["token"]
+        bodies = _synthetic_batches(1, events, 1000, employees)
+        start = time.perf_counter()
+        _ingest(hub.url, [token], bodies)
+        _wait(lambda: len(receiver.ids) >= events, f"{events} deliveries")
+        elapsed = time.perf_counter() - start
+    if receiver.bad:
+        raise click.ClickException(f"{receiver.bad} deliveries had a bad signature")
+    return events / elapsed
+
+
+def checkin_latency_run(folder: Path, punches: int, backend: str, admin_dsn: str) -> list[float | None]:
     """Seconds from a punch appended to a kiosk store to its Employee Checkin at the stand-in, per punch
     (None: not there within PUNCH_LIMIT_S)."""
     from kiosk.store.punches import PunchDraft
@@ -155,7 +171,8 @@ def checkin_latency_run(folder: Path, punches: int) -> list[float | None]:
     site = FrappeSite()
     for i in range(punches):
         site.add_employee(f"HR-EMP-{i:05d}", attendance_device_id=f"E{i}")
-    with FrappeStandIn(site) as standin, _hub(folder, standin.url) as (hub, config):
+    with FrappeStandIn(site) as standin, _hub_config(folder, standin.url, backend, admin_dsn) as config, \
+            _hub(config) as hub:
         with _hub_admin(config) as db:
             code = devices.create_code(db, "B001", 1)["code"]
         home = _kiosk_home(folder, "latency", hub.url, 500)
@@ -200,15 +217,16 @@ def spread(values: list[float], digits: int = 3) -> dict[str, float]:
             "max": round(max(values), digits)}
 
 
-def run(events: int, employees: int, latency_punches: int, repeats: int) -> dict[str, Any]:
+def run(events: int, employees: int, latency_punches: int, repeats: int, backend: str = "sqlite",
+        admin_dsn: str = "") -> dict[str, Any]:
     """Both parts ``repeats`` times; the figures with their spread and the machine's load around them."""
     rates, p50s, every, missed = [], [], [], 0
     load_before = os.getloadavg()
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="kiosk-bench-deliveries-") as tmp:
-            rates.append(deliveries_run(Path(tmp), events, employees))
+            rates.append(deliveries_run(Path(tmp), events, employees, backend, admin_dsn))
         with tempfile.TemporaryDirectory(prefix="kiosk-bench-checkin-") as tmp:
-            delays = checkin_latency_run(Path(tmp), latency_punches)
+            delays = checkin_latency_run(Path(tmp), latency_punches, backend, admin_dsn)
         timed = [d for d in delays if d is not None]
         if timed:
             p50s.append(statistics.median(timed))
@@ -216,7 +234,8 @@ def run(events: int, employees: int, latency_punches: int, repeats: int) -> dict
         missed += len(delays) - len(timed)
     if not every:
         raise click.ClickException("no punch reached the Frappe stand-in; see the hub log in a kept run")
-    result = {"events": events, "employees": employees, "repeats": repeats, "cpu_count": os.cpu_count(),
+    result = {"backend": backend, "events": events, "employees": employees, "repeats": repeats,
+              "cpu_count": os.cpu_count(),
               "load_avg_before": [round(x, 2) for x in load_before],
               "load_avg_after": [round(x, 2) for x in os.getloadavg()],
               "deliveries_per_s": spread(rates, 1), "checkin_latency_p50_s": spread(p50s),
@@ -233,7 +252,8 @@ def show(result: dict[str, Any], as_json: bool) -> None:
     events, employees, repeats = result["events"], result["employees"], result["repeats"]
     latency_punches = (result["latency_samples"] + result["latency_missed"]) // repeats
     rate, p50 = result["deliveries_per_s"], result["checkin_latency_p50_s"]
-    click.echo(f"outbound benchmark: SQLite hub, {repeats} run(s), {result['cpu_count']} CPU cores, load average "
+    backend = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[result["backend"]]
+    click.echo(f"outbound benchmark: {backend} hub, {repeats} run(s), {result['cpu_count']} CPU cores, load average "
                f"{result['load_avg_before']} before, {result['load_avg_after']} after (shared machine: noisy)")
     click.echo(f"  webhooks: {events} punches of {employees} employees, ingest -> signed -> verified at a local "
                f"receiver: {rate['min']} / {rate['median']} / {rate['max']} deliveries/s (min/median/max)")
@@ -251,8 +271,14 @@ def show(result: dict[str, Any], as_json: bool) -> None:
 @click.option("--latency-punches", default=15, show_default=True, type=click.IntRange(1, 1000),
               help="Punches timed from kiosk to Employee Checkin per run.")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 20), help="Runs of each part.")
+@click.option("--db", "backend", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True,
+              help="Hub database backend (postgres: a throwaway database per run, dropped afterwards).")
+@click.option("--pg-dsn", default=None, help="PostgreSQL server for the throwaway databases "
+              "[default: $KIOSK_TEST_PG_DSN or 127.0.0.1:5432, user postgres].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_deliveries(events: int, employees: int, latency_punches: int, repeats: int, as_json: bool) -> None:
+def bench_deliveries(events: int, employees: int, latency_punches: int, repeats: int, backend: str,
+                     pg_dsn: str | None, as_json: bool) -> None:
     """Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency (Frappe stand-in);
-    a throwaway SQLite hub in a temp folder, no config needed."""
-    show(run(events, employees, latency_punches, repeats), as_json)
+    a throwaway hub (SQLite in a temp folder, or a PostgreSQL database), no config needed."""
+    from kiosk.tools.localhub import admin_dsn
+    show(run(events, employees, latency_punches, repeats, backend, pg_dsn or admin_dsn()), as_json)

@@ -26,9 +26,9 @@ ROLES = ("hr_admin", "branch_manager", "ops")
 # What each role may do; reading devices and the Today page is open to every signed-in role.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "hr_admin": frozenset({"devices.manage", "employees.read", "employees.write", "punches.read",
-                           "corrections.write", "export", "branches.manage"}),
+                           "corrections.write", "export", "branches.manage", "outbound.manage"}),
     "branch_manager": frozenset({"employees.read", "punches.read", "corrections.write", "export"}),
-    "ops": frozenset({"devices.manage", "punches.read"}),
+    "ops": frozenset({"devices.manage", "punches.read", "outbound.manage"}),
 }
 USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 PASSWORD_MIN_CHARS = 10

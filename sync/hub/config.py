@@ -57,6 +57,10 @@ class DatabaseConfig(StrictModel):
                               "the systemd credential kiosk-hub-db-password, $PGPASSWORD or ~/.pgpass.")
     postgres_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
                                  description="PostgreSQL schema holding the hub's tables.")
+    secrets_key_file: ConfigPath = Field(Path("hub.key"), validate_default=True,
+                                         description="0600 file with the hub key that seals webhook secrets in "
+                                         "the database (made on first use; the systemd credential "
+                                         "kiosk-hub-secrets-key wins). Every worker needs the same key: back it up.")
     pool_size: int = Field(8, ge=1, le=200, description="Most PostgreSQL connections per worker process.")
     busy_timeout_s: float = Field(10.0, ge=0.1, le=300, description="Seconds to wait for a database lock.")
 

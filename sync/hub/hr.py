@@ -15,6 +15,8 @@ from sync.hub.accounts import Principal
 from sync.hub.config import HubConfig
 from sync.hub.db.base import HubDb
 from sync.hub.faces import TemplateMaker
+from sync.hub.outbound import queue, webhooks
+from sync.hub.outbound.events import EVENT_TYPES
 from sync.protocol import (
     BranchIn,
     CodeIn,
@@ -24,8 +26,10 @@ from sync.protocol import (
     EmployeeOut,
     EmployeePage,
     EmployeePatch,
+    OutboxActionIn,
     PhotoCheckIn,
     PhotoCheckOut,
+    WebhookIn,
 )
 
 log = logging.getLogger(__name__)
@@ -196,3 +200,70 @@ def audit_trail(hub: HubContext, p: Principal, target: str | None, limit: int = 
     if p.branches is not None or not p.can("employees.write"):
         raise Forbidden("only an HR admin may read the audit trail")
     return audit.recent(hub.db, target, limit)
+
+
+# -- out to HR systems: the delivery queue and webhooks (the same queue functions `kiosk hub outbox|webhook` call)
+
+
+def _outbound(p: Principal) -> None:
+    p.require("outbound.manage")
+    if p.branches is not None:
+        raise Forbidden("the outbound queue holds every branch's events", fix="Ask an HR admin or ops without a "
+                        "branch limit.")
+
+
+def outbox(hub: HubContext, p: Principal, status: str | None, subscription: str | None,
+           limit: int = 100) -> list[dict[str, Any]]:
+    """Records of the outbound queue, oldest first, with attempts and last error."""
+    _outbound(p)
+    if status is not None and status not in queue.STATUSES:
+        raise InvalidInput(f"status={status!r} is not known", fix=f"Use one of: {', '.join(queue.STATUSES)}.")
+    return queue.list_deliveries(hub.db, status, subscription, limit)
+
+
+def outbox_action(hub: HubContext, p: Principal, action: str, body: OutboxActionIn) -> int:
+    """``retry`` (parked or skipped records sent again, now) or ``skip``; returns how many records changed."""
+    _outbound(p)
+    change = {"retry": queue.retry, "skip": queue.skip}[action]
+    changed = change(hub.db, body.ids, body.all_parked, body.subscription)
+    with hub.db.transaction() as tx:
+        audit.record(tx, p.name, f"outbox.{action}", body.subscription or "", ids=body.ids[:20],
+                     all_parked=body.all_parked, changed=changed)
+    return changed
+
+
+def webhook_list(hub: HubContext, p: Principal) -> list[dict[str, Any]]:
+    """Subscriptions (webhooks and connectors) with their queue counts; never their secrets."""
+    _outbound(p)
+    return queue.list_subscriptions(hub.db)
+
+
+def webhook_add(hub: HubContext, p: Principal, body: WebhookIn) -> dict[str, Any]:
+    """A new webhook subscription; its signing secret is in the answer, once."""
+    _outbound(p)
+    sub = queue.add_subscription(hub.db, "webhook", body.url.strip(), body.event_types or list(EVENT_TYPES),
+                                 body.description.strip())
+    with hub.db.transaction() as tx:
+        audit.record(tx, p.name, "webhook.add", sub.id, url=sub.url, event_types=sub.event_types)
+    return {"id": sub.id, "url": sub.url, "event_types": sub.event_types, "secret": sub.secrets[0]}
+
+
+def webhook_remove(hub: HubContext, p: Principal, sub_id: str) -> int:
+    """Stop a webhook; returns how many undelivered records were skipped."""
+    _outbound(p)
+    found = queue.subscriptions(hub.db).get(sub_id)
+    if found is None or found.kind != "webhook":
+        raise NotFound(f"no webhook {sub_id}", fix="Connectors are turned off in hub.toml; list webhooks with "
+                       "GET /v1/hr/webhooks.")
+    skipped = queue.remove_subscription(hub.db, sub_id)
+    with hub.db.transaction() as tx:
+        audit.record(tx, p.name, "webhook.remove", sub_id, skipped=skipped)
+    return skipped
+
+
+def webhook_test(hub: HubContext, p: Principal, sub_id: str) -> dict[str, Any]:
+    """Send a signed test event now; whether the receiver accepted it, its error and the time taken."""
+    _outbound(p)
+    sub, outcome, took_s = webhooks.test_subscription(hub.db, sub_id, hub.config.outbound.timeout_s)
+    return {"id": sub.id, "url": sub.url, "accepted": outcome.kind == "delivered", "error": outcome.error,
+            "took_ms": round(took_s * 1000)}

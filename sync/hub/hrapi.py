@@ -30,10 +30,12 @@ from sync.protocol import (
     EmployeeOut,
     EmployeePage,
     EmployeePatch,
+    OutboxActionIn,
     PhotoCheckIn,
     PhotoCheckOut,
     SignInIn,
     TerminateIn,
+    WebhookIn,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,7 @@ def router(errors: dict[int, Any]) -> APIRouter:
     _employee_routes(api)
     _punch_routes(api)
     _fleet_routes(api)
+    _outbound_routes(api)
     return api
 
 
@@ -296,3 +299,44 @@ def _fleet_routes(api: APIRouter) -> None:
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         """Who did what (HR admins only), newest first; target: an employee, device or user."""
         return hr.audit_trail(hub, who, target, limit)
+
+
+def _outbound_routes(api: APIRouter) -> None:
+    """The outbound queue and webhooks (HR admins and ops without a branch limit), as `kiosk hub outbox|webhook`."""
+
+    @api.get("/outbox")
+    def outbox(hub: Hub, who: Who, status: Literal["pending", "delivered", "parked", "skipped"] | None = None,
+               subscription: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict[str, Any]]:
+        """Records of the outbound queue, oldest first: status, attempts, next attempt, last error."""
+        return hr.outbox(hub, who, status, subscription, limit)
+
+    @api.post("/outbox/retry")
+    def outbox_retry(body: OutboxActionIn, hub: Hub, who: Who) -> dict[str, int]:
+        """Send parked or skipped records again, now, with a fresh count of attempts."""
+        return {"changed": hr.outbox_action(hub, who, "retry", body)}
+
+    @api.post("/outbox/skip")
+    def outbox_skip(body: OutboxActionIn, hub: Hub, who: Who) -> dict[str, int]:
+        """Never send these records (pending or parked); the employee's later events go on."""
+        return {"changed": hr.outbox_action(hub, who, "skip", body)}
+
+    @api.get("/webhooks")
+    def webhooks(hub: Hub, who: Who) -> list[dict[str, Any]]:
+        """Subscriptions (webhooks and connectors) with their queue counts; never their secrets."""
+        return hr.webhook_list(hub, who)
+
+    @api.post("/webhooks", status_code=201)
+    def webhook_add(body: WebhookIn, hub: Hub, who: Who) -> dict[str, Any]:
+        """Send events to a URL from now on; the answer holds the signing secret, shown this once."""
+        return hr.webhook_add(hub, who, body)
+
+    @api.delete("/webhooks/{subscription_id}")
+    def webhook_remove(subscription_id: str, hub: Hub, who: Who) -> dict[str, int]:
+        """Stop a webhook; its undelivered records are skipped."""
+        return {"skipped": hr.webhook_remove(hub, who, subscription_id)}
+
+    @api.post("/webhooks/{subscription_id}/test")
+    def webhook_test(subscription_id: str, hub: Hub, who: Who) -> dict[str, Any]:
+        """Send a signed attendance.webhook.test event now: accepted or not, the error, the time taken."""
+        return hr.webhook_test(hub, who, subscription_id)

@@ -1,5 +1,6 @@
 """The console's forms (POST, each with its CSRF token): sign-in and out, registration codes, revoke, new hire,
-edit, terminate, correction. Each calls the same action as its HR API twin (sync.hub.hr)."""
+edit, terminate, correction, outbox retry and skip, webhook add, remove and test. Each calls the same action as
+its HR API twin (sync.hub.hr)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from kiosk.base.errors import KioskError
 from sync.errors import Forbidden, NeedsConfirmation
 from sync.hub import accounts, hr, people
-from sync.hub.console.pages import employee_context
+from sync.hub.console.pages import employee_context, outbox_context
 from sync.hub.console.render import fragment, page
 from sync.hub.console.session import (
     PRE_CSRF_COOKIE,
@@ -29,7 +30,7 @@ from sync.hub.console.session import (
     problem,
 )
 from sync.hub.hrapi import SESSION_COOKIE, set_session_cookie
-from sync.protocol import CodeIn, CorrectionIn, EmployeeIn, EmployeePatch, PhotoCheckIn
+from sync.protocol import CodeIn, CorrectionIn, EmployeeIn, EmployeePatch, OutboxActionIn, PhotoCheckIn, WebhookIn
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +208,61 @@ async def correct(request: Request) -> Response:
                     ask_confirm=isinstance(exc, NeedsConfirmation))
     query = urlencode({"branch": row["branch"], "day": row["local_date"]})
     return _back(f"/attendance?{query}", "corrected")
+
+
+async def _outbox_page(request: Request, who: Any, status: int, **shown: Any) -> Response:
+    context = await run_in_threadpool(outbox_context, request, who)
+    context.update(shown)
+    return page(request, "outbox.html", who, http_status=status, done=None, **context)
+
+
+async def _outbox_action(request: Request, action: str) -> Response:
+    """Retry or skip records: the ids ticked, or every parked record of one subscription."""
+    who = current(request)
+    form = await checked_form(request, who)
+    try:
+        body = OutboxActionIn(ids=[int(i) for i in form.getlist("ids")], all_parked=form.get("all_parked") == "yes",
+                              subscription=str(form.get("subscription", "")).strip() or None)
+        await run_in_threadpool(hr.outbox_action, hub_of(request), who, action, body)
+    except (KioskError, ValidationError, ValueError) as exc:
+        return await _outbox_page(request, who, 422, error=problem(exc))
+    return _back("/outbox", "retried" if action == "retry" else "skipped")
+
+
+@router.post("/outbox/retry")
+async def outbox_retry(request: Request) -> Response:
+    return await _outbox_action(request, "retry")
+
+
+@router.post("/outbox/skip")
+async def outbox_skip(request: Request) -> Response:
+    return await _outbox_action(request, "skip")
+
+
+@router.post("/outbox/webhooks")
+async def webhook_add(request: Request) -> Response:
+    who = current(request)
+    form = await checked_form(request, who)
+    try:
+        body = WebhookIn(url=str(form.get("url", "")).strip(), event_types=[str(t) for t in form.getlist("types")],
+                         description=str(form.get("description", "")).strip())
+        added = await run_in_threadpool(hr.webhook_add, hub_of(request), who, body)
+    except (KioskError, ValidationError) as exc:
+        return await _outbox_page(request, who, 422, error=problem(exc))
+    return await _outbox_page(request, who, 201, added=added)
+
+
+@router.post("/outbox/webhooks/{sub_id}/remove")
+async def webhook_remove(request: Request, sub_id: str) -> Response:
+    who = current(request)
+    await checked_form(request, who)
+    await run_in_threadpool(hr.webhook_remove, hub_of(request), who, sub_id)
+    return _back("/outbox", "removed")
+
+
+@router.post("/outbox/webhooks/{sub_id}/test")
+async def webhook_test(request: Request, sub_id: str) -> Response:
+    who = current(request)
+    await checked_form(request, who)
+    tested = await run_in_threadpool(hr.webhook_test, hub_of(request), who, sub_id)
+    return await _outbox_page(request, who, 200, tested=tested)

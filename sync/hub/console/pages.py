@@ -13,6 +13,7 @@ from kiosk.base.errors import KioskError
 from sync.hub import accounts, audit, feed, hr
 from sync.hub.console.render import LANG_COOKIE, LANGUAGES, environment, language, page, translator
 from sync.hub.console.session import PRE_CSRF_COOKIE, current, hub_of, new_pre_csrf, problem
+from sync.hub.outbound.events import EVENT_TYPES
 from sync.protocol import DIRECTIONS, KINDS
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,9 @@ router = APIRouter(include_in_schema=False)
 METHODS = ("face", "card", "card+face", "manual")
 FLAGS = ("outside_geofence", "geofence_uncertain", "no_gps_fix", "clock_behind_floor")
 PUNCH_LIST_SIZE = 200
-DONE_KEYS = {"created", "changed", "terminated", "corrected", "revoked", "signed_out"}
+DONE_KEYS = {"created", "changed", "terminated", "corrected", "revoked", "signed_out", "retried", "skipped",
+             "removed"}
+OUTBOX_SHOWN = 200  # pending and parked records shown per subscription
 
 
 def _done(request: Request) -> str | None:
@@ -180,3 +183,19 @@ def export_page(request: Request) -> Response:
     who = current(request)
     who.require("export")
     return page(request, "export.html", who, branches=hr.visible_branches(hub_of(request), who))
+
+
+def outbox_context(request: Request, who: accounts.Principal) -> dict[str, Any]:
+    """Every subscription with its queue counts, and its pending and parked records (oldest first)."""
+    hub = hub_of(request)
+    subs = hr.webhook_list(hub, who)
+    for sub in subs:
+        sub["records"] = [r for status in ("parked", "pending")
+                          for r in hr.outbox(hub, who, status, sub["id"], OUTBOX_SHOWN)]
+    return {"subs": subs, "event_types": EVENT_TYPES, "added": None, "tested": None, "error": None}
+
+
+@router.get("/outbox", response_class=HTMLResponse)
+def outbox_page(request: Request) -> Response:
+    who = current(request)
+    return page(request, "outbox.html", who, done=_done(request), **outbox_context(request, who))

@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Iterator
 
 from sync.hub.db.base import HubDb
+from sync.hub.db.sealed import SecretBox
 
 BACKENDS = {
     "sqlite": "sync.hub.db.sqlite:SqliteHubDb",
@@ -28,6 +29,7 @@ def backend_class(name: str) -> type[HubDb]:
 def open_hub_db(database, migrate: bool = False) -> HubDb:  # noqa: ANN001 - DatabaseConfig
     """The backend named by a DatabaseConfig, optionally migrated."""
     db = backend_class(database.backend).from_config(database)
+    db.box = SecretBox.for_database(database)
     if migrate:
         try:
             db.migrate()

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kiosk.base.timeutil import iso_utc, utc_now
-from sync.hub.db.schema import MIGRATIONS
+from sync.hub.db.schema import DATA_STEPS, MIGRATIONS
+from sync.hub.db.sealed import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class Tx(abc.ABC):
     """One open transaction. SQL uses ``?`` placeholders in every dialect."""
 
     dialect: str = ""
+    box: SecretBox | None = None  # the hub key (set by open_hub_db)
     for_update: str = ""
 
     @abc.abstractmethod
@@ -88,6 +90,8 @@ class HubDb(abc.ABC):
                     continue
                 for stmt in statements(self.dialect):
                     tx.run(stmt)
+                if name in DATA_STEPS:
+                    DATA_STEPS[name](tx, self.box)
                 tx.run("INSERT INTO hub_migrations (name, applied_utc) VALUES (?, ?)", [name, iso_utc(utc_now())])
                 ran.append(name)
         if ran:

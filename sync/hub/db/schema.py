@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+from sync.hub.db.sealed import SEALED_PREFIX
 
 TYPES = {
     "sqlite": {"autoid": "INTEGER PRIMARY KEY AUTOINCREMENT", "big": "INTEGER", "real": "REAL",
@@ -160,6 +163,32 @@ ALTER TABLE devices ADD COLUMN offline_utc TEXT;
 ALTER TABLE devices ADD COLUMN complete_utc TEXT
 """
 
+# What the Frappe connector last made an employee's templates from (its Employee.image and the photo's
+# SHA-256), so a changed photo in the HRMS replaces the templates.
+_FRAPPE_PHOTOS = """
+CREATE TABLE connector_photos (
+    connector TEXT NOT NULL, employee_id TEXT NOT NULL, image TEXT NOT NULL, sha256 TEXT NOT NULL,
+    updated_utc TEXT NOT NULL, PRIMARY KEY (connector, employee_id)
+)
+"""
+
+
+def _seal_webhook_secrets(tx: Any, box: Any) -> None:
+    """Webhook secrets were kept in clear: seal each row's list with the hub key."""
+    rows = [r for r in tx.rows("SELECT id, secrets FROM outbound_subscriptions")
+            if not r["secrets"].startswith(SEALED_PREFIX)]
+    if rows and box is None:
+        raise RuntimeError("sealing webhook secrets needs the hub key (open the database with open_hub_db)")
+    for row in rows:
+        tx.run("UPDATE outbound_subscriptions SET secrets = ? WHERE id = ?",
+               [box.seal(row["secrets"], secrets_label(row["id"])), row["id"]])
+
+
+def secrets_label(sub_id: str) -> str:
+    """Associated data of a subscription's sealed secrets: they open only in their own row."""
+    return f"outbound_subscriptions.secrets:{sub_id}"
+
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -167,4 +196,11 @@ MIGRATIONS: list[HubMigration] = [
     ("console_001_accounts", lambda dialect: _statements(_CONSOLE_ACCOUNTS, dialect)),
     ("console_002_punch_direction", lambda dialect: _statements(_CONSOLE_PUNCH_DIRECTION, dialect)),
     ("outbound_001_deliveries", lambda dialect: _statements(_OUTBOUND, dialect)),
+    ("outbound_002_connector_photos", lambda dialect: _statements(_FRAPPE_PHOTOS, dialect)),
+    ("outbound_003_sealed_secrets", lambda dialect: []),
 ]
+
+# Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).
+DATA_STEPS: dict[str, Callable[[Any, Any], None]] = {
+    "outbound_003_sealed_secrets": _seal_webhook_secrets,
+}

@@ -12,6 +12,7 @@ ended before ``last_sync_of_checkin`` are processed) and Frappe's REST API (``/a
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from kiosk.base.errors import Conflict, KioskError, NotFound
-from kiosk.base.timeutil import parse_iso
+from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from sync.hub import export, people
 from sync.hub.db.base import HubDb
 from sync.hub.faces import TemplateMaker
@@ -37,6 +38,7 @@ from sync.protocol import EMPLOYEE_ID, EmployeeIn, EmployeePatch
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_ID = "frappe"
+ACTOR = "frappe"  # who the audit trail names for hires, changes and new photos from the HRMS
 FRAPPE_TIME = "%Y-%m-%d %H:%M:%S"
 EMPLOYEE_CURSOR_KEY = "frappe.employee_cursor"
 RELIEVING_CHECKED_KEY = "frappe.relieving_checked"
@@ -314,8 +316,8 @@ class EmployeePoll:
             if branch not in current.branches or current.name != record.get("employee_name"):
                 people.patch_employee(self.db, employee_id, EmployeePatch(
                     name=record.get("employee_name") or current.name, branches=sorted({*current.branches, branch})),
-                    people.Templates([], 0, [], []))
-            return True
+                    people.Templates([], 0, [], []), ACTOR)
+            return self._refresh_photo(employee_id, record)
         return self._hire(employee_id, branch, record)
 
     def _current(self, employee_id: str) -> Any:
@@ -324,27 +326,74 @@ class EmployeePoll:
         except NotFound:
             return None
 
-    def _hire(self, employee_id: str, branch: str, record: dict[str, Any]) -> bool:
-        if not record.get("image"):
-            log.info("Employee %s has no photo yet: hired once it has one", record.get("name"))
-            return True
-        photo = base64.b64encode(self.client.file(str(record["image"]))).decode("ascii")
-        made = people.prepare_templates([photo], [], self.maker, people.known_models(self.db, self.maker),
-                                        self.max_photo_bytes)
+    def _templates(self, record: dict[str, Any], photo: bytes) -> people.Templates | None:
+        """Templates from the Employee's photo (the hire path's rule), or None when it gives none."""
+        made = people.prepare_templates([base64.b64encode(photo).decode("ascii")], [], self.maker,
+                                        people.known_models(self.db, self.maker), self.max_photo_bytes)
         if not made.ready:
             reasons = "; ".join(p.reason for p in made.problems) or "no face model"
             log.warning("Employee %s: photo gave no template (%s); fix the photo in the HRMS", record.get("name"),
                         reasons)
+            return None
+        return made
+
+    def _hire(self, employee_id: str, branch: str, record: dict[str, Any]) -> bool:
+        if not record.get("image"):
+            log.info("Employee %s has no photo yet: hired once it has one", record.get("name"))
+            return True
+        image = str(record["image"])
+        photo = self.client.file(image)
+        made = self._templates(record, photo)
+        if made is None:
             return True
         emp = EmployeeIn(employee_id=employee_id, name=str(record.get("employee_name") or employee_id),
                          branches=[branch])
         try:
-            people.create_employee(self.db, emp, made)
+            people.create_employee(self.db, emp, made, ACTOR)
         except Conflict:
             return True  # hired meanwhile by another worker or by HR through the API
+        remember_photo(self.db, employee_id, image, photo)
         log.info("Employee %s hired from the HRMS as %s (%s), %d template(s)", record.get("name"), employee_id,
                  branch, len(made.ready))
         return True
+
+    def _refresh_photo(self, employee_id: str, record: dict[str, Any]) -> bool:
+        """A changed Employee photo replaces the hub's templates (kiosks get them on their next sync).
+
+        The image URL last used is kept; only a new URL is fetched, and a photo with the same bytes as
+        before (same SHA-256) changes nothing. A photo that gives no template keeps the old templates."""
+        image = str(record.get("image") or "")
+        if not image:
+            return True
+        last = used_photo(self.db, employee_id)
+        if last is not None and last["image"] == image:
+            return True
+        photo = self.client.file(image)
+        if last is not None and last["sha256"] == hashlib.sha256(photo).hexdigest():
+            remember_photo(self.db, employee_id, image, photo)
+            return True
+        made = self._templates(record, photo)
+        if made is not None:
+            people.patch_employee(self.db, employee_id, EmployeePatch(replace_templates=True), made, ACTOR)
+            log.info("Employee %s: new photo in the HRMS, %s's templates replaced (%d)", record.get("name"),
+                     employee_id, len(made.ready))
+        remember_photo(self.db, employee_id, image, photo)
+        return True
+
+
+def used_photo(db: HubDb, employee_id: str) -> dict[str, Any] | None:
+    """The Employee image (and its photo's SHA-256) the employee's templates were last made from."""
+    with db.transaction(write=False) as tx:
+        return tx.row("SELECT image, sha256 FROM connector_photos WHERE connector = 'frappe' AND employee_id = ?",
+                      [employee_id])
+
+
+def remember_photo(db: HubDb, employee_id: str, image: str, photo: bytes) -> None:
+    with db.transaction() as tx:
+        tx.run("INSERT INTO connector_photos (connector, employee_id, image, sha256, updated_utc) "
+               "VALUES ('frappe', ?, ?, ?, ?) ON CONFLICT (connector, employee_id) DO UPDATE SET "
+               "image = excluded.image, sha256 = excluded.sha256, updated_utc = excluded.updated_utc",
+               [employee_id, image, hashlib.sha256(photo).hexdigest(), iso_utc(utc_now())])
 
 
 def ensure_subscription(db: HubDb, config: FrappeConfig) -> None:

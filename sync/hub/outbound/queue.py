@@ -19,6 +19,7 @@ from typing import Any
 from kiosk.base.errors import InvalidInput, NotFound
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub.db.base import HubDb, Tx
+from sync.hub.db.schema import secrets_label
 from sync.hub.outbound.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,28 @@ def add_subscription(db: HubDb, kind: str, url: str, event_types: list[str], des
         tx.run("INSERT INTO outbound_subscriptions (id, kind, url, secrets, event_types, description, created_utc) "
                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET url = excluded.url, "
                "event_types = excluded.event_types, removed_utc = NULL",
-               [sub.id, kind, url, json.dumps(sub.secrets), json.dumps(sub.event_types), description,
+               [sub.id, kind, url, _sealed(db, sub.id, sub.secrets), json.dumps(sub.event_types), description,
                 iso_utc(utc_now())])
     return sub
 
 
-def _subscription(row: dict[str, Any]) -> Subscription:
-    return Subscription(row["id"], row["kind"], row["url"], json.loads(row["secrets"]),
+def _box(db: HubDb) -> Any:
+    if db.box is None:
+        raise RuntimeError("webhook secrets need the hub key: open the database with open_hub_db")
+    return db.box
+
+
+def _sealed(db: HubDb, sub_id: str, live: list[str]) -> str:
+    """A subscription's live secrets as stored: sealed with the hub key, never in clear."""
+    return _box(db).seal(json.dumps(live), secrets_label(sub_id))
+
+
+def _opened(db: HubDb, sub_id: str, stored: str) -> list[str]:
+    return json.loads(_box(db).open(stored, secrets_label(sub_id)))
+
+
+def _subscription(db: HubDb, row: dict[str, Any]) -> Subscription:
+    return Subscription(row["id"], row["kind"], row["url"], _opened(db, row["id"], row["secrets"]),
                         json.loads(row["event_types"]))
 
 
@@ -85,7 +101,7 @@ def subscriptions(db: HubDb, include_removed: bool = False) -> dict[str, Subscri
     with db.transaction(write=False) as tx:
         rows = tx.rows("SELECT * FROM outbound_subscriptions" + ("" if include_removed else
                                                                  " WHERE removed_utc IS NULL") + " ORDER BY id")
-    return {r["id"]: _subscription(r) for r in rows}
+    return {r["id"]: _subscription(db, r) for r in rows}
 
 
 def list_subscriptions(db: HubDb) -> list[dict[str, Any]]:
@@ -97,7 +113,7 @@ def list_subscriptions(db: HubDb) -> list[dict[str, Any]]:
                          "GROUP BY subscription_id, status")
     for row in rows:
         row["event_types"] = json.loads(row["event_types"])
-        row["live_secrets"] = len(json.loads(row.pop("secrets")))
+        row["live_secrets"] = len(_opened(db, row["id"], row.pop("secrets")))
         row["queue"] = {c["status"]: int(c["n"]) for c in counts if c["subscription_id"] == row["id"]}
     return rows
 
@@ -121,10 +137,10 @@ def rotate_secret(db: HubDb, sub_id: str, drop_old: bool = False) -> str | None:
                      + tx.for_update, [sub_id])
         if row is None:
             raise NotFound(f"no webhook {sub_id}", fix="List them with `kiosk hub webhook list`.")
-        live = json.loads(row["secrets"])
+        live = _opened(db, sub_id, row["secrets"])
         fresh = None if drop_old else new_secret()
         live = live[:1] if drop_old else [fresh, *live][:MAX_LIVE_SECRETS]
-        tx.run("UPDATE outbound_subscriptions SET secrets = ? WHERE id = ?", [json.dumps(live), sub_id])
+        tx.run("UPDATE outbound_subscriptions SET secrets = ? WHERE id = ?", [_sealed(db, sub_id, live), sub_id])
     return fresh
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from kiosk.base.errors import InvalidInput
+from kiosk.base.errors import InvalidInput, NotFound
 from sync.hub.outbound.events import body_of
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,16 @@ class WebhookSender:
 
     def close(self) -> None:
         self.client.close()
+
+
+def test_subscription(db: Any, sub_id: str, timeout_s: float) -> tuple[Any, Outcome, float]:
+    """Send the test event to a live webhook subscription; (subscription, outcome, seconds). NotFound if none."""
+    from sync.hub.outbound.queue import subscriptions
+    sub = subscriptions(db).get(sub_id)
+    if sub is None or sub.kind != "webhook":
+        raise NotFound(f"no webhook {sub_id}", fix="List them with `kiosk hub webhook list`.")
+    outcome, took_s = send_test(sub, timeout_s)
+    return sub, outcome, took_s
 
 
 def send_test(sub: Any, timeout_s: float) -> tuple[Outcome, float]:
