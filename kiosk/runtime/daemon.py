@@ -77,7 +77,7 @@ class KioskDaemon:
         self.exit_when_camera_ends = exit_when_camera_ends
         self.stop_event = threading.Event()
         self.notifier = Notifier()
-        self.bus = bus or EventBus(config.events.stdout_json)
+        self.bus = bus or EventBus(config.events.stdout_json, stdout_personal=config.events.stdout_personal)
         self.started_mono = time.monotonic()
         self.store = open_store(config)
         self._normalise_cards()
