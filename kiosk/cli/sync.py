@@ -90,7 +90,7 @@ def sync_run(cfg: ConfigRef) -> None:
     watchdog_s = notifier.watchdog_interval_s()
     with open_store(config) as store:
         agent = _agent(store, cfg)
-        agent.state.require_registration()
+        agent.refuse_clear_text(agent.hub_url(agent.state.require_registration()))
 
         def tick() -> None:
             # Only pet the watchdog while the scheduler's watch job is still running.
@@ -111,7 +111,7 @@ def sync_once(retry_rejected: bool, as_json: bool, cfg: ConfigRef) -> None:
     """Push, pull the roster, heartbeat and purge once; exit 1 if a step failed."""
     with open_store(cfg.load()) as store:
         agent = _agent(store, cfg)
-        agent.state.require_registration()
+        agent.refuse_clear_text(agent.hub_url(agent.state.require_registration()))
         try:
             report = agent.once(retry_rejected=retry_rejected)
         finally:
