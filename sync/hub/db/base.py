@@ -23,6 +23,8 @@ class Tx(abc.ABC):
 
     dialect: str = ""
     for_update: str = ""
+    # Set by people.erase_templates: after the commit the backend scrubs what the delete left (HubDb.scrub).
+    erased: bool = False
 
     @abc.abstractmethod
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -71,6 +73,11 @@ class HubDb(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release every connection."""
+
+    @abc.abstractmethod
+    def scrub(self) -> None:
+        """After a transaction that erased templates: make the erased bytes unreadable from the database's
+        files as far as the backend allows (SQLite: checkpoint the WAL; PostgreSQL: VACUUM the table)."""
 
     @abc.abstractmethod
     def _migration_lock(self, tx: Tx) -> None:
