@@ -82,6 +82,8 @@ def sync_register(hub_url: str | None, code: str, as_json: bool, cfg: ConfigRef)
 def sync_run(cfg: ConfigRef) -> None:
     """Run the agent until SIGTERM: push each punch within seconds, pull the roster, heartbeat."""
     from kiosk.runtime.sdnotify import Notifier
+    from kiosk.base.hardening import forbid_core_dumps
+    forbid_core_dumps()  # before the store's key is read
     config = cfg.load()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -242,7 +244,9 @@ def hub_init(directory: Path, host: str, port: int) -> None:
 @hub_config_options
 def hub_serve(port: int | None, host: str | None, hub: HubConfig, overrides: list[str]) -> None:
     """Serve the v1 API (migrates the database first) until SIGTERM."""
+    from kiosk.base.hardening import forbid_core_dumps
     from sync.hub.server import serve
+    forbid_core_dumps()
     if port is not None:
         hub.server.port = port
         overrides.append(f"server.port={port}")

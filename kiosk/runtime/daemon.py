@@ -21,6 +21,7 @@ from hardware.device import TROUBLE
 from kiosk import __version__
 from kiosk.base.errors import KioskError
 from kiosk.base.events import Event, EventBus, EventKind
+from kiosk.base.hardening import forbid_core_dumps
 from kiosk.punching.policy import PunchPolicy
 from kiosk.punching.position import GpsLocator
 from kiosk.runtime.sdnotify import Notifier
@@ -399,4 +400,5 @@ class KioskDaemon:
 def run_daemon(config, exit_when_camera_ends: bool = False,  # noqa: ANN001 - KioskConfig
                extensions: Sequence[Extension] = ()) -> int:
     """Build the daemon from a config and run it until stopped; returns the exit code."""
+    forbid_core_dumps()  # before the store's key is read
     return KioskDaemon(config, exit_when_camera_ends, extensions=extensions).run()
