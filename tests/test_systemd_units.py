@@ -107,7 +107,8 @@ def test_the_daemon_leaves_no_core_dump(kiosk_home: Path, tmp_path: Path) -> Non
         skip_or_fail("kernel.core_pattern does not write core files into the working directory here")
     control = tmp_path / "control"
     control.mkdir()
-    if not _abort_and_list([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"], control, "up"):
+    sleeper = "import time; print('up', flush=True); time.sleep(600)"
+    if not _abort_and_list([sys.executable, "-c", sleeper], control, "up"):
         skip_or_fail("a plain crashing process leaves no core file on this machine: nothing to compare with")
     crashed = tmp_path / "daemon"
     crashed.mkdir()

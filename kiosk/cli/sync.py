@@ -81,8 +81,8 @@ def sync_register(hub_url: str | None, code: str, as_json: bool, cfg: ConfigRef)
 @config_options
 def sync_run(cfg: ConfigRef) -> None:
     """Run the agent until SIGTERM: push each punch within seconds, pull the roster, heartbeat."""
-    from kiosk.runtime.sdnotify import Notifier
     from kiosk.base.hardening import forbid_core_dumps
+    from kiosk.runtime.sdnotify import Notifier
     forbid_core_dumps()  # before the store's key is read
     config = cfg.load()
     stop = threading.Event()
