@@ -160,6 +160,11 @@ ALTER TABLE devices ADD COLUMN offline_utc TEXT;
 ALTER TABLE devices ADD COLUMN complete_utc TEXT
 """
 
+# What the hub itself noticed about a punch (not part of the kiosk's hashed record): e.g. clock_ahead.
+_HUB_FLAGS = """
+ALTER TABLE punches ADD COLUMN hub_flags TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -167,4 +172,5 @@ MIGRATIONS: list[HubMigration] = [
     ("console_001_accounts", lambda dialect: _statements(_CONSOLE_ACCOUNTS, dialect)),
     ("console_002_punch_direction", lambda dialect: _statements(_CONSOLE_PUNCH_DIRECTION, dialect)),
     ("outbound_001_deliveries", lambda dialect: _statements(_OUTBOUND, dialect)),
+    ("hardening_001_hub_flags", lambda dialect: _statements(_HUB_FLAGS, dialect)),
 ]
