@@ -40,6 +40,7 @@ from kiosk.store.syncstate import Registration, SyncState
 from kiosk.time.hubclock import latest_hub_clock, save_hub_clock
 from kiosk.time.trusted import clock_for
 from sync.client import HubClient
+from sync.config import INSECURE_HTTP_FIX, sends_token_in_clear
 from sync.errors import DeviceNotAuthorized, HubRefused, HubUnreachable
 from sync.protocol import (
     MAX_ANCHORS,
@@ -181,7 +182,14 @@ class Agent:
             self._client_key = key
         return self._client
 
+    def refuse_clear_text(self, url: str) -> None:
+        """Every request (and registration) to a hub goes over TLS unless the hub is this machine."""
+        if sends_token_in_clear(url) and not self.cfg.allow_insecure_http:
+            raise InvalidInput(f"hub URL {url!r} is plain http:// to another machine: the device token would "
+                               "travel in clear text", fix=INSECURE_HTTP_FIX[0].upper() + INSECURE_HTTP_FIX[1:] + ".")
+
     def make_client(self, url: str, token: str | None = None) -> HubClient:
+        self.refuse_clear_text(url)
         return HubClient(url, token, ca_bundle=self.cfg.ca_bundle, connect_timeout_s=self.cfg.connect_timeout_s,
                          read_timeout_s=self.cfg.read_timeout_s, transport=self.transport)
 
@@ -204,6 +212,7 @@ class Agent:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InvalidInput(f"hub URL {hub_url!r} is not an http:// or https:// address",
                                fix="Give the hub's base URL, e.g. --hub https://hub.example.bank:8750.")
+        self.refuse_clear_text(hub_url)
         if not 4 <= len(code) <= 64:
             raise InvalidInput(f"registration code {code!r} is not a code the hub gives out",
                                fix="Copy the code printed by `kiosk hub device add`, e.g. 7KQM-X2PA-9HDE-CW4R.")

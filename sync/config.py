@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+import ipaddress
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from kiosk.base.config import ConfigPath, StrictModel
+
+INSECURE_HTTP_FIX = ("use https:// (sync.ca_bundle names a private CA), or set sync.allow_insecure_http = true "
+                     "only on a network you trust")
+
+
+def sends_token_in_clear(url: str) -> bool:
+    """True for an http:// URL to a host other than this machine: the device token would cross the network
+    in clear text. The one rule for the config check, `kiosk sync register` and every sync request."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve anywhere
 
 
 class SyncConfig(StrictModel):
     """The sync agent on this kiosk (`kiosk sync run`)."""
 
+    allow_insecure_http: bool = Field(
+        False, description="Allow an http:// hub URL that is not on this machine (127.0.0.1, localhost). "
+        "The device token and every punch then cross the network unencrypted: only for a trusted test network.")
     hub_url: str | None = Field(
         None, description="Base URL of the hub, e.g. https://hub.example.bank:8750. Default for "
         "`kiosk sync register --hub`; when set it also overrides the URL recorded at registration.")
@@ -41,12 +65,15 @@ class SyncConfig(StrictModel):
 
     @field_validator("hub_url")
     @classmethod
-    def verify_hub_url_is_http(cls, value: str | None) -> str | None:
+    def verify_hub_url_is_http(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         value = value.strip().rstrip("/")
         if not value.startswith(("https://", "http://")) or len(value) < 10:
             raise ValueError("hub_url must start with https:// (or http:// on a private test network)")
+        if sends_token_in_clear(value) and not info.data.get("allow_insecure_http"):
+            raise ValueError("plain http:// to a hub on another machine sends the device token and punches "
+                             f"in clear text; {INSECURE_HTTP_FIX}")
         return value
 
     @model_validator(mode="after")

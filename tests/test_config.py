@@ -101,3 +101,23 @@ def test_every_key_is_in_the_example() -> None:
     undocumented = [p for p in leaves if f"{p.rsplit('.', 1)[-1]} =" not in example
                     and f"# {p.rsplit('.', 1)[-1]} =" not in example]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(("url", "allow", "ok"), [
+    ("http://10.1.2.3:8750", False, False),
+    ("http://hub.branch.lan:8750", False, False),
+    ("http://10.1.2.3:8750", True, True),
+    ("https://10.1.2.3:8750", False, True),
+    ("http://127.0.0.1:8750", False, True),
+    ("http://localhost:8750", False, True),
+    ("http://[::1]:8750", False, True),
+])
+def test_config_check_refuses_a_clear_text_hub_on_another_machine(kiosk_home, invoke, url: str, allow: bool,
+                                                                  ok: bool) -> None:
+    """The reported gap: sync.hub_url = "http://10.1.2.3:8750" was accepted and the token went in clear."""
+    sets = ["--set", f"sync.hub_url='{url}'"] + (["--set", "sync.allow_insecure_http=true"] if allow else [])
+    result = invoke("config", "check", str(kiosk_home), *sets)
+    assert (result.exit_code == 0) is ok, result.output
+    if not ok:
+        assert "sync.hub_url" in result.output and "clear text" in result.output
+        assert "https://" in result.output and "sync.allow_insecure_http = true" in result.output

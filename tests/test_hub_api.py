@@ -257,3 +257,24 @@ def test_an_internal_failure_answers_500_with_an_incident_id_not_a_traceback(hub
     body = resp.json()["error"]
     assert resp.status_code == 500 and body["code"] == "internal" and "incident" in body["message"]
     assert "Traceback" not in resp.text and "device_issues" not in resp.text
+
+
+def test_punches_dated_ahead_of_the_hub_are_flagged_and_raised(hub) -> None:
+    """The reported gap: a kiosk clock set 400 days ahead gave punches dated then, accepted with no flag and
+    no device issue. They are still stored (nothing is dropped), flagged clock_ahead, and HR sees an issue."""
+    device = register(hub)
+    ahead = iso_utc(utc_now() + timedelta(days=400))
+    records = chain(1, mono_ns=1_000)
+    records += chain(1, start_seq=2, prev=records[-1]["hash"], ts_utc=ahead, clock_state="unverified",
+                     mono_ns=2_000)
+    records += chain(1, start_seq=3, prev=records[-1]["hash"], ts_utc=iso_utc(utc_now() + timedelta(minutes=2)),
+                     mono_ns=3_000)  # within the allowed skew
+    assert upload(device, records)["accepted"] == 3
+    flags = {row["seq"]: row["hub_flags"] for row in hub.export()}
+    assert flags == {1: "", 2: "clock_ahead", 3: ""}
+    issues = [i for i in hub.hr.get(f"/v1/hr/devices/{device.device_id}").json()["issues"]
+              if i["kind"] == "clock_ahead"]
+    assert [(i["seq_from"], i["seq_to"], i["resolved_utc"]) for i in issues] == [(2, 2, None)]
+    assert "clock is ahead" in issues[0]["detail"]
+    picked = hub.hr.get("/v1/hr/punches", params={"flag": "clock_ahead"})
+    assert [json.loads(line)["seq"] for line in picked.text.splitlines()] == [2]

@@ -82,3 +82,26 @@ def test_a_punch_is_one_info_line_that_says_the_clock_is_unverified(caplog) -> N
     info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
     assert info == ["event punched E001 by card (punch p1, clock unverified)"]
     assert punch_detail("outside_geofence", "verified") == "outside_geofence"
+
+
+def test_stdout_events_carry_ids_and_method_never_a_name_or_score() -> None:
+    punched = Event(EventKind.PUNCHED, employee_id="E003", name="Wang Li", method="face", score=0.714)
+    assert punched.stdout_dict() == {"kind": "punched", "ts_utc": punched.ts_utc, "employee_id": "E003",
+                                     "method": "face"}
+    assert punched.stdout_dict(personal=True)["name"] == "Wang Li"
+
+
+def test_the_daemons_stdout_by_default_has_no_name(kiosk_home, invoke) -> None:
+    """The reported leak: every punch's name went to the plaintext journal through stdout."""
+    from daemon_support import start_daemon
+    added = invoke("employee", "add", "X1", "--name", "Wang Li", "--card", "4000", "--config", str(kiosk_home))
+    assert added.exit_code == 0, added.output
+    daemon = start_daemon(kiosk_home, "rfid.port='fake:?cards=0000004000&every_s=0.5&repeats=1'")
+    try:
+        punched = daemon.wait_events(lambda events: next((e for e in events if e["kind"] == "punched"), None),
+                                     60, "the card's punch on stdout")
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    assert (punched["employee_id"], punched["method"]) == ("X1", "card")
+    assert "name" not in punched and "score" not in punched
+    assert "Wang" not in "".join(daemon.out.lines) and "Wang" not in daemon.log()

@@ -342,3 +342,44 @@ def test_photo_enrolment_made_before_registering_reaches_the_hub(hub, make_kiosk
     assert hub.hr.get("/v1/hr/employees/E55").json()["branches"] == ["B001"]
     assert colleague.agent.once().errors == {}
     assert [t.employee_id for t in colleague.store.roster.templates(face_engine.model_id)] == ["E55"]
+
+
+class Relay(httpx.MockTransport):
+    """A router on the way to another machine: requests for any host reach the real hub on 127.0.0.1."""
+
+    def __init__(self, hub_url: str) -> None:
+        super().__init__(self.forward)
+        self.hub = httpx.URL(hub_url)
+        self.real = httpx.HTTPTransport()
+        self.seen: list[str] = []
+
+    def forward(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(str(request.url))
+        request.url = request.url.copy_with(host=self.hub.host, port=self.hub.port)
+        response = self.real.handle_request(request)
+        response.read()
+        return response
+
+
+def test_plain_http_to_another_machine_is_refused_unless_allowed(hub, make_kiosk) -> None:
+    """The device token never leaves in clear text: not at registration, not on a registration recorded
+    before the rule (every request is checked), unless sync.allow_insecure_http says so."""
+    from kiosk.base.errors import InvalidInput
+    from sync.agent import Agent
+    relay = Relay(hub.url)
+    remote = "http://10.1.2.3:8750"
+    refused = make_kiosk(transport=relay)
+    with pytest.raises(InvalidInput, match="clear text") as exc:
+        refused.agent.register(remote, hub.code())
+    assert "allow_insecure_http" in exc.value.fix and relay.seen == []
+    allowed = make_kiosk(transport=relay, sync={"allow_insecure_http": "true"})
+    allowed.agent.register(remote, hub.code())
+    allowed.punch("E1", 3)
+    assert allowed.agent.once().errors == {} and len(hub.export()) == 3
+    assert relay.seen and all(url.startswith(remote) for url in relay.seen)
+    sent = len(relay.seen)
+    strict = Agent(refused.config, allowed.store, transport=relay, model=allowed.agent.model)
+    allowed.punch("E1", 1)
+    report = strict.once()
+    assert "clear text" in report.errors["push"] and len(relay.seen) == sent and len(hub.export()) == 3
+    strict.close()

@@ -101,3 +101,32 @@ def test_anchor_corrects_unverified_punches(fresh_store) -> None:
     fixed = corrected_utc(punch.mono_ns, punch.boot_id, anchors)
     assert abs((fixed - NOW).total_seconds()) < 0.01
     assert corrected_utc(punch.mono_ns, "another-boot", anchors) is None
+
+
+def test_a_stepped_wall_clock_flags_the_next_punch(fresh_store) -> None:
+    """The reported gap: a clock set 400 days ahead (no NTP or GPS) gave punches dated 2028 with no flag;
+    a backward step was flagged only once a verified punch existed. Wall and monotonic deltas between
+    readings tell a step from time passing, whichever way it goes."""
+    from kiosk.punching.record import record_punch
+    fresh_store.roster.add("E001", "Li")
+    dial = Dial(NOW)
+    clock = _clock(dial)
+
+    def punch() -> list[str]:
+        return record_punch(fresh_store, clock, "E001", "card").punch.flags.split(",")
+
+    assert "clock_jump" not in punch()
+    dial.advance(86_400)
+    dial.wall_s += 30  # a day of NTP-style slewing (within 0.05 %) is no step
+    assert "clock_jump" not in punch()
+    dial.advance(60)
+    dial.wall_s += 400 * 86_400  # someone sets the date ahead
+    assert "clock_jump" in clock.now().flags  # the screen's status reading sees it too...
+    flagged = record_punch(fresh_store, clock, "E001", "card").punch
+    assert "clock_jump" in flagged.flags and flagged.clock_state == "unverified"  # ...and the punch carries it
+    assert flagged.ts_utc.startswith("2028-")
+    dial.advance(60)
+    assert "clock_jump" not in punch()  # reported once
+    dial.wall_s -= 3600  # and back, by an hour
+    assert "clock_jump" in punch()
+    assert fresh_store.punches.verify().ok

@@ -42,6 +42,10 @@ class EventKind(StrEnum):
 # Events whose news the log line of another event already carries (a punched line says "clock unverified").
 SAID_ELSEWHERE = frozenset({EventKind.TIME_UNVERIFIED})
 
+# Fields that say who someone is or how their face matched: the screen needs them, stdout (the journal,
+# kept after an erasure) does not unless the operator asks (`events.stdout_personal`).
+PERSONAL_FIELDS = frozenset({"name", "score"})
+
 
 @dataclass(frozen=True)
 class Event:
@@ -63,6 +67,11 @@ class Event:
         data = asdict(self)
         data["kind"] = self.kind.value
         return {k: v for k, v in data.items() if v is not None and v != ""}
+
+    def stdout_dict(self, personal: bool = False) -> dict:
+        """The JSON line printed on stdout: ids, method, times; names and match scores only if ``personal``."""
+        data = self.to_dict()
+        return data if personal else {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
 
     def log_line(self) -> str:
         """One readable line for the log: ids, method, direction, latency — never a name.
@@ -88,8 +97,9 @@ class Event:
 class EventBus:
     """Publishes events to the log, optionally stdout (JSON lines), and subscribers (the screen)."""
 
-    def __init__(self, stdout_json: bool = True, keep: int = 200) -> None:
+    def __init__(self, stdout_json: bool = True, keep: int = 200, stdout_personal: bool = False) -> None:
         self.stdout_json = stdout_json
+        self.stdout_personal = stdout_personal
         self.recent: deque[Event] = deque(maxlen=keep)
         self._subscribers: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
@@ -105,7 +115,7 @@ class EventBus:
         # The log gets ids only (names stay on the screen and in the event stream); never images or embeddings.
         log.log(logging.DEBUG if event.kind in SAID_ELSEWHERE else logging.INFO, "event %s", event.log_line())
         if self.stdout_json:
-            sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(event.stdout_dict(self.stdout_personal), ensure_ascii=False) + "\n")
             sys.stdout.flush()
         for callback in subscribers:
             try:

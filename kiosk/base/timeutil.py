@@ -16,6 +16,7 @@ LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 """The hub stamps every answer with its UTC clock (milliseconds) in this header; kiosks measure
 their clock offset from it."""
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+BOOT_ID_ENV = "KIOSK_BOOT_ID"
 
 
 def utc_now() -> datetime:
@@ -44,6 +45,11 @@ def boot_id() -> str:
     try:
         return BOOT_ID_PATH.read_text().strip()
     except OSError:
+        pass
+    # Under systemd's ProcSubset=pid /proc/sys is hidden: the units pass the same id as KIOSK_BOOT_ID=%b.
+    try:
+        return str(uuid.UUID(hex=os.environ.get(BOOT_ID_ENV, "")))
+    except ValueError:
         # Not Linux: a per-process id still keeps monotonic values from being mixed up.
         return f"proc-{os.getpid()}-{_PROCESS_TOKEN}"
 

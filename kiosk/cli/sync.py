@@ -81,7 +81,9 @@ def sync_register(hub_url: str | None, code: str, as_json: bool, cfg: ConfigRef)
 @config_options
 def sync_run(cfg: ConfigRef) -> None:
     """Run the agent until SIGTERM: push each punch within seconds, pull the roster, heartbeat."""
+    from kiosk.base.hardening import forbid_core_dumps
     from kiosk.runtime.sdnotify import Notifier
+    forbid_core_dumps()  # before the store's key is read
     config = cfg.load()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -90,7 +92,7 @@ def sync_run(cfg: ConfigRef) -> None:
     watchdog_s = notifier.watchdog_interval_s()
     with open_store(config) as store:
         agent = _agent(store, cfg)
-        agent.state.require_registration()
+        agent.refuse_clear_text(agent.hub_url(agent.state.require_registration()))
 
         def tick() -> None:
             # Only pet the watchdog while the scheduler's watch job is still running.
@@ -111,7 +113,7 @@ def sync_once(retry_rejected: bool, as_json: bool, cfg: ConfigRef) -> None:
     """Push, pull the roster, heartbeat and purge once; exit 1 if a step failed."""
     with open_store(cfg.load()) as store:
         agent = _agent(store, cfg)
-        agent.state.require_registration()
+        agent.refuse_clear_text(agent.hub_url(agent.state.require_registration()))
         try:
             report = agent.once(retry_rejected=retry_rejected)
         finally:
@@ -245,7 +247,9 @@ def hub_init(directory: Path, host: str, port: int) -> None:
 @hub_config_options
 def hub_serve(port: int | None, host: str | None, hub: HubConfig, overrides: list[str]) -> None:
     """Serve the v1 API (migrates the database first) until SIGTERM."""
+    from kiosk.base.hardening import forbid_core_dumps
     from sync.hub.server import serve
+    forbid_core_dumps()
     if port is not None:
         hub.server.port = port
         overrides.append(f"server.port={port}")

@@ -115,6 +115,7 @@ def _check_repeat(store: Store, cfg: PunchConfig, tz: ZoneInfo, employee_id: str
 
 
 def _keep_clock_honest(store: Store, clock: TrustedClock, reading: TimeReading) -> None:
+    clock.punch_recorded(reading)
     if reading.state == "verified":
         clock.raise_floor(reading.utc)
     if clock.anchor_due(reading):

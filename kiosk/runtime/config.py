@@ -21,4 +21,7 @@ class PipelineConfig(StrictModel):
 class EventsConfig(StrictModel):
     """Where the daemon's events (what the screen shows) go besides the log."""
 
-    stdout_json: bool = Field(True, description="Print each event as one JSON line on stdout.")
+    stdout_json: bool = Field(True, description="Print each event as one JSON line on stdout (ids, method, "
+                              "times: never a name or a match score unless stdout_personal is on).")
+    stdout_personal: bool = Field(False, description="Also print names and match scores in the stdout lines. "
+                                  "Under systemd they then stay in the journal after the person is erased.")

@@ -21,6 +21,7 @@ from hardware.device import TROUBLE
 from kiosk import __version__
 from kiosk.base.errors import KioskError
 from kiosk.base.events import Event, EventBus, EventKind
+from kiosk.base.hardening import forbid_core_dumps
 from kiosk.punching.policy import PunchPolicy
 from kiosk.punching.position import GpsLocator
 from kiosk.runtime.sdnotify import Notifier
@@ -77,7 +78,7 @@ class KioskDaemon:
         self.exit_when_camera_ends = exit_when_camera_ends
         self.stop_event = threading.Event()
         self.notifier = Notifier()
-        self.bus = bus or EventBus(config.events.stdout_json)
+        self.bus = bus or EventBus(config.events.stdout_json, stdout_personal=config.events.stdout_personal)
         self.started_mono = time.monotonic()
         self.store = open_store(config)
         self._normalise_cards()
@@ -399,4 +400,5 @@ class KioskDaemon:
 def run_daemon(config, exit_when_camera_ends: bool = False,  # noqa: ANN001 - KioskConfig
                extensions: Sequence[Extension] = ()) -> int:
     """Build the daemon from a config and run it until stopped; returns the exit code."""
+    forbid_core_dumps()  # before the store's key is read
     return KioskDaemon(config, exit_when_camera_ends, extensions=extensions).run()

@@ -22,6 +22,11 @@ class ClockConfig(StrictModel):
                                     "trusted (the header has 1 s resolution).")
     hub_max_age_s: float = Field(3600.0, ge=10, le=7 * 86_400,
                                  description="A hub time reading older than this no longer vouches for the clock.")
+    step_max_s: float = Field(10.0, ge=0.5, le=86_400,
+                              description="A wall clock that moved this many seconds more or less than the "
+                              "monotonic clock since the last reading was stepped (set by hand, or a bad time "
+                              "source): the next punch is flagged clock_jump. NTP's slewing (at most 0.05 %) is "
+                              "allowed on top.")
     anchor_interval_s: float = Field(3600.0, ge=10, le=86_400,
                                      description="While trusted, how often to record a monotonic-to-UTC anchor "
                                      "that lets the hub correct unverified punches.")

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 RELEASE_FLOOR_UTC = datetime(2026, 11, 1, tzinfo=UTC)
 """No correct clock can read earlier than this software's release."""
+SLEW_MAX = 0.0005
+"""The fastest rate at which NTP slews a clock (500 ppm): a wall clock drifting from the monotonic one by
+more than this plus ClockConfig.step_max_s was stepped."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class TrustedClock:
     _ntp_cache: tuple[int, bool] | None = None
     _last_state: str | None = None
     _last_anchor_mono: int | None = None
+    _last_seen: tuple[float, int] | None = None  # (wall, mono) of the previous reading
+    _step_s: float | None = None  # a wall-clock step seen since the last punch (seconds, + = forward)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def raise_floor(self, moment: datetime) -> None:
@@ -96,6 +101,7 @@ class TrustedClock:
             wall, mono = self.wall(), self.mono()
             utc = datetime.fromtimestamp(wall, UTC)
             flags: list[str] = []
+            self._watch_steps(wall, mono)
             if utc < self.floor_utc:
                 flags.append("clock_behind_floor")
             gps = self._fresh(self._gps, mono, self.cfg.gps_max_age_s)
@@ -111,6 +117,9 @@ class TrustedClock:
                 state = "verified" if abs(offset) <= self.cfg.hub_max_offset_s else "unverified"
             if flags:
                 state = "unverified"
+            if self._step_s is not None:
+                # Flagged, not believed: a source that vouches for the new time keeps the state verified.
+                flags.append("clock_jump")
             if state != self._last_state:
                 if source == "none":
                     log.info("clock is %s: no time source yet (no NTP sync, no GPS time, no hub answer)", state)
@@ -118,6 +127,24 @@ class TrustedClock:
                     log.info("clock is %s (source %s, offset %+.3f s)", state, source, offset)
                 self._last_state = state
             return TimeReading(utc, mono, state, source, offset, tuple(flags), self.boot())
+
+    def _watch_steps(self, wall: float, mono: int) -> None:
+        """Compare the wall clock's progress with the monotonic clock's since the previous reading."""
+        last, self._last_seen = self._last_seen, (wall, mono)
+        if last is None:
+            return
+        elapsed_s = (mono - last[1]) / 1e9
+        step_s = (wall - last[0]) - elapsed_s
+        if abs(step_s) > self.cfg.step_max_s + SLEW_MAX * elapsed_s:
+            log.warning("the wall clock was stepped by %+.0f s (against the monotonic clock); the next punch "
+                        "is flagged clock_jump", step_s)
+            self._step_s = (self._step_s or 0.0) + step_s
+
+    def punch_recorded(self, reading: TimeReading) -> None:
+        """A punch carried ``reading``: a step it was flagged for has been reported."""
+        with self._lock:
+            if "clock_jump" in reading.flags:
+                self._step_s = None
 
     def anchor_due(self, reading: TimeReading) -> bool:
         """True when a source knows the true time and no recent anchor was stored this boot."""

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from kiosk.base.errors import KioskError
 from kiosk.ui import admin
+from kiosk.ui.config import is_loopback
 from kiosk.ui.errors import UiError, from_kiosk_error
 from kiosk.ui.i18n import LANGUAGES, catalogue
 from kiosk.ui.service import UiService
@@ -95,14 +96,20 @@ def public_routes(service: UiService) -> list:
             return refusal(UiError("unknown_language", 404, lang=lang))
         return JSONResponse(catalogue(lang))
 
-    async def events(_: Request) -> Response:
+    async def events(request: Request) -> Response:
+        if not await seen_by_admin(service, request):
+            return refusal(UiError("not_logged_in", 401))
         return StreamingResponse(event_stream(service), media_type="text/event-stream",
                                  headers={"x-accel-buffering": "no"})
 
-    async def preview_mjpg(_: Request) -> Response:
+    async def preview_mjpg(request: Request) -> Response:
+        if not await seen_by_admin(service, request):
+            return refusal(UiError("not_logged_in", 401))
         return StreamingResponse(mjpeg_stream(service), media_type="multipart/x-mixed-replace; boundary=frame")
 
-    async def preview_jpg(_: Request) -> Response:
+    async def preview_jpg(request: Request) -> Response:
+        if not await seen_by_admin(service, request):
+            return refusal(UiError("not_logged_in", 401))
         _, jpeg = await run_in_threadpool(service.preview.jpeg)
         if jpeg is None:
             return Response(status_code=204)
@@ -129,6 +136,15 @@ def public_routes(service: UiService) -> list:
             Route("/api/events", events), Route("/api/preview.mjpg", preview_mjpg),
             Route("/api/preview.jpg", preview_jpg), Route("/healthz", healthz),
             Route("/api/direction", direction, methods=["POST"])]
+
+
+async def seen_by_admin(service: UiService, request: Request) -> bool:
+    """Whether this request may see the camera and the events (names): always from this machine (the
+    touchscreen); from elsewhere (ui.allow_remote) only with the admin session."""
+    peer = request.client.host if request.client else ""
+    if is_loopback(peer):
+        return True
+    return await run_in_threadpool(service.auth.check, request.cookies.get(COOKIE), False)
 
 
 async def event_stream(service: UiService):  # noqa: ANN201 - async generator of SSE chunks
@@ -283,7 +299,7 @@ def enrol_routes(service: UiService, guarded: Callable[[Handler], Handler]) -> l
 
 def create_app(service: UiService) -> Starlette:
     """The ASGI app for one running kiosk."""
-    hosts = LOOPBACK_HOSTS if service.cfg.bind in ("127.0.0.1", "::1") else ["*"]
+    hosts = LOOPBACK_HOSTS if is_loopback(service.cfg.bind) else ["*"]
     routes = [*public_routes(service), *admin_routes(service), Mount("/static", StaticFiles(directory=STATIC_DIR))]
     app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)])
     return SecurityHeaders(app)

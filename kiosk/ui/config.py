@@ -5,19 +5,31 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from kiosk.base.config import StrictModel
 
 Language = Literal["en", "zh"]
 
 
+def is_loopback(address: str) -> bool:
+    """True for an address of this machine only (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return address.strip().lower() == "localhost"
+
+
 class UiConfig(StrictModel):
     """The local web screen that `kiosk run` serves (shown by Chromium in kiosk mode)."""
 
     enabled: bool = Field(False, description="Serve the kiosk screen and admin mode while `kiosk run` runs.")
+    allow_remote: bool = Field(False, description="Allow ui.bind off loopback (e.g. 0.0.0.0): the screen is then "
+                               "served over plain http to the network, and the camera preview and the live events "
+                               "(names) need the admin session for any client but this machine.")
     bind: str = Field("127.0.0.1", description="Address the screen's web server listens on. Keep 127.0.0.1: "
-                      "admin mode is meant for the device's own touchscreen.")
+                      "admin mode is meant for the device's own touchscreen. Any other address needs "
+                      "ui.allow_remote = true.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the screen's web server.")
     branch_title: str = Field("", max_length=64, description="Branch name shown at the top of the screen, "
                               "e.g. 'Pudong Sub-branch'; empty: device.branch (the branch code).")
@@ -43,9 +55,13 @@ class UiConfig(StrictModel):
 
     @field_validator("bind")
     @classmethod
-    def verify_bind_is_an_address(cls, value: str) -> str:
+    def verify_bind_is_an_address(cls, value: str, info: ValidationInfo) -> str:
         try:
             ipaddress.ip_address(value.strip())
         except ValueError:
             raise ValueError("must be an IP address such as 127.0.0.1 (or 0.0.0.0 for every interface)") from None
+        if not is_loopback(value) and not info.data.get("allow_remote"):
+            raise ValueError("serves the screen (camera preview, live events with names, the admin login) to "
+                             "the network over plain http; keep 127.0.0.1, or set ui.allow_remote = true (the "
+                             "preview and events then need the admin session from other machines)")
         return value.strip()

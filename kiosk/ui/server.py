@@ -33,8 +33,8 @@ class UiServer:
     @property
     def url(self) -> str:
         cfg = self.service.cfg
-        host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "127.0.0.1") else cfg.bind
-        return f"http://{host}:{cfg.port}/"
+        host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "127.0.0.1") else cfg.bind
+        return f"http://{'[' + host + ']' if ':' in host else host}:{cfg.port}/"
 
     def start(self) -> bool:
         """Serve; True once listening, False when the server could not start."""

@@ -179,7 +179,7 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
         if len(batch.punches) > server.max_batch:
             raise PayloadTooLarge(f"a batch of {len(batch.punches)} punches; at most {server.max_batch} per request",
                                   fix=f"Send at most {server.max_batch} punches per request.")
-        result = ingest.ingest(db, device, batch.punches)
+        result = ingest.ingest(db, device, batch.punches, server.punch_max_ahead_s)
         if result.accepted and app.state.outbound is not None:
             app.state.outbound.wake()
         return result

@@ -34,6 +34,9 @@ class ServerConfig(StrictModel):
     max_hr_body_bytes: int = Field(32 * 2**20, ge=1024, le=2**31,
                                    description="Largest HR request body (photos are large), bytes.")
     max_batch: int = Field(1000, ge=1, le=10000, description="Most punches accepted in one upload.")
+    punch_max_ahead_s: float = Field(300, ge=1, le=30 * 86400, description="A punch dated more than this many "
+                                     "seconds after the hub receives it is stored flagged clock_ahead (export "
+                                     "column hub_flags) and raised as a device issue: the kiosk's clock is ahead.")
     roster_page_size: int = Field(200, ge=1, le=5000, description="Employees per roster page.")
     export_page_size: int = Field(5000, ge=1, le=100000, description="Most punches per HR export request.")
     registration_code_ttl_h: float = Field(168, ge=0.01, le=8760,

@@ -18,13 +18,15 @@ from sync.hub.branches import Zones, zones
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.ingest import RECORD_COLUMNS
 
-_STORED = ("id", "device_id", "branch", *(name for name in RECORD_COLUMNS if name != "id"), "received_utc", "chain")
+_STORED = ("id", "device_id", "branch", *(name for name in RECORD_COLUMNS if name != "id"), "received_utc", "chain",
+           "hub_flags")
 EXPORT_COLUMNS = ("cursor", *_STORED, "name", "corrected_ts_utc", "local_date", "local_time", "timezone")
 """HR's columns: the hub cursor, the punch as stored (kiosk.base.record.PUNCH_FIELDS with its device and
-branch, direction and kind, and the author of a correction), how the hub saw it, the employee's name, the
+branch, direction and kind, and the author of a correction), how the hub saw it (chain, hub_flags such as
+clock_ahead), the employee's name, the
 corrected time of an unverified punch, and the local date and time in the branch's time zone."""
 PAYROLL_COLUMNS = ("employee_id", "name", "branch", "local_date", "local_time", "timezone", "direction", "method",
-                   "kind", "flags", "clock_state", "score", "note", "author", "device_id", "ts_utc",
+                   "kind", "flags", "hub_flags", "clock_state", "score", "note", "author", "device_id", "ts_utc",
                    "corrected_ts_utc", "id")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Rows are picked by their recorded UTC time widened by this much, then exactly by local date or
@@ -75,9 +77,9 @@ class PunchFilter:
             if value:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if self.flag:
-            where.append("(',' || p.flags || ',') LIKE ?")
-            params.append(f"%,{self.flag},%")
+        if self.flag:  # the kiosk's flags or the hub's
+            where.append("((',' || p.flags || ',') LIKE ? OR (',' || p.hub_flags || ',') LIKE ?)")
+            params += [f"%,{self.flag},%"] * 2
         if self.branches is not None:
             cond, values = tx.in_list("p.branch", self.branches)
             where.append(cond)

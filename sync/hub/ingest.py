@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kiosk.base.record import PUNCH_FIELDS
-from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, add_issue
@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 RECORD_COLUMNS = (*PUNCH_FIELDS, *(name for name in ("direction", "kind", "author") if name not in PUNCH_FIELDS))
 """The kiosk's record as sent, plus direction, kind and a correction's author where the record has none."""
-PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *RECORD_COLUMNS, "received_utc", "chain")
-"""The hub's punch row: where it came from, the kiosk's record as sent, and how the hub saw it."""
+PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *RECORD_COLUMNS, "received_utc", "chain", "hub_flags")
+"""The hub's punch row: where it came from, the kiosk's record as sent, and how the hub saw it (its chain
+status and the hub's own flags, e.g. clock_ahead)."""
 INSERT_PUNCH = (f"INSERT INTO punches ({', '.join(PUNCH_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(PUNCH_COLUMNS))})")
 REJECT_BODY_MAX_CHARS = 4000
@@ -196,17 +197,32 @@ def _store_issues(tx: Tx, device_id: str, walk: ChainWalk) -> None:
         add_issue(tx, device_id, kind, first, last, detail)
 
 
-def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str) -> tuple:
+def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str, hub_flags: str) -> tuple:
     values = {name: getattr(rec, name, None) for name in RECORD_COLUMNS}
     # A record without a direction or kind (an older kiosk) is a plain punch with no direction.
     values["direction"] = normal_direction(values["direction"])
     values["kind"] = values["kind"] or "punch"
     values["author"] = values["author"] or None
-    return (hub_seq, device.id, device.branch, *(values[name] for name in RECORD_COLUMNS), now, chain)
+    return (hub_seq, device.id, device.branch, *(values[name] for name in RECORD_COLUMNS), now, chain, hub_flags)
 
 
-def ingest(db: HubDb, device: Device, raw: list[Any]) -> PunchBatchResponse:
-    """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason)."""
+def _clock_ahead(tx: Tx, device_id: str, new: list[PunchIn], now: str, max_ahead_s: float) -> set[str]:
+    """Ids of punches dated more than ``max_ahead_s`` after the hub received them: the kiosk's clock is
+    ahead (set by hand, no NTP/GPS). They are stored and flagged, and raised as one device issue."""
+    received = parse_iso(now)
+    ahead = {rec.id: (parse_iso(rec.ts_utc) - received).total_seconds() for rec in new}
+    ahead = {ident: seconds for ident, seconds in ahead.items() if seconds > max_ahead_s}
+    if ahead:
+        seqs = [rec.seq for rec in new if rec.id in ahead]
+        add_issue(tx, device_id, "clock_ahead", min(seqs), max(seqs),
+                  f"{len(ahead)} punch(es) dated up to {max(ahead.values()) / 3600:.1f} h after the hub received "
+                  "them: the kiosk's clock is ahead; the export flags them clock_ahead (check NTP/GPS on the kiosk)")
+    return set(ahead)
+
+
+def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0) -> PunchBatchResponse:
+    """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason). A punch
+    dated more than ``max_ahead_s`` after now is stored with hub flag clock_ahead and a device issue."""
     checked = check_records(raw)
     now = iso_utc(utc_now())
     with db.transaction() as tx:
@@ -220,8 +236,10 @@ def ingest(db: HubDb, device: Device, raw: list[Any]) -> PunchBatchResponse:
             _classify_behind(tx, device.id, walk, {rec.seq: rec for rec in new if rec.id not in
                                                    {b.id for b in walk.behind}})
         if new:
+            ahead = _clock_ahead(tx, device.id, new, now, max_ahead_s)
             first = tx.next_values("punch", len(new))
-            rows = [_row(first + i, device, rec, now, walk.status[rec.id]) for i, rec in enumerate(new)]
+            rows = [_row(first + i, device, rec, now, walk.status[rec.id], "clock_ahead" if rec.id in ahead else "")
+                    for i, rec in enumerate(new)]
             tx.many(INSERT_PUNCH, rows)
             emit(tx, punch_events(tx, [dict(zip(PUNCH_COLUMNS, row, strict=True)) for row in rows]))
         _store_issues(tx, device.id, walk)

@@ -149,6 +149,14 @@ def _set_branches(tx: Tx, employee_id: str, branches: list[str]) -> None:
                "ON CONFLICT (employee_id, branch) DO UPDATE SET active = 1", [employee_id, branch])
 
 
+def erase_templates(tx: Tx, employee_id: str) -> int:
+    """The hub's one erase of face templates (the kiosk's is `kiosk/store/roster.py` `_wipe_templates`):
+    the rows are deleted and, once the transaction commits, the backend scrubs its files (SQLite:
+    secure_delete zeroes the pages and the WAL is checkpointed and truncated; PostgreSQL: VACUUM)."""
+    tx.erased = True
+    return tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
+
+
 def _add_templates(tx: Tx, employee_id: str, templates: list[HubTemplate], now: str) -> None:
     tx.many("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, created_utc) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -170,7 +178,7 @@ def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "h
         else:
             tx.run("UPDATE employees SET name = ?, active = 1, updated_utc = ?, terminated_utc = NULL, "
                    "terminate_reason = '' WHERE id = ?", [emp.name, now, emp.employee_id])
-            tx.run("DELETE FROM templates WHERE employee_id = ?", [emp.employee_id])
+            erase_templates(tx, emp.employee_id)
         _set_cards(tx, emp.employee_id, emp.cards)
         _set_branches(tx, emp.employee_id, emp.branches)
         _add_templates(tx, emp.employee_id, made.ready, now)
@@ -199,7 +207,7 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
         if patch.branches is not None:
             _set_branches(tx, employee_id, patch.branches)
         if patch.replace_templates:
-            tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
+            erase_templates(tx, employee_id)
         _add_templates(tx, employee_id, made.ready, now)
         tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, employee_id])
         _bump(tx, employee_id)
@@ -219,7 +227,7 @@ def terminate_employee(db: HubDb, employee_id: str, reason: str, actor: str = "h
         tx.run("UPDATE employees SET active = 0, terminated_utc = ?, terminate_reason = ?, updated_utc = ? "
                "WHERE id = ?", [now, reason, now, employee_id])
         tx.run("DELETE FROM employee_cards WHERE employee_id = ?", [employee_id])
-        tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
+        erase_templates(tx, employee_id)
         _bump(tx, employee_id)
         audit.record(tx, actor, "employee.terminate", employee_id, reason=reason)
         out = _employee_out(tx, employee_id)

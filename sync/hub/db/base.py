@@ -25,6 +25,8 @@ class Tx(abc.ABC):
     dialect: str = ""
     box: SecretBox | None = None  # the hub key (set by open_hub_db)
     for_update: str = ""
+    # Set by people.erase_templates: after the commit the backend scrubs what the delete left (HubDb.scrub).
+    erased: bool = False
 
     @abc.abstractmethod
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -73,6 +75,11 @@ class HubDb(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release every connection."""
+
+    @abc.abstractmethod
+    def scrub(self) -> None:
+        """After a transaction that erased templates: make the erased bytes unreadable from the database's
+        files as far as the backend allows (SQLite: checkpoint the WAL; PostgreSQL: VACUUM the table)."""
 
     @abc.abstractmethod
     def _migration_lock(self, tx: Tx) -> None:

@@ -189,6 +189,11 @@ def secrets_label(sub_id: str) -> str:
     return f"outbound_subscriptions.secrets:{sub_id}"
 
 
+# What the hub itself noticed about a punch (not part of the kiosk's hashed record): e.g. clock_ahead.
+_HUB_FLAGS = """
+ALTER TABLE punches ADD COLUMN hub_flags TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -198,6 +203,7 @@ MIGRATIONS: list[HubMigration] = [
     ("outbound_001_deliveries", lambda dialect: _statements(_OUTBOUND, dialect)),
     ("outbound_002_connector_photos", lambda dialect: _statements(_FRAPPE_PHOTOS, dialect)),
     ("outbound_003_sealed_secrets", lambda dialect: []),
+    ("hardening_001_hub_flags", lambda dialect: _statements(_HUB_FLAGS, dialect)),
 ]
 
 # Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -11,6 +13,12 @@ from typing import Any
 
 from kiosk.base.errors import StoreError
 from sync.hub.db.base import HubDb, Tx
+
+log = logging.getLogger(__name__)
+
+PRIVATE_MODE = 0o600
+# SQLite creates the -wal and -shm files with the main file's mode, so a private main file keeps them private.
+COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
@@ -53,9 +61,22 @@ class SqliteHubDb(HubDb):
             raise StoreError(f"the folder for the hub database, {self.path.parent}, does not exist",
                              fix="Create it (the systemd unit's StateDirectory does) or fix database.sqlite_path.")
         self.busy_timeout_s = busy_timeout_s
+        self._make_private()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+
+    def _make_private(self) -> None:
+        """The database and its companions readable by the hub's user only (also tightens older files)."""
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, PRIVATE_MODE))
+            for suffix in COMPANIONS:
+                path = self.path.with_name(self.path.name + suffix)
+                if path.exists() and path.stat().st_mode & 0o077:
+                    path.chmod(PRIVATE_MODE)
+        except OSError as exc:
+            raise StoreError(f"cannot create or protect the hub database {self.path}: {exc.strerror}",
+                             fix="Run the hub as the user that owns the database folder.") from None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -66,6 +87,8 @@ class SqliteHubDb(HubDb):
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             # A punch the hub acknowledged may later be purged on the kiosk: commits must be durable.
             conn.execute("PRAGMA synchronous=FULL")
+            # Deleted rows (erased templates) are overwritten with zeros, not left in free pages.
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -75,13 +98,24 @@ class SqliteHubDb(HubDb):
     def transaction(self, write: bool = True) -> Iterator[Tx]:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        tx = SqliteTx(conn)
         try:
-            yield SqliteTx(conn)
+            yield tx
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if tx.erased:
+            self.scrub()
+
+    def scrub(self) -> None:
+        """Fold the WAL into the main file and truncate it: the old page images holding erased templates
+        are gone from hub.db-wal, and secure_delete has already zeroed them in hub.db."""
+        busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone().values()
+        if busy:
+            log.warning("hub database: a reader kept the WAL checkpoint after an erase from finishing; "
+                        "the next erase or SQLite's automatic checkpoint completes it")
 
     def _migration_lock(self, tx: Tx) -> None:
         """BEGIN IMMEDIATE already holds the only write lock."""

@@ -1,0 +1,29 @@
+"""Process hardening every long-running command applies at start: no core dumps, no ptrace by peers."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
+
+
+def forbid_core_dumps() -> bool:
+    """Mark this process non-dumpable (prctl PR_SET_DUMPABLE 0): a crash writes no core file that would
+    hold the store's key or face templates, and processes of the same user cannot ptrace it or read its
+    /proc/PID/mem. systemd's LimitCORE=0 says the same from outside. Returns whether it took effect."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+    except OSError as exc:
+        log.warning("cannot mark the process non-dumpable (%s): a crash may leave a core file", exc)
+        return False
+    return libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
