@@ -2,9 +2,10 @@
 applied, or a clear error naming the photo.
 
 Every path that decodes a photo from outside (kiosk import, CLI, the hub's HR uploads) goes through
-``decode_image``: ``image_header`` reads width x height from the PNG IHDR chunk or the JPEG SOF marker
-without decoding anything; other formats, a size above IMAGE_MAX_PIXELS, or a file PIL cannot open are
-refused before OpenCV runs (which has the same pixel limit, set in ``kiosk/__init__``).
+``decode_image``: ``image_header`` reads width x height from the PNG IHDR chunk, the JPEG SOF marker or
+the WebP frame header (phones save WebP under .jpg names) without decoding anything; other formats, a
+size above IMAGE_MAX_PIXELS, or a file PIL cannot open are refused before OpenCV runs (which has the
+same pixel limit, set in ``kiosk/__init__``).
 """
 
 from __future__ import annotations
@@ -21,29 +22,30 @@ import numpy as np
 from kiosk import IMAGE_MAX_PIXELS
 from kiosk.base.errors import InvalidInput
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MAX_PIXELS = IMAGE_MAX_PIXELS
 MAX_FILE_BYTES = 50 * 2**20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_START = b"\xff\xd8"
+PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): C0-CF but DHT, JPG and DAC.
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers without a length: TEM, RST0-7 (SOI/EOI never appear before a frame header).
 STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
-SIZE_FIX = "Scale it down (a face 200+ px wide is plenty) and send it as JPEG or PNG."
+SIZE_FIX = "Scale it down (a face 200+ px wide is plenty)."
 
 
 class ImageRefused(InvalidInput):
     """A photo refused before decoding; ``reason`` is a stable name: too_large, unknown_format, unreadable."""
 
-    def __init__(self, reason: str, what: str, fix: str = "Send the photo again as a JPEG or PNG file.") -> None:
+    def __init__(self, reason: str, what: str, fix: str = "Send the photo again as a JPEG, PNG or WebP file.") -> None:
         super().__init__(what, fix)
         self.reason = reason
 
 
 @dataclass(frozen=True)
 class ImageHeader:
-    format: str  # "png" or "jpeg"
+    format: str  # "png", "jpeg" or "webp"
     width: int
     height: int
 
@@ -58,7 +60,9 @@ def image_header(data: bytes, source: str = "the photo") -> ImageHeader:
         return _png_header(data, source)
     if data.startswith(JPEG_START):
         return _jpeg_header(data, source)
-    raise ImageRefused("unknown_format", f"{source} is neither a JPEG nor a PNG file")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_header(data, source)
+    raise ImageRefused("unknown_format", f"{source} is not a JPEG, PNG or WebP file")
 
 
 def _png_header(data: bytes, source: str) -> ImageHeader:
@@ -92,6 +96,19 @@ def _jpeg_header(data: bytes, source: str) -> ImageHeader:
     raise ImageRefused("unreadable", f"{source} is a JPEG without a readable frame header (SOF)")
 
 
+def _webp_header(data: bytes, source: str) -> ImageHeader:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        return ImageHeader("webp", width & 0x3FFF, height & 0x3FFF)
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        (bits,) = struct.unpack("<I", data[21:25])
+        return ImageHeader("webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    if chunk == b"VP8X" and len(data) >= 30:
+        return ImageHeader("webp", int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1)
+    raise ImageRefused("unreadable", f"{source} is a WebP without a readable frame header")
+
+
 def check_image(data: bytes, source: str = "the photo") -> ImageHeader:
     """The header of a photo fit to decode, or ImageRefused saying why not — nothing is decoded here."""
     if len(data) > MAX_FILE_BYTES:
@@ -117,7 +134,7 @@ def _pil_check(data: bytes, source: str, header: ImageHeader) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
+            with Image.open(io.BytesIO(data), formats=[PIL_FORMATS[header.format]]) as im:
                 size = im.size
                 im.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -142,7 +159,7 @@ def decode_image(data: bytes, source: str = "the photo") -> np.ndarray:
     except cv2.error:
         image = None
     if image is None:
-        raise ImageRefused("unreadable", f"{source} is not a decodable JPEG or PNG image")
+        raise ImageRefused("unreadable", f"{source} is not a decodable JPEG, PNG or WebP image")
     return image
 
 
