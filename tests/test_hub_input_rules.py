@@ -7,14 +7,13 @@ import base64
 import csv
 import io
 import json
-import struct
-import zlib
 
 import httpx
 import numpy as np
 import pytest
 from sync_support import TEST_MODEL
 from test_hub_api import register, upload, vector
+from test_input_rules import png
 from test_sync_protocol import chain
 
 from kiosk.base.text import DB_INT_MAX
@@ -232,21 +231,6 @@ def test_a_device_sending_junk_cannot_fill_the_hubs_disk(hub) -> None:
 
 
 # -- photos ---------------------------------------------------------------------------
-
-
-def png(width: int, height: int, *, bad_ancillary_crc: bool = False) -> bytes:
-    """A greyscale PNG of zeros, compressed row block by row block (never held whole in memory)."""
-    def chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
-        crc = zlib.crc32(kind + data) if crc is None else crc
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    packer = zlib.compressobj(9)
-    block = b"\x00" * ((width + 1) * 500)  # 500 rows: a filter byte and the pixels each
-    parts = [packer.compress(block) for _ in range(height // 500)]
-    parts += [packer.compress(b"\x00" * ((width + 1) * (height % 500))), packer.flush()]
-    text = chunk(b"tEXt", b"Comment\x00hello", crc=0 if bad_ancillary_crc else None)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + text
-            + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
