@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 
 from kiosk import __version__
 from kiosk.base.errors import InvalidInput, KioskError
@@ -49,10 +50,12 @@ from sync.protocol import (
     ClockAnchor,
     DeviceEnrolment,
     DeviceEnrolmentBatch,
+    EnrolmentResult,
     Heartbeat,
     RegisterRequest,
     RosterTemplate,
     encode_vector,
+    validation_reason,
 )
 from sync.rosterapply import RosterReport, apply_page
 from sync.schedule import build_scheduler
@@ -282,15 +285,17 @@ class Agent:
         client = self.client()
         taken = 0
         while pending := self.store.enrolments.unsent(MAX_ENROLMENTS):
-            batch = DeviceEnrolmentBatch(enrolments=[_enrolment(e) for e in pending])
-            answer = client.enrolments(batch)
-            for result in answer.results:
+            sendable, refused = _enrolments(pending)
+            results = list(refused)
+            if sendable:
+                results += client.enrolments(DeviceEnrolmentBatch(enrolments=sendable)).results
+            for result in results:
                 if result.status == "rejected":
                     log.warning("the hub refused enrolment %d: %s", result.enrolment_id, result.reason)
                     self.store.audit("sync", "enroll.refused_by_hub", str(result.enrolment_id), reason=result.reason)
                 else:
                     taken += 1
-            self.store.enrolments.mark_sent([r.enrolment_id for r in answer.results])
+            self.store.enrolments.mark_sent([r.enrolment_id for r in results])
         return taken
 
     def pull_roster(self) -> RosterReport:
@@ -481,6 +486,19 @@ def _temperature_c() -> float | None:
         return round(int(THERMAL_ZONE.read_text().strip()) / 1000, 1)
     except (OSError, ValueError):
         return None
+
+
+def _enrolments(pending: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[EnrolmentResult]]:
+    """The wire form of each pending enrolment, and a refusal for one that breaks the protocol's rules
+    (never sent: the hub would refuse it too, and it must not hold the others back)."""
+    sendable, refused = [], []
+    for entry in pending:
+        try:
+            sendable.append(_enrolment(entry).model_dump())
+        except ValidationError as exc:
+            refused.append(EnrolmentResult(enrolment_id=entry["outbox_id"], status="rejected",
+                                           reason=validation_reason(exc)))
+    return sendable, refused
 
 
 def _enrolment(entry: dict[str, Any]) -> DeviceEnrolment:

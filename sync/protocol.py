@@ -9,10 +9,23 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 
+from kiosk.base.errors import InvalidInput
 from kiosk.base.record import CLOCK_STATES, DIRECTIONS, KINDS, METHODS, PUNCH_FIELDS, punch_hash
+from kiosk.base.text import DB_INT_MAX, NAME_MAX_CHARS, check_name, check_texts, escaped
 from kiosk.base.timeutil import parse_iso
+from kiosk.base.vectors import unit_vector
 
 PROTOCOL_VERSION = 1
 API_PREFIX = "/v1"
@@ -37,10 +50,36 @@ ModelId = Annotated[str, Field(pattern=HEX64, description="SHA-256 (hex) of the 
 Version = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
 
 
+def _name_rule(value: str) -> str:
+    try:
+        return check_name(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.what) from None
+
+
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_CHARS, description="A person's name: 1-100 "
+                            "characters, no control characters or text-direction overrides."),
+                 AfterValidator(_name_rule)]
+"""The one rule for a person's name (kiosk.base.text.check_name), on every path that sends one."""
+
+
 class WireModel(BaseModel):
     """A protocol body: unknown fields are errors, so typos and version skew are loud."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class InputModel(WireModel):
+    """A body the hub (or a kiosk) receives: no text in it holds control characters, bidirectional
+    overrides or unpaired surrogates (kiosk.base.text); the error names the field."""
+
+    @field_validator("*")
+    @classmethod
+    def verify_plain_text(cls, value: Any, info: ValidationInfo) -> Any:
+        try:
+            return check_texts(value, info.field_name or "value")
+        except InvalidInput as exc:
+            raise ValueError(exc.what) from None
 
 
 class ErrorBody(WireModel):
@@ -54,6 +93,15 @@ class ErrorBody(WireModel):
 
 class ErrorResponse(WireModel):
     error: ErrorBody
+
+
+def validation_reason(exc: ValidationError, limit: int = 5) -> str:
+    """A short sentence naming each bad field of one record (never echoing the values)."""
+    parts = []
+    for err in exc.errors(include_url=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        parts.append(escaped(f"{loc}: {err['msg']}"))
+    return "; ".join(parts)
 
 
 def check_timestamp(value: str) -> str:
@@ -78,7 +126,7 @@ def normal_direction(value: object) -> str | None:
     return text if text in DIRECTIONS else None
 
 
-class _PunchRules(WireModel):
+class _PunchRules(InputModel):
     """What every punch on the wire obeys beyond its field types; the hub re-checks ``hash``."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -158,13 +206,13 @@ class PunchBatchResponse(WireModel):
 # -- registration and heartbeat -------------------------------------------------
 
 
-class RegisterRequest(WireModel):
+class RegisterRequest(InputModel):
     code: str = Field(min_length=4, max_length=64, description="One-time registration code from HR.")
     device_name: str = Field(min_length=1, max_length=64)
     software_version: Version
     model_id: ModelId | None = Field(None, description="Face model this kiosk runs (None: cards only).")
     template_dim: int | None = Field(None, ge=MIN_TEMPLATE_DIM, le=MAX_TEMPLATE_DIM)
-    chain_seq: int = Field(0, ge=0, description="Seq of the last punch this store already delivered "
+    chain_seq: int = Field(0, ge=0, le=DB_INT_MAX, description="Seq of the last punch this store already delivered "
                            "(or purged); the hub continues the chain check from there.")
     chain_hash: str = Field("0" * 64, pattern=HEX64, description="Hash of that punch (zeros for none).")
 
@@ -180,11 +228,11 @@ class RegisterResponse(WireModel):
 MAX_ANCHORS = 100
 
 
-class ClockAnchor(WireModel):
+class ClockAnchor(InputModel):
     """A moment when the kiosk knew the true time: the hub corrects unverified punches of that boot from it."""
 
     boot_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
-    mono_ns: int = Field(ge=0, description="CLOCK_MONOTONIC of that boot, ns.")
+    mono_ns: int = Field(ge=0, le=DB_INT_MAX, description="CLOCK_MONOTONIC of that boot, ns.")
     utc: str = Field(description="The true UTC time at mono_ns.")
     source: Literal["ntp", "gps", "hub"]
 
@@ -194,19 +242,19 @@ class ClockAnchor(WireModel):
         return check_timestamp(value)
 
 
-class Heartbeat(WireModel):
+class Heartbeat(InputModel):
     software_version: Version
     model_id: ModelId | None = None
     template_dim: int | None = Field(None, ge=MIN_TEMPLATE_DIM, le=MAX_TEMPLATE_DIM)
-    backlog: int = Field(ge=0, description="Punches not yet acknowledged by the hub.")
-    rejected: int = Field(0, ge=0, description="Punches the hub rejected (kept on the kiosk).")
-    last_punch_seq: int = Field(0, ge=0)
+    backlog: int = Field(ge=0, le=DB_INT_MAX, description="Punches not yet acknowledged by the hub.")
+    rejected: int = Field(0, ge=0, le=DB_INT_MAX, description="Punches the hub rejected (kept on the kiosk).")
+    last_punch_seq: int = Field(0, ge=0, le=DB_INT_MAX)
     last_punch_utc: str | None = None
     clock_offset_s: float | None = Field(None, ge=-1e9, le=1e9, description="Hub time minus kiosk time.")
     clock_state: Literal[CLOCK_STATES]  # type: ignore[valid-type]
-    disk_free_bytes: int | None = Field(None, ge=0)
+    disk_free_bytes: int | None = Field(None, ge=0, le=DB_INT_MAX)
     temperature_c: float | None = Field(None, ge=-100, le=200)
-    roster_cursor: int = Field(0, ge=0)
+    roster_cursor: int = Field(0, ge=0, le=DB_INT_MAX)
     clock_anchors: list[ClockAnchor] = Field(default_factory=list, max_length=MAX_ANCHORS,
                                              description="The kiosk's newest clock anchors.")
 
@@ -233,18 +281,21 @@ class HeartbeatResponse(WireModel):
 # -- roster ---------------------------------------------------------------------
 
 
-class RosterTemplate(WireModel):
+class RosterTemplate(InputModel):
     model_id: ModelId
     dim: int = Field(ge=MIN_TEMPLATE_DIM, le=MAX_TEMPLATE_DIM)
     vector_b64: str = Field(description="base64 of little-endian float32 values, L2-normalised.")
     quality: float | None = None
 
     def vector(self) -> np.ndarray:
-        """Decode and check the vector (length, finite values)."""
-        vec = np.frombuffer(base64.b64decode(self.vector_b64, validate=True), dtype="<f4")
-        if vec.size != self.dim or not np.all(np.isfinite(vec)):
-            raise ValueError(f"template of model {self.model_id[:12]} is malformed")
-        return vec.astype(np.float32)
+        """Decode and check the vector (length, finite, normalisable): L2-normalised float32, or ValueError."""
+        try:
+            vec = np.frombuffer(base64.b64decode(self.vector_b64, validate=True), dtype="<f4")
+            return unit_vector(vec, self.dim, what=f"template of model {self.model_id[:12]}")
+        except InvalidInput as exc:
+            raise ValueError(exc.what) from None
+        except ValueError:
+            raise ValueError(f"template of model {self.model_id[:12]} is not base64 of float32 values") from None
 
 
 class RosterEmployee(WireModel):
@@ -267,12 +318,12 @@ MAX_ENROLMENTS = 50
 MAX_ENROLMENT_TEMPLATES = 20
 
 
-class DeviceEnrolment(WireModel):
+class DeviceEnrolment(InputModel):
     """A face enrolled at a kiosk (guided capture or import), sent to the hub (source 'device')."""
 
-    enrolment_id: int = Field(ge=1, description="The kiosk's id for this enrolment (idempotency key).")
+    enrolment_id: int = Field(ge=1, le=DB_INT_MAX, description="The kiosk's id for this enrolment (idempotency key).")
     employee_id: EmployeeId
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     cards: list[str] = Field(default_factory=list, max_length=10)
     templates: list[RosterTemplate] = Field(min_length=1, max_length=MAX_ENROLMENT_TEMPLATES)
     created_utc: str
@@ -283,8 +334,13 @@ class DeviceEnrolment(WireModel):
         return check_timestamp(value)
 
 
+EnrolmentJson = Annotated[dict[str, Any], WithJsonSchema(DeviceEnrolment.model_json_schema())]
+
+
 class DeviceEnrolmentBatch(WireModel):
-    enrolments: list[DeviceEnrolment] = Field(min_length=1, max_length=MAX_ENROLMENTS)
+    """Enrolments; each is checked on its own (as DeviceEnrolment): one bad record never blocks the rest."""
+
+    enrolments: list[EnrolmentJson] = Field(min_length=1, max_length=MAX_ENROLMENTS)
 
 
 class EnrolmentResult(WireModel):
@@ -304,7 +360,7 @@ def encode_vector(vec: np.ndarray) -> str:
 # -- HR -------------------------------------------------------------------------
 
 
-class TemplateIn(WireModel):
+class TemplateIn(InputModel):
     model_id: ModelId
     vector: list[float] = Field(min_length=MIN_TEMPLATE_DIM, max_length=MAX_TEMPLATE_DIM)
     quality: float | None = Field(None, ge=0, le=1)
@@ -312,40 +368,31 @@ class TemplateIn(WireModel):
     @field_validator("vector")
     @classmethod
     def verify_vector(cls, value: list[float]) -> list[float]:
-        vec = np.asarray(value, dtype=np.float64)
-        if not np.all(np.isfinite(vec)):
-            raise ValueError("template values must be finite numbers")
-        if float(np.linalg.norm(vec)) < 1e-6:
-            raise ValueError("template vector is all zeros")
+        try:
+            unit_vector(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.what) from None
         return value
 
 
 Photo = Annotated[str, Field(min_length=16, description="base64 of a JPEG or PNG file")]
 
 
-class EmployeeIn(WireModel):
+class EmployeeIn(InputModel):
     """HR creates (or re-hires) an employee; the hub makes templates from ``photos``."""
 
     employee_id: EmployeeId
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     branches: list[Branch] = Field(default_factory=list, max_length=64)
     cards: list[Annotated[str, Field(pattern=CARD)]] = Field(default_factory=list, max_length=16)
     photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
     templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
 
-    @field_validator("name")
-    @classmethod
-    def verify_name(cls, value: str) -> str:
-        value = value.strip()
-        if not value or any(ord(c) < 32 for c in value):
-            raise ValueError("name is empty or holds control characters")
-        return value
 
-
-class EmployeePatch(WireModel):
+class EmployeePatch(InputModel):
     """HR changes part of an employee; lists given replace the old ones."""
 
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = None
     branches: list[Branch] | None = Field(None, max_length=64)
     cards: list[Annotated[str, Field(pattern=CARD)]] | None = Field(None, max_length=16)
     photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
@@ -392,7 +439,7 @@ class EmployeeOut(WireModel):
     terminate_reason: str = ""
 
 
-class TerminateIn(WireModel):
+class TerminateIn(InputModel):
     reason: str = Field("", max_length=500)
 
 
@@ -430,7 +477,7 @@ class DeviceStatus(WireModel):
 LOCAL_MOMENT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?$")
 
 
-class CorrectionIn(WireModel):
+class CorrectionIn(InputModel):
     """HR's correction: a punch at a past local time of the branch, with a direction and a reason."""
 
     employee_id: EmployeeId
@@ -456,7 +503,7 @@ class CorrectionIn(WireModel):
     @classmethod
     def verify_reason(cls, value: str) -> str:
         value = value.strip()
-        if not value or any(ord(c) < 32 for c in value):
+        if not value:
             raise ValueError("a reason is required (plain text)")
         return value
 
@@ -470,17 +517,17 @@ class EmployeePage(WireModel):
     next_offset: int | None = Field(None, description="Send as ?offset= for the next page; None on the last.")
 
 
-class BranchIn(WireModel):
+class BranchIn(InputModel):
     timezone: str = Field(description="IANA time zone, e.g. Asia/Shanghai.")
     name: str | None = Field(None, max_length=100)
 
 
-class CodeIn(WireModel):
+class CodeIn(InputModel):
     branch: Branch
     label: str = Field("", max_length=100)
 
 
-class OutboxActionIn(WireModel):
+class OutboxActionIn(InputModel):
     """Records of the outbound queue to retry or skip: by id, or every parked one (of one subscription)."""
 
     ids: list[int] = Field(default_factory=list, max_length=1000, description="Record ids (GET /v1/hr/outbox).")
@@ -488,7 +535,7 @@ class OutboxActionIn(WireModel):
     subscription: str | None = Field(None, max_length=64, description="Only records of this subscription.")
 
 
-class WebhookIn(WireModel):
+class WebhookIn(InputModel):
     """A webhook subscription: where to POST and which event types (default: all)."""
 
     url: str = Field(min_length=8, max_length=2000, description="The receiver's http:// or https:// URL.")
@@ -496,6 +543,6 @@ class WebhookIn(WireModel):
     description: str = Field("", max_length=200, description="What receives these.")
 
 
-class SignInIn(WireModel):
+class SignInIn(InputModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=200)

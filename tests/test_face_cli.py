@@ -168,7 +168,7 @@ def test_identify_says_why_a_photo_is_unreadable(invoke, kiosk_home: Path, tmp_p
     text.write_text("not a photo")
     result = invoke("identify", "--config", str(kiosk_home), str(text), str(tmp_path / "absent.jpg"))
     assert result.exit_code == 0, result.output
-    assert f"{text}: nobody (unreadable: photo {text} is not a readable image" in result.output
+    assert f"{text}: nobody (unreadable: photo {text} is not a JPEG, PNG or WebP file" in result.output
     assert "absent.jpg does not exist" in result.output
 
 

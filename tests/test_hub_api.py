@@ -40,6 +40,17 @@ def vector(seed: int, dim: int = TEST_DIM) -> list[float]:
     return (vec / np.linalg.norm(vec)).tolist()
 
 
+def small_jpeg_b64() -> str:
+    """A real (tiny) JPEG file, base64: photos are checked from their header before any face model runs."""
+    import base64
+    import io
+
+    from PIL import Image
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (120, 90, 60)).save(out, "JPEG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
 def test_registration_code_works_once_and_expires(hub) -> None:
     code = hub.code("B001")
     body = {"code": code.lower().replace("-", " "), "device_name": "k", "software_version": "1"}
@@ -212,7 +223,7 @@ def test_hr_input_is_validated_with_reasons(hub) -> None:
     not_a_photo = "bm90IGEgcGhvdG8gYXQgYWxs"
     bad_photo = hub.hr.post("/v1/hr/employees", json={**base, "employee_id": "E3", "photos": [not_a_photo]})
     assert bad_photo.status_code == 422 and "JPEG" in bad_photo.json()["error"]["message"]
-    jpeg = "/9j/" + "A" * 40
+    jpeg = small_jpeg_b64()
     no_engine = hub.hr.post("/v1/hr/employees", json={**base, "employee_id": "E4", "photos": [jpeg]})
     assert no_engine.status_code == 201
     assert no_engine.json()["photos_rejected"][0]["reason"].startswith("the hub has no face model")

@@ -123,7 +123,7 @@ def test_templates_are_checked_for_finite_non_zero_values_and_decoded_with_their
         TemplateIn(model_id="ab" * 32, vector=[0.0] * 64)
     good = RosterTemplate(model_id="ab" * 32, dim=64, vector_b64=encode_vector([0.125] * 64))
     assert good.vector().shape == (64,)
-    with pytest.raises(ValueError, match="malformed"):
+    with pytest.raises(ValueError, match="has 64 values; this model.s templates have 128"):
         RosterTemplate(model_id="ab" * 32, dim=128, vector_b64=encode_vector([0.125] * 64)).vector()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.base.text import csv_cell
 from kiosk.cli.util import ConfigRef, config_options, echo_json, progress
 from kiosk.store import open_store
 
@@ -225,15 +226,19 @@ def _write_report(path: Path, outcomes: list) -> None:
                          fix="Run the import again with --report in a writable folder "
                          "(rows already done are skipped).") from None
     with fh:
-        out = csv.writer(fh)
-        out.writerow(["line", "employee_id", "row_status", "photo", "photo_status", "reason", "quality", "detail"])
+        writer = csv.writer(fh)
+
+        def out(values: list) -> None:
+            writer.writerow([csv_cell(v) for v in values])
+
+        out(["line", "employee_id", "row_status", "photo", "photo_status", "reason", "quality", "detail"])
         for o in outcomes:
             if not o.checks:
-                out.writerow([o.row.line, o.row.employee_id, o.status, "", "", "", "", o.problem])
+                out([o.row.line, o.row.employee_id, o.status, "", "", "", "", o.problem])
             for c in o.checks:
                 quality = ";".join(c.quality.reasons) if c.quality is not None else ""
-                out.writerow([o.row.line, o.row.employee_id, o.status, Path(c.source).name,
-                              "ok" if c.ok else "refused", c.reason or "", quality, c.detail])
+                out([o.row.line, o.row.employee_id, o.status, Path(c.source).name,
+                     "ok" if c.ok else "refused", c.reason or "", quality, c.detail])
 
 
 COMMANDS = [enroll_group, identify_command]

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kiosk.base.errors import InvalidInput, ModelMismatch
+from kiosk.base.errors import ModelMismatch
+from kiosk.base.vectors import unit_vector
 from kiosk.face.coarse import CoarseIndex
 from kiosk.face.config import MatchConfig
 
@@ -49,13 +50,7 @@ class Match:
 
 
 def normalised(vector: np.ndarray, dim: int) -> np.ndarray:
-    vec = np.asarray(vector, dtype=np.float32).ravel()
-    if vec.size != dim:
-        raise InvalidInput(f"template has {vec.size} values; this model's templates have {dim}")
-    norm = float(np.linalg.norm(vec))
-    if not np.isfinite(norm) or norm == 0:
-        raise InvalidInput("template vector is zero or holds non-finite values")
-    return vec / norm
+    return unit_vector(vector, dim)
 
 
 class Gallery:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from kiosk.base.errors import InvalidInput, NotFound
 from kiosk.base.record import CLOCK_STATES, DIRECTIONS, GENESIS_HASH, KINDS, METHODS, Punch, punch_hash
+from kiosk.base.text import check_text, csv_cell
 from kiosk.base.timeutil import boot_id, iso_utc, monotonic_ns, parse_iso, utc_now, uuid7
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class PunchLog:
         if len(draft.note) > NOTE_MAX_CHARS:
             raise InvalidInput(f"note is {len(draft.note)} characters; at most {NOTE_MAX_CHARS} are kept",
                                fix="Shorten the note.")
+        # The hub refuses a record with such text: it must never be stored here (kiosk.base.text).
+        for name in ("note", "flags", "author", "employee_id"):
+            check_text(getattr(draft, name), name)
 
     def append(self, draft: PunchDraft) -> Punch:
         """Store a punch; returns only after the transaction is durably committed."""
@@ -196,7 +200,7 @@ def export_punches(punches: Iterator[Punch], fmt: str, out: io.TextIOBase) -> in
             if writer is None:
                 writer = csv.DictWriter(out, fieldnames=list(row))
                 writer.writeheader()
-            writer.writerow(row)
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
             count += 1
         return count
     for punch in punches:

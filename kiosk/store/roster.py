@@ -11,6 +11,7 @@ import numpy as np
 
 from hardware.rfid_protocols import CARD_TEXT_FORMS, CardFormat, FrameError, canonical_card
 from kiosk.base.errors import Conflict, InvalidInput, NotFound
+from kiosk.base.text import check_name
 from kiosk.base.timeutil import iso_utc, utc_now
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 
 EMPLOYEE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_CARD_FORMAT: CardFormat = "dec10"
-NAME_MAX_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,6 @@ def check_employee_id(employee_id: str) -> str:
                            "starting with a letter or digit (no spaces)",
                            fix="Type the id as HR issued it, e.g. E007 or branch-17.")
     return employee_id
-
-
-def check_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput("the employee's name is empty", fix="Give the name as it should appear on screen.")
-    if len(name) > NAME_MAX_CHARS or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"name {name[:40]!r}... is too long or holds control characters",
-                           fix=f"Use at most {NAME_MAX_CHARS} printable characters.")
-    return name
 
 
 def normalise_card(card: str, card_format: CardFormat = DEFAULT_CARD_FORMAT) -> str:

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kiosk.base.errors import KioskError
+from kiosk.base.text import check_text
 from kiosk.ui import admin
 from kiosk.ui.config import is_loopback
 from kiosk.ui.errors import UiError, from_kiosk_error
@@ -80,7 +81,10 @@ def text(data: dict, key: str, limit: int = 200) -> str:
     value = data.get(key, "")
     if not isinstance(value, str):
         raise UiError("bad_request")
-    return value[:limit]
+    try:
+        return check_text(value[:limit], key)
+    except KioskError as exc:
+        raise from_kiosk_error(exc) from None
 
 
 def public_routes(service: UiService) -> list:

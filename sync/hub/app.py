@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
 from kiosk.base.errors import Conflict, InvalidInput, KioskError, NotFound, StoreError
+from kiosk.base.text import DB_INT_MAX, check_text
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import AccountLocked, Forbidden, HubBusy, NeedsConfirmation, PayloadTooLarge, Unauthorized
 from sync.hub import console, devices, hrapi, ingest, people
@@ -72,6 +73,16 @@ def device_auth(request: Request) -> Device:
 
 
 DeviceDep = Annotated[Device, Depends(device_auth)]
+
+
+def plain_parameters(request: Request) -> None:
+    """Every route's path and query parameters hold plain text (kiosk.base.text), named when they do not:
+    a NUL in ``/v1/hr/employees/E%001`` or ``?branch=B%00`` is a 422, never a database error."""
+    for name, value in request.path_params.items():
+        check_text(str(value), f"path parameter {name}")
+    for name, value in request.query_params.multi_items():
+        check_text(name, "a query parameter's name")
+        check_text(value, f"query parameter {name}")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -149,6 +160,7 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
     server = config.server
     app = FastAPI(title="Branch kiosk hub", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
                   docs_url=None, redoc_url=None, lifespan=_outbound_lifespan(config, db, maker),
+                  dependencies=[Depends(plain_parameters)],
                   description=f"Protocol v{PROTOCOL_VERSION}: kiosks upload punches and download their branch's "
                   "roster; HR manages employees and reads punches. Every call but register and health sends "
                   "Authorization: Bearer TOKEN.")
@@ -189,10 +201,11 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
     def enrolments(batch: DeviceEnrolmentBatch, device: DeviceDep) -> DeviceEnrolmentResponse:
         """Faces enrolled at the kiosk (source 'device'): idempotent by the kiosk's enrolment id, one
         verdict per enrolment; the branch's other kiosks receive them with their next roster."""
-        return DeviceEnrolmentResponse(results=[people.device_enrolment(db, device, e) for e in batch.enrolments])
+        return DeviceEnrolmentResponse(results=[people.device_enrolment_record(db, device, e)
+                                                for e in batch.enrolments])
 
     @app.get(f"{API_PREFIX}/device/roster", response_model=RosterPage, tags=["device"], responses=ERRORS)
-    def roster(device: DeviceDep, cursor: Annotated[int, Query(ge=0)] = 0) -> RosterPage:
+    def roster(device: DeviceDep, cursor: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0) -> RosterPage:
         """This branch's people changed since ``cursor`` (templates of this device's model only)."""
         return people.roster_page(db, device, cursor, server.roster_page_size)
 

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from kiosk.base.errors import InvalidInput
+from kiosk.base.text import csv_cell
 from kiosk.base.timeutil import iso_utc, parse_iso
 from kiosk.time.correction import corrected_utc
 from sync.hub.branches import Zones, zones
@@ -180,7 +181,7 @@ def as_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = EXPORT_COLUMNS
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_cell(row.get(k)) for k in columns} for row in rows)
     return out.getvalue()
 
 

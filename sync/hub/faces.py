@@ -80,20 +80,14 @@ class EngineTemplateMaker:
         return self._engines[model_id]
 
     def make(self, photo: bytes, model_id: str) -> HubTemplate | str:
-        import cv2
-
         from enrollment.photos import check_photo
+        from kiosk.face.images import ImageRefused, decode_image
         if model_id not in self._configs:
             return f"the hub has no model pack for model {model_id[:12]}"
-        from kiosk.face.images import oversized, truncated_jpeg
-        problem = oversized(photo)
-        if problem:
-            return f"too_large: the photo {problem}"
-        if truncated_jpeg(photo):
-            return "unreadable: the JPEG is cut short (it ends early); send the whole file"
-        image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            return "unreadable: the file is not a decodable JPEG or PNG image"
+        try:
+            image = decode_image(photo)
+        except ImageRefused as exc:
+            return f"{exc.reason}: {exc.what}"
         # One photo at a time: the engine already uses every core for one image.
         with self._lock:
             check = check_photo(self._engine(model_id), image, "photo")

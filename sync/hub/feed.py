@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from kiosk.base.text import DB_INT_MAX
 from sync.hub import export
 from sync.hub.hr import HubContext
 
@@ -29,8 +30,9 @@ def latest_cursor(hub: HubContext) -> int:
 
 def start_cursor(hub: HubContext, last_event_id: str | None, since: int | None) -> int:
     """Resume after the browser's Last-Event-ID, else after ``since``, else from now on."""
-    if last_event_id and last_event_id.strip().isdigit():
-        return int(last_event_id)
+    text = (last_event_id or "").strip()
+    if text.isascii() and text.isdigit() and int(text) <= DB_INT_MAX:
+        return int(text)
     return since if since is not None else latest_cursor(hub)
 
 

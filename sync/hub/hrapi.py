@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from kiosk.base.errors import InvalidInput
+from kiosk.base.text import DB_INT_MAX
 from sync.errors import Forbidden, Unauthorized
 from sync.hub import accounts, feed, hr
 from sync.hub.accounts import Principal
@@ -156,7 +157,7 @@ def _employee_routes(api: APIRouter) -> None:
     def employees(hub: Hub, who: Who, branch: str | None = None,
                   status: Literal["active", "terminated", "all"] = "active",
                   q: Annotated[str | None, Query(max_length=100, description="Part of an id or name.")] = None,
-                  offset: Annotated[int, Query(ge=0)] = 0,
+                  offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> EmployeePage:
         """Employees, paged, by branch, status and text (id or name)."""
         return hr.list_employees(hub, who, branch, status, q, offset, limit)
@@ -196,8 +197,8 @@ def _employee_routes(api: APIRouter) -> None:
 
 def _punch_routes(api: APIRouter) -> None:
     @api.get("/punches", responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
-    def punches(request: Request, hub: Hub, who: Who, since: Annotated[int, Query(ge=0)] = 0,
-                limit: Annotated[int | None, Query(ge=1)] = None, branch: str | None = None,
+    def punches(request: Request, hub: Hub, who: Who, since: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
+                limit: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None, branch: str | None = None,
                 start: From = None, end: To = None, employee_id: str | None = None, method: Method | None = None,
                 direction: Direction | None = None, kind: Kind | None = None, flag: str | None = None,
                 order: Literal["asc", "desc"] = "asc", since_time: SinceTime = None) -> Response:
@@ -215,7 +216,8 @@ def _punch_routes(api: APIRouter) -> None:
 
     @api.get("/punches/stream", responses={200: {"content": {"text/event-stream": {}}}})
     def stream(request: Request, hub: Hub, who: Who, branch: str | None = None,
-               since: Annotated[int | None, Query(ge=0, description="Start after this cursor (default: now).")] = None,
+               since: Annotated[int | None, Query(ge=0, le=DB_INT_MAX,
+                                                  description="Start after this cursor (default: now).")] = None,
                last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
         """Server-sent events: one ``punch`` event (JSON, as in /punches) per new punch; resumes by Last-Event-ID."""
         flt = hr.punch_filter(who, "punches.read", branch=branch)

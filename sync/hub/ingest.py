@@ -15,12 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from kiosk.base.record import PUNCH_FIELDS
+from kiosk.base.text import DB_INT_MAX, escaped
 from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, add_issue
 from sync.hub.outbound.events import emit, punch_events
-from sync.protocol import PunchBatchResponse, PunchIn, PunchResult, normal_direction
+from sync.protocol import PunchBatchResponse, PunchIn, PunchResult, normal_direction, validation_reason
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +32,11 @@ PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *RECORD_COLUMNS, "received_ut
 status and the hub's own flags, e.g. clock_ahead)."""
 INSERT_PUNCH = (f"INSERT INTO punches ({', '.join(PUNCH_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(PUNCH_COLUMNS))})")
-REJECT_BODY_MAX_CHARS = 4000
-
-
-def validation_reason(exc: ValidationError, limit: int = 5) -> str:
-    """A short sentence naming each bad field (never echoing the values)."""
-    parts = []
-    for err in exc.errors(include_url=False)[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "record"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+REJECT_BODY_MAX_CHARS = 2000
+REJECTS_KEPT_PER_DEVICE = 200
+"""punch_rejects keeps each device's newest rejected records, each body cut to REJECT_BODY_MAX_CHARS (as
+ASCII JSON: a NUL or a lone surrogate is stored escaped); devices.rejected keeps counting them all. So a
+device sending junk costs the hub at most ~0.5 MB, whatever it sends."""
 
 
 @dataclass
@@ -98,10 +94,7 @@ def check_records(raw: list[Any]) -> Checked:
     """Validate each record on its own and recompute its hash."""
     checked = Checked([None] * len(raw), [], [])
     for index, item in enumerate(raw):
-        ident = item.get("id") if isinstance(item, dict) else None
-        seq = item.get("seq") if isinstance(item, dict) else None
-        ident = ident if isinstance(ident, str) else ""
-        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        ident, seq = _ident_and_seq(item)
         try:
             rec = PunchIn.model_validate(item)
         except ValidationError as exc:
@@ -111,10 +104,28 @@ def check_records(raw: list[Any]) -> Checked:
                 checked.valid.append((index, rec))
                 continue
             reason = "hash does not match the record: it was altered after it was stored"
-        checked.results[index] = PunchResult(id=ident[:64], seq=seq, status="rejected", reason=reason)
-        body = json.dumps(item, default=str, ensure_ascii=False)[:REJECT_BODY_MAX_CHARS]
-        checked.rejects.append((ident[:64], seq, reason, body))
+        checked.results[index] = PunchResult(id=ident, seq=seq, status="rejected", reason=reason)
+        body = json.dumps(item, default=str)[:REJECT_BODY_MAX_CHARS]
+        checked.rejects.append((ident, seq, reason, body))
     return checked
+
+
+def _ident_and_seq(item: Any) -> tuple[str, int | None]:
+    """A rejected record's id and seq as far as they can be stored: plain text of at most 64 characters
+    (else escaped), and a seq a database integer holds (else none)."""
+    ident = item.get("id") if isinstance(item, dict) else None
+    seq = item.get("seq") if isinstance(item, dict) else None
+    ident = escaped(ident)[:64] if isinstance(ident, str) else ""
+    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and -DB_INT_MAX <= seq <= DB_INT_MAX else None
+    return ident, seq
+
+
+def _keep_rejects(tx: Tx, device_id: str, rejects: list[tuple[str, int | None, str, str]], now: str) -> None:
+    """Store the batch's rejected records, then drop this device's oldest beyond REJECTS_KEPT_PER_DEVICE."""
+    tx.many("INSERT INTO punch_rejects (device_id, punch_id, seq, reason, body, received_utc) "
+            "VALUES (?, ?, ?, ?, ?, ?)", [(device_id, *rej, now) for rej in rejects[-REJECTS_KEPT_PER_DEVICE:]])
+    tx.run("DELETE FROM punch_rejects WHERE device_id = ? AND id <= (SELECT id FROM punch_rejects "
+           "WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", [device_id, device_id, REJECTS_KEPT_PER_DEVICE])
 
 
 def _dedupe(tx: Tx, device: Device, checked: Checked) -> tuple[list[PunchIn], int]:
@@ -244,8 +255,7 @@ def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0
             emit(tx, punch_events(tx, [dict(zip(PUNCH_COLUMNS, row, strict=True)) for row in rows]))
         _store_issues(tx, device.id, walk)
         if checked.rejects:
-            tx.many("INSERT INTO punch_rejects (device_id, punch_id, seq, reason, body, received_utc) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", [(device.id, *rej, now) for rej in checked.rejects])
+            _keep_rejects(tx, device.id, checked.rejects, now)
         tx.run("UPDATE devices SET chain_seq = ?, chain_hash = ?, punches = punches + ?, "
                "duplicates = duplicates + ?, rejected = rejected + ?, last_seen_utc = ? WHERE id = ?",
                [walk.seq, walk.hash, len(new), duplicates, len(checked.rejects), now, device.id])

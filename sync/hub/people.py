@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from kiosk.base.errors import Conflict, InvalidInput, NotFound
+from kiosk.base.text import DB_INT_MAX, check_text
 from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.base.vectors import unit_vector
+from kiosk.face.images import check_image
 from sync.hub import audit
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, model_dims_in_use
@@ -36,6 +40,7 @@ from sync.protocol import (
     RosterTemplate,
     TemplateIn,
     encode_vector,
+    validation_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -52,8 +57,7 @@ class Templates:
 
 
 def _normalised(vec: np.ndarray) -> np.ndarray:
-    vec = np.asarray(vec, dtype=np.float32).ravel()
-    return (vec / np.linalg.norm(vec)).astype(np.float32)
+    return unit_vector(vec)
 
 
 def decode_photo(text: str, index: int, max_bytes: int) -> bytes:
@@ -64,8 +68,7 @@ def decode_photo(text: str, index: int, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise InvalidInput(f"photos[{index}] is {len(data)} bytes; at most {max_bytes} are accepted",
                            fix="Send a smaller JPEG (a face 200+ px wide is plenty).")
-    if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
-        raise InvalidInput(f"photos[{index}] is neither a JPEG nor a PNG file", fix="Send JPEG or PNG photos.")
+    check_image(data, f"photos[{index}]")  # from its header, before any decoder sees it
     return data
 
 
@@ -201,7 +204,7 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
             raise Conflict(f"employee {employee_id} was terminated",
                            fix="Re-hire with POST /v1/hr/employees (the full record).")
         if patch.name is not None:
-            tx.run("UPDATE employees SET name = ? WHERE id = ?", [patch.name.strip(), employee_id])
+            tx.run("UPDATE employees SET name = ? WHERE id = ?", [patch.name, employee_id])
         if patch.cards is not None:
             _set_cards(tx, employee_id, patch.cards)
         if patch.branches is not None:
@@ -219,6 +222,7 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
 
 def terminate_employee(db: HubDb, employee_id: str, reason: str, actor: str = "hr") -> EmployeeOut:
     """A leaver: cards and templates are deleted; every branch's kiosks erase them on their next sync."""
+    check_text(reason, "reason")
     now = iso_utc(utc_now())
     with db.transaction() as tx:
         row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [employee_id])
@@ -327,6 +331,17 @@ def device_source(device_id: str) -> str:
     return f"device:{device_id}"
 
 
+def device_enrolment_record(db: HubDb, device: Device, raw: Any) -> EnrolmentResult:
+    """One enrolment of a kiosk's batch, checked on its own: a malformed one is rejected with its reason."""
+    try:
+        enr = DeviceEnrolment.model_validate(raw)
+    except ValidationError as exc:
+        ident = raw.get("enrolment_id") if isinstance(raw, dict) else None
+        ident = ident if isinstance(ident, int) and not isinstance(ident, bool) and 0 <= ident <= DB_INT_MAX else 0
+        return EnrolmentResult(enrolment_id=ident, status="rejected", reason=validation_reason(exc))
+    return device_enrolment(db, device, enr)
+
+
 def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> EnrolmentResult:
     """Store a kiosk's enrolment: the person joins the kiosk's branch (created if new), cards are
     added, templates stored with source 'device:ID'; the branch's other kiosks get them by roster."""
@@ -336,7 +351,7 @@ def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> Enrolme
     if any(t.model_id != device.model_id for t in enr.templates):
         return refuse("templates are not of the model this device reported; send a heartbeat first")
     try:
-        vectors = [_normalised(t.vector()) for t in enr.templates]
+        vectors = [t.vector() for t in enr.templates]
     except ValueError as exc:
         return refuse(str(exc))
     now = iso_utc(utc_now())
@@ -354,7 +369,7 @@ def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> Enrolme
                           f"at the hub, not {device.branch}; HR must assign them to this branch first")
         if row is None:
             tx.run("INSERT INTO employees (id, name, active, created_utc, updated_utc) VALUES (?, ?, 1, ?, ?)",
-                   [enr.employee_id, enr.name.strip(), now, now])
+                   [enr.employee_id, enr.name, now, now])
             _set_branches(tx, enr.employee_id, [device.branch])
         existing = [r["card_id"] for r in tx.rows("SELECT card_id FROM employee_cards WHERE employee_id = ?",
                                                   [enr.employee_id])]

@@ -26,6 +26,7 @@ from sync.hub.console.session import (
     form_list,
     hub_of,
     new_pre_csrf,
+    plain_form,
     pre_csrf_ok,
     problem,
 )
@@ -52,6 +53,7 @@ async def signin(request: Request) -> Response:
     hub = hub_of(request)
     target = _safe_next(str(form.get("next", "/")))
     try:
+        plain_form(form)
         if not pre_csrf_ok(request, str(form.get("csrf", ""))):
             raise Forbidden("the sign-in form expired", fix="Reload the page and sign in again.")
         token, _who = await run_in_threadpool(accounts.sign_in, hub.db, str(form.get("username", "")).strip(),

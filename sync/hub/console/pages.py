@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from kiosk.base.errors import KioskError
+from kiosk.base.text import DB_INT_MAX
 from sync.hub import accounts, audit, feed, hr
 from sync.hub.console.render import LANG_COOKIE, LANGUAGES, environment, language, page, translator
 from sync.hub.console.session import PRE_CSRF_COOKIE, current, hub_of, new_pre_csrf, problem
@@ -118,7 +119,7 @@ def live_feed(request: Request, branch: str | None = None) -> StreamingResponse:
 
 @router.get("/employees", response_class=HTMLResponse)
 def employees_page(request: Request, q: str = "", branch: str = "", status: str = "active",
-                   offset: int = 0) -> Response:
+                   offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0) -> Response:
     who = current(request)
     hub = hub_of(request)
     found = hr.list_employees(hub, who, branch or None, status, q, max(0, offset), 50)

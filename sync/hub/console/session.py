@@ -12,6 +12,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from kiosk.base.errors import Conflict, InvalidInput, KioskError, NotFound
+from kiosk.base.text import check_text
 from sync.errors import AccountLocked, Forbidden, NeedsConfirmation, Unauthorized
 from sync.hub import accounts
 from sync.hub.accounts import Principal
@@ -51,6 +52,14 @@ async def checked_form(request: Request, who: Principal) -> FormData:
     form = await request.form()
     if not accounts.csrf_ok(who, str(form.get("csrf", ""))):
         raise Forbidden("missing or wrong CSRF token", fix="Reload the page and submit again.")
+    return plain_form(form)
+
+
+def plain_form(form: FormData) -> FormData:
+    """The form, once every text field is plain text (kiosk.base.text; files are checked as photos)."""
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            check_text(value, f"form field {name}")
     return form
 
 
