@@ -136,6 +136,9 @@ def test_a_parked_record_is_seen_retried_and_delivered_in_the_console(working_hu
         page.click(f"section.records[data-subscription='{sub_id}'] button.retry")
         page.wait_for_url(f"{hub.url}/outbox?done=retried")
         wait_for(lambda: [e for e in receiver.accepted if e["id"] == punch["id"]], what="the retried punch delivered")
+        # The worker marks the record delivered after the receiver's answer: wait for that, not the POST.
+        wait_for(lambda: [d for d in queue.list_deliveries(hub.db, "delivered") if d["event_id"] == punch["id"]],
+                 what="the retried record marked delivered")
         page.reload()
         assert page.locator("tr.record").count() == 0, "nothing waits or is parked any more"
         assert page.inner_text(f"#subscriptions tr[data-subscription='{sub_id}'] td.parked") == "0"
