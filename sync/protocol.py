@@ -530,7 +530,8 @@ class CodeIn(InputModel):
 class OutboxActionIn(InputModel):
     """Records of the outbound queue to retry or skip: by id, or every parked one (of one subscription)."""
 
-    ids: list[int] = Field(default_factory=list, max_length=1000, description="Record ids (GET /v1/hr/outbox).")
+    ids: list[Annotated[int, Field(ge=1, le=DB_INT_MAX)]] = Field(default_factory=list, max_length=1000,
+                                                            description="Record ids (GET /v1/hr/outbox).")
     all_parked: bool = Field(False, description="Every parked record (of ``subscription`` when given).")
     subscription: str | None = Field(None, max_length=64, description="Only records of this subscription.")
 
