@@ -147,6 +147,16 @@ def test_bench_accuracy_json(invoke, face_photos, face_data_or_samples) -> None:
             "by_pair_kind"} <= set(ver) and set(ver["tar_at_far"]) == {"0.01", "0.001"}
     assert {"enrolled", "mated_probes", "non_mated_probes", "rank1", "threshold", "fnir", "fpir"} <= set(ide)
     assert data["no_face"] == 0 and ver["best_accuracy"] >= 0.95 and ide["rank1"] >= 0.95
+    # Open-set calibration: every cross-identity pair, and FPIR/FNIR per roster size at the derived threshold.
+    opened = data["open_set"]
+    assert {"impostor_pairs", "impostor_p9999", "far_at_threshold"} <= set(opened)
+    images = data["images"]
+    assert 0 < opened["impostor_pairs"] < images * (images - 1) // 2
+    assert set(data["by_gallery"]) == {"50", "1000"}
+    for figures in data["by_gallery"].values():
+        assert {"size", "fpir", "fnir", "threshold_for_fpir_1e-4"} <= set(figures)
+        assert figures["stranger_probes"] > 0 and 0 <= figures["fpir"] <= 1 and 0 <= figures["fnir"] <= 1
+    assert data["calibration"]["model_id"] == data["model_id"] and data["calibration"]["tail_scale"] > 0
 
 
 @pytest.fixture

@@ -129,6 +129,31 @@ def config_check(file: Path | None, cfg: ConfigRef) -> None:
         click.echo(f"{len(problems)} problem(s); see config/kiosk.example.toml for every key.", err=True)
         sys.exit(1)
     click.echo(f"{path}: OK")
+    for line in threshold_lines(config):
+        click.echo(line)
+
+
+PREVIEW_ROSTERS = (10, 100, 1000)
+
+
+def threshold_lines(config) -> list[str]:  # noqa: ANN001 - KioskConfig
+    """The face decision threshold this config gives: for the store's roster when the store opens,
+    else for a few roster sizes (kiosk.face.calibration decides it)."""
+    from kiosk.face.calibration import operating_point
+    from kiosk.face.pack import resolve_pack
+
+    try:
+        pack = resolve_pack(config.face)
+        pack.model_id  # noqa: B018 - reads the recogniser file, which may fail
+    except KioskError as exc:
+        return [f"face threshold: cannot tell ({exc})"]
+    try:
+        with open_store(config) as store:
+            employees = len({t.employee_id for t in store.roster.templates(pack.model_id)})
+    except KioskError as exc:
+        lines = [f"face threshold: store not readable ({str(exc).splitlines()[0]}); by roster size:"]
+        return lines + ["  " + operating_point(pack, config.face, config.match, n).describe() for n in PREVIEW_ROSTERS]
+    return [operating_point(pack, config.face, config.match, employees).describe()]
 
 
 def missing_files(config, source: str) -> list[str]:  # noqa: ANN001 - KioskConfig

@@ -23,6 +23,11 @@ class FaceConfig(StrictModel):
     recognizer_file: str | None = Field(
         None, description="Recogniser file name inside pack_dir, when the pack uses an unusual name "
         "(default: found by name, e.g. w600k_r50.onnx, w600k_mbf.onnx).")
+    target_fpir: float = Field(1e-4, gt=0, le=0.1, description="Wanted chance that a stranger (someone not "
+                               "enrolled) is taken for an employee, per walk-up. With the model pack's "
+                               "calibration and the number of enrolled employees it sets the decision threshold "
+                               "(more employees or a smaller target: a higher threshold; see `kiosk config "
+                               "check`). match.threshold is the floor.")
     threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads per model (one per core).")
     spinning: bool = Field(False, description="Let idle onnxruntime threads spin; off, because several "
                            "spinning sessions on two cores fight each other (65 ms vs 27 ms per frame).")
@@ -98,8 +103,11 @@ class QualityConfig(StrictModel):
 class MatchConfig(StrictModel):
     """1:N matching against the gallery and the decision over frames."""
 
-    threshold: float = Field(0.40, ge=-1, le=1, description="Least cosine similarity to an employee's best "
-                             "template for a frame to count as that employee (open-set threshold).")
+    threshold: float = Field(0.40, ge=-1, le=1, description="Floor of the open-set threshold: the least cosine "
+                             "similarity to an employee's best template for a frame to count as that employee. "
+                             "The threshold in use is the higher of this and the one the model pack's "
+                             "calibration gives for face.target_fpir at the roster's size (printed at start "
+                             "and by `kiosk config check`); a pack without calibration runs at this value.")
     margin: float = Field(0.05, ge=0, le=2, description="Least lead of the best employee over the best "
                           "other employee (cosine); a closer call is not accepted.")
     vote_k: int = Field(3, ge=1, le=50, description="Frames the same employee must win...")
