@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 GUIDANCE_BY_REASON = (
     ("cut_off", "centre_face"), ("too_small", "move_closer"), ("pose", "face_camera"),
     ("too_dark", "too_dark"), ("too_bright", "too_bright"), ("occluded", "uncover_face"),
-    ("blurry", "hold_still"),
+    ("blurry", "blurry"),
 )
 
 

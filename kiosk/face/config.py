@@ -79,13 +79,20 @@ class QualityConfig(StrictModel):
     min_eye_distance_px: float = Field(24.0, ge=4, le=1000, description="Least distance between the eyes "
                                        "in the frame (px); below it: too_small.")
     min_sharpness: float = Field(40.0, ge=0, le=10000, description="Least Laplacian variance of the aligned "
-                                 "112x112 face; below it: blurry.")
+                                 "112x112 face as the recogniser sees it (a dark face brightened first, see "
+                                 "low_light_below), so a dark face is not taken for a blurred one; below it: blurry.")
     max_yaw_deg: float = Field(35.0, ge=1, le=90, description="Largest left/right head turn (degrees, "
                                "estimated from the landmarks); above it: pose.")
     max_pitch_deg: float = Field(30.0, ge=1, le=90, description="Largest up/down head tilt (degrees); "
                                  "above it: pose.")
-    min_brightness: float = Field(45.0, ge=0, le=255, description="Least mean grey level (0-255) of the "
-                                  "face; below it: too_dark.")
+    min_brightness: float = Field(10.0, ge=0, le=255, description="Least mean grey level (0-255) of the "
+                                  "face as the camera gave it; below it: too_dark. Darker faces than "
+                                  "low_light_below are brightened before they are embedded, which the recogniser "
+                                  "handles down to about this level (`kiosk bench accuracy` figures in the README).")
+    low_light_below: float = Field(60.0, ge=0, le=255, description="A face whose mean grey level is below this "
+                                   "is brightened (a gain to a mean of 110, at most max_gain) before it is "
+                                   "embedded.")
+    max_gain: float = Field(8.0, ge=1, le=32, description="Largest gain applied to a dark face.")
     max_brightness: float = Field(215.0, ge=0, le=255, description="Largest mean grey level (0-255) of the "
                                   "face; above it: too_bright.")
     min_face_score: float = Field(0.65, ge=0, le=1, description="Least detector confidence that the whole "
@@ -97,6 +104,8 @@ class QualityConfig(StrictModel):
     def verify_brightness_range(self) -> QualityConfig:
         if self.min_brightness >= self.max_brightness:
             raise ValueError("min_brightness must be below max_brightness")
+        if self.low_light_below > self.max_brightness:
+            raise ValueError("low_light_below must not exceed max_brightness")
         return self
 
 

@@ -223,8 +223,8 @@ class FaceEngine:
         return self.embed_aligned(self.align(frame, face))
 
     def embed_aligned(self, aligned: np.ndarray) -> np.ndarray:
-        """Embedding of an already aligned 112x112 BGR crop."""
-        vec = np.asarray(self._rec.get_feat(aligned), dtype=np.float32).ravel()
+        """Embedding of an already aligned 112x112 BGR crop (a dark one brightened first: quality.lit)."""
+        vec = np.asarray(self._rec.get_feat(quality.lit(aligned, self.quality_cfg)), dtype=np.float32).ravel()
         norm = float(np.linalg.norm(vec))
         if not np.isfinite(norm) or norm == 0:
             raise ModelError("the recognizer returned an empty embedding", fix=self.pack.fix)
