@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[hub,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[hub,dev,opencv-zoo]'
 	@# insightface's metadata asks for the GUI OpenCV build (needs libGL/X); its real
 	@# dependencies are in setup.cfg with opencv-python-headless, so install it alone.
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps insightface==2.1

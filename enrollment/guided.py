@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from enrollment.photos import DIFFERENT_PERSON_MAX
+from enrollment.photos import DIFFERENT_PERSON_MAX, LookAlike, look_alikes
 from kiosk.base.errors import KioskError
 from kiosk.face.config import MatchConfig
 from kiosk.face.engine import FaceEngine
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 GUIDANCE_BY_REASON = (
     ("cut_off", "centre_face"), ("too_small", "move_closer"), ("pose", "face_camera"),
     ("too_dark", "too_dark"), ("too_bright", "too_bright"), ("occluded", "uncover_face"),
-    ("blurry", "hold_still"),
+    ("blurry", "blurry"),
 )
 
 
@@ -110,6 +110,7 @@ class Progress:
     recognised_as: str | None = None
     templates_saved: int = 0
     extra: dict = field(default_factory=dict)
+    look_alikes: tuple[LookAlike, ...] = ()
 
     def to_dict(self) -> dict:
         warning = None
@@ -119,7 +120,9 @@ class Progress:
         return {"phase": self.phase.value, "guidance": self.guidance, "samples": self.samples,
                 "samples_needed": self.samples_needed, "warning": warning, "failure": self.failure,
                 "failure_detail": self.failure_detail, "recognised_as": self.recognised_as,
-                "templates_saved": self.templates_saved, **self.extra}
+                "templates_saved": self.templates_saved,
+                "look_alikes": [{"employee_id": a.employee_id, "score": round(a.score, 3)} for a in self.look_alikes],
+                **self.extra}
 
 
 def guidance_for(reasons: tuple[str, ...]) -> str:
@@ -161,7 +164,7 @@ class GuidedEnrolment:
     """
 
     def __init__(self, engine: FaceEngine, gallery: Gallery, person: Person, match_cfg: MatchConfig,
-                 save: Callable[[list[Sample]], int], selftest_gallery: Callable[[], Gallery],
+                 save: Callable[[list[Sample], list[LookAlike]], int], selftest_gallery: Callable[[], Gallery],
                  settings: GuidedSettings | None = None, names: Callable[[str], str | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.engine, self.gallery, self.person = engine, gallery, person
@@ -180,6 +183,7 @@ class GuidedEnrolment:
         self.failure_detail = ""
         self.recognised_as: str | None = None
         self.templates_saved = 0
+        self.look_alikes: list[LookAlike] = []
         self._phase_started = clock()
         self._last_sample_at = -1e9
         self._vote: FrameVote | None = None
@@ -248,7 +252,7 @@ class GuidedEnrolment:
             self._samples_complete()
 
     def _samples_complete(self) -> None:
-        warning = find_warning(self.samples, self.gallery, self.person.employee_id, self.match_cfg.threshold)
+        warning = find_warning(self.samples, self.gallery, self.person.employee_id, self.gallery.cfg.threshold)
         if warning is not None:
             self.warning = DuplicateWarning(warning.kind, warning.employee_id, warning.score,
                                             self._names(warning.employee_id))
@@ -286,8 +290,12 @@ class GuidedEnrolment:
     # -- saving and the self-test ------------------------------------------------------------
 
     def _store(self) -> None:
+        # Saved despite matching another employee (the admin confirmed they are different people):
+        # look-alikes, who both punch with card + face from now on (enrollment.saving).
+        found = look_alikes([s.vector for s in self.samples], self.gallery, self.person.employee_id)
         try:
-            self.templates_saved = self._save(list(self.samples))
+            self.templates_saved = self._save(list(self.samples), found)
+            self.look_alikes = found
         except KioskError as exc:
             self._fail("save_failed", exc.what)
             return
@@ -329,4 +337,5 @@ class GuidedEnrolment:
                 self._timed_out()
             return Progress(self.phase, self.guidance, self.taken, self.settings.samples, self.warning, self.failure,
                             self.failure_detail, self.recognised_as, self.templates_saved,
-                            {"employee_id": self.person.employee_id, "name": self.person.name})
+                            {"employee_id": self.person.employee_id, "name": self.person.name},
+                            tuple(self.look_alikes))

@@ -31,6 +31,38 @@ DIFFERENT_PERSON_MAX = 0.2
 
 
 @dataclass(frozen=True)
+class LookAlike:
+    """Another enrolled employee whose templates score at or above the decision threshold against this
+    person's: the engine cannot tell the two apart (twins, siblings, look-alikes)."""
+
+    employee_id: str
+    score: float
+
+
+def look_alikes(vectors: list[np.ndarray], gallery: Gallery, employee_id: str) -> list[LookAlike]:
+    """Other employees in ``gallery`` that any of ``vectors`` (this person's templates) matches at the
+    gallery's decision threshold, best score first: both must then punch with card + face."""
+    best: dict[str, float] = {}
+    for vector in vectors:
+        match = gallery.search(vector)
+        candidates = [(match.employee_id, match.score)]
+        if match.runner_up is not None:
+            candidates.append((match.runner_up, match.score - match.margin))
+        for other, score in candidates:
+            if other and other != employee_id and score >= gallery.cfg.threshold:
+                best[other] = max(score, best.get(other, -1.0))
+    return [LookAlike(e, s) for e, s in sorted(best.items(), key=lambda item: -item[1])]
+
+
+def look_alike_sentence(employee_id: str, found: list[LookAlike], threshold: float) -> str:
+    """What the admin is told (ids and scores, never names: this also goes to the log)."""
+    others = ", ".join(f"{a.employee_id} (score {a.score:.2f})" for a in found)
+    return (f"look-alike: {employee_id} matches {others} at or above the decision threshold {threshold:.3f}; "
+            f"the kiosk cannot tell them apart, so {employee_id} and {', '.join(a.employee_id for a in found)} "
+            "now punch with card + face")
+
+
+@dataclass(frozen=True)
 class PhotoCheck:
     """The verdict on one photo; ``vector`` is set only when ``ok``."""
 
@@ -64,12 +96,14 @@ def expand_photos(paths: list[Path]) -> list[Path]:
 
 
 def _identity_problem(source: str, vector: np.ndarray, gallery: Gallery, employee_id: str | None,
-                      threshold: float) -> PhotoCheck | None:
+                      threshold: float, look_alike_ok: bool = False) -> PhotoCheck | None:
     match = gallery.search(vector)
-    if match.employee_id is not None and match.employee_id != employee_id and match.score >= threshold:
+    if match.employee_id is not None and match.employee_id != employee_id and match.score >= threshold \
+            and not look_alike_ok:
         return refuse(source, "other_employee",
                       f"this face matches employee {match.employee_id} (score {match.score:.2f}); "
-                      "check it is the right person's photo")
+                      "check it is the right person's photo. If they are different people (twins, siblings, "
+                      "look-alikes), enrol with card + face (`--card-and-face`): both then punch with card and face")
     own = gallery.best_of(vector, employee_id) if employee_id else None
     if own is not None and own < DIFFERENT_PERSON_MAX:
         return refuse(source, "not_same_person",
@@ -78,8 +112,9 @@ def _identity_problem(source: str, vector: np.ndarray, gallery: Gallery, employe
 
 
 def check_photo(engine: FaceEngine, image: np.ndarray, source: str, gallery: Gallery | None = None,
-                employee_id: str | None = None) -> PhotoCheck:
-    """Detect, gate and embed one photo for enrolment; refuse with a named reason when unfit."""
+                employee_id: str | None = None, look_alike_ok: bool = False) -> PhotoCheck:
+    """Detect, gate and embed one photo for enrolment; refuse with a named reason when unfit.
+    ``look_alike_ok``: a face matching another employee is kept (the caller flags both as look-alikes)."""
     faces = engine.detect_photo(image)
     if not faces:
         return refuse(source, "no_face", "no face was found in the photo")
@@ -93,17 +128,17 @@ def check_photo(engine: FaceEngine, image: np.ndarray, source: str, gallery: Gal
         return refuse(source, "poor_quality", detail, quality=report, face=face)
     vector = engine.embed(image, face)
     if gallery is not None:
-        problem = _identity_problem(source, vector, gallery, employee_id, gallery.cfg.threshold)
+        problem = _identity_problem(source, vector, gallery, employee_id, gallery.cfg.threshold, look_alike_ok)
         if problem is not None:
             return PhotoCheck(problem.source, False, problem.reason, problem.detail, quality=report, face=face)
     return PhotoCheck(source, True, vector=vector, quality=report, face=face)
 
 
 def check_photo_file(engine: FaceEngine, path: Path, gallery: Gallery | None = None,
-                     employee_id: str | None = None) -> PhotoCheck:
+                     employee_id: str | None = None, look_alike_ok: bool = False) -> PhotoCheck:
     """check_photo on a file; an unreadable file is a refusal, not an error."""
     try:
         image = read_image(path)
     except InvalidInput as exc:
         return refuse(str(path), "unreadable", exc.what)
-    return check_photo(engine, image, str(path), gallery, employee_id)
+    return check_photo(engine, image, str(path), gallery, employee_id, look_alike_ok)

@@ -6,10 +6,14 @@ the sync agent sends the queue once the kiosk has a hub (kiosk.store.enrolments)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from enrollment.photos import LookAlike
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +29,12 @@ class NewTemplate:
 
 def store_enrolment(store, config, employee_id: str, name: str, branch: str | None,  # noqa: ANN001
                     cards: Iterable[str], model_id: str, templates: list[NewTemplate], method: str,
-                    actor: str) -> list[int]:
-    """Add or update the employee and store the templates; queue them for the hub; returns their ids."""
+                    actor: str, look_alikes: Sequence[LookAlike] = (), card_and_face: bool = False) -> list[int]:
+    """Add or update the employee and store the templates; queue them for the hub; returns their ids.
+
+    ``look_alikes`` (enrollment.photos.look_alikes): other employees the engine cannot tell from this
+    one; this person and each of them then punch with card + face, in the same transaction. With
+    ``card_and_face`` this person does so anyway (the admin's choice)."""
     with store.atomic("saving the enrolment"):
         store.roster.add(employee_id, name, branch or config.device.branch, tuple(cards), actor=actor,
                          exist_ok=True)
@@ -34,5 +42,13 @@ def store_enrolment(store, config, employee_id: str, name: str, branch: str | No
         if ids:
             store.enrolments.queue(employee_id, model_id, ids, method)
         store.audit(actor, f"enroll.{method}", employee_id, templates=len(ids), model_id=model_id[:12])
+        if look_alikes or card_and_face:
+            store.roster.set_card_and_face(employee_id, True, actor, reason="look-alike" if look_alikes else "admin")
+        for other in look_alikes:
+            store.roster.set_card_and_face(other.employee_id, True, actor,
+                                           reason=f"look-alike of {employee_id} (score {other.score:.2f})")
     log.info("enrolled %s: %d template(s) (%s), queued for the hub", employee_id, len(ids), method)
+    if look_alikes:
+        log.warning("enrolment of %s: look-alike of %s; both now punch with card + face", employee_id,
+                    ", ".join(a.employee_id for a in look_alikes))
     return ids

@@ -41,7 +41,7 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
                 "CPU and wall time of `kiosk --help`, `config check`, start to READY, one `kiosk punch` and "
                 "`db verify`, with a big store."),
     "accuracy": ("kiosk.tools.bench_face:bench_accuracy",
-                 "Verification (pairs) and open-set identification accuracy of the configured engine."),
+                 "Verification (pairs), open-set identification and the calibration of the configured engine."),
     "latency": ("kiosk.tools.bench_face:bench_latency",
                 "Per-frame cost up to the decision vs plain insightface (same frames, in turns), per stage."),
     "gallery": ("kiosk.tools.bench_face:bench_gallery",

@@ -38,8 +38,9 @@ def frames(face_data: Path, identity: str) -> list[np.ndarray]:
 def session_for(engine, gallery: Gallery, employee_id: str, saved: dict, clock=None, **settings):  # noqa: ANN001, ANN201
     """A GuidedEnrolment whose save puts the samples into ``gallery`` (the store is tested below)."""
 
-    def save(samples) -> int:  # noqa: ANN001
+    def save(samples, look_alikes) -> int:  # noqa: ANN001
         saved[employee_id] = samples
+        saved[f"{employee_id}:look_alikes"] = look_alikes
         for sample in samples:
             gallery.add(employee_id, sample.vector)
         return len(samples)
@@ -124,6 +125,10 @@ def test_the_admin_may_save_a_flagged_face_anyway(face_engine, face_data: Path) 
     run(session, photos[1:])
     session.confirm(True)
     assert len(saved["E201"]) == 5 and session.progress().phase is Phase.SELF_TEST
+    # Saved although the engine cannot tell the two apart: both are look-alikes (card + face from now on).
+    assert [a.employee_id for a in saved["E201:look_alikes"]] == ["E0123"]
+    shown = session.progress().to_dict()["look_alikes"]
+    assert [a["employee_id"] for a in shown] == ["E0123"] and shown[0]["score"] >= gallery.cfg.threshold
 
 
 def test_capture_gives_up_after_its_timeout(face_engine) -> None:
@@ -194,3 +199,21 @@ def test_enroll_add_camera_in_a_terminal(kiosk_home: Path, face_data: Path, tmp_
 def test_enroll_add_camera_without_a_camera_says_what_to_do(kiosk_home: Path) -> None:
     result = run_kiosk("enroll", "add", "--camera", "--employee", "E402", "--name", "X Y", "--config", str(kiosk_home))
     assert result.returncode == 1 and "no camera is configured" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_look_alikes_are_stored_as_card_and_face_with_the_enrolment(face_engine, fresh_store, kiosk_home) -> None:
+    from enrollment.photos import LookAlike
+    from kiosk.config import load_config
+
+    config = load_config(kiosk_home)
+    vec = np.ones(512, np.float32) / np.sqrt(512)
+    store_enrolment(fresh_store, config, "E300", "First Twin", None, (), face_engine.model_id,
+                    [NewTemplate(vec, 0.9, "guided")], "guided", "test")
+    store_enrolment(fresh_store, config, "E301", "Second Twin", None, (), face_engine.model_id,
+                    [NewTemplate(vec, 0.9, "guided")], "guided", "test", look_alikes=[LookAlike("E300", 0.97)])
+    store_enrolment(fresh_store, config, "E302", "Someone Else", None, (), face_engine.model_id,
+                    [NewTemplate(-vec, 0.9, "guided")], "guided", "test")
+    marked = {e.id: e.card_and_face for e in fresh_store.roster.list()}
+    assert marked == {"E300": True, "E301": True, "E302": False}
+    reasons = [r["detail"] for r in fresh_store.audit_log(10) if r["action"] == "employee.card_and_face_on"]
+    assert any("look-alike of E301" in r for r in reasons)

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import run_kiosk
 from kiosk.config import load_config
+from kiosk.face.images import image_files
 from kiosk.store import open_store
 
 IDENTIFY_KEYS = {"photo", "employee_id", "score", "margin", "accepted", "reason"}
@@ -147,6 +148,16 @@ def test_bench_accuracy_json(invoke, face_photos, face_data_or_samples) -> None:
             "by_pair_kind"} <= set(ver) and set(ver["tar_at_far"]) == {"0.01", "0.001"}
     assert {"enrolled", "mated_probes", "non_mated_probes", "rank1", "threshold", "fnir", "fpir"} <= set(ide)
     assert data["no_face"] == 0 and ver["best_accuracy"] >= 0.95 and ide["rank1"] >= 0.95
+    # Open-set calibration: every cross-identity pair, and FPIR/FNIR per roster size at the derived threshold.
+    opened = data["open_set"]
+    assert {"impostor_pairs", "impostor_p9999", "far_at_threshold"} <= set(opened)
+    images = data["images"]
+    assert 0 < opened["impostor_pairs"] < images * (images - 1) // 2
+    assert set(data["by_gallery"]) == {"50", "1000"}
+    for figures in data["by_gallery"].values():
+        assert {"size", "fpir", "fnir", "threshold_for_fpir_1e-4"} <= set(figures)
+        assert figures["stranger_probes"] > 0 and 0 <= figures["fpir"] <= 1 and 0 <= figures["fnir"] <= 1
+    assert data["calibration"]["model_id"] == data["model_id"] and data["calibration"]["tail_scale"] > 0
 
 
 @pytest.fixture
@@ -196,3 +207,31 @@ def test_a_truncated_jpeg_is_called_unreadable(invoke, kiosk_home: Path, tmp_pat
     result = invoke("enroll", "add", "--employee", "E1", "--name", "Li", "--photos", str(cut),
                     "--config", str(kiosk_home))
     assert result.exit_code != 0 and "cut short" in result.output and "Traceback" not in result.output
+
+
+def test_look_alikes_are_refused_then_enrolled_with_card_and_face(invoke, kiosk_home: Path, face_data: Path) -> None:
+    """Two ids with the same face are two people the engine cannot tell apart (as twins are): the second
+    enrolment is refused with the way out; with --card-and-face both are flagged and punch with card + face."""
+    photos = image_files(face_data / "Ariel_Sharon")
+    other = image_files(face_data / "Colin_Powell")
+    config = str(kiosk_home)
+    assert invoke("enroll", "add", "--employee", "E001", "--name", "Twin A", "--photos", str(photos[0]),
+                  "--config", config).exit_code == 0
+    refused = invoke("enroll", "add", "--employee", "E002", "--name", "Twin B", "--photos", str(photos[1]),
+                     "--config", config)
+    assert refused.exit_code == 1
+    assert "other_employee: this face matches employee E001" in refused.output and "--card-and-face" in refused.output
+    flagged = invoke("enroll", "add", "--employee", "E002", "--name", "Twin B", "--photos", str(photos[1]),
+                     "--card-and-face", "--config", config)
+    assert flagged.exit_code == 0, flagged.output
+    assert "look-alike: E002 matches E001 (score" in flagged.output
+    assert "E002 and E001 now punch with card + face" in flagged.output
+    # A different person is not a look-alike and keeps punching as punch.mode says.
+    plain = invoke("enroll", "add", "--employee", "E003", "--name", "Someone", "--photos", str(other[0]),
+                   "--config", config)
+    assert plain.exit_code == 0 and "look-alike" not in plain.output
+    listed = [json.loads(line) for line in invoke("employee", "list", "--json", "--config", config).output.splitlines()
+              if line.startswith("{")]
+    assert {e["id"]: e["card_and_face"] for e in listed} == {"E001": True, "E002": True, "E003": False}
+    assert "now punches as punch.mode says" in invoke("employee", "card-and-face", "E001", "--off",
+                                                      "--config", config).output

@@ -73,3 +73,33 @@ def test_a_turned_real_face_fails_pose(face_engine, face_photos) -> None:
     kps[2, 0] = kps[1, 0]  # the nose tip at the far eye: a strong turn
     report = face_engine.assess_quality(photo.image, Face(face.bbox, kps, face.det_score))
     assert "pose" in report.reasons and abs(report.metrics["yaw_deg"]) > 35
+
+
+def test_a_dim_face_is_brightened_not_called_blurry_and_still_recognised(face_engine, face_data) -> None:  # noqa: ANN001
+    """30 % of the light: the recogniser still knows these faces, so the gate must let them through
+    (it used to refuse nearly all as blurry and too dark); 5 % is too dark even brightened."""
+    from kiosk.face import evaluation as ev
+    from kiosk.face.config import MatchConfig, QualityConfig
+    from kiosk.face.engine import FaceEngine
+    from kiosk.face.gallery import Gallery
+    from kiosk.tools.bench_face import camera_frame
+
+    names = ("Ariel_Sharon", "Colin_Powell", "Tony_Blair", "Laura_Bush", "Hugo_Chavez", "Jacques_Chirac")
+    items = [i for i in ev.photo_set(face_data) if i.identity in names]
+    gallery = Gallery(face_engine.model_id, MatchConfig(threshold=0.40))
+    probes = []
+    for name in names[:4]:
+        photos = [i for i in items if i.identity == name]
+        first = photos[0].load()
+        gallery.add(name, face_engine.embed(first, face_engine.choose(face_engine.detect_photo(first), first.shape)))
+        probes += [(name, ev.dimmed(camera_frame(p.load()), 0.3)) for p in photos[1:5]]
+    probes += [(None, ev.dimmed(camera_frame(i.load()), 0.3)) for i in items if i.identity in names[4:]][:8]
+    now = ev.gate_effect(face_engine, gallery, probes)
+    assert now["detected"] == len(probes) and now["ungated"]["wrong"] == now["gated"]["wrong"] == 0
+    assert "too_dark" not in now["refused"] and now["refused"].get("blurry", 0) <= 1, now
+    assert now["gated"]["right"] >= now["ungated"]["right"] - 1 >= 14, now
+    # The same frames judged as before (raw darkness, no brightening) lost nearly every right answer.
+    before = FaceEngine(face_engine.pack, face_engine.cfg, QualityConfig(min_brightness=45, low_light_below=0))
+    old = ev.gate_effect(before, gallery, probes)
+    assert old["refused"]["too_dark"] >= 12 and old["refused"]["blurry"] >= 8, old
+    assert old["gated"]["right"] <= now["gated"]["right"] // 2, (old, now)

@@ -119,3 +119,30 @@ def test_unverified_clock_is_announced(setup, kiosk_home) -> None:
     policy.on_card("0012345678")
     assert store.punches.head().clock_state == "unverified"
     assert events[-1].kind is EventKind.TIME_UNVERIFIED
+
+
+@pytest.mark.parametrize("mode", ["face", "face_or_card"])
+def test_a_person_marked_card_and_face_punches_only_with_card_then_face(setup, mode: str) -> None:
+    make, store, events = setup
+    store.roster.set_card_and_face("E001", True, reason="look-alike of E002")
+    policy = make(f"punch.mode='{mode}'", "punch.debounce_s=0")
+    refused = policy.on_face("E001", 0.93)
+    assert refused.kind is EventKind.CARD_REQUIRED and refused.detail == "show your card first"
+    assert store.punches.count() == 0
+    # The card alone does not punch either: it opens the 1:1 face check, which then punches.
+    assert policy.on_card("0012345678").kind is EventKind.SHOW_FACE
+    assert store.punches.count() == 0 and policy.pending_verification() == "E001"
+    punched = policy.on_face_check("E001", 0.55)
+    assert punched.kind is EventKind.PUNCHED and punched.method == "card+face"
+    # Everyone else still punches as the mode says; and the mark can be lifted.
+    assert policy.on_face("E002", 0.8).kind is EventKind.PUNCHED
+    store.roster.set_card_and_face("E001", False)
+    assert policy.on_face("E001", 0.93).kind is EventKind.PUNCHED
+    assert [r["action"] for r in store.audit_log(5)][:1] == ["employee.card_and_face_off"]
+
+
+def test_card_mode_keeps_card_only_for_a_marked_person(setup) -> None:
+    make, store, _ = setup
+    store.roster.set_card_and_face("E001", True)
+    policy = make("punch.mode='card'")
+    assert policy.on_card("0012345678").kind is EventKind.PUNCHED

@@ -20,15 +20,18 @@ CAMERA_HELP = ("Guided capture from the configured camera ([camera] source) inst
 
 
 def _engine_and_gallery(config, store):  # noqa: ANN001, ANN202
-    """The configured engine and the gallery of its model; warns when stored templates are stale."""
+    """The configured engine and the gallery of its model at the kiosk's decision threshold (as the
+    daemon runs it); warns when stored templates are stale."""
+    from kiosk.face.calibration import roster_gallery
     from kiosk.face.engine import FaceEngine
-    from kiosk.face.gallery import Gallery, pack_change
+    from kiosk.face.gallery import pack_change
 
     engine = FaceEngine.from_config(config.face, config.quality)
     warning = pack_change(store.roster, engine.model_id)
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    return engine, Gallery.from_roster(store.roster, engine.model_id, config.match, threads=config.face.threads)
+    gallery, _ = roster_gallery(store.roster, engine.pack, config.face, config.match, threads=config.face.threads)
+    return engine, gallery
 
 
 @click.group("enroll")
@@ -47,25 +50,33 @@ def enroll_group() -> None:
 @click.option("--camera", is_flag=True, help=CAMERA_HELP)
 @click.option("--samples", type=click.IntRange(1, 20), default=None,
               help="With --camera: samples to capture [default: ui.enrol_samples].")
+@click.option("--card-and-face", "card_and_face", is_flag=True,
+              help="This person punches with card + face whatever punch.mode says; a photo that matches another "
+              "employee (twin, sibling, look-alike) is then kept, and that employee punches with card + face too.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per photo.")
 @config_options
 def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photos: tuple[Path, ...],
-               cards: tuple[str, ...], branch: str | None, camera: bool, samples: int | None, as_json: bool,
-               cfg: ConfigRef) -> None:
+               cards: tuple[str, ...], branch: str | None, camera: bool, samples: int | None, card_and_face: bool,
+               as_json: bool, cfg: ConfigRef) -> None:
     """Add (or extend) an employee with one face template per usable photo.
 
     Each photo must show exactly one face that passes the quality gate, is not another
-    employee's, and matches the employee's other photos. Exits 1 when no photo was usable.
+    employee's (unless --card-and-face: look-alikes), and matches the employee's other photos.
+    Exits 1 when no photo was usable.
 
     With --camera instead of photos: guided capture from the configured camera.
     """
     if camera:
         if photos or more_photos:
             raise InvalidInput("give either photos or --camera, not both")
+        if card_and_face:
+            raise InvalidInput("--card-and-face is for photo enrolment",
+                               fix="With --camera the duplicate question flags look-alikes; or set it afterwards "
+                               "with `kiosk employee card-and-face EMPLOYEE_ID`.")
         from kiosk.cli.enroll_camera import enrol_from_camera
         enrol_from_camera(cfg, employee_id, name, cards, branch, samples, as_json)
         return
-    from enrollment.photos import check_photo_file, expand_photos
+    from enrollment.photos import check_photo_file, expand_photos, look_alike_sentence, look_alikes
     from enrollment.saving import NewTemplate, store_enrolment
     from kiosk.store.roster import check_employee_id, check_name
 
@@ -79,7 +90,7 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
         engine, gallery = _engine_and_gallery(config, store)
         checks = []
         for path in paths:
-            check = check_photo_file(engine, path, gallery, employee_id)
+            check = check_photo_file(engine, path, gallery, employee_id, look_alike_ok=card_and_face)
             if check.ok:
                 gallery.add(employee_id, check.vector)  # later photos are checked against this one too
             checks.append(check)
@@ -88,9 +99,17 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
         if not usable:
             raise KioskError(f"none of the {len(checks)} photo(s) of {employee_id} was usable; nothing was stored",
                              fix="Use sharp, well-lit, frontal photos showing only this person's face.")
+        found = look_alikes([c.vector for c in usable], gallery, employee_id)
         store_enrolment(store, config, employee_id, name, branch, cards, engine.model_id,
                         [NewTemplate(c.vector, c.quality.score, f"photo:{Path(c.source).name}") for c in usable],
-                        "photos", "admin")
+                        "photos", "admin", look_alikes=found, card_and_face=card_and_face)
+    if found:
+        sentence = look_alike_sentence(employee_id, found, gallery.cfg.threshold)
+        if as_json:
+            echo_json({"look_alikes": [{"employee_id": a.employee_id, "score": round(a.score, 3)} for a in found],
+                       "card_and_face": [employee_id, *[a.employee_id for a in found]], "detail": sentence})
+        else:
+            click.echo(sentence)
     if not as_json:
         click.echo(f"{employee_id}: stored {len(usable)} template(s), refused {len(checks) - len(usable)} photo(s) "
                    f"(model {engine.model_id[:12]})")

@@ -30,6 +30,7 @@ def enrol_from_camera(cfg: ConfigRef, employee_id: str, name: str, cards: tuple[
                       samples: int | None, as_json: bool) -> None:
     """Run a guided enrolment on the camera of ``cfg``; raises KioskError when nothing was enrolled."""
     from hardware import open_camera
+    from kiosk.face.calibration import roster_gallery
     from kiosk.face.engine import FaceEngine
     from kiosk.face.gallery import Gallery
 
@@ -46,13 +47,13 @@ def enrol_from_camera(cfg: ConfigRef, employee_id: str, name: str, cards: tuple[
                               selftest_timeout_s=ui.selftest_timeout_s)
     with open_store(config) as store:
         def fresh_gallery() -> Gallery:
-            return Gallery.from_roster(store.roster, engine.model_id, config.match, threads=config.face.threads)
+            return roster_gallery(store.roster, engine.pack, config.face, config.match, threads=config.face.threads)[0]
 
-        def save(taken: list[Sample]) -> int:
+        def save(taken: list[Sample], found: list) -> int:  # noqa: ANN001 - list[LookAlike]
             templates = [NewTemplate(s.vector, s.quality, "guided") for s in taken]
             return len(store_enrolment(store, config, person.employee_id, person.name,
                                        person.branch or config.device.branch, person.cards, engine.model_id,
-                                       templates, "guided", ACTOR))
+                                       templates, "guided", ACTOR, look_alikes=found))
 
         def name_of(other: str) -> str | None:
             employee = store.roster.get(other)
@@ -88,6 +89,9 @@ def _run(session: GuidedEnrolment, camera, lang: str, as_json: bool) -> None:  #
             progress = session.progress()
         if progress.phase is Phase.SELF_TEST and last_phase is not Phase.SELF_TEST:
             _say(lang, as_json, "cli.saved", templates=progress.templates_saved, employee_id=session.person.employee_id)
+            if progress.look_alikes:
+                _say(lang, as_json, "enrol.look_alike", employee_id=session.person.employee_id,
+                     others=", ".join(a.employee_id for a in progress.look_alikes))
         last_phase = progress.phase
         line = _line(progress, lang)
         if line and line != last_line and not as_json:

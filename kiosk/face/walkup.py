@@ -96,6 +96,12 @@ class FrameProcessor:
         self._last_match: Match | None = None
         self.walkup_id = 0
 
+    def use_gallery(self, gallery: Gallery) -> None:
+        """Search ``gallery`` from the next frame on (the roster changed), with the strong threshold its
+        [match] calls for (its decision threshold may have moved with the roster's size)."""
+        self.gallery = gallery
+        self.vote.strong_threshold = strong_threshold(self.engine.pack, gallery.cfg)
+
     @property
     def tracking(self) -> bool:
         """Whether a face is being followed (a walk-up is in progress)."""

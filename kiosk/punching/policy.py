@@ -1,5 +1,5 @@
-"""Punch policy: who may punch how (mode), debounce, geofence, direction (asked on the screen with
-direction = buttons), trusted time -> one durable punch."""
+"""Punch policy: who may punch how (mode, and card + face for a person marked so), debounce, geofence,
+direction (asked on the screen with direction = buttons), trusted time -> one durable punch."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ class PunchPolicy:
             self.failed_attempts = 0
             if self.cfg.mode == "card":
                 return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id))
-            if self.cfg.mode == "card_and_face":
+            if self._card_and_face(employee_id):
                 return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id,
                                         detail="show your card first"))
             return self._punch(employee_id, "face", score, started_ns, evidence)
@@ -107,15 +107,26 @@ class PunchPolicy:
             employee = self.store.roster.by_card(card_id)
             if employee is None:
                 return self._emit(Event(EventKind.UNKNOWN_CARD, detail=f"card ending {card_id[-4:]}"))
-            if self.cfg.mode == "face":
+            if self.cfg.mode == "face" and not employee.card_and_face:
                 return self._emit(Event(EventKind.NOT_RECOGNISED, employee_id=employee.id,
                                         detail="cards are not accepted at this kiosk"))
-            if self.cfg.mode == "card_and_face":
+            if self._card_and_face(employee.id, employee):
                 deadline = self.clock.mono() + int(self.cfg.verify_window_s * 1e9)
                 self.pending = _PendingCard(employee.id, employee.name, deadline)
                 return self._emit(Event(EventKind.SHOW_FACE, employee_id=employee.id, name=employee.name))
             self.failed_attempts = 0
             return self._punch(employee.id, "card", None)
+
+    def _card_and_face(self, employee_id: str, employee=None) -> bool:  # noqa: ANN001 - Employee
+        """Whether this person punches with a card, then a 1:1 face check: everyone under punch.mode =
+        card_and_face, and a person marked card + face (a look-alike: `kiosk employee card-and-face`)
+        under any mode that uses faces."""
+        if self.cfg.mode == "card_and_face":
+            return True
+        if self.cfg.mode == "card":
+            return False
+        employee = employee or self.store.roster.get(employee_id)
+        return bool(employee and employee.card_and_face)
 
     def pending_verification(self) -> str | None:
         """card_and_face: the card holder whose face is awaited, if the window is still open."""

@@ -138,7 +138,7 @@ class KioskDaemon:
 
     def _open_face(self) -> None:
         from kiosk.face.engine import FaceEngine
-        from kiosk.face.gallery import Gallery, pack_change
+        from kiosk.face.gallery import pack_change
         from kiosk.face.landmarks import Landmarks106
         from kiosk.face.liveness import LivenessCheck, PassiveModel
         from kiosk.face.walkup import FrameProcessor
@@ -149,7 +149,7 @@ class KioskDaemon:
         change = pack_change(self.store.roster, self.engine.model_id)
         if change:
             log.warning("%s", change)
-        self.gallery = Gallery.from_roster(self.store.roster, self.engine.model_id, self.config.match)
+        self.gallery, point = self._load_gallery()
         self._roster_signature = self.store.roster.signature()
         live = self.config.liveness
         landmarks = Landmarks106(self.engine) if live.enabled else None
@@ -159,10 +159,17 @@ class KioskDaemon:
         elif live.enabled:
             log.info("liveness: active blink check only (no passive liveness model configured: "
                      "liveness.passive_model); a video replay of a blinking person is not stopped")
-        processor = FrameProcessor(self.engine, self.gallery, self.config.match)
+        processor = FrameProcessor(self.engine, self.gallery)
         self.pipeline = Pipeline(self.config, processor, None, self.bus, LivenessCheck(live, passive), landmarks)
         log.info("face: %d template(s) of %d employee(s) usable with model %s", len(self.gallery),
                  self.gallery.employees, self.engine.model_id[:12])
+        log.info("%s", point.describe())
+
+    def _load_gallery(self):  # noqa: ANN202 - (Gallery, OperatingPoint)
+        """The roster's gallery at the threshold its size calls for (kiosk.face.calibration)."""
+        from kiosk.face.calibration import roster_gallery
+        return roster_gallery(self.store.roster, self.engine.pack, self.config.face, self.config.match,
+                              threads=self.config.face.threads)
 
     # -- borrowing inputs (the screen's guided enrolment and admin card reads) -----
 
@@ -332,15 +339,17 @@ class KioskDaemon:
             self.clock.note_gps(gps_time.utc, gps_time.wall_s, gps_time.mono_ns)
 
     def _reload_gallery_if_changed(self) -> None:
-        from kiosk.face.gallery import Gallery
         signature = self.store.roster.signature()
         if signature == self._roster_signature:
             return
         self._roster_signature = signature
-        gallery = Gallery.from_roster(self.store.roster, self.engine.model_id, self.config.match)
-        self.pipeline.processor.gallery = gallery
+        before = self.gallery.cfg.threshold
+        gallery, point = self._load_gallery()
+        self.pipeline.processor.use_gallery(gallery)
         self.gallery = gallery
         log.info("roster changed: %d template(s) of %d employee(s) loaded", len(gallery), gallery.employees)
+        if point.threshold != before:
+            log.info("%s", point.describe())
 
     def _status_line(self) -> str:
         parts = [f"mode {self.config.punch.mode}"]

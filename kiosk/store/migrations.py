@@ -148,6 +148,12 @@ def _m_verified_floor_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX punches_verified_ts ON punches(ts_utc) WHERE clock_state = 'verified'")
 
 
+def _m_employee_card_and_face(db: sqlite_utils.Database) -> None:
+    # A person the face engine cannot tell from another enrolled one (twins, siblings, look-alikes)
+    # punches with card + face whatever punch.mode says (kiosk.punching.policy).
+    db.execute("ALTER TABLE employees ADD COLUMN card_and_face INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("003_clock_anchors_evidence", _m003_clock_anchors),
@@ -155,6 +161,7 @@ MIGRATIONS: list[Migration] = [
     ("ui_enrolment_outbox", _m_enrolment_outbox),
     ("004_punch_direction", _m004_punch_direction),
     ("punches_verified_floor_index", _m_verified_floor_index),
+    ("employee_card_and_face", _m_employee_card_and_face),
 ]
 
 

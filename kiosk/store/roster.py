@@ -32,6 +32,7 @@ class Employee:
     cards: tuple[str, ...] = ()
     templates: int = 0
     best_quality: float | None = None
+    card_and_face: bool = False  # punches with card + face whatever punch.mode says (a look-alike)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,15 @@ class Roster:
             self.store.audit(actor, "card.remove", owner[0])
         return owner[0]
 
+    def set_card_and_face(self, employee_id: str, required: bool, actor: str = "admin", reason: str = "") -> None:
+        """Make a person punch with card + face (or no longer), whatever punch.mode says."""
+        self.require(employee_id)
+        with self.store.atomic("changing how the employee punches") as db:
+            db.execute("UPDATE employees SET card_and_face = ?, updated_utc = ? WHERE id = ?",
+                       [int(required), iso_utc(utc_now()), employee_id])
+            self.store.audit(actor, "employee.card_and_face_" + ("on" if required else "off"), employee_id,
+                             reason=reason)
+
     def by_card(self, card: str) -> Employee | None:
         try:
             card = self.normalise_card(card)
@@ -166,7 +176,7 @@ class Roster:
         rows = self.store.query(sql + " ORDER BY e.id", params)
         return [Employee(r["id"], r["name"], bool(r["active"]), r["branch"],
                          tuple(sorted((r["cards"] or "").split(","))) if r["cards"] else (),
-                         r["n_templates"], r["best_quality"]) for r in rows]
+                         r["n_templates"], r["best_quality"], bool(r["card_and_face"])) for r in rows]
 
     def erase(self, employee_id: str, actor: str = "admin", reason: str = "") -> dict[str, int]:
         """Erase a person's templates and cards for real; their punches stay (attendance law).

@@ -70,11 +70,14 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 @click.option("--walkup-frames", default=5, show_default=True, type=click.IntRange(0, 50),
               help="Also decide every probe photo as a walk-up of this many frames (the photo, mirrored, darker, "
               "turned), by k of n alone and with the strong two-frame decision (0: skip).")
+@click.option("--write-calibration", "calibration_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the calibration measured on DIR (impostor tail and strong threshold) to this file; "
+              "copy it into the model pack as calibration.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @config_options
-def bench_accuracy(data: str, pairs_file: Path | None, enroll_k: int, walkup_frames: int, as_json: bool,
-                   cfg: ConfigRef) -> None:
-    """Verification (pairs) and open-set identification accuracy of the configured engine."""
+def bench_accuracy(data: str, pairs_file: Path | None, enroll_k: int, walkup_frames: int,
+                   calibration_out: Path | None, as_json: bool, cfg: ConfigRef) -> None:
+    """Verification (pairs), open-set identification and the calibration of the configured engine."""
     from kiosk.face import evaluation as ev
     from kiosk.face.gallery import Gallery
 
@@ -83,7 +86,16 @@ def bench_accuracy(data: str, pairs_file: Path | None, enroll_k: int, walkup_fra
     items = ev.wheel_samples(engine) if data == ev.WHEEL_SAMPLES else ev.photo_set(Path(data))
     vectors = ev.embed_labelled(engine, items)
     pairs = ev.read_pairs(pairs_file) if pairs_file else ev.make_pairs(items)
-    gallery = Gallery(engine.model_id, config.match, threads=config.face.threads)
+    from kiosk.face.calibration import at_point, operating_point
+    enrolled = len({identity for identity, _ in ev.split_probes(items, enroll_k)[0]})
+    point = operating_point(engine.pack, config.face, config.match, enrolled)
+    gallery = Gallery(engine.model_id, at_point(config.match, point), threads=config.face.threads)
+    calibration = _calibration(engine, config, data, items, vectors)
+    if calibration_out is not None:
+        from kiosk.face.calibration import write
+        if calibration["measured"] is None:
+            raise click.ClickException(f"{data} has too few different-person pairs to fit a calibration")
+        write(calibration["measured"], calibration_out)
     result = {
         "model_id": engine.model_id,
         "images": len(items),
@@ -93,6 +105,9 @@ def bench_accuracy(data: str, pairs_file: Path | None, enroll_k: int, walkup_fra
         "data": data,
         "no_face_images": sorted(p for p, v in vectors.items() if v is None),
         "strong": _strong(engine, config, items, vectors),
+        "open_set": calibration["open_set"],
+        "by_gallery": calibration["by_gallery"],
+        "calibration": calibration["measured"].to_json() if calibration["measured"] else None,
     }
     if walkup_frames:
         result["walkups"] = _walkups(engine, config, items, gallery, enroll_k, walkup_frames)
@@ -113,7 +128,58 @@ def bench_accuracy(data: str, pairs_file: Path | None, enroll_k: int, walkup_fra
     click.echo(f"identification (threshold {ide['threshold']}): {ide['enrolled']} enrolled, "
                f"{ide['mated_probes']} mated / {ide['non_mated_probes']} non-mated probes")
     click.echo(f"  rank-1 {ide['rank1']:.4f}, FNIR {ide['fnir']:.4f}, FPIR {ide['fpir']:.4f}")
+    _print_open_set(result)
     _print_strong(result)
+    if calibration_out is not None:
+        click.echo(f"calibration written to {calibration_out} (copy it into the pack folder as calibration.json)")
+
+
+def _calibration(engine, config: KioskConfig, data: str, items: list, vectors: dict) -> dict:  # noqa: ANN001
+    """Open-set figures: impostor pairs, the calibration measured here, and FPIR/FNIR per roster size
+    at the threshold the kiosk derives for that size from the pack's calibration in use."""
+    import datetime as dt
+
+    from kiosk.face import evaluation as ev
+    from kiosk.face.calibration import at_point, calibration_for, fit, operating_point
+
+    impostors = ev.impostor_scores(items, vectors)
+    in_use = calibration_for(engine.pack)
+    measured = fit(impostors, engine.model_id, f"{data}: {len(items)} photos of {len({i.identity for i in items})} "
+                   "identities", dt.date.today().isoformat())
+
+    def config_for(size: int):  # noqa: ANN202 - MatchConfig
+        return at_point(config.match, operating_point(engine.pack, config.face, config.match, size))
+
+    galleries = ev.by_gallery(items, vectors, engine.model_id, config_for)
+    for figures in galleries.values():
+        point = operating_point(engine.pack, config.face, config.match, figures["size"])
+        figures["calibrated_threshold"] = point.calibrated
+        if measured is not None:
+            figures["threshold_from_this_set"] = round(measured.score_at(config.face.target_fpir / figures["size"]), 3)
+    return {"open_set": {**ev.open_set(impostors, in_use), "target_fpir": config.face.target_fpir,
+                         "calibration_in_use": None if in_use is None else f"{in_use.dataset}, {in_use.measured}"},
+            "by_gallery": galleries, "measured": measured}
+
+
+def _print_open_set(result: dict) -> None:
+    o = result["open_set"]
+    if not o["impostor_pairs"]:
+        return
+    click.echo(f"open set: {o['impostor_pairs']} different-person pairs, mean {o['impostor_mean']}, sd "
+               f"{o['impostor_sd']}, 99.99th percentile {o['impostor_p9999']}, highest {o['impostor_max']}")
+    click.echo("  FAR per comparison at " + ", ".join(
+        f"{t}: {v['measured']:.2e}" + (f" (tail model {v['tail_model']:.1e})" if v["tail_model"] is not None else "")
+        for t, v in o["far_at_threshold"].items()))
+    click.echo(f"  by roster size, target FPIR {o['target_fpir']:g} per walk-up (calibration in use: "
+               f"{o['calibration_in_use']}):")
+    for name, g in result["by_gallery"].items():
+        click.echo(f"  {name:>5}: {g['size']} enrolled, threshold {g['threshold']:.3f} -> FPIR {g['fpir']:.2e} "
+                   f"({g['stranger_probes']} stranger probes), FNIR {g['fnir']:.4f} ({g['mated_probes']} mated); "
+                   f"lowest threshold with FPIR <= 1e-4 here {g['threshold_for_fpir_1e-4']}")
+    if result["calibration"]:
+        c = result["calibration"]
+        click.echo(f"  calibration measured here: tail above {c['tail_start']} ({c['tail_fraction']:.4f} of pairs), "
+                   f"scale {c['tail_scale']}, strong {c['strong_threshold']}")
 
 
 def _strong(engine, config: KioskConfig, items: list, vectors: dict) -> dict:  # noqa: ANN001

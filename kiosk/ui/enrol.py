@@ -35,16 +35,19 @@ class EnrolController:
         if daemon.engine is None or daemon.camera is None:
             raise UiError("no_camera", status=409)
         person = self._person(employee_id.strip(), name, card.strip())
-        from kiosk.face.gallery import Gallery
+        from kiosk.face.calibration import roster_gallery
 
         store, config = daemon.store, daemon.config
-        gallery = Gallery.from_roster(store.roster, daemon.engine.model_id, config.match)
+
+        def fresh_gallery():  # noqa: ANN202 - Gallery at the kiosk's decision threshold
+            return roster_gallery(store.roster, daemon.engine.pack, config.face, config.match)[0]
+
+        gallery = fresh_gallery()
         ui = config.ui
         settings = GuidedSettings(samples=ui.enrol_samples, capture_timeout_s=ui.enrol_timeout_s,
                                   selftest_timeout_s=ui.selftest_timeout_s)
         session = GuidedEnrolment(daemon.engine, gallery, person, config.match, self._saver(person),
-                                  lambda: Gallery.from_roster(store.roster, daemon.engine.model_id, config.match),
-                                  settings, names=self._name_of)
+                                  fresh_gallery, settings, names=self._name_of)
         with self._lock:
             if self.session is not None:
                 self.session.cancel()
@@ -80,10 +83,11 @@ class EnrolController:
     def _saver(self, person: Person):  # noqa: ANN202
         daemon = self.daemon
 
-        def save(samples: list[Sample]) -> int:
+        def save(samples: list[Sample], found: list) -> int:  # noqa: ANN001 - list[LookAlike]
             templates = [NewTemplate(s.vector, s.quality, TEMPLATE_SOURCE) for s in samples]
             ids = store_enrolment(daemon.store, daemon.config, person.employee_id, person.name, person.branch,
-                                  person.cards, daemon.engine.model_id, templates, "guided", ACTOR)
+                                  person.cards, daemon.engine.model_id, templates, "guided", ACTOR,
+                                  look_alikes=found)
             return len(ids)
 
         return save

@@ -304,6 +304,10 @@ const Admin = {
       $("enrol-warning-text").textContent = I18n.t("warning." + warning.kind, {
         employee_id: warning.employee_id, name: warning.name || "", score: warning.score.toFixed(2) });
     }
+    const alike = (s.look_alikes || []).map((a) => a.employee_id);
+    $("enrol-look-alike").classList.toggle("hidden", !alike.length);
+    $("enrol-look-alike").textContent = alike.length ?
+      I18n.t("enrol.look_alike", { employee_id: s.employee_id, others: alike.join(", ") }) : "";
     $("enrol-cancel").classList.toggle("hidden", finished || s.phase === "self_test" || s.phase === "confirm");
     $("enrol-retry").classList.toggle("hidden", !(s.phase === "failed" && s.templates_saved > 0));
     $("enrol-close").classList.toggle("hidden", !(finished || s.phase === "self_test"));
