@@ -93,9 +93,10 @@ class NmeaStats:
 
 
 def _number(text: str, kind=float):
+    """The field as a number, or None when it is empty or not a number."""
     try:
-        return kind(text) if text not in ("", None) else None
-    except ValueError:
+        return kind(text)
+    except (TypeError, ValueError):
         return None
 
 
@@ -152,7 +153,7 @@ class NmeaTracker:
             return None
 
     def _handle(self, message, mono_ns: int, wall_s: float | None) -> Fix | None:
-        kind = getattr(message, "sentence_type", "")
+        kind = message.sentence_type  # every pynmea2 sentence has one (proprietary: e.g. "SRFTXT")
         if kind == "GGA":
             return self._on_gga(message, mono_ns, wall_s)
         if kind == "RMC":
@@ -188,13 +189,15 @@ class NmeaTracker:
             self.fix_valid = False
             return None
         utc = self._utc_for(gga.timestamp)
+        hdop = _number(gga.horizontal_dil) or self._gsa_hdop
+        altitude = gga.altitude if isinstance(gga.altitude, float) else None
+        # Built first: a field pynmea2 cannot convert drops the sentence before anything is counted.
+        fix = Fix(gga.latitude, gga.longitude, quality, sats, hdop, utc, mono_ns, altitude, gga.talker, self.uere_m)
         if utc is not None:
             self.last_time = GpsTime(utc, mono_ns, wall_s)
         self.stats.fixes += 1
         self.fix_valid = True
-        hdop = _number(gga.horizontal_dil) or self._gsa_hdop
-        altitude = gga.altitude if isinstance(gga.altitude, float) else None
-        return Fix(gga.latitude, gga.longitude, quality, sats, hdop, utc, mono_ns, altitude, gga.talker, self.uere_m)
+        return fix
 
     def _on_rmc(self, rmc, mono_ns: int, wall_s: float | None) -> Fix | None:
         utc = None
@@ -210,10 +213,10 @@ class NmeaTracker:
         self._rmc_since_gga += 1
         if self._rmc_since_gga < 2 or not rmc.lat or not rmc.lon:
             return None  # GGA carries the richer fix; RMC gives one only on receivers that send no GGA
+        fix = Fix(rmc.latitude, rmc.longitude, 1, None, self._gsa_hdop, utc, mono_ns, None, rmc.talker, self.uere_m)
         self.stats.fixes += 1
         self.fix_valid = True
-        return Fix(rmc.latitude, rmc.longitude, 1, None, self._gsa_hdop, utc, mono_ns, None, rmc.talker,
-                   self.uere_m)
+        return fix
 
 
 # -- encoders (the fake receiver) -----------------------------------------------------------------

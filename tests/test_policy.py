@@ -102,11 +102,11 @@ def test_geofence_policies(setup) -> None:
     punch = store.punches.head()
     assert "outside_geofence" in punch.flags and punch.lat == pytest.approx(31.2304)
     nofix = make("punch.debounce_s=0", locate=lambda: None, geofence="refuse").on_card("0087654321")
-    assert nofix.kind is EventKind.PUNCHED and "no_gps_fix" in store.punches.head().flags
+    assert nofix.kind is EventKind.PUNCHED and store.punches.head().flags == "no_gps_fix"
     coarse = Position(31.2304, 121.4737, None, inside=None)
     unsure = make("punch.debounce_s=0", locate=lambda: coarse, geofence="refuse").on_card("0087654321")
     assert unsure.kind is EventKind.PUNCHED
-    assert "geofence_uncertain" in store.punches.head().flags and store.punches.head().accuracy_m is None
+    assert store.punches.head().flags == "geofence_uncertain" and store.punches.head().accuracy_m is None
     assert any(e.kind is EventKind.OUTSIDE_GEOFENCE and e.detail == "stored, flagged" for e in events)
 
 
@@ -146,3 +146,193 @@ def test_card_mode_keeps_card_only_for_a_marked_person(setup) -> None:
     store.roster.set_card_and_face("E001", True)
     policy = make("punch.mode='card'")
     assert policy.on_card("0012345678").kind is EventKind.PUNCHED
+
+
+# -- what each event says (pinned by mutation testing, scripts/mutate.py) ----------------------------
+
+class Dial:
+    """The wall and monotonic clocks the policy's trusted clock reads, moved by the test."""
+
+    def __init__(self) -> None:
+        self.wall = datetime(2026, 11, 30, 0, 57, tzinfo=UTC).timestamp()  # 08:57 in Shanghai
+        self.mono = 1_000_000_000_000
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += int(seconds * 1e9)
+
+
+@pytest.fixture
+def dialled(kiosk_home, fresh_store):
+    fresh_store.roster.add("E001", "Wang Li", cards=("0012345678",))
+    bus = EventBus(stdout_json=False)
+    events = []
+    bus.subscribe(events.append)
+    dial = Dial()
+
+    def make(*overrides: str, store=fresh_store, **kwargs) -> PunchPolicy:
+        config = load_config(kiosk_home, ["device.timezone='Asia/Shanghai'", *overrides])
+        clock = TrustedClock(ClockConfig(), kernel_synced=lambda: True, wall=lambda: dial.wall,
+                             mono=lambda: dial.mono)
+        return PunchPolicy(config, store, clock, bus, **kwargs)
+
+    return make, fresh_store, events, dial
+
+
+def said(event) -> dict:
+    return {k: v for k, v in event.to_dict().items() if k != "ts_utc"}
+
+
+def test_refusals_say_who_and_why(dialled) -> None:
+    make, store, _, _ = dialled
+    assert said(make("punch.mode='card'").on_face("E001", 0.9)) == {"kind": "card_required", "employee_id": "E001"}
+    assert said(make("punch.mode='card_and_face'").on_face("E001", 0.9)) == {
+        "kind": "card_required", "employee_id": "E001", "detail": "show your card first"}
+    assert said(make("punch.mode='face'").on_card("0012345678")) == {
+        "kind": "not_recognised", "employee_id": "E001", "detail": "cards are not accepted at this kiosk"}
+    assert said(make().on_card("0099995678")) == {"kind": "unknown_card", "detail": "card ending 5678"}
+    assert said(make("punch.mode='card_and_face'").on_card("0012345678")) == {
+        "kind": "show_face", "employee_id": "E001", "name": "Wang Li"}
+    assert store.punches.count() == 0
+
+
+def test_a_punch_event_says_everything_and_an_unverified_clock_too(dialled) -> None:
+    make, store, events, dial = dialled
+    policy = make("punch.mode='face'")
+    started = dial.mono
+    dial.advance(0.151)
+    event = policy.on_face("E001", 0.71, started_ns=started, evidence=b"jpeg")
+    punch = store.punches.head()
+    assert said(event) == {"kind": "punched", "employee_id": "E001", "name": "Wang Li", "local_time": "08:57",
+                           "method": "face", "score": 0.71, "punch_id": punch.id, "latency_ms": 151.0,
+                           "direction": "IN"}
+    assert store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]["jpeg"] == b"jpeg"
+    dial.advance(120)
+    started = dial.mono - 151_000_000
+    event = policy.on_face("E001", 0.7, started_ns=started)
+    assert event.latency_ms == 151.0 and store.query("SELECT count(*) AS n FROM evidence")[0]["n"] == 1
+    assert [e.kind for e in events] == [EventKind.PUNCHED, EventKind.PUNCHED], "a verified clock: nothing more"
+
+
+def test_already_punched_says_who_when_and_how(dialled) -> None:
+    make, _, _, dial = dialled
+    policy = make("punch.debounce_s=60")
+    policy.on_card("0012345678")
+    dial.advance(59.999)
+    assert said(policy.on_card("0012345678")) == {"kind": "already_punched", "employee_id": "E001",
+                                                    "name": "Wang Li", "local_time": "08:57", "method": "card"}
+    dial.advance(0.001)
+    assert policy.on_card("0012345678").kind is EventKind.PUNCHED, "at exactly the window the debounce is over"
+
+
+def test_a_debounce_of_one_second_still_debounces(dialled) -> None:
+    make, store, _, dial = dialled
+    policy = make("punch.debounce_s=1")
+    policy.on_card("0012345678")
+    assert policy.on_card("0012345678").kind is EventKind.ALREADY_PUNCHED, "0 s later, same monotonic time"
+    dial.advance(1)
+    assert policy.on_card("0012345678").kind is EventKind.PUNCHED and store.punches.count() == 2
+
+
+def test_failed_attempts_start_again_after_any_punch(dialled) -> None:
+    make, _, _, dial = dialled
+    policy = make("punch.mode='face_or_card'", "punch.card_hint_after_attempts=2", "punch.debounce_s=0")
+    assert said(policy.on_unrecognised("stranger")) == {"kind": "not_recognised", "detail": "stranger"}
+    assert said(policy.on_unrecognised("again")) == {"kind": "use_card", "detail": "again"}
+    policy.on_face("E001", 0.8)
+    assert said(policy.on_unrecognised()) == {"kind": "not_recognised"}, "no detail unless one is given"
+    assert policy.on_unrecognised().kind is EventKind.USE_CARD
+    policy.on_card("0012345678")
+    assert policy.on_unrecognised().kind is EventKind.NOT_RECOGNISED
+    assert make().on_unrecognised().kind is EventKind.NOT_RECOGNISED, "a new policy starts at zero"
+
+
+def test_card_and_face_punch_keeps_score_latency_and_evidence(dialled) -> None:
+    make, store, _, dial = dialled
+    policy = make("punch.mode='card_and_face'", "punch.verify_threshold=0.3", "punch.verify_window_s=10")
+    assert policy.on_face_check("E001", 0.9) is None, "no card shown yet"
+    policy.on_card("0012345678")
+    assert policy.on_face_check("E001", 0.3, started_ns=dial.mono - 2_000_000, evidence=b"j") is not None, \
+        "a score at the threshold passes"
+    punch = store.punches.head()
+    assert (punch.method, punch.score) == ("card+face", 0.3)
+    assert policy.on_face_check("E001", 0.9) is None, "one card, one punch"
+    assert store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]["jpeg"] == b"j"
+    dial.advance(120)
+    policy.on_card("0012345678")
+    event = policy.on_face_check("E001", 0.5, started_ns=dial.mono - 2_000_000)
+    assert event.latency_ms == 2.0 and event.score == 0.5 and policy.pending_verification() is None
+
+
+def test_the_face_window_is_open_until_its_last_nanosecond(dialled) -> None:
+    make, _, _, dial = dialled
+    policy = make("punch.mode='card_and_face'", "punch.verify_window_s=10")
+    policy.on_card("0012345678")
+    dial.mono += 10_000_000_000
+    assert policy.pending_verification() == "E001"
+    dial.mono += 1
+    assert policy.pending_verification() is None and policy.on_face_check("E001", 0.9) is None
+
+
+def test_a_mismatch_ends_the_wait(dialled) -> None:
+    make, store, _, _ = dialled
+    policy = make("punch.mode='card_and_face'")
+    policy.on_card("0012345678")
+    assert said(policy.on_face_mismatch("E001")) == {"kind": "face_mismatch", "employee_id": "E001"}
+    assert policy.pending_verification() is None and policy.on_face_check("E001", 0.9) is None
+    assert store.punches.count() == 0
+
+
+def test_geofence_is_off_unless_asked_and_flags_say_so(dialled) -> None:
+    make, store, events, _ = dialled
+    outside = Position(31.0, 121.0, 10.0, inside=False)
+    assert make(locate=lambda: outside).on_card("0012345678").kind is EventKind.PUNCHED
+    assert store.punches.head().flags == "" and store.punches.head().lat == 31.0
+    policy = make("punch.debounce_s=0", locate=lambda: outside, geofence_policy="flag")
+    event = policy.on_card("0012345678")
+    assert event.detail == "outside_geofence"
+    assert said(events[-1]) == {"kind": "outside_geofence", "employee_id": "E001", "name": "Wang Li",
+                                "punch_id": store.punches.head().id, "detail": "stored, flagged"}
+    assert said(make("punch.debounce_s=0", geofence_policy="refuse", locate=lambda: outside).on_card("0012345678")) == {
+        "kind": "outside_geofence", "employee_id": "E001", "name": "Wang Li"}
+
+
+def test_an_unverified_clock_is_in_the_punch_detail_and_announced(kiosk_home, fresh_store) -> None:
+    from kiosk.punching.policy import punch_detail
+    assert punch_detail("", "verified") == ""
+    assert punch_detail("no_gps_fix", "verified") == "no_gps_fix"
+    assert punch_detail("", "unverified") == "clock unverified"
+    assert punch_detail("no_gps_fix,geofence_uncertain", "unverified") == \
+        "no_gps_fix,geofence_uncertain, clock unverified"
+    fresh_store.roster.add("E001", "Wang Li", cards=("0012345678",))
+    bus = EventBus(stdout_json=False)
+    events = []
+    bus.subscribe(events.append)
+    clock = TrustedClock(ClockConfig(), kernel_synced=lambda: False)
+    policy = PunchPolicy(load_config(kiosk_home), fresh_store, clock, bus)
+    event = policy.on_card("0012345678")
+    assert event.detail.endswith("clock unverified")
+    assert said(events[-1]) == {"kind": "time_unverified", "punch_id": fresh_store.punches.head().id}
+
+
+def test_a_store_that_cannot_record_says_so_and_stores_nothing(dialled, kiosk_home) -> None:
+    from kiosk.store import open_store
+    make, store, _, _ = dialled
+    busy = open_store(load_config(kiosk_home, ["store.busy_timeout_s=0.1"]))
+    try:
+        policy = make(store=busy)
+        store.conn.execute("BEGIN IMMEDIATE")
+        event = policy.on_card("0012345678")
+        store.conn.execute("ROLLBACK")
+    finally:
+        busy.close()
+    assert event.kind is EventKind.STORE_ERROR and (event.employee_id, event.name) == ("E001", "Wang Li")
+    assert event.detail.startswith("recording the punch failed: ") and "busy" in event.detail
+    assert store.punches.count() == 0
+
+
+def test_a_face_of_someone_no_longer_on_the_roster_is_not_recorded(dialled) -> None:
+    make, store, _, _ = dialled
+    event = make("punch.mode='face'").on_face("E404", 0.8)
+    assert said(event) == {"kind": "store_error", "employee_id": "E404", "detail": "no employee 'E404' on this kiosk"}
+    assert store.punches.count() == 0

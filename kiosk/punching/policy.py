@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class _PendingCard:
     employee_id: str
-    name: str
     deadline_mono_ns: int
 
 
@@ -112,7 +111,7 @@ class PunchPolicy:
                                         detail="cards are not accepted at this kiosk"))
             if self._card_and_face(employee.id, employee):
                 deadline = self.clock.mono() + int(self.cfg.verify_window_s * 1e9)
-                self.pending = _PendingCard(employee.id, employee.name, deadline)
+                self.pending = _PendingCard(employee.id, deadline)
                 return self._emit(Event(EventKind.SHOW_FACE, employee_id=employee.id, name=employee.name))
             self.failed_attempts = 0
             return self._punch(employee.id, "card", None)
