@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from kiosk import __version__
 from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.base.signing import new_private_key, public_key
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store.database import Store
 from kiosk.store.syncstate import Registration, SyncState
@@ -221,13 +222,18 @@ class Agent:
                                fix="Copy the code printed by `kiosk hub device add`, e.g. 7KQM-X2PA-9HDE-CW4R.")
         chain_seq, chain_hash = self.state.chain_start_for(hub_url)
         model_id, dim = self.model
+        # Registering again rotates the signing key: the new public key goes to the hub, and the store
+        # switches to it only once the hub has answered (the old one stays listed, retired).
+        new_key = new_private_key() if self.state.registration() is not None else None
+        public = public_key(new_key) if new_key is not None else self.store.signing.current().public_key
         req = RegisterRequest(code=code, device_name=self.config.device.name, software_version=__version__,
-                              model_id=model_id, template_dim=dim, chain_seq=chain_seq, chain_hash=chain_hash)
+                              model_id=model_id, template_dim=dim, chain_seq=chain_seq, chain_hash=chain_hash,
+                              public_key=public)
         with self.make_client(hub_url) as client:
             answer = client.register(req)
             clock = client.last_clock
         reg = Registration(hub_url, answer.device_id, answer.token, answer.branch, iso_utc(utc_now()))
-        self.state.save_registration(reg, chain_seq)
+        self.state.save_registration(reg, chain_seq, new_key)
         self.state.put(hub_max_batch=answer.max_batch)
         if clock is not None:
             save_hub_clock(self.store, clock)

@@ -23,6 +23,7 @@ from pydantic import (
 
 from kiosk.base.errors import InvalidInput
 from kiosk.base.record import CLOCK_STATES, DIRECTIONS, KINDS, METHODS, PUNCH_FIELDS, punch_hash
+from kiosk.base.signing import PUBLIC_KEY_PATTERN, SIGNATURE_PATTERN
 from kiosk.base.text import DB_INT_MAX, NAME_MAX_CHARS, check_name, check_texts, escaped
 from kiosk.base.timeutil import parse_iso
 from kiosk.base.vectors import unit_vector
@@ -174,9 +175,13 @@ if set(PUNCH_WIRE_RULES) != set(PUNCH_FIELDS):
     raise RuntimeError(f"sync.protocol.PUNCH_WIRE_RULES and kiosk.base.record.PUNCH_FIELDS differ: "
                        f"{sorted(set(PUNCH_WIRE_RULES) ^ set(PUNCH_FIELDS))}")
 
+SIGNATURE_RULE = (str, Field("", pattern=SIGNATURE_PATTERN, description="Ed25519 signature (128 hex digits) of "
+                                "``hash`` by the device's registered key (kiosk.base.signing); not part of the "
+                                "hashed record. Empty only from a device registered without a key."))
 PunchIn = create_model("PunchIn", __base__=_PunchRules, __module__=__name__,
-                       **{name: PUNCH_WIRE_RULES[name] for name in PUNCH_FIELDS})
-PunchIn.__doc__ = "One punch as the kiosk stored it (kiosk.base.record.Punch); the hub re-checks ``hash``."
+                       **{name: PUNCH_WIRE_RULES[name] for name in PUNCH_FIELDS}, signature=SIGNATURE_RULE)
+PunchIn.__doc__ = ("One punch as the kiosk stored it (kiosk.base.record.Punch) and its device's signature; the hub "
+                   "re-checks ``hash`` and the signature.")
 
 
 PunchJson = Annotated[dict[str, Any], WithJsonSchema(PunchIn.model_json_schema())]
@@ -215,6 +220,9 @@ class RegisterRequest(InputModel):
     chain_seq: int = Field(0, ge=0, le=DB_INT_MAX, description="Seq of the last punch this store already delivered "
                            "(or purged); the hub continues the chain check from there.")
     chain_hash: str = Field("0" * 64, pattern=HEX64, description="Hash of that punch (zeros for none).")
+    public_key: str | None = Field(None, pattern=PUBLIC_KEY_PATTERN, description="The kiosk's Ed25519 "
+                                   "punch-signing public key (64 hex digits). Once given, every punch from "
+                                   "this device must carry its signature.")
 
 
 class RegisterResponse(WireModel):

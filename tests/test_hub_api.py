@@ -246,9 +246,10 @@ def test_heartbeat_reaches_device_status_and_openapi_is_published(hub) -> None:
     for path in ("/v1/device/register", "/v1/device/punches", "/v1/device/roster", "/v1/device/heartbeat",
                  "/v1/hr/employees", "/v1/hr/punches", "/v1/hr/devices"):
         assert path in spec["paths"]
-    # A batch's punches are documented field by field: every field of the punch record, in its order.
+    # A batch's punches are documented field by field: every field of the punch record, in its order, then
+    # the device's signature of its hash.
     punch = spec["components"]["schemas"]["PunchBatch"]["properties"]["punches"]["items"]
-    assert tuple(punch["properties"]) == PUNCH_FIELDS
+    assert tuple(punch["properties"]) == (*PUNCH_FIELDS, "signature")
     assert punch["required"] == ["id", "seq", "employee_id", "method", "ts_utc", "mono_ns", "boot_id", "clock_state",
                                  "prev_hash", "hash"]
 
@@ -282,7 +283,8 @@ def test_punches_dated_ahead_of_the_hub_are_flagged_and_raised(hub) -> None:
                      mono_ns=3_000)  # within the allowed skew
     assert upload(device, records)["accepted"] == 3
     flags = {row["seq"]: row["hub_flags"] for row in hub.export()}
-    assert flags == {1: "", 2: "clock_ahead", 3: ""}
+    # This device registered no signing key (as kiosks before keys): its punches are also flagged unsigned.
+    assert flags == {1: "unsigned", 2: "clock_ahead,unsigned", 3: "unsigned"}
     issues = [i for i in hub.hr.get(f"/v1/hr/devices/{device.device_id}").json()["issues"]
               if i["kind"] == "clock_ahead"]
     assert [(i["seq_from"], i["seq_to"], i["resolved_utc"]) for i in issues] == [(2, 2, None)]

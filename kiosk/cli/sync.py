@@ -333,6 +333,60 @@ def hub_device_revoke(device_id: str, hub: HubConfig, overrides: list[str]) -> N
     click.echo(f"revoked {device_id}; it can no longer upload or download until registered again")
 
 
+@hub_device.command("keys")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the keys file here "
+              "(default: standard output).")
+@hub_config_options
+def hub_device_keys(out: Path | None, hub: HubConfig, overrides: list[str]) -> None:
+    """Every device's punch-signing public keys (with their history), as a file for
+    `kiosk hub verify-export --keys FILE` away from the hub."""
+    import json
+
+    from sync.hub.devices import device_keys
+    with _db(hub) as db:
+        text = json.dumps(device_keys(db), indent=2, sort_keys=True) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote the keys of {len(json.loads(text)['devices'])} device(s) to {out}", err=True)
+
+
+@hub_group.command("verify-export")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--keys", "keys_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Device keys from `kiosk hub device keys --out FILE` (default: read them from the hub database).")
+@click.option("--strict", is_flag=True, help="Count unsigned rows (old devices, HR corrections) as failures too.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per row that is not ok.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Hub config file, to read the keys from its database when --keys is not given "
+              "[default: $KIOSK_HUB_CONFIG or /etc/kiosk/hub.toml].")
+def hub_verify_export(file: Path, keys_file: Path | None, strict: bool, as_json: bool,
+                      config_path: Path | None) -> None:
+    """Check an HR export (CSV, XLSX or JSON lines) row by row: each record against its hash, each hash
+    against its device's signature, local times against the punch time. Exits 1 when a row fails."""
+    from sync.hub.devices import device_keys
+    from sync.hub.verify import load_keys, verify_file
+    if keys_file is not None:
+        keys = load_keys(keys_file)
+    else:
+        with _db(load_hub_config(config_path or default_hub_config_path(), [])) as db:
+            keys = device_keys(db)
+    verdicts = verify_file(file, keys["devices"])
+    bad = [v for v in verdicts if v.status == "failed" or (strict and v.status == "unsigned")]
+    for verdict in (v for v in verdicts if v.status != "ok"):
+        if as_json:
+            echo_json(verdict.__dict__)
+        else:
+            click.echo(f"row {verdict.row} (punch {verdict.punch_id or '?'}): {verdict.status.upper()}: "
+                       f"{verdict.reason}")
+    counts = {status: sum(v.status == status for v in verdicts) for status in ("ok", "unsigned", "failed")}
+    click.echo(f"{len(verdicts)} row(s): {counts['ok']} verified, {counts['unsigned']} unsigned, "
+               f"{counts['failed']} failed", err=True)
+    if bad:
+        raise SystemExit(1)
+
+
 @hub_group.group("token")
 def hub_token() -> None:
     """API tokens for HR's systems."""

@@ -31,6 +31,7 @@ from kiosk.store.evidence import Evidence
 from kiosk.store.keys import DbKey, resolve_key
 from kiosk.store.punches import PunchLog
 from kiosk.store.roster import Roster
+from kiosk.store.signing import SigningKeys
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class Store:
         self.enrolments = EnrolmentOutbox(self)
         self.evidence = Evidence(self)
         self.anchors = ClockAnchors(self)
+        self.signing = SigningKeys(self)
 
     def _set_pragmas(self) -> None:
         # Reading the schema is the first thing that needs the key to be right.

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
+from kiosk.store.signing import add_key
+
 Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
 
 
@@ -154,6 +156,14 @@ def _m_employee_card_and_face(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE employees ADD COLUMN card_and_face INTEGER NOT NULL DEFAULT 0")
 
 
+def _m_signing_keys(db: sqlite_utils.Database) -> None:
+    # The kiosk's Ed25519 punch-signing keys (kiosk.store.signing): the newest one not retired signs what
+    # the agent sends. A store made before keys existed gets its first key here, on its next open.
+    db.execute("CREATE TABLE signing_keys (id INTEGER PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, "
+               "private_key BLOB NOT NULL, public_key TEXT NOT NULL, created_utc TEXT NOT NULL, retired_utc TEXT)")
+    add_key(db)
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("003_clock_anchors_evidence", _m003_clock_anchors),
@@ -162,6 +172,7 @@ MIGRATIONS: list[Migration] = [
     ("004_punch_direction", _m004_punch_direction),
     ("punches_verified_floor_index", _m_verified_floor_index),
     ("employee_card_and_face", _m_employee_card_and_face),
+    ("signing_keys", _m_signing_keys),
 ]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kiosk.base.errors import NotRegistered
 from kiosk.base.record import Punch
 from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.store.signing import add_key
 
 if TYPE_CHECKING:
     from kiosk.store.database import Store
@@ -98,9 +99,12 @@ class SyncState:
             return anchor_seq, anchor_hash
         return seq, self.store.query("SELECT hash FROM punches WHERE seq = ?", [seq])[0]["hash"]
 
-    def save_registration(self, reg: Registration, chain_seq: int) -> None:
-        """Store a new registration; uploads continue after ``chain_seq``; the roster starts over."""
+    def save_registration(self, reg: Registration, chain_seq: int, new_key: bytes | None = None) -> None:
+        """Store a new registration; uploads continue after ``chain_seq``; the roster starts over. With
+        ``new_key`` (the private key whose public half was registered) the signing key rotates to it."""
         with self.store.atomic("saving the hub registration") as db:
+            if new_key is not None:
+                add_key(db, new_key)
             db.execute("DELETE FROM sync_registration")
             db.execute("INSERT INTO sync_registration (id, hub_url, device_id, token, branch, registered_utc) "
                        "VALUES (1, ?, ?, ?, ?, ?)", [reg.hub_url, reg.device_id, reg.token, reg.branch,
@@ -115,15 +119,15 @@ class SyncState:
     # -- outbox ---------------------------------------------------------------
 
     def pending(self, limit: int) -> list[dict[str, Any]]:
-        """The next unsent punches, oldest first, as wire records."""
+        """The next unsent punches, oldest first, as wire records signed with the current key."""
         rows = self.store.query("SELECT * FROM punches WHERE seq > ? ORDER BY seq LIMIT ?",
                                 [self.get_int("push_seq"), limit])
-        return [Punch.from_row(row).to_dict() for row in rows]
+        return self.store.signing.sign_records([Punch.from_row(row).to_dict() for row in rows])
 
     def rejected_records(self, limit: int) -> list[dict[str, Any]]:
         rows = self.store.query("SELECT p.* FROM punches p JOIN sync_rejected r ON r.seq = p.seq "
                                 "ORDER BY p.seq LIMIT ?", [limit])
-        return [Punch.from_row(row).to_dict() for row in rows]
+        return self.store.signing.sign_records([Punch.from_row(row).to_dict() for row in rows])
 
     def backlog(self) -> int:
         """Punches the hub has not acknowledged yet (unsent plus rejected). Seqs are gapless above the

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from kiosk.base.errors import InvalidInput, NotFound
+from kiosk.base.signing import key_id
 from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
@@ -25,6 +26,7 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud an
 CODE_CHARS = 16
 DEVICE_TOKEN_PREFIX = "kd1."
 API_TOKEN_PREFIX = "kh1."
+KEYS_FORMAT = "branch-kiosk device keys v1"  # `kiosk hub device keys` files
 
 
 def token_hash(token: str) -> str:
@@ -124,12 +126,45 @@ def register(db: HubDb, req: RegisterRequest) -> tuple[Device, str]:
                "VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
                [device_id, code["branch"], req.device_name, token_hash(token), req.model_id, req.template_dim,
                 req.software_version, now, now, req.chain_seq, req.chain_hash])
+        if req.public_key is not None:
+            tx.run("INSERT INTO device_keys (device_id, key_id, public_key, created_utc) VALUES (?, ?, ?, ?)",
+                   [device_id, key_id(req.public_key), req.public_key, now])
         if req.chain_seq > 0:
             add_issue(tx, device_id, "chain_start", 1, req.chain_seq,
                       f"punches 1..{req.chain_seq} were delivered or purged before this registration; "
                       "the chain check continues from there", resolved=True)
     log.info("registered device %s for branch %s", device_id, code["branch"])
     return Device(device_id, code["branch"], req.device_name, req.model_id, req.template_dim), token
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    """A device's punch-signing public key (kiosk.base.signing)."""
+
+    key_id: str
+    public_key: str
+
+
+def signing_key(db: HubDb, device_id: str) -> DeviceKey | None:
+    """The key a device signs new punches with (its newest one not retired), or None: a device registered
+    before kiosks had keys, whose punches are stored flagged ``unsigned``."""
+    with db.transaction(write=False) as tx:
+        row = tx.row("SELECT key_id, public_key FROM device_keys WHERE device_id = ? AND retired_utc IS NULL "
+                     "ORDER BY created_utc DESC LIMIT 1", [device_id])
+    return DeviceKey(row["key_id"], row["public_key"]) if row else None
+
+
+def device_keys(db: HubDb) -> dict[str, Any]:
+    """Every device and every key it ever registered (``keys``: key id -> public key, empty for a device
+    without one): what `kiosk hub verify-export` checks a file against, offline."""
+    with db.transaction(write=False) as tx:
+        devices = tx.rows("SELECT id, branch FROM devices ORDER BY id")
+        keys = tx.rows("SELECT device_id, key_id, public_key, created_utc, retired_utc FROM device_keys "
+                       "ORDER BY device_id, created_utc")
+    out: dict[str, Any] = {d["id"]: {"branch": d["branch"], "keys": {}} for d in devices}
+    for key in keys:
+        out.setdefault(key["device_id"], {"branch": None, "keys": {}})["keys"][key["key_id"]] = key["public_key"]
+    return {"format": KEYS_FORMAT, "devices": out}
 
 
 def authenticate_device(db: HubDb, token: str) -> Device:

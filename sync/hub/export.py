@@ -20,15 +20,19 @@ from sync.hub.db.base import HubDb, Tx
 from sync.hub.ingest import RECORD_COLUMNS
 
 _STORED = ("id", "device_id", "branch", *(name for name in RECORD_COLUMNS if name != "id"), "received_utc", "chain",
-           "hub_flags")
+           "hub_flags", "signature", "key_id")
 EXPORT_COLUMNS = ("cursor", *_STORED, "name", "corrected_ts_utc", "local_date", "local_time", "timezone")
 """HR's columns: the hub cursor, the punch as stored (kiosk.base.record.PUNCH_FIELDS with its device and
 branch, direction and kind, and the author of a correction), how the hub saw it (chain, hub_flags such as
-clock_ahead), the employee's name, the
+clock_ahead or unsigned), the device's signature of the hash and its key id, the employee's name, the
 corrected time of an unverified punch, and the local date and time in the branch's time zone."""
-PAYROLL_COLUMNS = ("employee_id", "name", "branch", "local_date", "local_time", "timezone", "direction", "method",
-                   "kind", "flags", "hub_flags", "clock_state", "score", "note", "author", "device_id", "ts_utc",
-                   "corrected_ts_utc", "id")
+_PAYROLL_MAIN = ("employee_id", "name", "branch", "local_date", "local_time", "timezone", "direction", "method",
+                 "kind", "flags", "hub_flags", "clock_state", "score", "note", "author", "device_id", "ts_utc",
+                 "corrected_ts_utc", "id")
+PAYROLL_COLUMNS = (*_PAYROLL_MAIN, *(name for name in _STORED if name not in (*_PAYROLL_MAIN, "received_utc", "chain")))
+"""What payroll reads first, then the rest of the record as the kiosk hashed it, the hash, the device's
+signature and key id: enough for `kiosk hub verify-export` to check every row of the file offline."""
+XLSX_TEXT = ("mono_ns",)
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Rows are picked by their recorded UTC time widened by this much, then exactly by local date or
 # corrected time: time zones span 26 h, and an unverified kiosk clock may be off.
@@ -199,6 +203,8 @@ def as_xlsx(rows: list[dict[str, Any]], columns: tuple[str, ...] = PAYROLL_COLUM
                 value = date.fromisoformat(value)
             elif name == "local_time" and value:
                 value = time.fromisoformat(value)
+            elif name in XLSX_TEXT and value is not None:
+                value = str(value)  # beyond 15 digits a spreadsheet would round it, and the row would not verify
             cells.append(value)
         sheet.append(cells)
     out = io.BytesIO()

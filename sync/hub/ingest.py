@@ -15,11 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from kiosk.base.record import PUNCH_FIELDS
+from kiosk.base.signing import signature_valid
 from kiosk.base.text import DB_INT_MAX, escaped
 from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from sync.errors import Unauthorized
 from sync.hub.db.base import HubDb, Tx
-from sync.hub.devices import Device, add_issue
+from sync.hub.devices import Device, DeviceKey, add_issue, signing_key
 from sync.hub.outbound.events import emit, punch_events
 from sync.protocol import PunchBatchResponse, PunchIn, PunchResult, normal_direction, validation_reason
 
@@ -27,9 +28,11 @@ log = logging.getLogger(__name__)
 
 RECORD_COLUMNS = (*PUNCH_FIELDS, *(name for name in ("direction", "kind", "author") if name not in PUNCH_FIELDS))
 """The kiosk's record as sent, plus direction, kind and a correction's author where the record has none."""
-PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *RECORD_COLUMNS, "received_utc", "chain", "hub_flags")
-"""The hub's punch row: where it came from, the kiosk's record as sent, and how the hub saw it (its chain
-status and the hub's own flags, e.g. clock_ahead)."""
+PUNCH_COLUMNS = ("hub_seq", "device_id", "branch", *RECORD_COLUMNS, "received_utc", "chain", "hub_flags",
+                 "signature", "key_id")
+"""The hub's punch row: where it came from, the kiosk's record as sent, how the hub saw it (its chain
+status and the hub's own flags, e.g. clock_ahead, unsigned), and the device's signature of the record's hash
+with the id of the key that made it (kiosk.base.signing)."""
 INSERT_PUNCH = (f"INSERT INTO punches ({', '.join(PUNCH_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(PUNCH_COLUMNS))})")
 REJECT_BODY_MAX_CHARS = 2000
@@ -208,13 +211,36 @@ def _store_issues(tx: Tx, device_id: str, walk: ChainWalk) -> None:
         add_issue(tx, device_id, kind, first, last, detail)
 
 
-def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str, hub_flags: str) -> tuple:
+def verify_signatures(checked: Checked, key: DeviceKey | None) -> set[str]:
+    """Check each valid record's signature against the device's key: a record unsigned or not signed by that
+    key is rejected on its own (the rest of the batch goes on). A device registered without a key (before
+    kiosks had them) is still heard; the ids of its records are returned, to be flagged ``unsigned``."""
+    if key is None:
+        return {rec.id for _, rec in checked.valid}
+    kept = []
+    for index, rec in checked.valid:
+        if signature_valid(key.public_key, rec.hash, rec.signature):
+            kept.append((index, rec))
+            continue
+        reason = (f"signature does not verify with this device's key {key.key_id}: the record was altered or "
+                  "not signed by this kiosk" if rec.signature else
+                  f"unsigned: this device registered signing key {key.key_id}, so each punch must carry its signature")
+        checked.results[index] = PunchResult(id=rec.id, seq=rec.seq, status="rejected", reason=reason)
+        checked.rejects.append((rec.id, rec.seq, reason, json.dumps(rec.model_dump())[:REJECT_BODY_MAX_CHARS]))
+    checked.valid = kept
+    return set()
+
+
+def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str, hub_flags: str,
+         key: DeviceKey | None) -> tuple:
     values = {name: getattr(rec, name, None) for name in RECORD_COLUMNS}
     # A record without a direction or kind (an older kiosk) is a plain punch with no direction.
     values["direction"] = normal_direction(values["direction"])
     values["kind"] = values["kind"] or "punch"
     values["author"] = values["author"] or None
-    return (hub_seq, device.id, device.branch, *(values[name] for name in RECORD_COLUMNS), now, chain, hub_flags)
+    signature, key_id = (rec.signature, key.key_id) if key is not None else ("", "")
+    return (hub_seq, device.id, device.branch, *(values[name] for name in RECORD_COLUMNS), now, chain, hub_flags,
+            signature, key_id)
 
 
 def _clock_ahead(tx: Tx, device_id: str, new: list[PunchIn], now: str, max_ahead_s: float) -> set[str]:
@@ -235,6 +261,8 @@ def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0
     """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason). A punch
     dated more than ``max_ahead_s`` after now is stored with hub flag clock_ahead and a device issue."""
     checked = check_records(raw)
+    key = signing_key(db, device.id)
+    unsigned = verify_signatures(checked, key)
     now = iso_utc(utc_now())
     with db.transaction() as tx:
         head = tx.row("SELECT status, chain_seq, chain_hash FROM devices WHERE id = ?" + tx.for_update, [device.id])
@@ -249,8 +277,9 @@ def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0
         if new:
             ahead = _clock_ahead(tx, device.id, new, now, max_ahead_s)
             first = tx.next_values("punch", len(new))
-            rows = [_row(first + i, device, rec, now, walk.status[rec.id], "clock_ahead" if rec.id in ahead else "")
-                    for i, rec in enumerate(new)]
+            flagged = (("clock_ahead", ahead), ("unsigned", unsigned))
+            rows = [_row(first + i, device, rec, now, walk.status[rec.id],
+                         ",".join(flag for flag, ids in flagged if rec.id in ids), key) for i, rec in enumerate(new)]
             tx.many(INSERT_PUNCH, rows)
             emit(tx, punch_events(tx, [dict(zip(PUNCH_COLUMNS, row, strict=True)) for row in rows]))
         _store_issues(tx, device.id, walk)

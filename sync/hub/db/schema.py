@@ -194,6 +194,17 @@ _HUB_FLAGS = """
 ALTER TABLE punches ADD COLUMN hub_flags TEXT NOT NULL DEFAULT ''
 """
 
+# Devices' punch-signing public keys, one row per key a device registered (its history: a punch keeps
+# verifying against the key that signed it), and on each punch its signature and that key's id.
+_SIGNING = """
+CREATE TABLE device_keys (
+    device_id TEXT NOT NULL, key_id TEXT NOT NULL, public_key TEXT NOT NULL, created_utc TEXT NOT NULL,
+    retired_utc TEXT, PRIMARY KEY (device_id, key_id)
+);
+ALTER TABLE punches ADD COLUMN signature TEXT NOT NULL DEFAULT '';
+ALTER TABLE punches ADD COLUMN key_id TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -204,6 +215,7 @@ MIGRATIONS: list[HubMigration] = [
     ("outbound_002_connector_photos", lambda dialect: _statements(_FRAPPE_PHOTOS, dialect)),
     ("outbound_003_sealed_secrets", lambda dialect: []),
     ("hardening_001_hub_flags", lambda dialect: _statements(_HUB_FLAGS, dialect)),
+    ("signing_001_device_keys", lambda dialect: _statements(_SIGNING, dialect)),
 ]
 
 # Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).
