@@ -8,6 +8,8 @@ video replay of a blinking person, and the README says so.
 from __future__ import annotations
 
 import csv
+import itertools
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from daemon_support import compose, copy_home, enrol, run_daemon
 
 from kiosk.face.config import LivenessConfig
 from kiosk.face.landmarks import Landmarks106
-from kiosk.face.liveness import LivenessCheck, Verdict, eye_openness
+from kiosk.face.liveness import Challenge, LivenessCheck, Step, Verdict, eye_openness
 
 SAMPLE_FPS = 15.0
 MAX_CLIP_S = 25.0
@@ -51,27 +53,35 @@ def landmarks(face_engine) -> Landmarks106:
     return Landmarks106(face_engine)
 
 
-def judge(engine, landmarks, frames, cfg: LivenessConfig) -> Judgement:  # noqa: ANN001
+def judge(engine, landmarks, frames, cfg: LivenessConfig, rng: random.Random | None = None,
+          first: tuple[Step, ...] | None = None) -> Judgement:  # noqa: ANN001
     """Feed (t_s, image) frames through detect -> choose -> landmarks -> liveness, as the daemon does;
-    a window that runs out starts a new attempt, as at the kiosk."""
-    check = LivenessCheck(cfg)
+    a window that runs out (or a failed challenge) starts a new attempt, as at the kiosk. In challenge
+    mode the challenges come from ``rng`` (``first``, if given, is the first one); ``live_at_s`` is then
+    counted from the first face, i.e. from when the screen shows the challenge."""
+    check = LivenessCheck(cfg, rng=rng or random.Random(0))
+    if first is not None:
+        check.challenge = Challenge(first, cfg)
     count = faces = attempts = 0
+    t0 = None
     for t_s, image in frames:
         count += 1
         face = engine.choose(engine.detect(image), image.shape)
         if face is None:
             continue
         faces += 1
+        t0 = t_s if t0 is None else t0
         attempts += int(check.started is None)
         verdict = check.update(t_s, landmarks(image, face.bbox), face.kps)
         if verdict is Verdict.LIVE:
-            return Judgement("", count, faces, t_s, attempts)
+            return Judgement("", count, faces, t_s - t0, attempts)
         if verdict is Verdict.SPOOF:
             check.reset()
     return Judgement("", count, faces, None, attempts)
 
 
-def video_frames(path: Path, max_s: float = MAX_CLIP_S):
+def video_frames(path: Path, max_s: float = MAX_CLIP_S, start_s: float = 0.0):
+    """(t_s, image) of a clip at SAMPLE_FPS, from ``start_s`` (a cut: the first frame the kiosk sees)."""
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     step = max(1, round(fps / SAMPLE_FPS))
@@ -81,7 +91,7 @@ def video_frames(path: Path, max_s: float = MAX_CLIP_S):
             ok, image = cap.read()
             if not ok:
                 return
-            if index % step == 0:
+            if index % step == 0 and index / fps >= start_s:
                 yield index / fps, image
             index += 1
     finally:
@@ -99,9 +109,78 @@ def held_photo_frames(image: np.ndarray, seconds: float, rng: np.random.Generato
         yield i / SAMPLE_FPS, noisy
 
 
+BLINK = LivenessConfig(mode="blink")
+L, R, B = Step.TURN_LEFT, Step.TURN_RIGHT, Step.BLINK
+EVERY_CHALLENGE = list(itertools.permutations([L, R, B], 2))
+# Genuine behaviour cut from the real videos: each cut starts about 1 s (a reaction time) before the
+# person starts the movements the sequence names; the challenge is drawn by a seeded RNG that happens
+# to give that sequence (and, for the refusal, the same movements against the other order).
+GENUINE = [("real_live_zubair_webcam.mov", 6.0, (R, L)), ("real_live_tran_selfie.mp4", 1.0, (L, R))]
+
+
+def seeded(steps: tuple[Step, ...]) -> random.Random:
+    """A random.Random whose first challenge is ``steps`` (the first such seed)."""
+    seed = next(n for n in range(10_000) if tuple(random.Random(n).sample(list(Step), len(steps))) == steps)
+    return random.Random(seed)
+
+
+def challenge_frames(clip: Path, start_s: float):
+    return list(video_frames(clip, max_s=start_s + 15, start_s=start_s))
+
+
+@pytest.mark.parametrize("clip,start_s,steps", GENUINE)
+def test_challenge_recognises_real_turns_in_their_order(clip: str, start_s: float, steps, video_data: Path,
+                                                        face_engine, landmarks) -> None:
+    frames = challenge_frames(video_data / clip, start_s)
+    cfg = LivenessConfig()
+    right = judge(face_engine, landmarks, frames, cfg, rng=seeded(steps))
+    assert right.live_at_s is not None and right.attempts == 1, f"{clip}: {steps} not recognised"
+    assert right.live_at_s <= cfg.challenge_timeout_s
+    wrong = judge(face_engine, landmarks, frames, cfg, rng=seeded(steps[::-1]))
+    assert wrong.live_at_s is None and wrong.attempts >= 1, f"{clip}: the wrong order {steps[::-1]} passed"
+
+
+@pytest.mark.parametrize("clip", _clips("blink"))
+def test_challenge_recognises_real_blinks(clip: str, video_data: Path, face_engine, landmarks) -> None:
+    cfg = LivenessConfig(challenge_steps=1)
+    result = judge(face_engine, landmarks, video_frames(video_data / clip), cfg, rng=seeded((B,)))
+    assert result.live_at_s is not None, f"{clip}: no blink recognised in a one-step blink challenge"
+
+
+def _spoofs() -> list[str]:
+    return [c for k in ("spoof_screen", "spoof_print") for c in _clips(k)]
+
+
+@pytest.mark.parametrize("clip", _spoofs())
+def test_every_spoof_is_refused_whatever_the_challenge(clip: str, video_data: Path, face_engine,
+                                                       landmarks) -> None:
+    """Each replay (and each still, held and turned like a head) against each of the 6 possible first
+    challenges, the next ones drawn as at the kiosk: never live."""
+    frames = _spoof_frames(video_data / clip)
+    for steps in EVERY_CHALLENGE:
+        result = judge(face_engine, landmarks, frames, LivenessConfig(), rng=random.Random(1), first=steps)
+        assert result.faces > 0
+        assert result.live_at_s is None, f"{clip} passed the challenge {steps} after {result.live_at_s:.1f} s"
+
+
+def _spoof_frames(path: Path) -> list:
+    if path.suffix in (".mp4", ".mov"):
+        return list(video_frames(path, max_s=20))
+    return list(turned_photo_frames(cv2.imread(str(path)), seconds=15, rng=np.random.default_rng(7)))
+
+
+def turned_photo_frames(image: np.ndarray, seconds: float, rng: np.random.Generator):
+    """A still picture turned left and right like a head (squashed sideways), shaking a little."""
+    for i in range(int(seconds * SAMPLE_FPS)):
+        squash = 1.0 - 0.45 * abs(np.sin(i / 8))
+        turned = cv2.resize(image, (max(1, int(image.shape[1] * squash)), image.shape[0]))
+        shift = (int(rng.integers(-4, 5)), int(rng.integers(-3, 4)))
+        yield i / SAMPLE_FPS, compose(turned, shift=shift, scale=float(rng.uniform(0.97, 1.03)))
+
+
 @pytest.mark.parametrize("clip", _clips("blink"))
 def test_blink_clips_pass(clip: str, video_data: Path, face_engine, landmarks) -> None:
-    result = judge(face_engine, landmarks, video_frames(video_data / clip), LivenessConfig())
+    result = judge(face_engine, landmarks, video_frames(video_data / clip), BLINK)
     assert result.live_at_s is not None, f"{clip}: no blink accepted in {result.frames} frames"
 
 
@@ -110,7 +189,7 @@ def test_blink_clips_pass(clip: str, video_data: Path, face_engine, landmarks) -
 def test_still_pictures_never_pass(still: str, video_data: Path, face_engine, landmarks) -> None:
     image = cv2.imread(str(video_data / still))
     frames = held_photo_frames(image, seconds=20, rng=np.random.default_rng(7))
-    result = judge(face_engine, landmarks, frames, LivenessConfig(window_s=5))
+    result = judge(face_engine, landmarks, frames, LivenessConfig(mode="blink", window_s=5))
     assert result.faces > 200, "the face must be seen for the test to mean anything"
     assert result.live_at_s is None and result.attempts >= 3
 
@@ -119,7 +198,7 @@ def test_identical_frames_never_pass(face_photos, face_engine, landmarks) -> Non
     person = next(iter(face_photos.people.values()))[0].image
     frame = compose(person)
     frames = ((i / SAMPLE_FPS, frame) for i in range(150))
-    result = judge(face_engine, landmarks, frames, LivenessConfig(window_s=3))
+    result = judge(face_engine, landmarks, frames, LivenessConfig(mode="blink", window_s=3))
     assert result.faces == 150 and result.live_at_s is None
 
 
@@ -135,21 +214,39 @@ def test_eye_openness_dips_in_a_blink(video_data: Path, face_engine, landmarks) 
 
 
 def test_report_replays_and_live_clips(video_data: Path, face_engine, landmarks, capsys) -> None:
-    lines = []
+    """The evaluation table: each genuine clip and each replay under blink mode and under the
+    challenge (genuine: the cut and sequence it performs; replays: each of the 6 first challenges)."""
+    lines = [f"{'kind':13} {'clip':42} {'blink mode':18} challenge mode"]
     for kind in ("real_live", "spoof_screen"):
         for clip in _clips(kind):
             if not clip.endswith((".mp4", ".mov")):
                 continue
-            result = judge(face_engine, landmarks, video_frames(video_data / clip, max_s=20), LivenessConfig())
-            verdict = f"live after {result.live_at_s:.1f} s" if result.live_at_s is not None else "never live"
-            lines.append(f"{kind:13} {clip:42} {verdict:18} faces {result.faces}/{result.frames}, "
-                         f"{result.attempts} attempt(s)")
-            assert result.faces > 0
+            frames = list(video_frames(video_data / clip, max_s=20))
+            blink = judge(face_engine, landmarks, frames, BLINK)
+            assert blink.faces > 0
+            summary = _challenge_summary(kind, clip, frames, video_data, face_engine, landmarks)
+            lines.append(f"{kind:13} {clip:42} {_verdict(blink):18} {summary}")
     with capsys.disabled():
-        print("\nliveness judgement of genuine clips without a clear blink and of screen replays:")
+        print("\nliveness: genuine clips without a clear blink, and screen replays (from the first face):")
         print("\n".join(lines))
     clips = [c for k in ("real_live", "spoof_screen") for c in _clips(k) if c.endswith((".mp4", ".mov"))]
-    assert len(lines) == len(clips)
+    assert len(lines) == len(clips) + 1
+
+
+def _verdict(result: Judgement) -> str:
+    return f"live after {result.live_at_s:.1f} s" if result.live_at_s is not None else "never live"
+
+
+def _challenge_summary(kind: str, clip: str, frames: list, video_data: Path, engine, landmarks) -> str:  # noqa: ANN001
+    cuts = [(start, steps) for name, start, steps in GENUINE if name == clip]
+    if kind == "real_live" and cuts:
+        start, steps = cuts[0]
+        result = judge(engine, landmarks, challenge_frames(video_data / clip, start), LivenessConfig(),
+                       rng=seeded(steps))
+        return f"{'+'.join(steps)} (cut at {start:.0f} s): {_verdict(result)}"
+    lived = [steps for steps in EVERY_CHALLENGE
+             if judge(engine, landmarks, frames, LivenessConfig(), rng=random.Random(1), first=steps).live_at_s]
+    return f"live under {len(lived)} of {len(EVERY_CHALLENGE)} first challenges"
 
 
 def test_daemon_punches_a_blinking_person(video_data: Path, tmp_path: Path, enrolled_from_video) -> None:

@@ -543,7 +543,7 @@ def test_with_liveness_on_the_screen_asks_for_a_blink_up_front(chrome, face_data
     scene.idle()
     port = free_port()
     daemon = Daemon(config, [f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=true",
-                             "liveness.window_s=2", f"ui.port={port}", "ui.result_display_s=10",
+                             "liveness.mode=blink", "liveness.window_s=2", f"ui.port={port}", "ui.result_display_s=10",
                              f"ui.branch_title={BRANCH}"], tmp_path)
     url = f"http://127.0.0.1:{port}/"
     daemon.start(url)
@@ -572,3 +572,64 @@ def test_with_liveness_on_the_screen_asks_for_a_blink_up_front(chrome, face_data
         assert daemon.stop() == 0, daemon.log()
     with open_store(load_config(config)) as store:
         assert store.punches.last_for("E001") is None  # a photo never punches
+
+
+def test_the_liveness_challenge_is_shown_up_front_beside_the_picture(chrome, face_data: Path, tmp_path: Path,
+                                                                      shots: Path) -> None:  # noqa: ANN001
+    """liveness.mode = challenge: as soon as a face is there, the screen shows the random steps as large
+    icons beside the camera picture, which stays in view; a challenge not done in time is said so, a new
+    one follows, and a photo never punches."""
+    home = tmp_path / "kiosk"
+    run_kiosk("init", str(home), check=True)
+    config = home / "kiosk.toml"
+    colin = face_data / "Colin_Powell"
+    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+              "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
+    scene = Scene(tmp_path / "camera")
+    scene.idle()
+    port = free_port()
+    daemon = Daemon(config, [f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=true",
+                             "liveness.mode=challenge", "liveness.challenge_timeout_s=4", f"ui.port={port}",
+                             "ui.result_display_s=10", f"ui.branch_title={BRANCH}"], tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    daemon.start(url)
+    try:
+        page = new_page(chrome)
+        open_screen(page, url + "?lang=en")
+        expect()(page.locator("#prompt")).to_have_text("Please look at the camera")
+        expect()(page.locator("#challenge")).to_be_hidden()
+        scene.show(photos({"face_data": face_data}, "Colin_Powell", range(5, 6)))
+        steps = page.locator("#challenge li.challenge-step")
+        expect()(steps).to_have_count(2, timeout=WAIT_MS)
+        expect()(page.locator("#prompt")).to_have_text("Please do these in order")
+        expect()(page.locator("#challenge li.current")).to_have_count(1)
+        expect()(page.locator("#preview")).to_be_visible()  # the person still sees themselves
+        expect()(page.locator("#preview")).not_to_have_js_property("naturalWidth", 0, timeout=WAIT_MS)
+        names = steps.evaluate_all("items => items.map(i => i.dataset.step)")
+        announced = [e for e in _events(tmp_path) if e["kind"] == "challenge"]
+        assert names == announced[-1]["challenge"].split(",") and len(set(names)) == 2
+        labels = {"turn_left": "Turn your head left", "turn_right": "Turn your head right", "blink": "Blink"}
+        expect()(page.locator("#challenge .challenge-label").first).to_have_text("1. " + labels[names[0]])
+        box, picture = page.locator("#challenge").bounding_box(), page.locator("#preview").bounding_box()
+        assert box["x"] >= picture["x"] + picture["width"], "the challenge is beside the picture, not over it"
+        settled(page)
+        page.screenshot(path=str(shots / "challenge-en.png"))
+        page.click("button.lang[data-lang=zh]")
+        expect()(page.locator("#prompt")).to_have_text("请按顺序完成")
+        settled(page)
+        page.screenshot(path=str(shots / "challenge-zh.png"))
+        # A photo cannot do it: the attempt fails, is said so, and a new challenge is drawn.
+        expect()(page.locator("#prompt")).to_have_text("未按提示完成 — 请按新的提示再试", timeout=WAIT_MS)
+        expect()(steps).to_have_count(2)
+        page.context.close()
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    kinds = [e["kind"] for e in _events(tmp_path)]
+    assert "not_live" in kinds and kinds.count("challenge") >= 2 and "punched" not in kinds
+    with open_store(load_config(config)) as store:
+        assert store.punches.last_for("E001") is None  # a photo never punches
+
+
+def _events(workdir: Path) -> list[dict]:
+    lines = (workdir / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]

@@ -23,7 +23,8 @@ class EventKind(StrEnum):
     ALREADY_PUNCHED = "already_punched"      # already punched at 08:57
     NOT_RECOGNISED = "not_recognised"        # not recognised — please use your card
     USE_CARD = "use_card"                    # after several failed attempts
-    NOT_LIVE = "not_live"                    # no blink seen: please look at the camera and blink
+    NOT_LIVE = "not_live"                    # the liveness check failed (no blink, challenge not done)
+    CHALLENGE = "challenge"                  # liveness challenge: do these steps in order (arrows on screen)
     UNKNOWN_CARD = "unknown_card"            # this card is not registered
     SHOW_FACE = "show_face"                  # card_and_face: now look at the camera
     FACE_MISMATCH = "face_mismatch"          # card_and_face: the face is not the card holder's
@@ -61,6 +62,8 @@ class Event:
     choice_id: str | None = None  # choose_direction: what the screen's tap names (POST /api/direction)
     timeout_s: float | None = None  # choose_direction: seconds until the pre-selected direction is taken
     latency_ms: float | None = None  # first frame showing the face -> durable punch
+    challenge: str | None = None  # challenge: the steps in order, e.g. "turn_left,blink"
+    step: int | None = None  # challenge: how many of them are done
     detail: str = ""
 
     def to_dict(self) -> dict:
@@ -85,6 +88,7 @@ class Event:
         words += [self.direction] if self.direction else []
         words += [f"at {self.local_time}"] if self.local_time and self.kind is EventKind.ALREADY_PUNCHED else []
         words += [f"in {self.latency_ms:.0f} ms"] if self.latency_ms is not None else []
+        words += [f"{self.challenge}, {self.step} done"] if self.challenge else []
         extra = ([f"score {self.score:.2f}"] if self.score is not None else []) + \
                 ([f"punch {self.punch_id}"] if self.punch_id else [])
         if self.detail and self.employee_id:

@@ -150,9 +150,27 @@ class MatchConfig(StrictModel):
 class LivenessConfig(StrictModel):
     """Checks that a live person, not a photo or a screen, is in front of the camera."""
 
-    enabled: bool = Field(True, description="Require a natural blink (active check) before a face punch.")
+    enabled: bool = Field(True, description="Require a live person (the active check of liveness.mode) before a "
+                          "face punch.")
+    mode: Literal["blink", "challenge"] = Field(
+        "challenge", description="The active check: 'challenge' = a random sequence of head turns and a blink, "
+        "picked per walk-up and shown on the screen up front (a recorded video cannot follow it); 'blink' = any "
+        "natural blink (stops photos, not a video replay of a blinking person).")
+    challenge_steps: int = Field(2, ge=1, le=3,
+                                 description="Steps per challenge, drawn without repeats from turn left / turn "
+                                 "right / blink in a random order (2 gives 6 possible sequences).")
+    challenge_timeout_s: float = Field(8.0, ge=2, le=60,
+                                       description="Seconds to complete the whole challenge; then it counts as a "
+                                       "failed attempt and a new challenge is shown.")
+    challenge_turn_deg: float = Field(15.0, ge=5, le=45,
+                                      description="Head turn (yaw from the detector's 5 keypoints, degrees from "
+                                      "where the person started) that counts as 'turned'; a turn this far the "
+                                      "other way, or when none was asked for, fails the attempt.")
+    challenge_return_deg: float = Field(8.0, ge=1, le=30,
+                                        description="...and back within this many degrees of the start counts as "
+                                        "'back' (a step is done when the head is back).")
     window_s: float = Field(8.0, ge=1, le=60,
-                            description="Seconds of a walk-up within which the blink must be seen.")
+                            description="mode = blink: seconds of a walk-up within which the blink must be seen.")
     closed_ratio: float = Field(0.70, gt=0, lt=1,
                                 description="An eye counts as closing when its openness falls below this "
                                 "fraction of the person's open-eye baseline.")
@@ -175,4 +193,10 @@ class LivenessConfig(StrictModel):
     def verify_ratios_ordered(self) -> LivenessConfig:
         if self.reopen_ratio <= self.closed_ratio:
             raise ValueError("liveness.reopen_ratio must be greater than liveness.closed_ratio")
+        return self
+
+    @model_validator(mode="after")
+    def verify_return_inside_turn(self) -> LivenessConfig:
+        if self.challenge_return_deg >= self.challenge_turn_deg:
+            raise ValueError("liveness.challenge_return_deg must be smaller than liveness.challenge_turn_deg")
         return self

@@ -1,16 +1,28 @@
-"""Liveness: a natural blink (active check, 106-point landmarks) and an optional passive model.
+"""Liveness: an active check from landmarks over time (a random challenge, or a natural blink) and an
+optional passive model.
 
-What the active check stops: printed photos and photos on a screen, held still or moved, tilted or
-bent, because a flat picture's eyes never close on their own. Eye openness is measured relative to
-the face's own proportions, so tilting a photo (which squashes eyes and face alike) is not a blink.
-What it does NOT stop: a video replay of the person blinking (a phone or tablet playing a clip),
-a mask with cut-out eyes, or a deep-fake stream. The passive model, when supplied, is the defence
-for screens; a card_and_face policy raises the bar further.
+mode = challenge (the default): each walk-up gets a random sequence (CSPRNG) of distinct steps from
+turn left / turn right / blink, shown on the screen up front; the person does them in that order
+within liveness.challenge_timeout_s. A turn is the yaw of the detector's 5 keypoints (nose against the
+eyes) beyond challenge_turn_deg from where the person started, and back; a turn the other way, or
+when none is asked, fails the attempt at once. A recorded video (a phone replay) cannot follow an
+order it did not know: it passes only if its own movements happen to match the sequence, in time.
+A flat photo turned like a head keeps its yaw (the nose and the eyes squash together), and its eyes
+never close.
+
+mode = blink: any natural blink. Stops printed photos and photos on a screen, held still or moved,
+tilted or bent (eye openness is measured relative to the face's own proportions, so tilting a photo is
+not a blink); does NOT stop a video replay of the person blinking.
+
+Neither stops a mask with cut-out eyes or a deep-fake stream driven live; the passive model, when
+supplied, is a further defence for screens; a card_and_face policy raises the bar further.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -62,6 +74,25 @@ class Verdict(StrEnum):
     SPOOF = "spoof"
 
 
+class Step(StrEnum):
+    """One thing a challenge asks for; 'left' and 'right' are the person's own (the screen's arrow
+    points the same way as they see it). With an unmirrored camera, turning to one's left moves the
+    nose towards the image's right: a positive yaw_proxy_deg."""
+
+    TURN_LEFT = "turn_left"
+    TURN_RIGHT = "turn_right"
+    BLINK = "blink"
+
+
+TURN_SIGN = {Step.TURN_LEFT: 1.0, Step.TURN_RIGHT: -1.0}
+START_FRAMES = 3  # frames whose median yaw is where the person started
+
+
+def pick_steps(rng: random.Random, count: int) -> tuple[Step, ...]:
+    """``count`` distinct steps in a random order (``rng``: secrets.SystemRandom at the kiosk)."""
+    return tuple(rng.sample(list(Step), count))
+
+
 @dataclass
 class BlinkDetector:
     """Per walk-up state machine over eye openness: open baseline -> dip -> recovery = one blink."""
@@ -95,6 +126,66 @@ class BlinkDetector:
         return self.blinks
 
 
+@dataclass
+class Challenge:
+    """One attempt at a sequence of steps, judged frame by frame; ``failure`` says why it failed."""
+
+    steps: tuple[Step, ...]
+    cfg: LivenessConfig
+    done: int = 0
+    failure: str = ""
+    started: float | None = None
+    starts: list[float] = field(default_factory=list)
+    turned: bool = False
+    blinks_at_step: int = 0
+
+    def __post_init__(self) -> None:
+        self.blink = BlinkDetector(self.cfg)
+
+    @property
+    def passed(self) -> bool:
+        return self.done >= len(self.steps)
+
+    def update(self, t_s: float, openness: float, yaw: float) -> Verdict:
+        if self.started is None:
+            self.started = t_s
+        if self.passed:
+            return Verdict.LIVE
+        if len(self.starts) < START_FRAMES:
+            self.starts.append(yaw)
+            self.blink.update(openness, t_s)
+            self.blinks_at_step = self.blink.blinks
+            return Verdict.PENDING
+        offset = yaw - float(np.median(self.starts))
+        if abs(offset) <= self.cfg.challenge_return_deg:
+            self.blink.update(openness, t_s)  # a blink is judged on a face looking at the camera
+        if self._judge(offset):
+            self.done += 1
+            self.turned = False
+            self.blinks_at_step = self.blink.blinks
+        if self.failure:
+            return Verdict.SPOOF
+        if self.passed:
+            return Verdict.LIVE
+        if t_s - self.started > self.cfg.challenge_timeout_s:
+            self.failure = "timeout"
+            return Verdict.SPOOF
+        return Verdict.PENDING
+
+    def _judge(self, offset: float) -> bool:
+        """Whether the current step is done with this frame (sets ``failure`` on a turn not asked for)."""
+        step = self.steps[self.done]
+        sign = TURN_SIGN.get(step)
+        if abs(offset) >= self.cfg.challenge_turn_deg and (sign is None or offset * sign < 0):
+            self.failure = "wrong_turn"
+            return False
+        if sign is None:
+            return self.blink.blinks > self.blinks_at_step
+        if offset * sign >= self.cfg.challenge_turn_deg:
+            self.turned = True
+        return self.turned and abs(offset) <= self.cfg.challenge_return_deg
+
+
 class PassiveModel:
     """insightface's passive liveness adapter (80x80 ONNX), when the operator supplies a model."""
 
@@ -116,11 +207,15 @@ class PassiveModel:
 
 
 class LivenessCheck:
-    """One walk-up's liveness: active blink (and optional head turn), plus the passive model if any."""
+    """One walk-up's liveness: the active check of ``cfg.mode`` (a random challenge, or a blink and an
+    optional head turn), plus the passive model if any. ``reset()`` starts a new attempt (and, in
+    challenge mode, draws a new challenge from ``rng``: the system's CSPRNG unless a test gives one)."""
 
-    def __init__(self, cfg: LivenessConfig, passive: PassiveModel | None = None) -> None:
+    def __init__(self, cfg: LivenessConfig, passive: PassiveModel | None = None,
+                 rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.passive = passive
+        self.rng = rng if rng is not None else secrets.SystemRandom()
         self.reset()
 
     def reset(self) -> None:
@@ -128,6 +223,9 @@ class LivenessCheck:
         self.blink = BlinkDetector(self.cfg)
         self.yaws: list[float] = []
         self.passive_scores: list[float] = []
+        self.challenge: Challenge | None = None
+        if self.cfg.enabled and self.cfg.mode == "challenge":
+            self.challenge = Challenge(pick_steps(self.rng, self.cfg.challenge_steps), self.cfg)
 
     def update(self, t_s: float, lmk106: np.ndarray, kps: np.ndarray, image: np.ndarray | None = None) -> Verdict:
         """Feed one frame of the walk-up; LIVE once every required check has passed."""
@@ -135,17 +233,23 @@ class LivenessCheck:
             return Verdict.LIVE
         if self.started is None:
             self.started = t_s
-        blinks = self.blink.update(eye_openness(lmk106), t_s)
-        self.yaws.append(yaw_proxy_deg(kps))
         if self.passive is not None and image is not None:
             score = self.passive.score(image, kps)
             if score is not None:
                 self.passive_scores.append(score)
+        if self.challenge is not None:
+            verdict = self.challenge.update(t_s, eye_openness(lmk106), yaw_proxy_deg(kps))
+            if verdict is Verdict.LIVE and not self._passive_ok():
+                return self._pending_or_spoof(t_s, self.cfg.challenge_timeout_s)
+            return verdict
+        blinks = self.blink.update(eye_openness(lmk106), t_s)
+        self.yaws.append(yaw_proxy_deg(kps))
         if blinks >= 1 and self._turned() and self._passive_ok():
             return Verdict.LIVE
-        if t_s - self.started > self.cfg.window_s:
-            return Verdict.SPOOF
-        return Verdict.PENDING
+        return self._pending_or_spoof(t_s, self.cfg.window_s)
+
+    def _pending_or_spoof(self, t_s: float, limit_s: float) -> Verdict:
+        return Verdict.SPOOF if t_s - self.started > limit_s else Verdict.PENDING
 
     def _turned(self) -> bool:
         if not self.cfg.require_head_turn:

@@ -95,11 +95,19 @@ class PunchPolicy:
 
     def on_unrecognised(self, detail: str = "") -> Event:
         """A walk-up ended without a match (stranger, or a colleague not enrolled here)."""
+        return self._failed(EventKind.NOT_RECOGNISED, detail)
+
+    def on_not_live(self, detail: str = "") -> Event:
+        """The liveness check failed (no blink, a challenge not done in time or done wrong)."""
+        return self._failed(EventKind.NOT_LIVE, detail)
+
+    def _failed(self, kind: EventKind, detail: str) -> Event:
+        """A failed attempt: said as ``kind``, or as "use your card" once there have been enough."""
         with self._lock:
             self.failed_attempts += 1
             if self.failed_attempts >= self.cfg.card_hint_after_attempts:
                 return self._emit(Event(EventKind.USE_CARD, detail=detail))
-            return self._emit(Event(EventKind.NOT_RECOGNISED, detail=detail))
+            return self._emit(Event(kind, detail=detail))
 
     def on_card(self, card_id: str) -> Event:
         with self._lock:

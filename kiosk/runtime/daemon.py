@@ -156,9 +156,12 @@ class KioskDaemon:
         passive = None
         if live.enabled and live.passive_model is not None:
             passive = PassiveModel(live.passive_model, live.passive_threshold)
-        elif live.enabled:
+        elif live.enabled and live.mode == "blink":
             log.info("liveness: active blink check only (no passive liveness model configured: "
                      "liveness.passive_model); a video replay of a blinking person is not stopped")
+        elif live.enabled:
+            log.info("liveness: a random challenge of %d step(s) per walk-up, %.0f s to do it",
+                     live.challenge_steps, live.challenge_timeout_s)
         processor = FrameProcessor(self.engine, self.gallery)
         self.pipeline = Pipeline(self.config, processor, None, self.bus, LivenessCheck(live, passive), landmarks)
         log.info("face: %d template(s) of %d employee(s) usable with model %s", len(self.gallery),

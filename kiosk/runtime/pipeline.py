@@ -93,7 +93,7 @@ class Pipeline:
         if self.processor.walkup_id != self.walkup.walkup_id:
             self.finish_walkup()
             self.walkup = WalkupState(self.processor.walkup_id, frame.mono_ns)
-            self.liveness.reset()
+            self._new_attempt()
         self.walkup.embeds += int(result.embedded)
         if not self.walkup.handled:
             self._decide(frame, result)
@@ -108,26 +108,42 @@ class Pipeline:
             return
         walkup.handled = True
         if walkup.awaiting_blink:
-            self.bus.publish(Event(EventKind.NOT_LIVE, detail="recognised, but no blink was seen"))
+            self.policy.on_not_live(detail="recognised, but the liveness check was not passed")
         elif walkup.embeds > 0 and self.policy.pending_verification() is None:
             self.policy.on_unrecognised(detail="walk-up ended undecided")
 
     # -- decisions -------------------------------------------------------
+
+    def _new_attempt(self) -> None:
+        """A fresh liveness attempt; in challenge mode the screen is told the new challenge at once."""
+        self.liveness.reset()
+        self._announce_challenge()
+
+    def _announce_challenge(self) -> None:
+        challenge = self.liveness.challenge
+        if challenge is not None:
+            self.bus.publish(Event(EventKind.CHALLENGE, challenge=",".join(challenge.steps), step=challenge.done,
+                                   timeout_s=self.config.liveness.challenge_timeout_s))
 
     def _live(self, frame, result: FrameResult) -> Verdict:  # noqa: ANN001
         """The walk-up's liveness; the 106-point landmarks run only until it has passed."""
         if not self.config.liveness.enabled or self.walkup.live:
             return Verdict.LIVE
         lmk = self.landmarks(frame.image, result.face.bbox)
+        challenge = self.liveness.challenge
+        done = challenge.done if challenge is not None else 0
         verdict = self.liveness.update(frame.mono_ns / 1e9, lmk, result.face.kps, frame.image)
+        if challenge is not None and challenge.done != done:
+            self._announce_challenge()  # a step ticked off on the screen
         self.walkup.live = verdict is Verdict.LIVE
         return verdict
 
     def _decide(self, frame, result: FrameResult) -> None:  # noqa: ANN001
         verdict = self._live(frame, result)
         if verdict is Verdict.SPOOF:
-            self.bus.publish(Event(EventKind.NOT_LIVE, detail="no blink seen"))
-            self.liveness.reset()  # another chance: a new window starts now
+            challenge = self.liveness.challenge
+            self.policy.on_not_live(detail=f"challenge {challenge.failure}" if challenge else "no blink seen")
+            self._new_attempt()  # another chance: a new window (and a new challenge) starts now
             return
         pending = self.policy.pending_verification()
         if pending is not None:

@@ -70,6 +70,7 @@ class UiService:
             "timezone": config.device.timezone, "language": self.cfg.language, "languages": list(LANGUAGES),
             "face": self.daemon.pipeline is not None, "card": self.daemon.rfid is not None,
             "liveness": self.daemon.pipeline is not None and config.liveness.enabled,
+            "liveness_mode": config.liveness.mode,
             "preview": self.cfg.preview and self.daemon.camera is not None,
             "preview_fps": self.cfg.preview_fps, "result_display_s": self.cfg.result_display_s,
             "admin_idle_logout_s": self.cfg.admin_idle_logout_s, "pin_set": pin_is_set(self.daemon.store),

@@ -1,13 +1,27 @@
 // The teller's screen: idle (clock, branch, what to do), results pushed live by the daemon over
 // server-sent events, banners for a camera or reader that is down, an out-of-service screen when
 // nothing can punch, language switch. The screen always matches the kiosk's state: the prompt asks
-// for what works now (a blink when liveness is on, the card when the camera is down). With
+// for what works now (the liveness challenge or a blink when liveness is on, the card when the camera is
+// down). A liveness challenge (turn left / turn right / blink, in a random order per walk-up) is shown
+// beside the camera picture as soon as the daemon draws it, each step a large icon ticked off when done. With
 // punch.direction = buttons a recognised person gets 上班 / 下班 with the likely one pre-selected: a tap
 // posts the choice; otherwise the daemon records the pre-selected one when the time is up.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const TROUBLE = ["stalled", "disconnected", "failed"];
 const LOST_AFTER_MS = 3000;
+// Liveness challenge steps -> their icon (inline SVG: no font needed) and label key. "left" is the
+// person's own left, which is also the screen's left as they face it.
+const ARROW = '<svg viewBox="0 0 100 100" aria-hidden="true"><path d="M62 18 L28 50 L62 82" fill="none" ' +
+  'stroke="currentColor" stroke-width="14" stroke-linecap="round" stroke-linejoin="round"/></svg>';
+const EYE = '<svg viewBox="0 0 100 100" aria-hidden="true"><path d="M10 45 Q50 80 90 45" fill="none" ' +
+  'stroke="currentColor" stroke-width="10" stroke-linecap="round"/><path d="M22 58 L14 70 M40 66 L36 80 M60 66 ' +
+  'L64 80 M78 58 L86 70" stroke="currentColor" stroke-width="8" stroke-linecap="round"/></svg>';
+const STEPS = {
+  turn_left: { icon: ARROW, label: "challenge.turn_left" },
+  turn_right: { icon: ARROW, label: "challenge.turn_right", flip: true },
+  blink: { icon: EYE, label: "challenge.blink" },
+};
 // Event kind -> how the result screen shows it: tone, title key, whether name/time/method appear.
 // "inline" results replace the idle prompt for a while and keep the camera picture in view.
 const RESULTS = {
@@ -30,6 +44,8 @@ const Screen = {
   status: { devices: {}, clock: "verified" },
   shown: null,          // { event, notes: [keys] } of the result on screen
   hint: null,           // an inline result (event) shown in place of the idle prompt
+  challenge: null,      // { steps, done, deadline } of the liveness challenge being shown
+  challengeTimer: null,
   resultTimer: null,
   hintTimer: null,
   choice: null,         // { event, selected, deadline, sent } of a punch waiting for 上班 / 下班
@@ -110,7 +126,47 @@ const Screen = {
   promptKey() {
     if (!this.state) return "idle.prompt";
     if (!this.state.face || this.cameraDown()) return "idle.prompt_card";
-    return this.state.liveness ? "idle.prompt_blink" : "idle.prompt";
+    if (this.challenge) return "challenge.prompt";
+    if (!this.state.liveness) return "idle.prompt";
+    return this.state.liveness_mode === "challenge" ? "idle.prompt" : "idle.prompt_blink";
+  },
+
+  renderChallenge() {
+    const list = $("challenge");
+    const challenge = this.challenge;
+    const show = !!challenge && !this.cameraDown() && !this.outOfService();
+    list.classList.toggle("hidden", !show);
+    $("clock").classList.toggle("hidden", show);
+    $("date").classList.toggle("hidden", show);
+    if (!show) { list.replaceChildren(); return; }
+    list.replaceChildren(...challenge.steps.map((name, index) => {
+      const step = STEPS[name] || STEPS.blink;
+      const item = document.createElement("li");
+      item.className = "challenge-step" + (index < challenge.done ? " done" : "") +
+        (index === challenge.done ? " current" : "") + (step.flip ? " flip" : "");
+      item.dataset.step = name;
+      item.innerHTML = '<span class="challenge-icon">' + step.icon + "</span>";
+      const label = document.createElement("span");
+      label.className = "challenge-label";
+      label.textContent = (index + 1) + ". " + I18n.t(step.label);
+      item.appendChild(label);
+      return item;
+    }));
+  },
+
+  showChallenge(event) {
+    this.challenge = { steps: (event.challenge || "").split(",").filter(Boolean), done: event.step || 0,
+                       deadline: Date.now() + (event.timeout_s || 0) * 1000 };
+    clearTimeout(this.challengeTimer);
+    // Nobody there any more (or the daemon went quiet): the challenge goes when its time is up.
+    this.challengeTimer = setTimeout(() => this.endChallenge(), (event.timeout_s || 0) * 1000 + LOST_AFTER_MS);
+    this.renderIdle();
+  },
+
+  endChallenge() {
+    this.challenge = null;
+    clearTimeout(this.challengeTimer);
+    this.renderIdle();
   },
 
   renderIdle() {
@@ -118,14 +174,18 @@ const Screen = {
     const other = this.state ? this.state.languages.find((lang) => lang !== I18n.lang) : null;
     const prompt = $("prompt");
     if (this.hint) {
-      prompt.textContent = I18n.t(RESULTS[this.hint.kind].title);
+      // A failed challenge says so above the new one ("not done in time — try this one").
+      const title = this.hint.kind === "not_live" && this.state.liveness_mode === "challenge" ?
+        "result.not_live_challenge" : RESULTS[this.hint.kind].title;
+      prompt.textContent = I18n.t(title);
       prompt.className = "prompt prompt-alert tone-" + RESULTS[this.hint.kind].tone;
-      $("prompt-other").textContent = other ? I18n.t(RESULTS[this.hint.kind].title, {}, other) : "";
+      $("prompt-other").textContent = other ? I18n.t(title, {}, other) : "";
     } else {
       prompt.textContent = I18n.t(key);
       prompt.className = "prompt";
       $("prompt-other").textContent = other ? I18n.t(key, {}, other) : "";
     }
+    this.renderChallenge();
     // The camera picture shows only while the camera works: no black box above a card prompt.
     const showPreview = !!(this.state && this.state.preview) && !this.cameraDown() && !this.outOfService();
     $("preview-slot-idle").classList.toggle("hidden", !showPreview);
@@ -223,6 +283,8 @@ const Screen = {
       }
       return;
     }
+    if (event.kind === "challenge") { this.showChallenge(event); return; }
+    if (event.kind !== "not_live" && RESULTS[event.kind]) this.challenge = null;  // decided: the challenge is over
     if (event.kind === "choose_direction") { this.showChoice(event); return; }
     if (event.kind === "punched" && this.choice && this.choice.event.employee_id === event.employee_id) {
       this.endChoice();
