@@ -255,7 +255,8 @@ def test_daemon_punches_a_blinking_person(video_data: Path, tmp_path: Path, enro
     """End to end: the person in a blink clip is enrolled; the clip is the camera; liveness is on."""
     config, clip = enrolled_from_video
     home = copy_home(config, tmp_path / "kiosk")
-    proc, events = run_daemon(home, f"camera.source='file:{clip}?fps=0'", "liveness.enabled=true")
+    proc, events = run_daemon(home, f"camera.source='file:{clip}?fps=0'", "liveness.enabled=true",
+                              "liveness.mode=blink")
     assert proc.returncode == 0, proc.stderr[-2000:]
     punched = [e for e in events if e["kind"] == "punched"]
     assert len(punched) == 1 and punched[0]["employee_id"] == "V001"

@@ -157,8 +157,8 @@ class Challenge:
             self.blinks_at_step = self.blink.blinks
             return Verdict.PENDING
         offset = yaw - float(np.median(self.starts))
-        if abs(offset) <= self.cfg.challenge_return_deg:
-            self.blink.update(openness, t_s)  # a blink is judged on a face looking at the camera
+        if abs(offset) < self.cfg.challenge_turn_deg:
+            self.blink.update(openness, t_s)  # a blink is judged on a face not turned away
         if self._judge(offset):
             self.done += 1
             self.turned = False
