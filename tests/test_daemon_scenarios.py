@@ -87,7 +87,7 @@ def test_still_photo_never_punches_with_liveness_on(home: Path, tmp_path: Path, 
         cv2.imwrite(str(folder / f"{index:05d}.jpg"), frame)
         index += 1
     proc, events = run_daemon(home, f"camera.source='images:{folder}?fps=15'", "liveness.enabled=true",
-                              "liveness.window_s=3")
+                              "liveness.mode=blink", "liveness.window_s=3")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "punched" not in kinds(events)
     assert "not_live" in kinds(events)

@@ -154,7 +154,7 @@ def _first_blink_s(config, clip: Path) -> float | None:  # noqa: ANN001
     from kiosk.face.landmarks import Landmarks106
     from kiosk.face.liveness import LivenessCheck, Verdict
     engine = FaceEngine.from_config(config.face, config.quality)
-    landmarks, check = Landmarks106(engine), LivenessCheck(config.liveness)
+    landmarks, check = Landmarks106(engine), LivenessCheck(config.liveness.model_copy(update={"mode": "blink"}))
     cap = cv2.VideoCapture(str(clip))
     fps, index = cap.get(cv2.CAP_PROP_FPS) or 30.0, 0
     try:
