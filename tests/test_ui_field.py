@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from pathlib import Path
 
 import cv2
@@ -105,8 +106,10 @@ def _pair(page, link: str) -> None:  # noqa: ANN001
 def _punch(page, direction: str, expect: str) -> str:  # noqa: ANN001
     page.goto(page.url.split("#")[0].replace("/field/pair", "/field/"))
     page.locator("#position", has_text="±").wait_for()
+    started = time.monotonic()
     page.locator(f"button.punch[data-direction={direction}]:enabled").click()
     page.locator(f"#status[data-state={expect}]").wait_for()
+    print(f"field punch {direction} -> {expect}: {time.monotonic() - started:.2f} s from the press")  # noqa: T201
     return page.locator("#status").inner_text()
 
 

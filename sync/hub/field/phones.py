@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,7 +45,6 @@ MAX_SITES = 32
 
 
 def _employee(tx: Any, employee_id: str) -> dict[str, Any]:
-    import re
     if not re.match(EMPLOYEE_ID, employee_id):
         raise InvalidInput(f"employee id {employee_id!r} is not valid", fix="Use 1-64 letters, digits, _ . -")
     row = tx.row("SELECT id, name, active FROM employees WHERE id = ?", [employee_id])
@@ -237,7 +237,8 @@ def prepare(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_poli
     try:
         phone_time = parse_iso(attempt.phone_ts_utc)
     except (ValueError, TypeError):
-        raise InvalidInput("the phone's time is not an ISO 8601 UTC time", fix="Send new Date().toISOString().") from None
+        raise InvalidInput("the phone's time is not an ISO 8601 UTC time",
+                           fix="Send new Date().toISOString().") from None
     with db.transaction(write=False) as tx:
         phone = _phone(tx, attempt.device_id)
         policy, sites = _policy_and_sites(tx, phone.employee_id, default_policy)
