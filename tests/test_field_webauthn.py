@@ -16,6 +16,8 @@ from sync.errors import Unauthorized
 from sync.hub.field.geofence import Site, place
 from sync.hub.field.webauthn import b64url, verify_assertion, verify_registration
 
+pytest_plugins = ["face_support", "sync_support"]
+
 ORIGIN = "https://hub.example.com"
 RP_ID = "hub.example.com"
 CHALLENGE = hashlib.sha256(b"a punch record").digest()
@@ -103,3 +105,72 @@ def test_field_geofence_uses_the_accuracy_disc() -> None:
     assert coarse.flags == ["geofence_uncertain"] and not coarse.refused
     assert place("flag", sites, None, None, None).flags == ["no_gps_fix"]
     assert place("off", sites, 31.2600, 121.5100, 20).flags == []
+
+
+# -- the phone's API over real HTTP, on SQLite and PostgreSQL, with the software authenticator ------------
+
+
+def _jpeg_b64(path) -> str:  # noqa: ANN001
+    import base64
+
+    import cv2
+
+    from kiosk.face.images import read_image
+    ok, data = cv2.imencode(".jpg", read_image(path), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return base64.b64encode(data.tobytes()).decode()
+
+
+def test_field_api_pairs_punches_and_refuses_replays(hub_config, face_engine, face_data) -> None:  # noqa: ANN001
+    import httpx
+    from sync_support import start_hub
+
+    from sync.hub.faces import EngineTemplateMaker
+    from sync.hub.field.webauthn import b64url_decode
+
+    hub = start_hub(hub_config, maker=EngineTemplateMaker.from_engines([face_engine]))
+    try:
+        photos = sorted((face_data / "John_Salley").glob("*.jpg"))
+        assert hub.hr.post("/v1/hr/employees", json={"employee_id": "F1", "name": "Li Na", "branches": ["B001"],
+                                                     "photos": [_jpeg_b64(p) for p in photos[:2]]}).status_code == 201
+        link = hub.hr.post("/v1/hr/field/pairings", json={"employee_id": "F1"}).json()["link"]
+        token = link.split("#", 1)[1]
+        origin = hub.url
+        phone_http = httpx.Client(base_url=hub.url, timeout=60)
+        options = phone_http.post("/v1/field/pair/options", json={"token": token}).json()
+        phone = SoftAuthenticator()
+        client, attestation = phone.register(b64url_decode(options["challenge"], "challenge"), origin,
+                                             rp_id=origin.split("//")[1].split(":")[0])
+        body = {"token": token, "client_data_json": b64url(client), "attestation_object": b64url(attestation)}
+        paired = phone_http.post("/v1/field/pair/finish", json=body)
+        assert paired.status_code == 201, paired.text
+        again = phone_http.post("/v1/field/pair/finish", json=body)
+        assert again.status_code == 401 and "already used" in again.json()["error"]["message"]
+        device = paired.json()["device_id"]
+
+        prepared = phone_http.post("/v1/field/punch/prepare", json={
+            "device_id": device, "direction": "IN", "lat": 31.2304, "lon": 121.4737, "accuracy_m": 15,
+            "phone_ts_utc": "2026-01-01T00:00:00Z", "selfie_jpeg_b64": _jpeg_b64(photos[2])})
+        assert prepared.status_code == 200, prepared.text
+        challenge = b64url_decode(prepared.json()["challenge"], "challenge")
+        client, auth, signature = phone.assert_(challenge, origin, rp_id=origin.split("//")[1].split(":")[0])
+        confirm = {"challenge_id": prepared.json()["challenge_id"], "credential_id": b64url(phone.credential_id),
+                   "client_data_json": b64url(client), "authenticator_data": b64url(auth),
+                   "signature": b64url(signature)}
+        stored = phone_http.post("/v1/field/punch/confirm", json=confirm)
+        assert stored.status_code == 201, stored.text
+        replay = phone_http.post("/v1/field/punch/confirm", json=confirm)
+        assert replay.status_code == 401 and "already confirmed" in replay.json()["error"]["message"]
+        # No site set and the default policy flag: stored, flagged no_field_site; the phone's time kept beside.
+        rows = [r for r in hub.export() if r["employee_id"] == "F1"]
+        assert len(rows) == 1 and rows[0]["id"] == stored.json()["punch_id"]
+        assert rows[0]["hash"] == challenge.hex() and rows[0]["method"] == "field"
+        assert rows[0]["flags"] == "no_field_site" and rows[0]["hub_flags"] == "webauthn"
+        assert rows[0]["note"].startswith("phone_ts=2026-01-01T00:00:00")
+        bad = phone_http.post("/v1/field/punch/prepare", json={
+            "device_id": device, "direction": "SIDEWAYS", "phone_ts_utc": "x", "selfie_jpeg_b64": "A" * 200})
+        assert bad.status_code == 422
+        phone_http.close()
+    finally:
+        hub.hr.close()
+        hub.server.stop()
