@@ -78,9 +78,9 @@ def bench() -> None:
 def hub_commands() -> click.Group:
     """`kiosk hub`: the hub's own commands, the console's and the outbound deliveries' (loaded only when
     `kiosk hub ...` runs)."""
-    from kiosk.cli import hub_console, hub_outbound
+    from kiosk.cli import hub_console, hub_field, hub_outbound
     from kiosk.cli.sync import hub_group
-    for command in (*hub_console.COMMANDS, *hub_outbound.COMMANDS):
+    for command in (*hub_console.COMMANDS, *hub_outbound.COMMANDS, *hub_field.COMMANDS):
         hub_group.add_command(command)
     return hub_group
 

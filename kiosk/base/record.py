@@ -8,7 +8,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-METHODS: tuple[str, ...] = ("face", "card", "card+face", "manual")
+KIOSK_METHODS: tuple[str, ...] = ("face", "card", "card+face", "manual")  # what a kiosk records
+METHODS: tuple[str, ...] = (*KIOSK_METHODS, "field")  # field: made at the hub from a paired phone (sync/hub/field)
 CLOCK_STATES: tuple[str, ...] = ("verified", "unverified")
 DIRECTIONS: tuple[str, ...] = ("IN", "OUT")  # "" is no direction
 KINDS: tuple[str, ...] = ("punch", "correction")

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kiosk.base.errors import InvalidInput, NotFound
-from kiosk.base.record import CLOCK_STATES, DIRECTIONS, GENESIS_HASH, KINDS, METHODS, Punch, punch_hash
+from kiosk.base.record import CLOCK_STATES, DIRECTIONS, GENESIS_HASH, KINDS, KIOSK_METHODS, Punch, punch_hash
 from kiosk.base.text import check_text, csv_cell
 from kiosk.base.timeutil import boot_id, iso_utc, monotonic_ns, parse_iso, utc_now, uuid7
 
@@ -67,8 +67,9 @@ class PunchLog:
         self.store = store
 
     def _validate(self, draft: PunchDraft) -> None:
-        if draft.method not in METHODS:
-            raise InvalidInput(f"unknown punch method {draft.method!r}", fix=f"Use one of: {', '.join(METHODS)}.")
+        if draft.method not in KIOSK_METHODS:
+            raise InvalidInput(f"unknown punch method {draft.method!r}",
+                               fix=f"Use one of: {', '.join(KIOSK_METHODS)}.")
         if draft.clock_state not in CLOCK_STATES:
             raise InvalidInput(f"unknown clock state {draft.clock_state!r}")
         if draft.direction not in ("", *DIRECTIONS):

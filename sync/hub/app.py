@@ -24,6 +24,7 @@ from sync.hub.config import HubConfig
 from sync.hub.db.base import HubDb
 from sync.hub.devices import Device
 from sync.hub.faces import TemplateMaker
+from sync.hub.field import routes as field_routes
 from sync.hub.hr import HubContext
 from sync.hub.hrapi import UnknownParameter
 from sync.hub.middleware import HubMiddleware
@@ -217,6 +218,7 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
                                  hub_time_utc=iso_utc(utc_now()))
 
     app.include_router(hrapi.router(ERRORS))
+    field_routes.install(app, ERRORS)
     console.install(app)
     return app
 

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from kiosk.base.config import ConfigPath, StrictModel, load_model_file, validate_model
 from kiosk.base.errors import ConfigError, KioskError
 from kiosk.base.timeutil import LOCAL_TIME
+from sync.hub.field.config import FieldConfig
 from sync.hub.outbound.config import ConnectorsConfig, OutboundConfig
 
 DEFAULT_HUB_CONFIG = Path("/etc/kiosk/hub.toml")
@@ -165,6 +166,7 @@ class HubConfig(StrictModel):
     log: HubLogConfig = Field(default_factory=HubLogConfig, description="Logging.")
     outbound: OutboundConfig = Field(default_factory=OutboundConfig, description="Delivery to HR systems.")
     connectors: ConnectorsConfig = Field(default_factory=ConnectorsConfig, description="HR system connectors.")
+    field: FieldConfig = Field(default_factory=FieldConfig, description="Field staff punching from paired phones.")
 
     _source: Path | None = None
 

@@ -32,6 +32,9 @@ class TemplateMaker(Protocol):
     def make(self, photo: bytes, model_id: str) -> HubTemplate | str:
         """A template, or a sentence saying why the photo cannot be used."""
 
+    def threshold(self, model_id: str, employees: int) -> float:
+        """The kiosk's decision threshold for this model with ``employees`` enrolled (1: a 1:1 check)."""
+
 
 class NoTemplateMaker:
     """A hub without a face engine: HR must send ready templates."""
@@ -41,6 +44,9 @@ class NoTemplateMaker:
 
     def make(self, photo: bytes, model_id: str) -> HubTemplate | str:
         return "this hub has no face model to make templates from photos; send templates instead"
+
+    def threshold(self, model_id: str, employees: int) -> float:
+        raise ValueError("this hub has no face model")
 
 
 class EngineTemplateMaker:
@@ -94,6 +100,15 @@ class EngineTemplateMaker:
         if not check.ok:
             return f"{check.reason}: {check.detail}"
         return HubTemplate(model_id, check.vector, check.quality.score if check.quality else None)
+
+
+    def threshold(self, model_id: str, employees: int) -> float:
+        """The kiosk's rule (kiosk.face.calibration.operating_point) at [match]'s defaults."""
+        from kiosk.face.calibration import operating_point
+        from kiosk.face.config import MatchConfig
+        from kiosk.face.pack import resolve_pack
+        cfg = self._configs[model_id]
+        return operating_point(resolve_pack(cfg), cfg, MatchConfig(), employees).threshold
 
 
 def build_template_maker(config) -> TemplateMaker:  # noqa: ANN001 - FacesConfig

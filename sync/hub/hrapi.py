@@ -21,6 +21,7 @@ from sync.protocol import (
     API_PREFIX,
     DIRECTIONS,
     KINDS,
+    METHODS,
     MORE_HEADER,
     NEXT_CURSOR_HEADER,
     BranchIn,
@@ -45,7 +46,7 @@ SESSION_COOKIE = "kiosk_hub_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-Method = Literal["face", "card", "card+face", "manual"]
+Method = Literal[METHODS]  # type: ignore[valid-type]
 Direction = Literal[DIRECTIONS]  # type: ignore[valid-type]
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 

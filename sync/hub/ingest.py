@@ -257,9 +257,12 @@ def _clock_ahead(tx: Tx, device_id: str, new: list[PunchIn], now: str, max_ahead
     return set(ahead)
 
 
-def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0) -> PunchBatchResponse:
+def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0,
+           proof: str = "") -> PunchBatchResponse:
     """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason). A punch
-    dated more than ``max_ahead_s`` after now is stored with hub flag clock_ahead and a device issue."""
+    dated more than ``max_ahead_s`` after now is stored with hub flag clock_ahead and a device issue.
+    ``proof``: for a device without a signing key whose records the caller proved otherwise (a field
+    phone's WebAuthn assertion, sync/hub/field), the hub flag they carry instead of ``unsigned``."""
     checked = check_records(raw)
     key = signing_key(db, device.id)
     unsigned = verify_signatures(checked, key)
@@ -277,7 +280,7 @@ def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0
         if new:
             ahead = _clock_ahead(tx, device.id, new, now, max_ahead_s)
             first = tx.next_values("punch", len(new))
-            flagged = (("clock_ahead", ahead), ("unsigned", unsigned))
+            flagged = (("clock_ahead", ahead), (proof or "unsigned", unsigned))
             rows = [_row(first + i, device, rec, now, walk.status[rec.id],
                          ",".join(flag for flag, ids in flagged if rec.id in ids), key) for i, rec in enumerate(new)]
             tx.many(INSERT_PUNCH, rows)

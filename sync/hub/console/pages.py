@@ -15,12 +15,11 @@ from sync.hub import accounts, audit, feed, hr
 from sync.hub.console.render import LANG_COOKIE, LANGUAGES, environment, language, page, translator
 from sync.hub.console.session import PRE_CSRF_COOKIE, current, hub_of, new_pre_csrf, problem
 from sync.hub.outbound.events import EVENT_TYPES
-from sync.protocol import DIRECTIONS, KINDS
+from sync.protocol import DIRECTIONS, KINDS, METHODS
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
-METHODS = ("face", "card", "card+face", "manual")
 FLAGS = ("outside_geofence", "geofence_uncertain", "no_gps_fix", "clock_behind_floor")
 PUNCH_LIST_SIZE = 200
 DONE_KEYS = {"created", "changed", "terminated", "corrected", "revoked", "signed_out", "retried", "skipped",

@@ -205,6 +205,38 @@ ALTER TABLE punches ADD COLUMN signature TEXT NOT NULL DEFAULT '';
 ALTER TABLE punches ADD COLUMN key_id TEXT NOT NULL DEFAULT ''
 """
 
+# Field staff punching from their phone (sync/hub/field): one-time pairing links, each phone's passkey (a
+# field phone is also a row of devices, so its punches have their own seq and chain and go through ingest),
+# per-employee geofence policy and sites, the punch challenges handed out (the record's hash) and, per punch,
+# the WebAuthn assertion that proved the phone and the phone's own clock.
+_FIELD = """
+CREATE TABLE field_pairings (
+    token_hash TEXT PRIMARY KEY, employee_id TEXT NOT NULL, label TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL,
+    created_utc TEXT NOT NULL, expires_utc TEXT NOT NULL, used_utc TEXT, device_id TEXT
+);
+CREATE TABLE field_devices (
+    device_id TEXT PRIMARY KEY, employee_id TEXT NOT NULL, credential_id TEXT NOT NULL UNIQUE,
+    public_key TEXT NOT NULL, sign_count {big} NOT NULL DEFAULT 0, label TEXT NOT NULL DEFAULT '',
+    created_utc TEXT NOT NULL, revoked_utc TEXT
+);
+CREATE INDEX field_devices_employee ON field_devices (employee_id);
+CREATE TABLE field_policies (employee_id TEXT PRIMARY KEY, policy TEXT NOT NULL, updated_utc TEXT NOT NULL);
+CREATE TABLE field_sites (
+    id {autoid}, employee_id TEXT NOT NULL, name TEXT NOT NULL, lat {real} NOT NULL, lon {real} NOT NULL,
+    radius_m {real} NOT NULL, max_accuracy_m {real} NOT NULL
+);
+CREATE INDEX field_sites_employee ON field_sites (employee_id);
+CREATE TABLE field_challenges (
+    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, record TEXT NOT NULL, detail TEXT NOT NULL,
+    created_utc TEXT NOT NULL, expires_utc TEXT NOT NULL, used_utc TEXT
+);
+CREATE TABLE field_assertions (
+    punch_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, credential_id TEXT NOT NULL,
+    authenticator_data TEXT NOT NULL, client_data_json TEXT NOT NULL, signature TEXT NOT NULL,
+    phone_ts_utc TEXT NOT NULL, detail TEXT NOT NULL
+)
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -216,6 +248,7 @@ MIGRATIONS: list[HubMigration] = [
     ("outbound_003_sealed_secrets", lambda dialect: []),
     ("hardening_001_hub_flags", lambda dialect: _statements(_HUB_FLAGS, dialect)),
     ("signing_001_device_keys", lambda dialect: _statements(_SIGNING, dialect)),
+    ("field_001_phones", lambda dialect: _statements(_FIELD, dialect)),
 ]
 
 # Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).

@@ -1,0 +1,1 @@
+"""Field staff punch from their phone: pairing (a WebAuthn passkey), the /field/ page, the punch itself."""

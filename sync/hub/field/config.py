@@ -1,0 +1,23 @@
+"""[field]: phones of field staff, paired with a passkey, punching at their sites."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from kiosk.base.config import StrictModel
+
+
+class FieldConfig(StrictModel):
+    """Field punches from paired phones (`kiosk hub field pair EMPLOYEE`)."""
+
+    origin: str = Field("", pattern=r"^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)?$",
+                        description="The origin phones open, e.g. https://hub.example.com (the passkeys' relying "
+                        "party is its host name). Empty: the origin each request was made to (a hub reached "
+                        "directly); set it behind a proxy.")
+    pairing_ttl_min: float = Field(15, ge=1, le=7 * 24 * 60, description="Minutes a pairing link stays usable "
+                                   "(it is also spent by its first use).")
+    challenge_ttl_s: float = Field(120, ge=10, le=3600, description="Seconds between the hub preparing a punch "
+                                   "(face and place checked) and the phone's passkey confirming it.")
+    default_policy: str = Field("flag", pattern=r"^(off|flag|refuse)$", description="Geofence policy of an "
+                                "employee who has none of their own: off, flag (outside is marked) or refuse "
+                                "(clearly outside is refused, uncertain flagged).")

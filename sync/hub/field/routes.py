@@ -1,0 +1,180 @@
+"""HTTP for field phones: the pages (/field/, /field/pair), the phone's API (/v1/field/...) and HR's twin of
+`kiosk hub field ...` (/v1/hr/field/...)."""
+
+# No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
+import base64
+import binascii
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import Field
+
+from kiosk.base.errors import InvalidInput
+from sync.hub.accounts import Principal
+from sync.hub.field import phones
+from sync.hub.field.geofence import Site
+from sync.hub.field.webauthn import b64url_decode
+from sync.hub.hrapi import principal_of, strict_query
+from sync.protocol import API_PREFIX, EMPLOYEE_ID, InputModel
+
+HERE = Path(__file__).resolve().parent
+B64 = r"^[A-Za-z0-9_=+/-]*$"
+MAX_SELFIE_CHARS = 2_000_000  # base64 of a ~1.5 MB JPEG: a camera still, not a photo album
+
+
+def origin_of(request: Request) -> str:
+    """The origin passkeys are bound to: [field] origin, else the one this request was made to."""
+    configured = request.app.state.hub.config.field.origin
+    return configured or f"{request.url.scheme}://{request.url.netloc}"
+
+
+class PairStart(InputModel):
+    token: str = Field(min_length=20, max_length=100, pattern=B64)
+
+
+class PairFinish(PairStart):
+    client_data_json: str = Field(max_length=10_000, pattern=B64)
+    attestation_object: str = Field(max_length=20_000, pattern=B64)
+    label: str = Field("", max_length=64)
+
+
+class PrepareIn(InputModel):
+    device_id: str = Field(min_length=5, max_length=64, pattern=r"^fld_[0-9a-f]+$")
+    direction: Literal["IN", "OUT"]
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    accuracy_m: float | None = Field(None, ge=0, le=1e6)
+    phone_ts_utc: str = Field(max_length=40)
+    selfie_jpeg_b64: str = Field(min_length=100, max_length=MAX_SELFIE_CHARS, pattern=B64)
+
+
+class ConfirmIn(InputModel):
+    challenge_id: str = Field(min_length=10, max_length=64, pattern=B64)
+    credential_id: str = Field(max_length=1400, pattern=B64)
+    client_data_json: str = Field(max_length=10_000, pattern=B64)
+    authenticator_data: str = Field(max_length=10_000, pattern=B64)
+    signature: str = Field(max_length=400, pattern=B64)
+
+
+class PairingIn(InputModel):
+    employee_id: str = Field(pattern=EMPLOYEE_ID)
+    label: str = Field("", max_length=64)
+
+
+class SiteIn(InputModel):
+    name: str = Field(min_length=1, max_length=64)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(ge=5, le=100_000)
+    max_accuracy_m: float = Field(100.0, ge=1, le=10_000)
+
+
+class SitesIn(InputModel):
+    policy: Literal["off", "flag", "refuse"]
+    sites: list[SiteIn] = Field(default_factory=list, max_length=phones.MAX_SITES)
+
+
+def _phone_routes(api: APIRouter) -> None:
+    @api.post("/pair/options")
+    def pair_options(body: PairStart, request: Request) -> dict[str, Any]:
+        """What the phone needs to create its passkey (the link stays unspent)."""
+        return phones.pairing_options(request.app.state.db, body.token)
+
+    @api.post("/pair/finish", status_code=201)
+    def pair_finish(body: PairFinish, request: Request) -> dict[str, Any]:
+        """Verify the new passkey and spend the link."""
+        return phones.finish_pairing(request.app.state.db, body.token,
+                                     b64url_decode(body.client_data_json, "client_data_json"),
+                                     b64url_decode(body.attestation_object, "attestation_object"),
+                                     origin_of(request), body.label)
+
+    @api.get("/phone/{device_id}")
+    def phone(device_id: str, request: Request) -> dict[str, Any]:
+        """Whose phone this is, their sites and geofence policy."""
+        return phones.phone_view(request.app.state.db, device_id, request.app.state.hub.config.field.default_policy)
+
+    @api.post("/punch/prepare")
+    def prepare(body: PrepareIn, request: Request) -> dict[str, Any]:
+        """Face (1:1) and place checked; the record is built and its hash returned as the passkey's challenge."""
+        try:
+            selfie = base64.b64decode(body.selfie_jpeg_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("selfie_jpeg_b64 is not base64", fix="Send the camera still as base64 JPEG.") from None
+        hub = request.app.state.hub
+        attempt = phones.PunchAttempt(body.device_id, body.direction, body.lat, body.lon, body.accuracy_m,
+                                      body.phone_ts_utc, selfie)
+        return phones.prepare(hub.db, hub.maker, attempt, hub.config.field.default_policy,
+                              hub.config.field.challenge_ttl_s)
+
+    @api.post("/punch/confirm", status_code=201)
+    def confirm(body: ConfirmIn, request: Request) -> dict[str, Any]:
+        """The passkey's assertion over the record's hash: the punch is stored."""
+        assertion = phones.Assertion(body.challenge_id, body.credential_id,
+                                     b64url_decode(body.client_data_json, "client_data_json"),
+                                     b64url_decode(body.authenticator_data, "authenticator_data"),
+                                     b64url_decode(body.signature, "signature"))
+        hub = request.app.state.hub
+        result = phones.confirm(hub.db, assertion, origin_of(request), hub.config.server.punch_max_ahead_s)
+        outbound = request.app.state.outbound
+        if outbound is not None:
+            outbound.wake()
+        return result
+
+
+Who = Annotated[Principal, Depends(principal_of)]
+
+
+def _hr_routes(api: APIRouter) -> None:
+    @api.post("/pairings", status_code=201)
+    def pair(body: PairingIn, request: Request, who: Who) -> dict[str, Any]:
+        """A one-time pairing link for an employee's phone (`kiosk hub field pair`)."""
+        who.require("employees.write")
+        hub = request.app.state.hub
+        made = phones.create_pairing(hub.db, body.employee_id, hub.config.field.pairing_ttl_min, who.name, body.label)
+        return {**made, "link": origin_of(request) + made["path"]}
+
+    @api.get("/phones")
+    def phone_list(request: Request, who: Who, employee_id: str | None = None) -> list[dict[str, Any]]:
+        """Paired phones (`kiosk hub field list`)."""
+        who.require("employees.read")
+        return phones.list_phones(request.app.state.db, employee_id)
+
+    @api.delete("/phones/{device_id}", status_code=204)
+    def revoke(device_id: str, request: Request, who: Who) -> None:
+        """Revoke a phone (`kiosk hub field revoke`)."""
+        who.require("employees.write")
+        phones.revoke(request.app.state.db, device_id, who.name)
+
+    @api.put("/employees/{employee_id}/sites", status_code=204)
+    def sites(employee_id: str, body: SitesIn, request: Request, who: Who) -> None:
+        """An employee's geofence policy and sites (`kiosk hub field sites`)."""
+        who.require("employees.write")
+        phones.set_sites(request.app.state.db, employee_id, body.policy,
+                         [Site(s.name, s.lat, s.lon, s.radius_m, s.max_accuracy_m) for s in body.sites], who.name)
+
+
+def install(app: FastAPI, errors: dict[int, Any]) -> None:
+    """Add the field pages, the phone's API and HR's field routes to the hub's app."""
+    phone_api = APIRouter(prefix=f"{API_PREFIX}/field", tags=["field"], responses=errors)
+    _phone_routes(phone_api)
+    hr_api = APIRouter(prefix=f"{API_PREFIX}/hr/field", tags=["hr"], responses=errors,
+                       dependencies=[Depends(strict_query)])
+    _hr_routes(hr_api)
+    app.include_router(phone_api)
+    app.include_router(hr_api)
+    app.mount("/field/static", StaticFiles(directory=HERE / "static"), name="field-static")
+
+    @app.get("/field", include_in_schema=False)
+    def field_redirect() -> RedirectResponse:
+        return RedirectResponse("/field/", status_code=307)
+
+    @app.get("/field/", include_in_schema=False)
+    def punch_page() -> FileResponse:
+        return FileResponse(HERE / "static" / "punch.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/field/pair", include_in_schema=False)
+    def pair_page() -> FileResponse:
+        return FileResponse(HERE / "static" / "pair.html", headers={"Cache-Control": "no-store"})
