@@ -158,6 +158,7 @@ class Agent:
         self._client_key: tuple[str, str] | None = None
         self._push_lock = threading.Lock()
         self._roster_lock = threading.Lock()
+        self._enrolment_lock = threading.Lock()
         self._data_version: int | None = None
         self._maybe_pending = True
         self._woken_mono = 0.0  # when watch() last woke the push job
@@ -246,6 +247,7 @@ class Agent:
         report = PushReport()
         client = self.client()
         start = time.monotonic()
+        self._enrolments_first()
         with self._push_lock:
             while True:
                 batch = self.state.pending(self._batch_limit())
@@ -274,6 +276,16 @@ class Agent:
                      report.batches, report.duplicates, report.rejected)
         return report
 
+    def _enrolments_first(self) -> None:
+        """Someone enrolled here a minute ago may punch right away: their enrolment goes up before the punch,
+        or the hub would flag it unknown_employee. A failure here never holds punches back (the hub then
+        resolves the flag when the enrolment arrives)."""
+        try:
+            if self.store.enrolments.count_unsent():
+                self.send_enrolments()
+        except KioskError as exc:
+            log.warning("enrolments before punches: %s; pushing the punches anyway", exc.what)
+
     def retry_rejected(self) -> PushReport:
         """Send punches the hub rejected once more (e.g. after a hub upgrade)."""
         report = PushReport()
@@ -289,6 +301,10 @@ class Agent:
         """Send faces enrolled at this kiosk (guided capture, import) to the hub; returns how many it
         took. A refused enrolment is logged and audited, and does not block the others."""
         client = self.client()
+        with self._enrolment_lock:
+            return self._send_enrolments(client)
+
+    def _send_enrolments(self, client: HubClient) -> int:
         taken = 0
         while pending := self.store.enrolments.unsent(MAX_ENROLMENTS):
             sendable, refused = _enrolments(pending)
@@ -358,11 +374,11 @@ class Agent:
     def once(self, retry_rejected: bool = False) -> OnceReport:
         """Every step once; a failing step is reported and the others still run."""
         report = OnceReport()
-        steps: list[tuple[str, Callable[[], Any]]] = [("push", self.push)]
+        # Enrolments before punches: a punch of someone just enrolled here must find them at the hub.
+        steps: list[tuple[str, Callable[[], Any]]] = [("enrolments", self.send_enrolments), ("push", self.push)]
         if retry_rejected:
             steps.append(("retry_rejected", self.retry_rejected))
-        steps += [("enrolments", self.send_enrolments), ("roster", self.pull_roster), ("heartbeat", self.heartbeat),
-                  ("retention", self.retention)]
+        steps += [("roster", self.pull_roster), ("heartbeat", self.heartbeat), ("retention", self.retention)]
         for name, step in steps:
             try:
                 result = step()

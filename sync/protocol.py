@@ -458,6 +458,8 @@ class DeviceIssue(WireModel):
     detail: str
     first_seen_utc: str
     resolved_utc: str | None
+    employee_id: str | None = Field(None, description="The person whose punches the issue is about "
+                                    "(not_on_roster, unknown_employee).")
 
 
 class DeviceStatus(WireModel):

@@ -93,6 +93,8 @@ def test_punches_reach_a_verifying_receiver_in_order_per_employee(quiet_hub, rec
     rec = receiver(sub.secrets)
     queue.add_subscription(quiet_hub.db, "webhook", rec.url, ALL_TYPES, sub_id=sub.id)
     device = register(quiet_hub.url, quiet_hub.code())
+    for employee_id in ("E1", "E2", "E3"):
+        quiet_hub.hire(employee_id)
     records = punches(["E1", "E2", "E1", "E3", "E2", "E1"])
     upload(device, records[:4])
     upload(device, records[2:])  # two repeats: stored once, announced once

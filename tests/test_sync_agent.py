@@ -80,6 +80,7 @@ def test_push_roster_heartbeat_and_clock_against_a_real_hub(hub, make_kiosk) -> 
 def test_http_faults_lose_nothing_and_duplicate_nothing(hub, make_kiosk) -> None:
     transport = FaultyTransport()
     kiosk = make_kiosk(hub=hub, transport=transport, sync={"batch_size": 10})
+    hub.hire("E1")
     kiosk.punch("E1", 35)
     transport.faults = ["500", "503", "timeout", "cut", "ok", "lost", "lost"]
     outcomes = []
@@ -143,6 +144,7 @@ def test_hub_down_then_up_drains_the_backlog(hub_config, make_kiosk) -> None:
 
 def test_revoked_kiosk_keeps_its_punches_and_resumes_after_registering_again(hub, make_kiosk) -> None:
     kiosk = make_kiosk(hub=hub)
+    hub.hire("E1")
     kiosk.punch("E1", 5)
     kiosk.agent.push()
     devices.revoke_device(hub.db, kiosk.agent.state.registration().device_id)

@@ -26,6 +26,7 @@ from sync.hub import audit
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, model_dims_in_use
 from sync.hub.faces import HubTemplate, TemplateMaker
+from sync.hub.ingest import ROSTER_FLAGS
 from sync.protocol import (
     DeviceEnrolment,
     EmployeeIn,
@@ -383,8 +384,23 @@ def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> Enrolme
                "VALUES (?, ?, ?, ?, ?)", [device.id, enr.enrolment_id, enr.employee_id, len(vectors), now])
         tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, enr.employee_id])
         _bump(tx, enr.employee_id)
+        _resolve_roster_flags(tx, device.branch, enr.employee_id, now)
     log.info("device %s enrolled %s: %d template(s)", device.id, enr.employee_id, len(vectors))
     return EnrolmentResult(enrolment_id=enr.enrolment_id, status="stored")
+
+
+def _resolve_roster_flags(tx: Tx, branch: str, employee_id: str, now: str) -> None:
+    """A kiosk enrolment explains punches its branch sent for that id before the enrolment arrived (the kiosk
+    punched first, or sent its enrolment late): their not_on_roster / unknown_employee flags are taken off and
+    the branch's open issues about the person resolved (kept, with resolved_utc, for the record)."""
+    where, params = tx.in_list("kind", list(ROSTER_FLAGS))
+    tx.run(f"UPDATE device_issues SET resolved_utc = ? WHERE employee_id = ? AND resolved_utc IS NULL AND {where} "
+           "AND device_id IN (SELECT id FROM devices WHERE branch = ?)", [now, employee_id, *params, branch])
+    for row in tx.rows("SELECT hub_seq, hub_flags FROM punches WHERE employee_id = ? AND branch = ? "
+                       "AND hub_flags <> ''", [employee_id, branch]):
+        kept = ",".join(f for f in row["hub_flags"].split(",") if f not in ROSTER_FLAGS)
+        if kept != row["hub_flags"]:
+            tx.run("UPDATE punches SET hub_flags = ? WHERE hub_seq = ?", [kept, row["hub_seq"]])
 
 
 def roster_page(db: HubDb, device: Device, cursor: int, limit: int) -> RosterPage:

@@ -205,6 +205,12 @@ ALTER TABLE punches ADD COLUMN signature TEXT NOT NULL DEFAULT '';
 ALTER TABLE punches ADD COLUMN key_id TEXT NOT NULL DEFAULT ''
 """
 
+# Device issues about one person's punches (not_on_roster, unknown_employee) name them, so a kiosk
+# enrolment of that id can resolve them.
+_ISSUE_EMPLOYEE = """
+ALTER TABLE device_issues ADD COLUMN employee_id TEXT
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -216,6 +222,7 @@ MIGRATIONS: list[HubMigration] = [
     ("outbound_003_sealed_secrets", lambda dialect: []),
     ("hardening_001_hub_flags", lambda dialect: _statements(_HUB_FLAGS, dialect)),
     ("signing_001_device_keys", lambda dialect: _statements(_SIGNING, dialect)),
+    ("scope_001_issue_employee", lambda dialect: _statements(_ISSUE_EMPLOYEE, dialect)),
 ]
 
 # Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).
