@@ -311,6 +311,8 @@ class RosterEmployee(WireModel):
     name: str = Field(min_length=1, max_length=100)
     cards: list[str] = Field(default_factory=list)
     templates: list[RosterTemplate] = Field(default_factory=list)
+    erase_own_templates: bool = Field(False, description="Erase the faces of this person enrolled at this kiosk "
+                                      "(HR dropped them, or the person withdrew consent).")
 
 
 class RosterPage(WireModel):
@@ -395,6 +397,8 @@ class EmployeeIn(InputModel):
     cards: list[Annotated[str, Field(pattern=CARD)]] = Field(default_factory=list, max_length=16)
     photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
     templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
+    drop_device_templates: bool = Field(False, description="Erase faces a kiosk enrolled for this id (everywhere, "
+                                        "on the next sync).")
 
 
 class EmployeePatch(InputModel):
@@ -406,6 +410,24 @@ class EmployeePatch(InputModel):
     photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
     templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     replace_templates: bool = Field(False, description="Drop the old templates before adding these.")
+    drop_device_templates: bool = Field(False, description="Erase faces kiosks enrolled for this person.")
+
+
+class DeviceTemplates(WireModel):
+    """A person's faces enrolled at one kiosk: scoped (used at that kiosk's branch only), held (used nowhere
+    else, the person is HR's) or approved by HR (used wherever the person works)."""
+
+    device_id: str
+    branch: str | None = Field(description="The branch they are limited to; null once approved.")
+    templates: int
+    state: Literal["scoped", "held", "approved"]
+    enrolled_utc: str
+    last_utc: str
+
+
+class DeviceTemplatesIn(InputModel):
+    device_id: Annotated[str, Field(max_length=64)] | None = Field(None, description="Only this kiosk's "
+                                                                   "enrolments (default: every kiosk's).")
 
 
 class PhotoProblem(WireModel):
@@ -445,6 +467,9 @@ class EmployeeOut(WireModel):
                                       description="Model ids devices run that the hub cannot make templates for.")
     terminated_utc: str | None = None
     terminate_reason: str = ""
+    device_templates: list[DeviceTemplates] = Field(default_factory=list,
+                                                    description="Faces enrolled at kiosks, per kiosk.")
+    notice: str = Field("", description="What HR should know, e.g. kiosk faces awaiting approval.")
 
 
 class TerminateIn(InputModel):

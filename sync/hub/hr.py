@@ -103,6 +103,14 @@ def patch_employee(hub: HubContext, p: Principal, employee_id: str, patch: Emplo
     return people.patch_employee(hub.db, employee_id, patch, _templates(hub, patch.photos, patch.templates), p.name)
 
 
+def review_device_templates(hub: HubContext, p: Principal, employee_id: str, action: str,
+                            device_id: str | None) -> EmployeeOut:
+    """``approve`` (kiosk-enrolled faces go wherever the person works) or ``drop`` (erased everywhere)."""
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    return people.review_device_templates(hub.db, employee_id, action, device_id, p.name)
+
+
 def terminate_employee(hub: HubContext, p: Principal, employee_id: str, reason: str) -> EmployeeOut:
     p.require("employees.write")
     get_employee(hub, p, employee_id)

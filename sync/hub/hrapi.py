@@ -27,6 +27,7 @@ from sync.protocol import (
     CodeIn,
     CorrectionIn,
     DeviceStatus,
+    DeviceTemplatesIn,
     EmployeeIn,
     EmployeeOut,
     EmployeePage,
@@ -188,6 +189,13 @@ def _employee_routes(api: APIRouter) -> None:
     def patch_employee(employee_id: str, patch: EmployeePatch, hub: Hub, who: Who) -> EmployeeOut:
         """Change name, branches or cards; add photos or templates."""
         return hr.patch_employee(hub, who, employee_id, patch)
+
+    @api.post("/employees/{employee_id}/device-templates/{action}", response_model=EmployeeOut)
+    def device_templates(employee_id: str, action: Literal["approve", "drop"], body: DeviceTemplatesIn, hub: Hub,
+                         who: Who) -> EmployeeOut:
+        """Faces a kiosk enrolled for this person: approve them (then they go to every kiosk of the person's
+        branches) or drop them (erased at the hub and, on their next sync, at every kiosk, the enrolling one too)."""
+        return hr.review_device_templates(hub, who, employee_id, action, body.device_id)
 
     @api.post("/employees/{employee_id}/terminate", response_model=EmployeeOut)
     def terminate(employee_id: str, body: TerminateIn, hub: Hub, who: Who) -> EmployeeOut:
