@@ -99,3 +99,22 @@ def test_hr_can_drop_kiosk_faces_in_the_same_request_that_creates_the_person(hub
     assert enrolling.agent.once().errors == {} and faces(enrolling, "E70") == []
     # Now HR's: a second POST is a conflict again, not another take-over.
     assert hub.hr.post("/v1/hr/employees", json={"employee_id": "E70", "name": "X", "branches": []}).status_code == 409
+
+
+def test_hr_sees_and_approves_kiosk_faces_on_the_console_employee_page(hub, make_kiosk) -> None:
+    from console_support import add_user, signed_in
+    enrolling = make_kiosk(hub=hub)
+    assert enrolling.agent.once().errors == {}
+    enrol_at(enrolling, "E80", unit(6))
+    device_id = enrolling.agent.state.require_registration().device_id
+    console = signed_in(hub, add_user(hub, "hr1", "hr_admin"))
+    console.cookies.set("lang", "en")
+    page = console.get("/employees/E80")
+    assert page.status_code == 200 and 'id="device-faces"' in page.text and device_id in page.text
+    assert "This branch only" in page.text
+    csrf = console.headers["X-CSRF-Token"]
+    done = console.post("/employees/E80/device-templates/approve", data={"csrf": csrf, "device_id": device_id})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=approved")
+    assert hub.hr.get("/v1/hr/employees/E80").json()["device_templates"][0]["state"] == "approved"
+    refused = console.post("/employees/E80/device-templates/approve", data={"csrf": "wrong", "device_id": device_id})
+    assert refused.status_code == 403

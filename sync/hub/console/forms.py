@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from kiosk.base.errors import KioskError
+from kiosk.base.errors import InvalidInput, KioskError
 from sync.errors import Forbidden, NeedsConfirmation
 from sync.hub import accounts, hr, people
 from sync.hub.console.pages import employee_context, outbox_context
@@ -191,6 +191,18 @@ async def terminate(request: Request, employee_id: str) -> Response:
         return page(request, "employee.html", who, http_status=422, done=None, **context)
     await run_in_threadpool(hr.terminate_employee, hub_of(request), who, employee_id, reason[:500])
     return _back(f"/employees/{quote(employee_id)}", "terminated")
+
+
+@router.post("/employees/{employee_id}/device-templates/{action}")
+async def device_templates(request: Request, employee_id: str, action: str) -> Response:
+    """Approve or drop the faces one kiosk enrolled for this person (the API twin's action)."""
+    who = current(request)
+    form = await checked_form(request, who)
+    if action not in ("approve", "drop"):
+        raise InvalidInput(f"unknown action {action!r}", fix="Use approve or drop.")
+    device_id = str(form.get("device_id", "")).strip() or None
+    await run_in_threadpool(hr.review_device_templates, hub_of(request), who, employee_id, action, device_id)
+    return _back(f"/employees/{quote(employee_id)}", "approved" if action == "approve" else "dropped")
 
 
 @router.post("/attendance/correct")
