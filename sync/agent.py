@@ -49,6 +49,7 @@ from sync.protocol import (
     MAX_ENROLMENT_TEMPLATES,
     MAX_ENROLMENTS,
     ClockAnchor,
+    ConsentIn,
     DeviceEnrolment,
     DeviceEnrolmentBatch,
     EnrolmentResult,
@@ -527,5 +528,17 @@ def _enrolment(entry: dict[str, Any]) -> DeviceEnrolment:
     templates = [RosterTemplate(model_id=t["model_id"], dim=int(t["vector"].size),
                                 vector_b64=encode_vector(t["vector"]), quality=t["quality"])
                  for t in entry["templates"][:MAX_ENROLMENT_TEMPLATES]]
+    consent = entry.get("consent")
     return DeviceEnrolment(enrolment_id=entry["outbox_id"], employee_id=entry["employee_id"], name=entry["name"],
-                           cards=entry["cards"], templates=templates, created_utc=entry["created_utc"])
+                           cards=entry["cards"], templates=templates, created_utc=entry["created_utc"],
+                           consent=_wire_consent(consent) if consent else None,
+                           consent_path=consent["path"] if consent and consent["path"] in CONSENT_WIRE_PATHS
+                           else "device")
+
+
+CONSENT_WIRE_PATHS = ("kiosk_guided", "kiosk_camera", "cli_photos", "csv_import")
+
+
+def _wire_consent(consent: dict[str, Any]) -> ConsentIn:
+    return ConsentIn(given_utc=consent["given_utc"], text_version=consent["text_version"],
+                     language=consent["language"], taken_by=consent["taken_by"])

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from kiosk.base.consent import CONSENT_PATHS, CONSENT_VERSION, CONSENT_VERSIONS
 from kiosk.base.errors import InvalidInput
 from kiosk.base.record import CLOCK_STATES, DIRECTIONS, KINDS, METHODS, PUNCH_FIELDS, punch_hash
 from kiosk.base.signing import PUBLIC_KEY_PATTERN, SIGNATURE_PATTERN
@@ -324,6 +325,38 @@ class RosterPage(WireModel):
                                         description="People to erase on this kiosk now (left or moved).")
 
 
+class ConsentIn(InputModel):
+    """The person's separate consent to face templates (PIPL): without it no template is stored."""
+
+    given_utc: str = Field(description="When the person consented (UTC, e.g. 2026-01-31T08:57:00.000Z).")
+    text_version: str = Field(CONSENT_VERSION, max_length=32, description="The consent text they were shown "
+                              f"(catalogue entry consent.VERSION); now {CONSENT_VERSION}.")
+    language: Literal["zh", "en"] = "zh"
+    taken_by: Name | None = Field(None, description="Who took the consent (default: the HR caller or the kiosk).")
+
+    @field_validator("given_utc")
+    @classmethod
+    def verify_given(cls, value: str) -> str:
+        return check_timestamp(value)
+
+    @field_validator("text_version")
+    @classmethod
+    def verify_version(cls, value: str) -> str:
+        if value not in CONSENT_VERSIONS:
+            raise ValueError(f"unknown consent text version; use one of {', '.join(CONSENT_VERSIONS)}")
+        return value
+
+
+class ConsentOut(WireModel):
+    kind: Literal["given", "withdrawn"]
+    given_utc: str | None = Field(description="When the person consented (or withdrew).")
+    text_version: str | None
+    language: str | None
+    taken_by: str
+    path: str = Field(description="Where it was taken: " + ", ".join(CONSENT_PATHS) + ", or withdraw.")
+    recorded_utc: str
+
+
 MAX_ENROLMENTS = 50
 MAX_ENROLMENT_TEMPLATES = 20
 
@@ -337,6 +370,9 @@ class DeviceEnrolment(InputModel):
     cards: list[str] = Field(default_factory=list, max_length=10)
     templates: list[RosterTemplate] = Field(min_length=1, max_length=MAX_ENROLMENT_TEMPLATES)
     created_utc: str
+    consent: ConsentIn | None = Field(None, description="The consent taken at the kiosk (path in consent_path); "
+                                      "without one (and none on file) the hub refuses the faces.")
+    consent_path: Literal["kiosk_guided", "kiosk_camera", "cli_photos", "csv_import", "device"] = "device"
 
     @field_validator("created_utc")
     @classmethod
@@ -399,6 +435,8 @@ class EmployeeIn(InputModel):
     templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     drop_device_templates: bool = Field(False, description="Erase faces a kiosk enrolled for this id (everywhere, "
                                         "on the next sync).")
+    consent: ConsentIn | None = Field(None, description="Required with photos or templates unless a consent is "
+                                      "on file: no consent, no template (the person is card-only).")
 
 
 class EmployeePatch(InputModel):
@@ -411,6 +449,7 @@ class EmployeePatch(InputModel):
     templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     replace_templates: bool = Field(False, description="Drop the old templates before adding these.")
     drop_device_templates: bool = Field(False, description="Erase faces kiosks enrolled for this person.")
+    consent: ConsentIn | None = Field(None, description="The person's consent, with photos or templates.")
 
 
 class DeviceTemplates(WireModel):
@@ -470,6 +509,48 @@ class EmployeeOut(WireModel):
     device_templates: list[DeviceTemplates] = Field(default_factory=list,
                                                     description="Faces enrolled at kiosks, per kiosk.")
     notice: str = Field("", description="What HR should know, e.g. kiosk faces awaiting approval.")
+
+
+class WithdrawIn(InputModel):
+    withdrawn_utc: str | None = Field(None, description="When the person withdrew (default: now).")
+    taken_by: Name | None = Field(None, description="Who received the withdrawal (default: the HR caller).")
+
+    @field_validator("withdrawn_utc")
+    @classmethod
+    def verify_withdrawn(cls, value: str | None) -> str | None:
+        return None if value is None else check_timestamp(value)
+
+
+class ModelHeld(WireModel):
+    model_id: str
+    templates: int
+    sources: dict[str, int] = Field(description="Templates per source: photo, hr, device:ID.")
+    first_utc: str
+    last_utc: str
+
+
+class PunchesHeld(WireModel):
+    count: int
+    first_utc: str | None
+    last_utc: str | None
+    devices: int
+
+
+class PersonReport(WireModel):
+    """What the hub holds about one person, for an access request (PIPL): no vectors, no photos."""
+
+    employee_id: str
+    name: str
+    active: bool
+    branches: list[str]
+    cards: list[str]
+    templates: list[ModelHeld]
+    device_templates: list[DeviceTemplates]
+    consents: list[ConsentOut]
+    consent_current: bool = Field(description="A consent is on file and not withdrawn.")
+    punches: PunchesHeld
+    photos_kept: bool = Field(False, description="The hub keeps no photos: templates are made and photos dropped.")
+    generated_utc: str
 
 
 class TerminateIn(InputModel):

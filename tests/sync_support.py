@@ -31,6 +31,8 @@ from sync.hub.server import HubThread
 
 TEST_MODEL = "ab" * 32  # a model id for kiosks in tests that do not run the face engine
 TEST_DIM = 512
+CONSENT = {"given_utc": "2026-01-05T08:00:00.000Z", "text_version": "face-2026-01", "language": "zh"}
+"""The person's consent to face recognition, as HR sends it with photos or templates."""
 BACKENDS = ["sqlite", "postgres"]
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 import numpy as np
 import pytest
-from sync_support import TEST_DIM, TEST_MODEL
+from sync_support import CONSENT, TEST_DIM, TEST_MODEL
 from test_sync_protocol import chain
 
 from kiosk.base.record import PUNCH_FIELDS
@@ -182,7 +182,7 @@ def test_roster_follows_branch_and_model_and_carries_leavers(hub) -> None:
     b1 = register(hub, "B001")
     b1_other_model = register(hub, "B001", model_id=OTHER_MODEL)
     b2 = register(hub, "B002")
-    emp = {"employee_id": "E100", "name": "Li Na", "branches": ["B001"], "cards": ["00ab12cd"],
+    emp = {"employee_id": "E100", "name": "Li Na", "branches": ["B001"], "cards": ["00ab12cd"], "consent": CONSENT,
            "templates": [{"model_id": TEST_MODEL, "vector": vector(1)}, {"model_id": OTHER_MODEL, "vector": vector(2)}]}
     created = hub.hr.post("/v1/hr/employees", json=emp)
     assert created.status_code == 201, created.text

@@ -6,8 +6,9 @@ everywhere, the enrolling kiosk included."""
 from __future__ import annotations
 
 import numpy as np
-from sync_support import TEST_DIM, TEST_MODEL
+from sync_support import CONSENT, TEST_DIM, TEST_MODEL
 
+from conftest import kiosk_consent
 from enrollment.saving import NewTemplate, store_enrolment
 
 
@@ -18,7 +19,8 @@ def unit(seed: int) -> np.ndarray:
 
 def enrol_at(kiosk, employee_id: str, vec: np.ndarray) -> None:
     store_enrolment(kiosk.store, kiosk.config, employee_id, "Kiosk Enrolled", None, [], TEST_MODEL,
-                    [NewTemplate(vec, 0.8, "guided")], "guided", "kiosk-admin")
+                    [NewTemplate(vec, 0.8, "guided")], "guided", "kiosk-admin",
+                    consent=kiosk_consent())
     assert kiosk.agent.once().errors == {}
 
 
@@ -29,6 +31,7 @@ def faces(kiosk, employee_id: str) -> list[tuple[str, float]]:
 
 
 def hr_template(vec: np.ndarray) -> dict:
+    """One template HR sends (with the person's consent, CONSENT)."""
     return {"model_id": TEST_MODEL, "vector": vec.tolist()}
 
 
@@ -41,7 +44,7 @@ def test_a_kiosk_face_never_reaches_another_branch_when_hr_creates_that_id_there
     device_id = enrolling.agent.state.require_registration().device_id
 
     created = hub.hr.post("/v1/hr/employees", json={"employee_id": "E50", "name": "New Hire", "branches": ["B002"],
-                                                    "templates": [hr_template(hr_face)]})
+                                                    "templates": [hr_template(hr_face)], "consent": CONSENT})
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["branches"] == ["B002"] and body["name"] == "New Hire"
@@ -68,8 +71,9 @@ def test_kiosk_faces_for_an_hr_employee_are_held_and_a_drop_erases_them_everywhe
     for kiosk in (enrolling, colleague):
         assert kiosk.agent.once().errors == {}
     hr_face, kiosk_face = unit(3), unit(4)
-    assert hub.hr.post("/v1/hr/employees", json={"employee_id": "E60", "name": "Known", "branches": ["B001"],
-                                                 "templates": [hr_template(hr_face)]}).status_code == 201
+    known = {"employee_id": "E60", "name": "Known", "branches": ["B001"], "templates": [hr_template(hr_face)],
+             "consent": CONSENT}
+    assert hub.hr.post("/v1/hr/employees", json=known).status_code == 201
     assert enrolling.agent.once().errors == {}
     enrol_at(enrolling, "E60", kiosk_face)
     person = hub.hr.get("/v1/hr/employees/E60").json()
@@ -108,7 +112,6 @@ def test_hr_sees_and_approves_kiosk_faces_on_the_console_employee_page(hub, make
     enrol_at(enrolling, "E80", unit(6))
     device_id = enrolling.agent.state.require_registration().device_id
     console = signed_in(hub, add_user(hub, "hr1", "hr_admin"))
-    console.cookies.set("lang", "en")
     page = console.get("/employees/E80")
     assert page.status_code == 200 and 'id="device-faces"' in page.text and device_id in page.text
     assert "This branch only" in page.text

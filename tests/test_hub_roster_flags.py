@@ -12,6 +12,7 @@ from test_hub_api import register, upload
 from test_hub_input_rules import enrolment
 from test_sync_protocol import chain
 
+from conftest import kiosk_consent
 from enrollment.saving import NewTemplate, store_enrolment
 
 
@@ -65,7 +66,8 @@ def test_a_kiosk_enrolment_arriving_after_the_punch_resolves_the_flag(hub) -> No
 def enrol_at(kiosk, employee_id: str) -> None:
     vec = np.random.default_rng(7).normal(size=TEST_DIM).astype(np.float32)
     store_enrolment(kiosk.store, kiosk.config, employee_id, "Just Enrolled", None, [], TEST_MODEL,
-                    [NewTemplate(vec / np.linalg.norm(vec), 0.8, "guided")], "guided", "kiosk-admin")
+                    [NewTemplate(vec / np.linalg.norm(vec), 0.8, "guided")], "guided", "kiosk-admin",
+                    consent=kiosk_consent())
 
 
 def test_the_agent_sends_a_new_enrolment_before_the_punch_that_follows_it(hub, make_kiosk) -> None:

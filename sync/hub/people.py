@@ -22,7 +22,7 @@ from kiosk.base.text import DB_INT_MAX, check_text
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.base.vectors import unit_vector
 from kiosk.face.images import check_image
-from sync.hub import audit
+from sync.hub import audit, consents
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, model_dims_in_use
 from sync.hub.faces import HubTemplate, TemplateMaker
@@ -251,8 +251,10 @@ def _drop_device_templates(tx: Tx, employee_id: str, sources: list[str], now: st
     return count
 
 
-def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "hr") -> tuple[EmployeeOut, bool]:
-    """Create (or re-hire a terminated) employee; returns the result and whether it was re-hired."""
+def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "hr",
+                    path: str = "hr_api") -> tuple[EmployeeOut, bool]:
+    """Create (or re-hire a terminated) employee; returns the result and whether it was re-hired. Templates
+    need the person's consent (``emp.consent``, recorded here as taken by ``actor`` on ``path``, or on file)."""
     now = iso_utc(utc_now())
     with db.transaction() as tx:
         row = tx.row("SELECT active, origin FROM employees WHERE id = ?" + tx.for_update, [emp.employee_id])
@@ -276,6 +278,9 @@ def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "h
             _drop_device_templates(tx, emp.employee_id, sources, now)
         _set_cards(tx, emp.employee_id, emp.cards)
         _set_branches(tx, emp.employee_id, emp.branches)
+        if emp.consent is not None:
+            consents.record(tx, emp.employee_id, emp.consent, path, actor, now)
+        consents.require(tx, emp.employee_id, len(made.ready))
         _add_templates(tx, emp.employee_id, made.ready, now)
         _bump(tx, emp.employee_id)
         action = "employee.adopt" if adopted else "employee.rehire" if row else "employee.create"
@@ -287,7 +292,7 @@ def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "h
 
 
 def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Templates,
-                   actor: str = "hr") -> EmployeeOut:
+                   actor: str = "hr", path: str = "hr_api") -> EmployeeOut:
     now = iso_utc(utc_now())
     with db.transaction() as tx:
         row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [employee_id])
@@ -308,6 +313,9 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
             erase_templates(tx, employee_id)
         elif patch.drop_device_templates and (sources := _device_sources(tx, employee_id, pending_only=False)):
             _drop_device_templates(tx, employee_id, sources, now)
+        if patch.consent is not None:
+            consents.record(tx, employee_id, patch.consent, path, actor, now)
+        consents.require(tx, employee_id, len(made.ready))
         _add_templates(tx, employee_id, made.ready, now)
         tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, employee_id])
         _bump(tx, employee_id)
@@ -315,6 +323,27 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
                      templates=len(made.ready))
         out = _employee_out(tx, employee_id)
     return _with_report(out, made)
+
+
+def withdraw_consent(db: HubDb, employee_id: str, when: str | None, taken_by: str, actor: str = "hr") -> EmployeeOut:
+    """The person withdraws their consent: every template of theirs is erased here now and, on their next sync,
+    on every kiosk (the hub's own and the faces kiosks enrolled themselves); cards and punches stay, so they
+    punch by card from now on. A later template needs a new consent."""
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        if tx.row("SELECT 1 AS x FROM employees WHERE id = ?" + tx.for_update, [employee_id]) is None:
+            raise NotFound(f"no employee {employee_id}")
+        consents.record_withdrawal(tx, employee_id, when or now, taken_by or actor, now)
+        erased = erase_templates(tx, employee_id)
+        tx.run("UPDATE device_enrolments SET dropped_utc = ? WHERE employee_id = ? AND dropped_utc IS NULL",
+               [now, employee_id])
+        tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, employee_id])
+        _bump(tx, employee_id)
+        audit.record(tx, actor, "consent.withdraw", employee_id, templates=erased)
+        out = _employee_out(tx, employee_id)
+    log.info("employee %s withdrew consent: %d template(s) erased at the hub, kiosks erase on next sync",
+             employee_id, erased)
+    return out
 
 
 def terminate_employee(db: HubDb, employee_id: str, reason: str, actor: str = "hr") -> EmployeeOut:
@@ -355,6 +384,11 @@ def _employee_out(tx: Tx, employee_id: str) -> EmployeeOut:
                        cards=cards, templates=counts, terminated_utc=emp["terminated_utc"],
                        terminate_reason=emp["terminate_reason"] or "", device_templates=kiosk_faces,
                        notice=_device_notice(kiosk_faces))
+
+
+def employee_record(tx: Tx, employee_id: str) -> EmployeeOut:
+    """A person as HR sees them, inside a caller's transaction."""
+    return _employee_out(tx, employee_id)
 
 
 def _with_report(out: EmployeeOut, made: Templates) -> EmployeeOut:
@@ -466,10 +500,16 @@ def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> Enrolme
         if row is not None and device.branch not in branches:
             return refuse(f"employee {enr.employee_id} belongs to {', '.join(sorted(branches)) or 'no branch'} "
                           f"at the hub, not {device.branch}; HR must assign them to this branch first")
+        if enr.consent is None and not consents.current(tx, enr.employee_id):
+            return refuse(f"no consent to face recognition for {enr.employee_id} came with these faces or is on "
+                          "file; the kiosk must record the person's consent (no consent, no template)")
         if row is None:
             tx.run("INSERT INTO employees (id, name, active, created_utc, updated_utc, origin) "
                    "VALUES (?, ?, 1, ?, ?, ?)", [enr.employee_id, enr.name, now, now, device_source(device.id)])
             _set_branches(tx, enr.employee_id, [device.branch])
+        if enr.consent is not None:
+            consents.record(tx, enr.employee_id, enr.consent, enr.consent_path, device_source(device.id), now,
+                            device.id)
         # A kiosk's faces are its branch's only; for someone HR manages, none goes anywhere until HR approves.
         held = row is not None and row["origin"] == "hr"
         existing = [r["card_id"] for r in tx.rows("SELECT card_id FROM employee_cards WHERE employee_id = ?",

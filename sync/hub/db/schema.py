@@ -226,6 +226,15 @@ ALTER TABLE employees ADD COLUMN origin TEXT NOT NULL DEFAULT 'hr';
 ALTER TABLE device_enrolments ADD COLUMN dropped_utc TEXT
 """
 
+# Consents to face templates (PIPL), one row per consent given or withdrawn; never edited.
+_CONSENTS = """
+CREATE TABLE consents (
+    id {autoid}, employee_id TEXT NOT NULL, kind TEXT NOT NULL, given_utc TEXT, text_version TEXT, language TEXT,
+    taken_by TEXT NOT NULL, path TEXT NOT NULL, device_id TEXT, recorded_utc TEXT NOT NULL
+);
+CREATE INDEX consents_employee ON consents (employee_id, id)
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -239,6 +248,7 @@ MIGRATIONS: list[HubMigration] = [
     ("signing_001_device_keys", lambda dialect: _statements(_SIGNING, dialect)),
     ("scope_001_issue_employee", lambda dialect: _statements(_ISSUE_EMPLOYEE, dialect)),
     ("scope_002_device_templates", lambda dialect: _statements(_DEVICE_SCOPE, dialect)),
+    ("scope_003_consents", lambda dialect: _statements(_CONSENTS, dialect)),
 ]
 
 # Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).
