@@ -154,3 +154,25 @@ def test_the_report_says_what_the_hub_holds(hub, make_kiosk, invoke, tmp_path) -
     assert any("consent to face recognition: on file" in line for line in lines)
     assert any(f"model {TEST_MODEL[:12]}: 2 (hr 2)" in line for line in lines)
     assert any(line.startswith("punches: 2,") for line in lines)
+
+
+def test_kiosk_hub_employee_report_and_withdraw_consent_on_the_command_line(invoke, tmp_path) -> None:
+    from sync.hub import people
+    from sync.hub.config import load_hub_config
+    from sync.hub.db import hub_db
+    from sync.protocol import EmployeeIn
+    assert invoke("hub", "init", str(tmp_path / "hub")).exit_code == 0
+    config = str(tmp_path / "hub" / "hub.toml")
+    with hub_db(load_hub_config(config).database, migrate=True) as db:
+        people.create_employee(db, EmployeeIn(employee_id="E1", name="Li Na", branches=["B001"]),
+                               people.Templates([], 0, [], []))
+    shown = invoke("hub", "employee", "report", "E1", "--config", config)
+    assert shown.exit_code == 0 and "consent to face recognition: none (card-only)" in shown.output
+    assert "punches: 0" in shown.output and "photos kept: none" in shown.output
+    withdrawn = invoke("hub", "employee", "withdraw-consent", "E1", "--taken-by", "Zhang HR", "--config", config)
+    assert withdrawn.exit_code == 0 and "consent withdrawn" in withdrawn.output
+    as_json = invoke("hub", "employee", "report", "E1", "--json", "--config", config)
+    report = json.loads(as_json.output.strip().splitlines()[-1])
+    assert [c["kind"] for c in report["consents"]] == ["withdrawn"] and report["consents"][0]["taken_by"] == "Zhang HR"
+    missing = invoke("hub", "employee", "report", "E404", "--config", config)
+    assert missing.exit_code == 1 and "no employee E404" in missing.output
