@@ -541,7 +541,7 @@ def test_with_liveness_on_the_screen_asks_for_a_blink_up_front(chrome, face_data
     run_kiosk("init", str(home), check=True)
     config = home / "kiosk.toml"
     colin = face_data / "Colin_Powell"
-    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
               "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
     scene = Scene(tmp_path / "camera")
     scene.idle()
