@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from enrollment.photos import LookAlike
 from kiosk.base.consent import NO_CONSENT_FIX, Consent
 from kiosk.base.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from enrollment.photos import LookAlike
 
 log = logging.getLogger(__name__)
 

@@ -211,11 +211,12 @@ def test_look_alikes_are_stored_as_card_and_face_with_the_enrolment(face_engine,
     config = load_config(kiosk_home)
     vec = np.ones(512, np.float32) / np.sqrt(512)
     store_enrolment(fresh_store, config, "E300", "First Twin", None, (), face_engine.model_id,
-                    [NewTemplate(vec, 0.9, "guided")], "guided", "test")
+                    [NewTemplate(vec, 0.9, "guided")], "guided", "test", consent=kiosk_consent())
     store_enrolment(fresh_store, config, "E301", "Second Twin", None, (), face_engine.model_id,
-                    [NewTemplate(vec, 0.9, "guided")], "guided", "test", look_alikes=[LookAlike("E300", 0.97)])
+                    [NewTemplate(vec, 0.9, "guided")], "guided", "test", look_alikes=[LookAlike("E300", 0.97)],
+                    consent=kiosk_consent())
     store_enrolment(fresh_store, config, "E302", "Someone Else", None, (), face_engine.model_id,
-                    [NewTemplate(-vec, 0.9, "guided")], "guided", "test")
+                    [NewTemplate(-vec, 0.9, "guided")], "guided", "test", consent=kiosk_consent())
     marked = {e.id: e.card_and_face for e in fresh_store.roster.list()}
     assert marked == {"E300": True, "E301": True, "E302": False}
     reasons = [r["detail"] for r in fresh_store.audit_log(10) if r["action"] == "employee.card_and_face_on"]

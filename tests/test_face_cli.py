@@ -215,19 +215,19 @@ def test_look_alikes_are_refused_then_enrolled_with_card_and_face(invoke, kiosk_
     photos = image_files(face_data / "Ariel_Sharon")
     other = image_files(face_data / "Colin_Powell")
     config = str(kiosk_home)
-    assert invoke("enroll", "add", "--employee", "E001", "--name", "Twin A", "--photos", str(photos[0]),
+    assert invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E001", "--name", "Twin A", "--photos", str(photos[0]),
                   "--config", config).exit_code == 0
-    refused = invoke("enroll", "add", "--employee", "E002", "--name", "Twin B", "--photos", str(photos[1]),
-                     "--config", config)
+    refused = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E002", "--name", "Twin B", "--photos",
+                     str(photos[1]), "--config", config)
     assert refused.exit_code == 1
     assert "other_employee: this face matches employee E001" in refused.output and "--card-and-face" in refused.output
-    flagged = invoke("enroll", "add", "--employee", "E002", "--name", "Twin B", "--photos", str(photos[1]),
-                     "--card-and-face", "--config", config)
+    flagged = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E002", "--name", "Twin B", "--photos",
+                     str(photos[1]), "--card-and-face", "--config", config)
     assert flagged.exit_code == 0, flagged.output
     assert "look-alike: E002 matches E001 (score" in flagged.output
     assert "E002 and E001 now punch with card + face" in flagged.output
     # A different person is not a look-alike and keeps punching as punch.mode says.
-    plain = invoke("enroll", "add", "--employee", "E003", "--name", "Someone", "--photos", str(other[0]),
+    plain = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E003", "--name", "Someone", "--photos", str(other[0]),
                    "--config", config)
     assert plain.exit_code == 0 and "look-alike" not in plain.output
     listed = [json.loads(line) for line in invoke("employee", "list", "--json", "--config", config).output.splitlines()

@@ -587,7 +587,7 @@ def test_the_liveness_challenge_is_shown_up_front_beside_the_picture(chrome, fac
     run_kiosk("init", str(home), check=True)
     config = home / "kiosk.toml"
     colin = face_data / "Colin_Powell"
-    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
               "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
     scene = Scene(tmp_path / "camera")
     scene.idle()
