@@ -19,7 +19,9 @@ import numpy as np
 
 from enrollment.photos import DIFFERENT_PERSON_MAX, PhotoCheck, check_photo_file, refuse
 from enrollment.saving import NewTemplate, store_enrolment
+from kiosk.base.consent import Consent
 from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.base.timeutil import iso_utc, parse_iso
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery
 from kiosk.store.roster import check_employee_id, check_name
@@ -42,11 +44,13 @@ class RosterRow:
     cards: tuple[str, ...]
     branch: str | None
     photos: tuple[str, ...]
+    consent: str = ""  # when the person consented to face recognition (date or ISO time); empty: card-only
 
 
 @dataclass
 class RowOutcome:
-    """What happened to one row: ``status`` enrolled, skipped or failed (``problem`` says why)."""
+    """What happened to one row: ``status`` enrolled, card_only (no consent: person and cards only), skipped or
+    failed (``problem`` says why)."""
 
     row: RosterRow
     status: str = "failed"
@@ -87,7 +91,7 @@ def read_roster(path: Path) -> list[RosterRow]:
         return (raw.get(columns[name]) or "").strip() if name in columns else ""
 
     return [RosterRow(reader.line_num, cell(raw, "id"), cell(raw, "name"), _split(cell(raw, "card")),
-                      cell(raw, "branch") or None, _split(cell(raw, "photos")))
+                      cell(raw, "branch") or None, _split(cell(raw, "photos")), cell(raw, "consent"))
             for raw in reader if any((v or "").strip() for v in raw.values() if isinstance(v, str))]
 
 
@@ -95,19 +99,25 @@ class RosterImport:
     """Imports rows one by one against one engine, gallery and store."""
 
     def __init__(self, engine: FaceEngine, gallery: Gallery, store, config, photo_dir: Path,  # noqa: ANN001
-                 skip_existing: bool = True, actor: str = "admin") -> None:
+                 skip_existing: bool = True, actor: str = "admin", consent_taken_by: str | None = None,
+                 consent_language: str = "zh", consent_date: str = "") -> None:
         self.engine, self.gallery, self.store, self.config = engine, gallery, store, config
         self.photo_dir = photo_dir
         self.skip_existing, self.actor = skip_existing, actor
+        self.consent_taken_by, self.consent_language = consent_taken_by, consent_language
+        self.consent_date = consent_date  # for rows whose consent cell is empty (a CSV without the column)
         self._seen: dict[str, int] = {}
 
     def import_row(self, row: RosterRow) -> RowOutcome:
         outcome = RowOutcome(row)
         try:
             self._check_row(row)
+            consent = self._consent(row)
         except InvalidInput as exc:
             outcome.problem = exc.what
             return outcome
+        if consent is None:
+            return self._card_only(row, outcome)
         if self.skip_existing and self.store.roster.has_templates(row.employee_id, self.engine.model_id):
             outcome.status, outcome.problem = "skipped", "already has face templates of this model"
             return outcome
@@ -119,13 +129,42 @@ class RosterImport:
         templates = [NewTemplate(c.vector, c.quality.score, f"photo:{Path(c.source).name}") for c in usable]
         try:
             store_enrolment(self.store, self.config, row.employee_id, row.name, row.branch, row.cards,
-                            self.engine.model_id, templates, "import", self.actor)
+                            self.engine.model_id, templates, "import", self.actor, consent=consent)
         except KioskError as exc:
             outcome.problem = exc.what
             return outcome
         for check in usable:  # later rows are checked against this person too
             self.gallery.add(row.employee_id, check.vector)
         outcome.status, outcome.templates = "enrolled", len(usable)
+        return outcome
+
+    def _consent(self, row: RosterRow) -> Consent | None:
+        """The row's consent (its ``consent`` cell, else --consent-date: when the person agreed), taken by
+        --consent-taken-by; None (card-only) without either."""
+        given = row.consent or self.consent_date
+        if not given:
+            return None
+        if not self.consent_taken_by:
+            raise InvalidInput("the consent column is filled but nobody is named as having taken the consents",
+                               fix="Add --consent-taken-by NAME.")
+        try:
+            given = iso_utc(parse_iso(given if "T" in given else f"{given}T00:00:00"))
+        except ValueError:
+            raise InvalidInput(f"consent {given!r} is not a date", fix="Write the date the person consented, "
+                               "e.g. 2026-01-31.") from None
+        return Consent(given_utc=given, taken_by=self.consent_taken_by, path="csv_import",
+                       language=self.consent_language)
+
+    def _card_only(self, row: RosterRow, outcome: RowOutcome) -> RowOutcome:
+        """No consent, no template: the person and their cards are saved, their photos are not read."""
+        try:
+            store_enrolment(self.store, self.config, row.employee_id, row.name, row.branch, row.cards,
+                            self.engine.model_id, [], "import", self.actor)
+        except KioskError as exc:
+            outcome.problem = exc.what
+            return outcome
+        outcome.status = "card_only"
+        outcome.problem = "no consent to face recognition in the consent column: card only" if row.photos else ""
         return outcome
 
     def _check_row(self, row: RosterRow) -> None:
@@ -135,7 +174,7 @@ class RosterImport:
             self.store.roster.normalise_card(card)
         if row.branch is not None and not BRANCH_RE.match(row.branch):
             raise InvalidInput(f"branch {row.branch!r} is not a branch code (letters, digits, _ . -)")
-        if not row.photos:
+        if not row.photos and (row.consent or self.consent_date):
             raise InvalidInput("no photo file named in the photos column")
         first = self._seen.setdefault(row.employee_id, row.line)
         if first != row.line:

@@ -49,6 +49,7 @@ from sync.protocol import (
     MAX_ENROLMENT_TEMPLATES,
     MAX_ENROLMENTS,
     ClockAnchor,
+    ConsentIn,
     DeviceEnrolment,
     DeviceEnrolmentBatch,
     EnrolmentResult,
@@ -158,6 +159,7 @@ class Agent:
         self._client_key: tuple[str, str] | None = None
         self._push_lock = threading.Lock()
         self._roster_lock = threading.Lock()
+        self._enrolment_lock = threading.Lock()
         self._data_version: int | None = None
         self._maybe_pending = True
         self._woken_mono = 0.0  # when watch() last woke the push job
@@ -246,6 +248,7 @@ class Agent:
         report = PushReport()
         client = self.client()
         start = time.monotonic()
+        self._enrolments_first()
         with self._push_lock:
             while True:
                 batch = self.state.pending(self._batch_limit())
@@ -274,6 +277,16 @@ class Agent:
                      report.batches, report.duplicates, report.rejected)
         return report
 
+    def _enrolments_first(self) -> None:
+        """Someone enrolled here a minute ago may punch right away: their enrolment goes up before the punch,
+        or the hub would flag it unknown_employee. A failure here never holds punches back (the hub then
+        resolves the flag when the enrolment arrives)."""
+        try:
+            if self.store.enrolments.count_unsent():
+                self.send_enrolments()
+        except KioskError as exc:
+            log.warning("enrolments before punches: %s; pushing the punches anyway", exc.what)
+
     def retry_rejected(self) -> PushReport:
         """Send punches the hub rejected once more (e.g. after a hub upgrade)."""
         report = PushReport()
@@ -289,6 +302,10 @@ class Agent:
         """Send faces enrolled at this kiosk (guided capture, import) to the hub; returns how many it
         took. A refused enrolment is logged and audited, and does not block the others."""
         client = self.client()
+        with self._enrolment_lock:
+            return self._send_enrolments(client)
+
+    def _send_enrolments(self, client: HubClient) -> int:
         taken = 0
         while pending := self.store.enrolments.unsent(MAX_ENROLMENTS):
             sendable, refused = _enrolments(pending)
@@ -358,11 +375,11 @@ class Agent:
     def once(self, retry_rejected: bool = False) -> OnceReport:
         """Every step once; a failing step is reported and the others still run."""
         report = OnceReport()
-        steps: list[tuple[str, Callable[[], Any]]] = [("push", self.push)]
+        # Enrolments before punches: a punch of someone just enrolled here must find them at the hub.
+        steps: list[tuple[str, Callable[[], Any]]] = [("enrolments", self.send_enrolments), ("push", self.push)]
         if retry_rejected:
             steps.append(("retry_rejected", self.retry_rejected))
-        steps += [("enrolments", self.send_enrolments), ("roster", self.pull_roster), ("heartbeat", self.heartbeat),
-                  ("retention", self.retention)]
+        steps += [("roster", self.pull_roster), ("heartbeat", self.heartbeat), ("retention", self.retention)]
         for name, step in steps:
             try:
                 result = step()
@@ -511,5 +528,17 @@ def _enrolment(entry: dict[str, Any]) -> DeviceEnrolment:
     templates = [RosterTemplate(model_id=t["model_id"], dim=int(t["vector"].size),
                                 vector_b64=encode_vector(t["vector"]), quality=t["quality"])
                  for t in entry["templates"][:MAX_ENROLMENT_TEMPLATES]]
+    consent = entry.get("consent")
     return DeviceEnrolment(enrolment_id=entry["outbox_id"], employee_id=entry["employee_id"], name=entry["name"],
-                           cards=entry["cards"], templates=templates, created_utc=entry["created_utc"])
+                           cards=entry["cards"], templates=templates, created_utc=entry["created_utc"],
+                           consent=_wire_consent(consent) if consent else None,
+                           consent_path=consent["path"] if consent and consent["path"] in CONSENT_WIRE_PATHS
+                           else "device")
+
+
+CONSENT_WIRE_PATHS = ("kiosk_guided", "kiosk_camera", "cli_photos", "csv_import")
+
+
+def _wire_consent(consent: dict[str, Any]) -> ConsentIn:
+    return ConsentIn(given_utc=consent["given_utc"], text_version=consent["text_version"],
+                     language=consent["language"], taken_by=consent["taken_by"])

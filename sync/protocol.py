@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from kiosk.base.consent import CONSENT_PATHS, CONSENT_VERSION, CONSENT_VERSIONS
 from kiosk.base.errors import InvalidInput
 from kiosk.base.record import CLOCK_STATES, DIRECTIONS, KINDS, METHODS, PUNCH_FIELDS, punch_hash
 from kiosk.base.signing import PUBLIC_KEY_PATTERN, SIGNATURE_PATTERN
@@ -311,6 +312,8 @@ class RosterEmployee(WireModel):
     name: str = Field(min_length=1, max_length=100)
     cards: list[str] = Field(default_factory=list)
     templates: list[RosterTemplate] = Field(default_factory=list)
+    erase_own_templates: bool = Field(False, description="Erase the faces of this person enrolled at this kiosk "
+                                      "(HR dropped them, or the person withdrew consent).")
 
 
 class RosterPage(WireModel):
@@ -320,6 +323,38 @@ class RosterPage(WireModel):
     employees: list[RosterEmployee] = Field(default_factory=list, description="New or changed people.")
     deletions: list[EmployeeId] = Field(default_factory=list,
                                         description="People to erase on this kiosk now (left or moved).")
+
+
+class ConsentIn(InputModel):
+    """The person's separate consent to face templates (PIPL): without it no template is stored."""
+
+    given_utc: str = Field(description="When the person consented (UTC, e.g. 2026-01-31T08:57:00.000Z).")
+    text_version: str = Field(CONSENT_VERSION, max_length=32, description="The consent text they were shown "
+                              f"(catalogue entry consent.VERSION); now {CONSENT_VERSION}.")
+    language: Literal["zh", "en"] = "zh"
+    taken_by: Name | None = Field(None, description="Who took the consent (default: the HR caller or the kiosk).")
+
+    @field_validator("given_utc")
+    @classmethod
+    def verify_given(cls, value: str) -> str:
+        return check_timestamp(value)
+
+    @field_validator("text_version")
+    @classmethod
+    def verify_version(cls, value: str) -> str:
+        if value not in CONSENT_VERSIONS:
+            raise ValueError(f"unknown consent text version; use one of {', '.join(CONSENT_VERSIONS)}")
+        return value
+
+
+class ConsentOut(WireModel):
+    kind: Literal["given", "withdrawn"]
+    given_utc: str | None = Field(description="When the person consented (or withdrew).")
+    text_version: str | None
+    language: str | None
+    taken_by: str
+    path: str = Field(description="Where it was taken: " + ", ".join(CONSENT_PATHS) + ", or withdraw.")
+    recorded_utc: str
 
 
 MAX_ENROLMENTS = 50
@@ -335,6 +370,9 @@ class DeviceEnrolment(InputModel):
     cards: list[str] = Field(default_factory=list, max_length=10)
     templates: list[RosterTemplate] = Field(min_length=1, max_length=MAX_ENROLMENT_TEMPLATES)
     created_utc: str
+    consent: ConsentIn | None = Field(None, description="The consent taken at the kiosk (path in consent_path); "
+                                      "without one (and none on file) the hub refuses the faces.")
+    consent_path: Literal["kiosk_guided", "kiosk_camera", "cli_photos", "csv_import", "device"] = "device"
 
     @field_validator("created_utc")
     @classmethod
@@ -395,6 +433,10 @@ class EmployeeIn(InputModel):
     cards: list[Annotated[str, Field(pattern=CARD)]] = Field(default_factory=list, max_length=16)
     photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
     templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
+    drop_device_templates: bool = Field(False, description="Erase faces a kiosk enrolled for this id (everywhere, "
+                                        "on the next sync).")
+    consent: ConsentIn | None = Field(None, description="Required with photos or templates unless a consent is "
+                                      "on file: no consent, no template (the person is card-only).")
 
 
 class EmployeePatch(InputModel):
@@ -406,6 +448,25 @@ class EmployeePatch(InputModel):
     photos: list[Photo] = Field(default_factory=list, max_length=MAX_PHOTOS)
     templates: list[TemplateIn] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     replace_templates: bool = Field(False, description="Drop the old templates before adding these.")
+    drop_device_templates: bool = Field(False, description="Erase faces kiosks enrolled for this person.")
+    consent: ConsentIn | None = Field(None, description="The person's consent, with photos or templates.")
+
+
+class DeviceTemplates(WireModel):
+    """A person's faces enrolled at one kiosk: scoped (used at that kiosk's branch only), held (used nowhere
+    else, the person is HR's) or approved by HR (used wherever the person works)."""
+
+    device_id: str
+    branch: str | None = Field(description="The branch they are limited to; null once approved.")
+    templates: int
+    state: Literal["scoped", "held", "approved"]
+    enrolled_utc: str
+    last_utc: str
+
+
+class DeviceTemplatesIn(InputModel):
+    device_id: Annotated[str, Field(max_length=64)] | None = Field(None, description="Only this kiosk's "
+                                                                   "enrolments (default: every kiosk's).")
 
 
 class PhotoProblem(WireModel):
@@ -445,6 +506,51 @@ class EmployeeOut(WireModel):
                                       description="Model ids devices run that the hub cannot make templates for.")
     terminated_utc: str | None = None
     terminate_reason: str = ""
+    device_templates: list[DeviceTemplates] = Field(default_factory=list,
+                                                    description="Faces enrolled at kiosks, per kiosk.")
+    notice: str = Field("", description="What HR should know, e.g. kiosk faces awaiting approval.")
+
+
+class WithdrawIn(InputModel):
+    withdrawn_utc: str | None = Field(None, description="When the person withdrew (default: now).")
+    taken_by: Name | None = Field(None, description="Who received the withdrawal (default: the HR caller).")
+
+    @field_validator("withdrawn_utc")
+    @classmethod
+    def verify_withdrawn(cls, value: str | None) -> str | None:
+        return None if value is None else check_timestamp(value)
+
+
+class ModelHeld(WireModel):
+    model_id: str
+    templates: int
+    sources: dict[str, int] = Field(description="Templates per source: photo, hr, device:ID.")
+    first_utc: str
+    last_utc: str
+
+
+class PunchesHeld(WireModel):
+    count: int
+    first_utc: str | None
+    last_utc: str | None
+    devices: int
+
+
+class PersonReport(WireModel):
+    """What the hub holds about one person, for an access request (PIPL): no vectors, no photos."""
+
+    employee_id: str
+    name: str
+    active: bool
+    branches: list[str]
+    cards: list[str]
+    templates: list[ModelHeld]
+    device_templates: list[DeviceTemplates]
+    consents: list[ConsentOut]
+    consent_current: bool = Field(description="A consent is on file and not withdrawn.")
+    punches: PunchesHeld
+    photos_kept: bool = Field(False, description="The hub keeps no photos: templates are made and photos dropped.")
+    generated_utc: str
 
 
 class TerminateIn(InputModel):
@@ -458,6 +564,8 @@ class DeviceIssue(WireModel):
     detail: str
     first_seen_utc: str
     resolved_utc: str | None
+    employee_id: str | None = Field(None, description="The person whose punches the issue is about "
+                                    "(not_on_roster, unknown_employee).")
 
 
 class DeviceStatus(WireModel):

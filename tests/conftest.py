@@ -20,6 +20,14 @@ from kiosk.store import open_store
 pytest_plugins = ["face_support", "sync_support"]
 
 REPO = Path(__file__).resolve().parent.parent
+CONSENT_ARGS = ("--consent-taken-by", "Test Admin")
+"""`kiosk enroll add|import`: the person consented in front of the admin running the command."""
+
+
+def kiosk_consent():  # noqa: ANN201 - kiosk.base.consent.Consent
+    """A consent taken at the kiosk, for tests that call store_enrolment directly."""
+    from kiosk.base.consent import Consent
+    return Consent(given_utc="2026-01-05T08:00:00.000Z", taken_by="Test Admin", path="kiosk_guided")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

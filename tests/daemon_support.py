@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from waiting import Lines
 
-from conftest import REPO, run_kiosk
+from conftest import CONSENT_ARGS, REPO, run_kiosk
 from kiosk.tools import scenes as walkups
 
 
@@ -47,7 +47,7 @@ def copy_home(home_config: Path, dest: Path) -> Path:
 
 def enrol(config: Path, employee_id: str, name: str, photos: Sequence[Path], *extra: str) -> None:
     run_kiosk("enroll", "add", "--employee", employee_id, "--name", name, "--photos",
-              *[str(p) for p in photos], *extra, "--config", str(config), check=True, timeout=300)
+              *[str(p) for p in photos], *extra, *CONSENT_ARGS, "--config", str(config), check=True, timeout=300)
 
 
 def run_daemon(config: Path, *sets: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess, list[dict]]:

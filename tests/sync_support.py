@@ -31,6 +31,8 @@ from sync.hub.server import HubThread
 
 TEST_MODEL = "ab" * 32  # a model id for kiosks in tests that do not run the face engine
 TEST_DIM = 512
+CONSENT = {"given_utc": "2026-01-05T08:00:00.000Z", "text_version": "face-2026-01", "language": "zh"}
+"""The person's consent to face recognition, as HR sends it with photos or templates."""
 BACKENDS = ["sqlite", "postgres"]
 
 
@@ -84,6 +86,12 @@ class HubFixture:
 
     def code(self, branch: str = "B001") -> str:
         return devices.create_code(self.db, branch, 1.0)["code"]
+
+    def hire(self, employee_id: str = "E1", branch: str = "B001") -> None:
+        """HR puts a card-only person on a branch's roster (so punches for them carry no roster flag)."""
+        resp = self.hr.post("/v1/hr/employees", json={"employee_id": employee_id, "name": f"Person {employee_id}",
+                                                      "branches": [branch]})
+        assert resp.status_code == 201, resp.text
 
     def export(self, since: int = 0) -> list[dict]:
         """Every punch HR can read, following the cursor through all pages."""

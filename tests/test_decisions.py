@@ -223,8 +223,10 @@ def test_a_wall_clock_set_back_after_a_reboot_does_not_debounce_forever(punching
 # -- the hub: a punch id sent again -----------------------------------------------------------
 
 def open_issues(hub, device) -> list[tuple[str, int, int]]:
+    """Open chain issues (issues about one person's punches are tests/test_hub_roster_flags.py's)."""
     issues = hub.hr.get(f"/v1/hr/devices/{device.device_id}").json()["issues"]
-    return sorted((i["kind"], i["seq_from"], i["seq_to"]) for i in issues if i["resolved_utc"] is None)
+    return sorted((i["kind"], i["seq_from"], i["seq_to"]) for i in issues
+                  if i["resolved_utc"] is None and not i["employee_id"])
 
 
 def test_a_resent_id_with_other_content_is_refused_and_raised(hub) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from face_support import darkened, downscaled
 
-from conftest import run_kiosk
+from conftest import CONSENT_ARGS, kiosk_consent, run_kiosk
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Person, Phase
 from enrollment.saving import NewTemplate, store_enrolment
 from kiosk.config import load_config
@@ -145,7 +145,8 @@ def test_saving_goes_through_the_store_and_the_hub_queue(face_engine, face_data:
     image = frames(face_data, "Colin_Powell")[0]
     vector = face_engine.embed(image, face_engine.choose(face_engine.detect(image), image.shape))
     ids = store_enrolment(fresh_store, config, "E300", "Colin P", None, ("00123456",), face_engine.model_id,
-                          [NewTemplate(vector, 0.8, "guided")], "guided", "kiosk-admin")
+                          [NewTemplate(vector, 0.8, "guided")], "guided", "kiosk-admin",
+                          consent=kiosk_consent())
     employee = fresh_store.roster.get("E300")
     assert employee.templates == 1 and employee.cards == ("0000123456",) and employee.branch == "B001"  # as read
     queued = fresh_store.query("SELECT * FROM enrolment_outbox")
@@ -162,7 +163,7 @@ def test_saving_goes_through_the_store_and_the_hub_queue(face_engine, face_data:
 def test_without_a_hub_the_enrolment_waits_in_the_queue(face_engine, fresh_store, kiosk_home) -> None:
     vector = np.ones(512, np.float32) / np.sqrt(512)
     store_enrolment(fresh_store, load_config(kiosk_home), "E301", "No Hub", None, (), face_engine.model_id,
-                    [NewTemplate(vector, 0.5, "guided")], "guided", "admin")
+                    [NewTemplate(vector, 0.5, "guided")], "guided", "admin", consent=kiosk_consent())
     assert fresh_store.enrolments.count_unsent() == 1 and fresh_store.roster.get("E301").templates == 1
     fresh_store.roster.erase("E301", reason="left before the kiosk was registered")
     assert fresh_store.enrolments.count_unsent() == 0  # an erased face is never sent
@@ -183,13 +184,14 @@ def employee(kiosk_home: Path, employee_id: str) -> dict | None:
 
 def test_enroll_add_camera_in_a_terminal(kiosk_home: Path, face_data: Path, tmp_path: Path) -> None:
     source = scene(tmp_path / "cam", frames(face_data, "John_Simm")[:8])
-    done = run_kiosk("enroll", "add", "--camera", "--employee", "E400", "--name", "John Simm", "--config",
-                     str(kiosk_home), "--set", f"camera.source={source}")
+    done = run_kiosk("enroll", "add", "--camera", *CONSENT_ARGS, "--employee", "E400", "--name", "John Simm",
+                     "--config", str(kiosk_home), "--set", f"camera.source={source}")
     assert done.returncode == 0, done.stderr
     assert "Good — sample taken (4 of 5)" in done.stdout and "saved 5 samples of E400" in done.stdout
     assert "enrolment complete (5 samples)" in done.stdout
     assert employee(kiosk_home, "E400")["templates"] == 5
-    again = run_kiosk("enroll", "add", "--camera", "--employee", "E401", "--name", "Someone Else", "--config",
+    again = run_kiosk("enroll", "add", "--camera", *CONSENT_ARGS, "--employee", "E401", "--name", "Someone Else",
+                      "--config",
                       str(kiosk_home), "--set", f"camera.source={source}", input_text="n\n")
     assert again.returncode == 1
     assert "already matches employee E400 John Simm" in again.stdout and "nothing was saved for E401" in again.stderr
@@ -197,7 +199,8 @@ def test_enroll_add_camera_in_a_terminal(kiosk_home: Path, face_data: Path, tmp_
 
 
 def test_enroll_add_camera_without_a_camera_says_what_to_do(kiosk_home: Path) -> None:
-    result = run_kiosk("enroll", "add", "--camera", "--employee", "E402", "--name", "X Y", "--config", str(kiosk_home))
+    result = run_kiosk("enroll", "add", "--camera", *CONSENT_ARGS, "--employee", "E402", "--name", "X Y", "--config",
+                       str(kiosk_home))
     assert result.returncode == 1 and "no camera is configured" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -208,11 +211,12 @@ def test_look_alikes_are_stored_as_card_and_face_with_the_enrolment(face_engine,
     config = load_config(kiosk_home)
     vec = np.ones(512, np.float32) / np.sqrt(512)
     store_enrolment(fresh_store, config, "E300", "First Twin", None, (), face_engine.model_id,
-                    [NewTemplate(vec, 0.9, "guided")], "guided", "test")
+                    [NewTemplate(vec, 0.9, "guided")], "guided", "test", consent=kiosk_consent())
     store_enrolment(fresh_store, config, "E301", "Second Twin", None, (), face_engine.model_id,
-                    [NewTemplate(vec, 0.9, "guided")], "guided", "test", look_alikes=[LookAlike("E300", 0.97)])
+                    [NewTemplate(vec, 0.9, "guided")], "guided", "test", look_alikes=[LookAlike("E300", 0.97)],
+                    consent=kiosk_consent())
     store_enrolment(fresh_store, config, "E302", "Someone Else", None, (), face_engine.model_id,
-                    [NewTemplate(-vec, 0.9, "guided")], "guided", "test")
+                    [NewTemplate(-vec, 0.9, "guided")], "guided", "test", consent=kiosk_consent())
     marked = {e.id: e.card_and_face for e in fresh_store.roster.list()}
     assert marked == {"E300": True, "E301": True, "E302": False}
     reasons = [r["detail"] for r in fresh_store.audit_log(10) if r["action"] == "employee.card_and_face_on"]

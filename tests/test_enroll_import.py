@@ -16,7 +16,7 @@ import cv2
 import pytest
 from face_support import blurred, darkened, downscaled
 
-from conftest import run_kiosk
+from conftest import CONSENT_ARGS, run_kiosk
 from kiosk.config import load_config
 from kiosk.store import open_store
 
@@ -57,7 +57,7 @@ def import_roster(kiosk_home: Path, tmp_path: Path, photo_dir: Path, roster: str
     path = tmp_path / "roster.csv"
     path.write_text(roster, encoding="utf-8")
     return run_kiosk("enroll", "import", "--csv", str(path), "--photos", str(photo_dir), "--config",
-                     str(kiosk_home), *extra)
+                     str(kiosk_home), *CONSENT_ARGS, "--consent-date", "2026-01-05", *extra)
 
 
 def test_import_reports_each_refusal_and_enrols_the_rest(kiosk_home: Path, tmp_path: Path, photo_dir: Path) -> None:
@@ -118,7 +118,8 @@ def test_the_progress_bar_shows_on_a_terminal(kiosk_home: Path, tmp_path: Path, 
     path.write_text("id,name,card,branch,photos\nE201,Raj K,,,raj1.png\nE202,Nobody,,,dog.jpg\n", encoding="utf-8")
     main, child = pty.openpty()  # stderr is a real terminal: click draws the bar there
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", "enroll", "import", "--csv", str(path), "--photos",
-                             str(photo_dir), "--config", str(kiosk_home)],
+                             str(photo_dir), "--config", str(kiosk_home), *CONSENT_ARGS, "--consent-date",
+                             "2026-01-05"],
                             stdout=subprocess.PIPE, stderr=child, text=True)
     os.close(child)
     stdout, _ = proc.communicate(timeout=120)

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import run_kiosk
+from conftest import CONSENT_ARGS, run_kiosk
 from kiosk.config import load_config
 from kiosk.face.images import image_files
 from kiosk.store import open_store
@@ -51,7 +51,7 @@ def _json_lines(output: str) -> list[dict]:
 def test_enroll_then_identify(invoke, kiosk_home: Path, people) -> None:
     cfg = str(kiosk_home)
     a, stranger = sorted(people)[0], sorted(people)[1]
-    result = invoke("enroll", "add", "--config", cfg, "--employee", "E001", "--name", "Wang Li",
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--config", cfg, "--employee", "E001", "--name", "Wang Li",
                     "--card", "0012345678", "--photos", *people[a][:2])
     assert result.exit_code == 0, result.output
     assert "E001: stored 2 template(s), refused 0" in result.output
@@ -72,8 +72,8 @@ def test_enroll_then_identify(invoke, kiosk_home: Path, people) -> None:
 def test_unusable_photos_are_refused_with_reasons(invoke, kiosk_home: Path, face_photos, tmp_path: Path) -> None:
     files = _files(tmp_path, [face_photos.no_faces[0], max(face_photos.groups, key=lambda p: p.image.size)])
     (tmp_path / "notes.jpg").write_text("not an image")
-    result = invoke("enroll", "add", "--config", str(kiosk_home), "--employee", "E002", "--name", "Chen Jing",
-                    "--photos", *files, str(tmp_path / "notes.jpg"))
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--config", str(kiosk_home), "--employee", "E002",
+                    "--name", "Chen Jing", "--photos", *files, str(tmp_path / "notes.jpg"))
     assert result.exit_code == 1
     assert "no_face" in result.output and "several_faces" in result.output and "unreadable" in result.output
     assert "nothing was stored" in result.output and "Traceback" not in result.output
@@ -84,13 +84,13 @@ def test_unusable_photos_are_refused_with_reasons(invoke, kiosk_home: Path, face
 def test_a_colleague_s_face_is_refused(invoke, kiosk_home: Path, people) -> None:
     cfg = str(kiosk_home)
     a, b = sorted(people)[:2]
-    assert invoke("enroll", "add", "--config", cfg, "--employee", "E001", "--name", "A",
+    assert invoke("enroll", "add", *CONSENT_ARGS, "--config", cfg, "--employee", "E001", "--name", "A",
                   "--photos", people[a][0]).exit_code == 0
-    result = invoke("enroll", "add", "--config", cfg, "--employee", "E009", "--name", "Someone Else",
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--config", cfg, "--employee", "E009", "--name", "Someone Else",
                     "--json", "--photos", people[a][1])
     assert result.exit_code == 1
     assert _json_lines(result.output)[0]["reason"] == "other_employee"
-    result = invoke("enroll", "add", "--config", cfg, "--employee", "E001", "--name", "A",
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--config", cfg, "--employee", "E001", "--name", "A",
                     "--photos", people[b][0], people[a][2])
     assert result.exit_code == 0 and "not_same_person" in result.output
     assert "stored 1 template(s), refused 1" in result.output
@@ -193,7 +193,7 @@ def test_a_gigantic_photo_is_refused_before_decoding(invoke, kiosk_home: Path, t
     from PIL import Image
     huge = tmp_path / "huge.png"
     Image.new("L", (9000, 9000)).save(huge)
-    result = invoke("enroll", "add", "--employee", "E1", "--name", "Li", "--photos", str(huge),
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E1", "--name", "Li", "--photos", str(huge),
                     "--config", str(kiosk_home))
     assert result.exit_code != 0 and "9000x9000" in result.output and "Traceback" not in result.output
 
@@ -204,7 +204,7 @@ def test_a_truncated_jpeg_is_called_unreadable(invoke, kiosk_home: Path, tmp_pat
     ok, data = cv2.imencode(".jpg", photo)
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(data.tobytes()[: len(data) // 2])
-    result = invoke("enroll", "add", "--employee", "E1", "--name", "Li", "--photos", str(cut),
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E1", "--name", "Li", "--photos", str(cut),
                     "--config", str(kiosk_home))
     assert result.exit_code != 0 and "cut short" in result.output and "Traceback" not in result.output
 
@@ -215,19 +215,19 @@ def test_look_alikes_are_refused_then_enrolled_with_card_and_face(invoke, kiosk_
     photos = image_files(face_data / "Ariel_Sharon")
     other = image_files(face_data / "Colin_Powell")
     config = str(kiosk_home)
-    assert invoke("enroll", "add", "--employee", "E001", "--name", "Twin A", "--photos", str(photos[0]),
+    assert invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E001", "--name", "Twin A", "--photos", str(photos[0]),
                   "--config", config).exit_code == 0
-    refused = invoke("enroll", "add", "--employee", "E002", "--name", "Twin B", "--photos", str(photos[1]),
-                     "--config", config)
+    refused = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E002", "--name", "Twin B", "--photos",
+                     str(photos[1]), "--config", config)
     assert refused.exit_code == 1
     assert "other_employee: this face matches employee E001" in refused.output and "--card-and-face" in refused.output
-    flagged = invoke("enroll", "add", "--employee", "E002", "--name", "Twin B", "--photos", str(photos[1]),
-                     "--card-and-face", "--config", config)
+    flagged = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E002", "--name", "Twin B", "--photos",
+                     str(photos[1]), "--card-and-face", "--config", config)
     assert flagged.exit_code == 0, flagged.output
     assert "look-alike: E002 matches E001 (score" in flagged.output
     assert "E002 and E001 now punch with card + face" in flagged.output
     # A different person is not a look-alike and keeps punching as punch.mode says.
-    plain = invoke("enroll", "add", "--employee", "E003", "--name", "Someone", "--photos", str(other[0]),
+    plain = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E003", "--name", "Someone", "--photos", str(other[0]),
                    "--config", config)
     assert plain.exit_code == 0 and "look-alike" not in plain.output
     listed = [json.loads(line) for line in invoke("employee", "list", "--json", "--config", config).output.splitlines()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 import numpy as np
 import pytest
-from sync_support import TEST_DIM, TEST_MODEL
+from sync_support import CONSENT, TEST_DIM, TEST_MODEL
 from test_sync_protocol import chain
 
 from kiosk.base.record import PUNCH_FIELDS
@@ -87,6 +87,7 @@ def test_upload_is_idempotent_and_every_record_gets_its_own_verdict(hub) -> None
 
 def test_hub_records_gaps_late_punches_forks_and_chain_breaks(hub) -> None:
     device = register(hub)
+    hub.hire("E1")
     records = chain(6)
     upload(device, records[:2] + records[4:])
     status = hub.hr.get(f"/v1/hr/devices/{device.device_id}").json()
@@ -181,7 +182,7 @@ def test_roster_follows_branch_and_model_and_carries_leavers(hub) -> None:
     b1 = register(hub, "B001")
     b1_other_model = register(hub, "B001", model_id=OTHER_MODEL)
     b2 = register(hub, "B002")
-    emp = {"employee_id": "E100", "name": "Li Na", "branches": ["B001"], "cards": ["00ab12cd"],
+    emp = {"employee_id": "E100", "name": "Li Na", "branches": ["B001"], "cards": ["00ab12cd"], "consent": CONSENT,
            "templates": [{"model_id": TEST_MODEL, "vector": vector(1)}, {"model_id": OTHER_MODEL, "vector": vector(2)}]}
     created = hub.hr.post("/v1/hr/employees", json=emp)
     assert created.status_code == 201, created.text
@@ -275,6 +276,7 @@ def test_punches_dated_ahead_of_the_hub_are_flagged_and_raised(hub) -> None:
     """The reported gap: a kiosk clock set 400 days ahead gave punches dated then, accepted with no flag and
     no device issue. They are still stored (nothing is dropped), flagged clock_ahead, and HR sees an issue."""
     device = register(hub)
+    hub.hire("E1")
     ahead = iso_utc(utc_now() + timedelta(days=400))
     records = chain(1, mono_ns=1_000)
     records += chain(1, start_seq=2, prev=records[-1]["hash"], ts_utc=ahead, clock_state="unverified",

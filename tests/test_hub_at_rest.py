@@ -7,11 +7,11 @@ import stat
 from pathlib import Path
 
 import numpy as np
-from sync_support import TEST_DIM, TEST_MODEL
+from sync_support import CONSENT, TEST_DIM, TEST_MODEL
 from test_hub_api import register
 from waiting import wait_for
 
-EMPLOYEE = {"employee_id": "E7", "name": "Leaver", "branches": ["B001"]}
+EMPLOYEE = {"employee_id": "E7", "name": "Leaver", "branches": ["B001"], "consent": CONSENT}
 
 
 def template(seed: int) -> tuple[list[float], bytes]:

@@ -54,6 +54,14 @@ def drain(agent, done: threading.Event, errors: list[str]) -> None:
             return
 
 
+def hire(db, employee_id: str, branch: str = "B001") -> None:  # noqa: ANN001
+    """A card-only person on the branch's roster, so their punches carry no roster flag or issue."""
+    from sync.hub import people
+    from sync.protocol import EmployeeIn
+    people.create_employee(db, EmployeeIn(employee_id=employee_id, name="Person", branches=[branch]),
+                           people.Templates([], 0, [], []))
+
+
 def test_hub_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(hub_backend, tmp_path, request,
                                                                           make_kiosk, invoke) -> None:
     config = write_hub_toml(tmp_path / "hub.toml", hub_config_data(hub_backend, tmp_path, request))
@@ -64,6 +72,7 @@ def test_hub_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(hub_bac
         from sync.hub.db import hub_db
         with hub_db(load_hub_config(config).database) as db:
             code = devices.create_code(db, "B001", 1)["code"]
+            hire(db, "E1")
         kiosk = make_kiosk(sync={"batch_size": 250})
         kiosk.agent.register(hub.url, code)
         kiosk.punch("E1", 6000)
@@ -102,6 +111,7 @@ def test_several_hub_workers_share_one_postgres_database(hub_backend, tmp_path, 
         from sync.hub.db import hub_db
         with hub_db(load_hub_config(config).database) as db:
             codes = [devices.create_code(db, "B001", 1)["code"] for _ in range(3)]
+            hire(db, "E1")
         kiosks = [make_kiosk(sync={"batch_size": 100}) for _ in range(3)]
         for kiosk, code in zip(kiosks, codes, strict=True):
             kiosk.agent.register(hub.url, code)

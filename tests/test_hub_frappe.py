@@ -163,7 +163,7 @@ def test_employees_flow_from_the_hrms_to_the_hub(site, make_hub, face_engine, fa
     photo = image_files(face_data / "Ariel_Sharon")[0].read_bytes()
     site.files["/private/files/e10.jpg"] = photo
     site.add_employee("HR-EMP-00010", attendance_device_id="E10", branch="Pudong",
-                      image="/private/files/e10.jpg", employee_name="New Hire")
+                      image="/private/files/e10.jpg", employee_name="New Hire", face_consent_date="2026-01-05")
     site.add_employee("HR-EMP-00011", attendance_device_id="E11", branch="Pudong")  # no photo yet
     site.add_employee("HR-EMP-00012", attendance_device_id="E12", branch="Elsewhere", image="/private/files/e10.jpg")
     site.add_employee("HR-EMP-00013", attendance_device_id="bad id!", branch="Pudong")
@@ -180,6 +180,13 @@ def test_employees_flow_from_the_hrms_to_the_hub(site, make_hub, face_engine, fa
     site.change_employee("HR-EMP-00010", status="Left", relieving_date="2025-03-01")
     poll.run(clock())
     assert people.get_employee(hub.db, "E11").active
+    assert people.get_employee(hub.db, "E11").templates == {}, "no consent in the HRMS: card-only, photo unused"
+    site.change_employee("HR-EMP-00011", face_consent_date="2026-01-06")
+    poll.run(clock())
+    assert people.get_employee(hub.db, "E11").templates == {face_engine.model_id: 1}, "consent recorded: photo used"
+    with hub.db.transaction(write=False) as tx:
+        consent = tx.row("SELECT given_utc, path, taken_by FROM consents WHERE employee_id = 'E11'")
+    assert consent["given_utc"].startswith("2026-01-06") and consent["path"] == "hr_connector"
     assert not people.get_employee(hub.db, "E10").active, "a leaver is terminated (kiosks erase them)"
     site.change_employee("HR-EMP-00011", relieving_date=(clock() + timedelta(days=3)).date().isoformat())
     poll.run(clock())
@@ -199,7 +206,8 @@ def stored_vectors(db, employee_id: str) -> list[bytes]:
 def test_a_new_photo_in_the_hrms_replaces_the_templates(site, make_hub, face_engine, face_data: Path) -> None:
     first, second = (p.read_bytes() for p in image_files(face_data / "Ariel_Sharon")[:2])
     site.files["/private/files/e20.jpg"] = first
-    site.add_employee("HR-EMP-00020", attendance_device_id="E20", branch="Pudong", image="/private/files/e20.jpg")
+    site.add_employee("HR-EMP-00020", attendance_device_id="E20", branch="Pudong", image="/private/files/e20.jpg",
+                      face_consent_date="2026-01-05")
     hub, engine, clock = make_hub(site, maker=EngineTemplateMaker.from_engines([face_engine]))
     [poll] = [j for j in engine.jobs if j.name == "frappe-employees"]
     device = register(hub.url, hub.code())

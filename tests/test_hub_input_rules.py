@@ -11,7 +11,7 @@ import json
 import httpx
 import numpy as np
 import pytest
-from sync_support import TEST_MODEL
+from sync_support import CONSENT, TEST_MODEL
 from test_hub_api import register, upload, vector
 from test_input_rules import png
 from test_sync_protocol import chain
@@ -30,7 +30,7 @@ def error_text(resp: httpx.Response) -> str:
 
 def enrolment(ident: int, employee_id: str = "E9", name: str = "Nine", vec: list[float] | None = None) -> dict:
     return {"enrolment_id": ident, "employee_id": employee_id, "name": name, "cards": [],
-            "created_utc": "2026-01-05T08:00:00.000Z",
+            "created_utc": "2026-01-05T08:00:00.000Z", "consent": CONSENT, "consent_path": "kiosk_guided",
             "templates": [{"model_id": TEST_MODEL, "dim": 512, "vector_b64": encode_vector(vec or vector(ident))}]}
 
 
@@ -177,7 +177,7 @@ def test_every_integer_the_api_takes_is_bounded_to_what_the_databases_hold(hub) 
 
 def test_template_vectors_must_be_finite_and_normalisable(hub) -> None:
     register(hub)
-    base = {"employee_id": "E1", "name": "A", "branches": ["B001"]}
+    base = {"employee_id": "E1", "name": "A", "branches": ["B001"], "consent": CONSENT}
     for values in ([1e308] * 512, [0.0] * 512, [4e38] + [0.0] * 511, [float("nan")] + [0.1] * 511):
         raw = json.dumps({**base, "templates": [{"model_id": TEST_MODEL, "vector": values}]}).encode()
         resp = hub.hr.post("/v1/hr/employees", content=raw, headers={"content-type": "application/json"})

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from outbound_support import FakeClock, Receiver, documented_verifier, punches, register, statuses, upload
-from sync_support import TEST_MODEL, hub_config_data, start_hub
+from sync_support import CONSENT, TEST_MODEL, hub_config_data, start_hub
 
 from sync.hub import devices
 from sync.hub.config import validate_hub_config
@@ -93,6 +93,8 @@ def test_punches_reach_a_verifying_receiver_in_order_per_employee(quiet_hub, rec
     rec = receiver(sub.secrets)
     queue.add_subscription(quiet_hub.db, "webhook", rec.url, ALL_TYPES, sub_id=sub.id)
     device = register(quiet_hub.url, quiet_hub.code())
+    for employee_id in ("E1", "E2", "E3"):
+        quiet_hub.hire(employee_id)
     records = punches(["E1", "E2", "E1", "E3", "E2", "E1"])
     upload(device, records[:4])
     upload(device, records[2:])  # two repeats: stored once, announced once
@@ -248,7 +250,7 @@ def test_device_and_enrolment_events(quiet_hub, receiver) -> None:
     rec.secrets = sub.secrets
     device = register(quiet_hub.url, quiet_hub.code())
     vec = np.random.default_rng(1).normal(size=512)
-    new_hire = {"employee_id": "E9", "name": "Li Lei", "branches": ["B001"],
+    new_hire = {"employee_id": "E9", "name": "Li Lei", "branches": ["B001"], "consent": CONSENT,
                 "templates": [{"model_id": TEST_MODEL, "vector": (vec / np.linalg.norm(vec)).tolist()}]}
     assert quiet_hub.hr.post("/v1/hr/employees", json=new_hire).status_code == 201
     roster = device.get("/v1/device/roster", params={"cursor": 0}).json()
@@ -311,7 +313,8 @@ def test_enrolled_is_said_once_per_employee_and_branch(quiet_hub, receiver) -> N
             for _ in range(2):
                 assert kiosk.post("/v1/device/heartbeat", json=beat).status_code == 200
 
-    hire = {"employee_id": "E7", "name": "Wang Fang", "branches": ["B001"], "templates": [template()]}
+    hire = {"employee_id": "E7", "name": "Wang Fang", "branches": ["B001"], "templates": [template()],
+            "consent": CONSENT}
     assert quiet_hub.hr.post("/v1/hr/employees", json=hire).status_code == 201
     beat_all()
     assert quiet_hub.hr.patch("/v1/hr/employees/E7", json={"templates": [template()],

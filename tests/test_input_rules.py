@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import CONSENT_ARGS
 from kiosk.base.errors import InvalidInput
 from kiosk.base.text import BIDI_CONTROLS, NAME_MAX_CHARS, check_name, check_text, csv_cell, escaped, unsafe_char
 from kiosk.face.images import MAX_PIXELS, ImageRefused, check_image, decode_image, image_header, read_image
@@ -163,7 +164,7 @@ def test_a_400mp_png_with_a_bad_crc_is_refused_from_its_header(bomb_file: Path) 
 
 
 def test_the_kiosk_import_refuses_the_bomb_with_its_size(invoke, kiosk_home: Path, bomb_file: Path) -> None:
-    result = invoke("enroll", "add", "--employee", "E1", "--name", "Li", "--photos", str(bomb_file),
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E1", "--name", "Li", "--photos", str(bomb_file),
                     "--config", str(kiosk_home))
     assert result.exit_code != 0 and "20000x20000" in result.output and "Traceback" not in result.output
 

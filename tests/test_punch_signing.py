@@ -94,6 +94,7 @@ def test_forged_and_unsigned_records_are_refused_one_by_one_and_the_rest_is_stor
 
 def test_a_device_registered_before_keys_is_heard_but_flagged_unsigned(hub, make_kiosk) -> None:
     kiosk = make_kiosk()
+    hub.hire("E1")  # on the branch's roster: the only flag is the one this test is about
     kiosk.punch("E1", 2)
     body = {"code": hub.code("B001"), "device_name": "old", "software_version": "0.1.0"}  # no public_key
     answer = httpx.post(f"{hub.url}/v1/device/register", json=body).json()

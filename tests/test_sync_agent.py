@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sync_support import start_hub
+from sync_support import CONSENT, start_hub
 from waiting import wait_for
 
+from conftest import CONSENT_ARGS, kiosk_consent
 from kiosk.base.timeutil import parse_iso, utc_now
 from kiosk.config import load_config
 from kiosk.store import open_store
@@ -80,6 +81,7 @@ def test_push_roster_heartbeat_and_clock_against_a_real_hub(hub, make_kiosk) -> 
 def test_http_faults_lose_nothing_and_duplicate_nothing(hub, make_kiosk) -> None:
     transport = FaultyTransport()
     kiosk = make_kiosk(hub=hub, transport=transport, sync={"batch_size": 10})
+    hub.hire("E1")
     kiosk.punch("E1", 35)
     transport.faults = ["500", "503", "timeout", "cut", "ok", "lost", "lost"]
     outcomes = []
@@ -143,6 +145,7 @@ def test_hub_down_then_up_drains_the_backlog(hub_config, make_kiosk) -> None:
 
 def test_revoked_kiosk_keeps_its_punches_and_resumes_after_registering_again(hub, make_kiosk) -> None:
     kiosk = make_kiosk(hub=hub)
+    hub.hire("E1")
     kiosk.punch("E1", 5)
     kiosk.agent.push()
     devices.revoke_device(hub.db, kiosk.agent.state.registration().device_id)
@@ -265,7 +268,8 @@ def test_kiosk_enrolment_reaches_the_hub_and_the_branch_but_no_other(hub, make_k
     rng = np.random.default_rng(3)
     vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(3, TEST_DIM)).astype(np.float32)]
     store_enrolment(enrolling.store, enrolling.config, "E77", "Guided Person", None, ["0012345678"], TEST_MODEL,
-                    [NewTemplate(v, 0.8, "guided") for v in vectors], "guided", "kiosk-admin")
+                    [NewTemplate(v, 0.8, "guided") for v in vectors], "guided", "kiosk-admin",
+                    consent=kiosk_consent())
     assert enrolling.store.enrolments.count_unsent() == 1
     report = enrolling.agent.once()
     assert report.errors == {} and report.enrolments_sent == 1 and enrolling.store.enrolments.count_unsent() == 0
@@ -291,7 +295,7 @@ def test_refused_kiosk_enrolment_does_not_block_the_others(hub, make_kiosk) -> N
     from sync_support import TEST_DIM, TEST_MODEL
 
     from enrollment.saving import NewTemplate, store_enrolment
-    hr_body = {"employee_id": "E90", "name": "Other Branch", "branches": ["B002"], "cards": [],
+    hr_body = {"employee_id": "E90", "name": "Other Branch", "branches": ["B002"], "cards": [], "consent": CONSENT,
                "templates": [{"model_id": TEST_MODEL, "vector": [1.0] + [0.0] * (TEST_DIM - 1)}]}
     kiosk = make_kiosk(hub=hub)  # registering tells the hub which model its templates must be of
     assert hub.hr.post("/v1/hr/employees", json=hr_body).status_code == 201
@@ -301,7 +305,8 @@ def test_refused_kiosk_enrolment_does_not_block_the_others(hub, make_kiosk) -> N
         vec[:] = 0
         vec[axis] = 1
         store_enrolment(kiosk.store, kiosk.config, employee_id, "Someone", None, [], TEST_MODEL,
-                        [NewTemplate(vec.copy(), 0.7, "guided")], "guided", "kiosk-admin")
+                        [NewTemplate(vec.copy(), 0.7, "guided")], "guided", "kiosk-admin",
+                        consent=kiosk_consent())
     report = kiosk.agent.once()
     assert report.errors == {} and report.enrolments_sent == 1 and kiosk.store.enrolments.count_unsent() == 0
     refused = [a for a in kiosk.store.audit_log() if a["action"] == "enroll.refused_by_hub"]
@@ -332,7 +337,7 @@ def test_photo_enrolment_made_before_registering_reaches_the_hub(hub, make_kiosk
     cv2.imwrite(str(photo), face_photos.clean[0].image)
     model = (face_engine.model_id, 512)
     kiosk, colleague = make_kiosk(model=model), make_kiosk(hub=hub, model=model)
-    result = invoke("enroll", "add", "--employee", "E55", "--name", "Early Bird", "--photos", str(photo),
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--employee", "E55", "--name", "Early Bird", "--photos", str(photo),
                     "--config", str(kiosk.path))
     assert result.exit_code == 0, result.output
     assert kiosk.store.enrolments.count_unsent() == 1

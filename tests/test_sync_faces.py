@@ -11,7 +11,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from sync_support import start_hub
+from sync_support import CONSENT, start_hub
 
 from kiosk.face.gallery import Gallery
 from kiosk.face.images import image_files, read_image
@@ -50,11 +50,11 @@ def test_new_hire_photo_becomes_a_template_recognised_at_their_branch_only(face_
     nofaces = image_files(face_data / "_nofaces")
 
     colleague = face_hub.hr.post("/v1/hr/employees", json={
-        "employee_id": "E200", "name": "Colleague", "branches": ["B001"],
+        "employee_id": "E200", "name": "Colleague", "branches": ["B001"], "consent": CONSENT,
         "photos": [photo_b64(p) for p in colleague_photos[:2]]})
     assert colleague.status_code == 201, colleague.text
     hire = face_hub.hr.post("/v1/hr/employees", json={
-        "employee_id": "E100", "name": "New Hire", "branches": ["B001"], "cards": ["0A1B2C3D"],
+        "employee_id": "E100", "name": "New Hire", "branches": ["B001"], "cards": ["0A1B2C3D"], "consent": CONSENT,
         "photos": [photo_b64(p) for p in hire_photos[:2]] + [photo_b64(nofaces[0])]})
     assert hire.status_code == 201, hire.text
     body = hire.json()

@@ -86,6 +86,7 @@ def test_hr_journey_in_the_browser(console_hub, face_engine, face_data: Path, tm
         page.fill("input[name=cards]", "00A1B2C3")
         page.set_input_files("#new-hire-form input[name=photos]", [*map(str, sharon),
                                                                    str(face_data / "_nofaces" / "dog.jpg")])
+        page.check("#new-hire-form input[name=consent]")  # the person read the consent text and agreed
         page.click("#new-hire-form button[type=submit]")
         verdicts = page.locator("#photo-verdicts li")
         verdicts.first.wait_for()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from ui_support import Daemon, Scene, chromium, free_port, new_page, require_chromium, wait_for_idle_frames
 
-from conftest import REPO, PtyDevice, run_kiosk
+from conftest import CONSENT_ARGS, REPO, PtyDevice, run_kiosk
 from kiosk.config import load_config
 from kiosk.store import open_store
 from kiosk.ui.config import UiConfig
@@ -44,7 +44,7 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory, face_data: Path):  # noqa: A
     run_kiosk("init", str(home), "--branch", "B017", check=True)
     config = home / "kiosk.toml"
     colin = face_data / "Colin_Powell"
-    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
               "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
     run_kiosk("admin", "set-pin", "--config", str(config), "--pin-stdin", input_text=PIN + "\n", check=True)
     # On the roster (as the hub sends new hires) but without a face yet: waiting for enrolment.
@@ -243,6 +243,9 @@ def test_guided_enrolment_end_to_end(kiosk, page, shots: Path) -> None:  # noqa:
     expect()(page.locator("#enrol-name")).to_have_value("Vladimir Putin")
     page.fill("#enrol-card", "12345678")  # as printed without its leading zeros: stored as the reader reads it
     page.click("#enrol-form button[type=submit]")
+    expect()(page.locator("#admin-message")).to_contain_text("consent")  # no consent, no face
+    page.check("#enrol-consent")
+    page.click("#enrol-form button[type=submit]")
     expect()(page.locator("#enrol-capture")).to_be_visible()
     expect()(page.locator("#enrol-guidance")).to_have_text("Look at the camera")  # nobody in view yet
     kiosk["scene"].show(photos(kiosk, "Vladimir_Putin", range(1, 11)))
@@ -268,6 +271,7 @@ def test_guided_enrolment_end_to_end(kiosk, page, shots: Path) -> None:  # noqa:
 def test_duplicate_warning_before_saving(kiosk, page, shots: Path) -> None:  # noqa: ANN001
     page.fill("#enrol-id", "E003")
     page.fill("#enrol-name", "Someone Else")
+    page.check("#enrol-consent")
     page.click("#enrol-form button[type=submit]")
     kiosk["scene"].show(photos(kiosk, "Colin_Powell", range(4, 11)))
     warning = page.locator("#enrol-warning-text")
@@ -537,7 +541,7 @@ def test_with_liveness_on_the_screen_asks_for_a_blink_up_front(chrome, face_data
     run_kiosk("init", str(home), check=True)
     config = home / "kiosk.toml"
     colin = face_data / "Colin_Powell"
-    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
               "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
     scene = Scene(tmp_path / "camera")
     scene.idle()
@@ -583,7 +587,7 @@ def test_the_liveness_challenge_is_shown_up_front_beside_the_picture(chrome, fac
     run_kiosk("init", str(home), check=True)
     config = home / "kiosk.toml"
     colin = face_data / "Colin_Powell"
-    run_kiosk("enroll", "add", "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
               "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
     scene = Scene(tmp_path / "camera")
     scene.idle()

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
+from kiosk.base.consent import CONSENT_LANGUAGES, CONSENT_VERSION, Consent, catalogue_key
 from kiosk.base.errors import InvalidInput, KioskError
-from kiosk.base.text import csv_cell
+from kiosk.base.text import check_name, csv_cell
+from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.cli.util import ConfigRef, config_options, echo_json, progress
 from kiosk.store import open_store
 
@@ -53,11 +55,17 @@ def enroll_group() -> None:
 @click.option("--card-and-face", "card_and_face", is_flag=True,
               help="This person punches with card + face whatever punch.mode says; a photo that matches another "
               "employee (twin, sibling, look-alike) is then kept, and that employee punches with card + face too.")
+@click.option("--consent-taken-by", "consent_taken_by", metavar="NAME",
+              help="Your name: the person read the consent text (`kiosk enroll consent-text`) and agreed, "
+              "separately, to face recognition. Required: no consent, no template (add them card-only with "
+              "`kiosk employee add`).")
+@click.option("--consent-language", type=click.Choice(CONSENT_LANGUAGES), default="zh", show_default=True,
+              help="The language the person read the consent text in.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per photo.")
 @config_options
 def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photos: tuple[Path, ...],
                cards: tuple[str, ...], branch: str | None, camera: bool, samples: int | None, card_and_face: bool,
-               as_json: bool, cfg: ConfigRef) -> None:
+               consent_taken_by: str | None, consent_language: str, as_json: bool, cfg: ConfigRef) -> None:
     """Add (or extend) an employee with one face template per usable photo.
 
     Each photo must show exactly one face that passes the quality gate, is not another
@@ -66,6 +74,8 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
 
     With --camera instead of photos: guided capture from the configured camera.
     """
+    consent = consent_now(consent_taken_by, consent_language, "kiosk_camera" if camera else "cli_photos",
+                          employee_id)
     if camera:
         if photos or more_photos:
             raise InvalidInput("give either photos or --camera, not both")
@@ -74,7 +84,7 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
                                fix="With --camera the duplicate question flags look-alikes; or set it afterwards "
                                "with `kiosk employee card-and-face EMPLOYEE_ID`.")
         from kiosk.cli.enroll_camera import enrol_from_camera
-        enrol_from_camera(cfg, employee_id, name, cards, branch, samples, as_json)
+        enrol_from_camera(cfg, employee_id, name, cards, branch, samples, as_json, consent)
         return
     from enrollment.photos import check_photo_file, expand_photos, look_alike_sentence, look_alikes
     from enrollment.saving import NewTemplate, store_enrolment
@@ -102,7 +112,8 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
         found = look_alikes([c.vector for c in usable], gallery, employee_id)
         store_enrolment(store, config, employee_id, name, branch, cards, engine.model_id,
                         [NewTemplate(c.vector, c.quality.score, f"photo:{Path(c.source).name}") for c in usable],
-                        "photos", "admin", look_alikes=found, card_and_face=card_and_face)
+                        "photos", "admin", look_alikes=found, card_and_face=card_and_face,
+                        consent=consent)
     if found:
         sentence = look_alike_sentence(employee_id, found, gallery.cfg.threshold)
         if as_json:
@@ -113,6 +124,28 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
     if not as_json:
         click.echo(f"{employee_id}: stored {len(usable)} template(s), refused {len(checks) - len(usable)} photo(s) "
                    f"(model {engine.model_id[:12]})")
+
+
+def consent_now(taken_by: str | None, language: str, path: str, employee_id: str) -> Consent:
+    """The person's consent, given now in front of the admin who runs the command (``taken_by``)."""
+    if not (taken_by or "").strip():
+        raise InvalidInput(f"no consent to face recognition recorded for {employee_id}",
+                           fix="Show the person the consent text (`kiosk enroll consent-text`); once they agree, add "
+                           "--consent-taken-by YOUR_NAME. Without consent enrol them card-only: "
+                           "`kiosk employee add`.")
+    return Consent(given_utc=iso_utc(utc_now()), taken_by=check_name(taken_by.strip()), path=path,
+                   language=language)
+
+
+@enroll_group.command("consent-text")
+@click.option("--language", type=click.Choice(CONSENT_LANGUAGES), multiple=True,
+              help="Only this language (repeatable) [default: zh and en].")
+def enroll_consent_text(language: tuple[str, ...]) -> None:
+    """Print the consent text to show a person before their face is enrolled, with its version."""
+    from kiosk.ui.i18n import translate
+    click.echo(f"version {CONSENT_VERSION}")
+    for lang in language or CONSENT_LANGUAGES:
+        click.echo(f"\n[{lang}]\n{translate(lang, catalogue_key(CONSENT_VERSION))}")
 
 
 def _report_check(check, as_json: bool) -> None:  # noqa: ANN001
@@ -170,17 +203,26 @@ def _report_identity(r: dict, as_json: bool) -> None:
 
 @enroll_group.command("import")
 @click.option("--csv", "csv_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Roster CSV with a header row: id,name,card,branch,photos ('card' and 'branch' may be "
-              "empty; separate several cards or photo files with ';').")
+              help="Roster CSV with a header row: id,name,card,branch,photos,consent ('card' and 'branch' may be "
+              "empty; separate several cards or photo files with ';'; 'consent' is the date the person agreed "
+              "to face recognition, empty: card-only).")
 @click.option("--photos", "photo_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder holding the photo files named in the CSV.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every photo's verdict (row, employee, photo, status, reason, quality) to this CSV.")
 @click.option("--update", is_flag=True,
               help="Also add photos for people who already have face templates (default: skip them).")
+@click.option("--consent-taken-by", "consent_taken_by", metavar="NAME",
+              help="Who took the consents in the CSV's consent column (the date each person agreed to face "
+              "recognition). A row without a consent date is imported card-only: its photos are not read.")
+@click.option("--consent-date", default="", metavar="DATE",
+              help="For a CSV without a consent column: the date every person in it consented (e.g. on paper).")
+@click.option("--consent-language", type=click.Choice(CONSENT_LANGUAGES), default="zh", show_default=True,
+              help="The language the people read the consent text in.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per row instead of the text report.")
 @config_options
-def enroll_import(csv_path: Path, photo_dir: Path, report_path: Path | None, update: bool, as_json: bool,
+def enroll_import(csv_path: Path, photo_dir: Path, report_path: Path | None, update: bool,
+                  consent_taken_by: str | None, consent_date: str, consent_language: str, as_json: bool,
                   cfg: ConfigRef) -> None:
     """Enrol many people from a roster CSV and a folder of photos.
 
@@ -205,15 +247,18 @@ def enroll_import(csv_path: Path, photo_dir: Path, report_path: Path | None, upd
         if warning:
             click.echo(f"warning: {warning}", err=True)
         gallery = Gallery.from_roster(store.roster, engine.model_id, config.match, threads=config.face.threads)
-        job = RosterImport(engine, gallery, store, config, photo_dir, skip_existing=not update)
+        job = RosterImport(engine, gallery, store, config, photo_dir, skip_existing=not update,
+                           consent_taken_by=check_name(consent_taken_by) if consent_taken_by else None,
+                           consent_language=consent_language, consent_date=consent_date.strip())
         outcomes = [job.import_row(row) for row in progress(rows, "importing")]
     if report_path is not None:
         _write_report(report_path, outcomes)
     for outcome in outcomes:
         _report_row(outcome, as_json)
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("enrolled", "skipped", "failed")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("enrolled", "card_only", "skipped", "failed")}
     refused = sum(len(o.refused) for o in outcomes)
-    click.echo(f"{counts['enrolled']} enrolled, {counts['skipped']} skipped, {counts['failed']} failed; "
+    card_only = f", {counts['card_only']} card-only (no consent)" if counts["card_only"] else ""
+    click.echo(f"{counts['enrolled']} enrolled, {counts['skipped']} skipped, {counts['failed']} failed{card_only}; "
                f"{refused} photo(s) refused (model {engine.model_id[:12]})", err=as_json)
     if counts["failed"]:
         sys.exit(1)

@@ -13,6 +13,7 @@ import click
 
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Person, Phase, Sample
 from enrollment.saving import NewTemplate, store_enrolment
+from kiosk.base.consent import Consent
 from kiosk.base.errors import InvalidInput, KioskError
 from kiosk.cli.util import ConfigRef, echo_json
 from kiosk.store.database import open_store
@@ -27,7 +28,7 @@ ACTOR = "admin"
 
 
 def enrol_from_camera(cfg: ConfigRef, employee_id: str, name: str, cards: tuple[str, ...], branch: str | None,
-                      samples: int | None, as_json: bool) -> None:
+                      samples: int | None, as_json: bool, consent: Consent) -> None:
     """Run a guided enrolment on the camera of ``cfg``; raises KioskError when nothing was enrolled."""
     from hardware import open_camera
     from kiosk.face.calibration import roster_gallery
@@ -53,7 +54,8 @@ def enrol_from_camera(cfg: ConfigRef, employee_id: str, name: str, cards: tuple[
             templates = [NewTemplate(s.vector, s.quality, "guided") for s in taken]
             return len(store_enrolment(store, config, person.employee_id, person.name,
                                        person.branch or config.device.branch, person.cards, engine.model_id,
-                                       templates, "guided", ACTOR, look_alikes=found))
+                                       templates, "guided", ACTOR, look_alikes=found,
+                                       consent=consent))
 
         def name_of(other: str) -> str | None:
             employee = store.roster.get(other)

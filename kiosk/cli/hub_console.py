@@ -161,5 +161,62 @@ def hub_punches(start: str | None, end: str | None, branch: str | None, employee
     click.echo(f"{len(rows)} punch(es) exported", err=True)
 
 
-COMMANDS = (hub_user, hub_branch, hub_punches)
+@click.group("employee")
+def hub_employee() -> None:
+    """People at the hub: what is held about one (access requests), consent withdrawal."""
+
+
+@hub_employee.command("report")
+@click.argument("employee_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (the API's GET .../report).")
+@hub_config_options
+def hub_employee_report(employee_id: str, as_json: bool, hub: HubConfig, overrides: list[str]) -> None:
+    """What the hub holds about EMPLOYEE_ID: templates per model (counts, dates, sources; never a vector),
+    faces enrolled at kiosks, consents, cards, branches, punches (count, first, last). Audited."""
+    from sync.hub import audit
+    from sync.hub.report import person_report
+    with _db(hub) as db:
+        report = person_report(db, employee_id)
+        with db.transaction() as tx:
+            audit.record(tx, CLI_ACTOR, "employee.report", employee_id)
+    if as_json:
+        echo_json(report.model_dump())
+        return
+    for line in report_lines(report):
+        click.echo(line)
+
+
+def report_lines(report) -> list[str]:  # noqa: ANN001 - PersonReport
+    punches = report.punches
+    lines = [f"{report.employee_id} {report.name} ({'active' if report.active else 'terminated'})",
+             f"branches: {', '.join(report.branches) or '-'}", f"cards: {', '.join(report.cards) or '-'}",
+             f"consent to face recognition: {'on file' if report.consent_current else 'none (card-only)'}"]
+    lines += [f"  {c.kind:9} {c.given_utc or '-'} text {c.text_version or '-'} ({c.language or '-'}) taken by "
+              f"{c.taken_by} via {c.path}, recorded {c.recorded_utc}" for c in report.consents]
+    lines.append(f"face templates: {sum(m.templates for m in report.templates)}")
+    lines += [f"  model {m.model_id[:12]}: {m.templates} ({', '.join(f'{s} {n}' for s, n in m.sources.items())}), "
+              f"{m.first_utc} .. {m.last_utc}" for m in report.templates]
+    lines += [f"  enrolled at kiosk {d.device_id}: {d.templates}, {d.state}" for d in report.device_templates]
+    lines.append(f"punches: {punches.count}" + (f", {punches.first_utc} .. {punches.last_utc} from "
+                                                 f"{punches.devices} device(s)" if punches.count else ""))
+    lines.append("photos kept: none (templates are made and the photos dropped)")
+    return lines
+
+
+@hub_employee.command("withdraw-consent")
+@click.argument("employee_id")
+@click.option("--taken-by", required=True, metavar="NAME", help="Who received the person's withdrawal.")
+@hub_config_options
+def hub_employee_withdraw(employee_id: str, taken_by: str, hub: HubConfig, overrides: list[str]) -> None:
+    """The person withdrew their consent to face recognition: their templates are erased at the hub now and on
+    every kiosk at its next sync; cards and punches stay (card-only)."""
+    from kiosk.base.text import check_name
+    from sync.hub.people import withdraw_consent
+    with _db(hub) as db:
+        out = withdraw_consent(db, employee_id, None, check_name(taken_by, "taken-by"), CLI_ACTOR)
+    click.echo(f"{out.employee_id}: consent withdrawn; face templates erased at the hub, kiosks erase theirs on "
+               "their next sync")
+
+
+COMMANDS = (hub_user, hub_branch, hub_punches, hub_employee)
 """Added to `kiosk hub` by kiosk.commands."""

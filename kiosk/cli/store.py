@@ -72,7 +72,8 @@ def next_steps(config_path: Path, screen: bool, port: int) -> list[str]:
     steps = []
     if screen:
         steps.append(f"set the admin PIN (admin mode on the screen): kiosk admin set-pin {cfg}")
-    steps.append(f"enrol someone: kiosk enroll add {cfg} --employee E001 --name 'Wang Li' --photos PHOTO.jpg"
+    steps.append(f"enrol someone who consented (kiosk enroll consent-text): kiosk enroll add {cfg} --employee E001 "
+                 "--name 'Wang Li' --photos PHOTO.jpg --consent-taken-by 'YOUR NAME'"
                  + ("   (or on the screen: Admin, then Enrol)" if screen else ""))
     if screen:
         steps.append(f"start the daemon: kiosk run {cfg}   (it serves the screen at http://127.0.0.1:{port}/)")

@@ -132,10 +132,10 @@ def once_lines(report: Any, backlog: int, retry_rejected: bool = False) -> list[
     """One line per step of `kiosk sync once`: what it did, or that it failed and why."""
     push, roster = report.push, report.roster
     done = {
+        "enrolments": f"{report.enrolments_sent} enrolment(s) of this kiosk sent",
         "push": f"{push.accepted} accepted, {push.duplicates} duplicate, {push.rejected} rejected in "
                 f"{push.batches} batch(es); backlog now {backlog}",
         "retry_rejected": "sent again",
-        "enrolments": f"{report.enrolments_sent} enrolment(s) of this kiosk sent",
         "roster": f"{roster.upserted} updated, {roster.erased} erased, {roster.templates} template(s)",
         "heartbeat": "sent",
         "retention": f"purged {report.purged} punch(es)",

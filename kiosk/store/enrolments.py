@@ -16,6 +16,7 @@ import numpy as np
 from kiosk.base.timeutil import iso_utc, utc_now
 
 if TYPE_CHECKING:
+    from kiosk.base.consent import Consent
     from kiosk.store.database import Store
 
 DEVICE_SOURCE = "device"
@@ -27,12 +28,25 @@ class EnrolmentOutbox:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def queue(self, employee_id: str, model_id: str, template_ids: list[int], method: str) -> None:
-        """Queue stored templates for the hub (inside the caller's enrolment transaction)."""
+    def queue(self, employee_id: str, model_id: str, template_ids: list[int], method: str,
+              consent: Consent) -> None:
+        """Queue stored templates for the hub with the consent they were taken under (inside the caller's
+        enrolment transaction); the consent is recorded here too."""
+        now = iso_utc(utc_now())
         with self.store.atomic("queueing the enrolment for the hub") as db:
+            db.execute("INSERT INTO consents (employee_id, kind, given_utc, text_version, language, taken_by, path, "
+                       "recorded_utc) VALUES (?, 'given', ?, ?, ?, ?, ?, ?)",
+                       [employee_id, consent.given_utc, consent.text_version, consent.language, consent.taken_by,
+                        consent.path, now])
             db.execute("INSERT INTO enrolment_outbox (employee_id, model_id, template_ids, method, source, "
-                       "created_utc) VALUES (?, ?, ?, ?, ?, ?)",
-                       [employee_id, model_id, json.dumps(template_ids), method, DEVICE_SOURCE, iso_utc(utc_now())])
+                       "created_utc, consent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [employee_id, model_id, json.dumps(template_ids), method, DEVICE_SOURCE, now,
+                        json.dumps(consent.to_dict())])
+
+    def consents(self, employee_id: str) -> list[dict[str, Any]]:
+        """The consents (given, withdrawn) recorded on this kiosk for a person, oldest first."""
+        return self.store.query("SELECT kind, given_utc, text_version, language, taken_by, path, recorded_utc "
+                                "FROM consents WHERE employee_id = ? ORDER BY id", [employee_id])
 
     def drop(self, employee_id: str) -> int:
         """Forget a person's unsent enrolments; returns how many (the erase does this)."""
@@ -61,6 +75,7 @@ class EnrolmentOutbox:
         return {"outbox_id": row["id"], "employee_id": row["employee_id"], "name": row["name"],
                 "branch": row["branch"], "cards": cards, "method": row["method"], "source": row["source"],
                 "created_utc": row["created_utc"],
+                "consent": json.loads(row["consent"]) if row["consent"] else None,
                 "templates": [{"id": t["id"], "model_id": t["model_id"], "quality": t["quality"],
                                "vector": np.frombuffer(t["vector"], dtype=np.float32).copy()} for t in templates]}
 

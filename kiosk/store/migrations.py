@@ -164,6 +164,16 @@ def _m_signing_keys(db: sqlite_utils.Database) -> None:
     add_key(db)
 
 
+def _m_consents(db: sqlite_utils.Database) -> None:
+    # Consents to face templates taken on this kiosk (PIPL), one row per consent given or withdrawn, and the
+    # consent that goes to the hub with each enrolment.
+    db.execute("CREATE TABLE consents (id INTEGER PRIMARY KEY, employee_id TEXT NOT NULL, kind TEXT NOT NULL, "
+               "given_utc TEXT NOT NULL, text_version TEXT, language TEXT, taken_by TEXT NOT NULL, path TEXT NOT NULL, "
+               "recorded_utc TEXT NOT NULL)")
+    db.execute("CREATE INDEX consents_employee ON consents(employee_id, id)")
+    db.execute("ALTER TABLE enrolment_outbox ADD COLUMN consent TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("003_clock_anchors_evidence", _m003_clock_anchors),
@@ -173,6 +183,7 @@ MIGRATIONS: list[Migration] = [
     ("punches_verified_floor_index", _m_verified_floor_index),
     ("employee_card_and_face", _m_employee_card_and_face),
     ("signing_keys", _m_signing_keys),
+    ("scope_consents", _m_consents),
 ]
 
 

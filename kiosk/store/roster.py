@@ -208,9 +208,11 @@ class Roster:
         return db.execute(f"DELETE FROM templates WHERE {where}", params).rowcount
 
     def replace_from_hub(self, employee_id: str, name: str, branch: str, cards: list[str],
-                         templates: list[tuple[str, np.ndarray, float | None]], source: str) -> int:
+                         templates: list[tuple[str, np.ndarray, float | None]], source: str,
+                         erase_own: bool = False) -> int:
         """Make a person what the hub says: name, branch and cards, and exactly these templates of
-        ``source`` (older ones erased); templates enrolled here are kept. Returns templates stored."""
+        ``source`` (older ones erased); templates enrolled here are kept unless ``erase_own``. Returns
+        templates stored."""
         now = iso_utc(utc_now())
         cards = sorted(self._usable_cards(employee_id, cards))
         with self.store.atomic("applying the hub's record of an employee") as db:
@@ -223,7 +225,7 @@ class Roster:
             for card in cards:
                 db.execute("INSERT INTO cards (card_id, employee_id, created_utc) VALUES (?, ?, ?)",
                            [card, employee_id, now])
-            self._wipe_templates(db, employee_id, source)
+            self._wipe_templates(db, employee_id, None if erase_own else source)
             for model_id, vec, quality in templates:
                 db.execute("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, created_utc) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", [employee_id, model_id, int(vec.size), vec.tobytes(),

@@ -271,8 +271,10 @@ def enrol_routes(service: UiService, guarded: Callable[[Handler], Handler]) -> l
 
     async def start(request: Request) -> Response:
         data = await body_of(request)
+        language = text(data, "consent_language", 2) if "consent_language" in data else "zh"
         return JSONResponse(await run_in_threadpool(enrol.start, text(data, "employee_id", 64),
-                                                    text(data, "name", 200), text(data, "card", 40)))
+                                                    text(data, "name", 200), text(data, "card", 40),
+                                                    data.get("consent") is True, language))
 
     async def progress(_: Request) -> Response:
         return JSONResponse(await run_in_threadpool(enrol.progress))

@@ -8,6 +8,8 @@ import threading
 
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Observation, Person, Sample
 from enrollment.saving import NewTemplate, store_enrolment
+from kiosk.base.consent import CONSENT_LANGUAGES, Consent
+from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store.roster import check_employee_id, check_name
 from kiosk.ui.auth import ACTOR
 from kiosk.ui.errors import UiError
@@ -29,12 +31,18 @@ class EnrolController:
 
     # -- starting -----------------------------------------------------------------------------
 
-    def start(self, employee_id: str, name: str, card: str = "") -> dict:
-        """Check the person and begin capturing from the camera; raises UiError with a reason code."""
+    def start(self, employee_id: str, name: str, card: str = "", consent: bool = False,
+              consent_language: str = "zh") -> dict:
+        """Check the person and their consent (shown the consent text on this screen, they agreed: the admin
+        ticks it), then begin capturing from the camera; raises UiError with a reason code."""
         daemon = self.daemon
         if daemon.engine is None or daemon.camera is None:
             raise UiError("no_camera", status=409)
+        if not consent:
+            raise UiError("no_consent")
         person = self._person(employee_id.strip(), name, card.strip())
+        given = Consent(given_utc=iso_utc(utc_now()), taken_by=ACTOR, path="kiosk_guided",
+                        language=consent_language if consent_language in CONSENT_LANGUAGES else "zh")
         from kiosk.face.calibration import roster_gallery
 
         store, config = daemon.store, daemon.config
@@ -46,7 +54,7 @@ class EnrolController:
         ui = config.ui
         settings = GuidedSettings(samples=ui.enrol_samples, capture_timeout_s=ui.enrol_timeout_s,
                                   selftest_timeout_s=ui.selftest_timeout_s)
-        session = GuidedEnrolment(daemon.engine, gallery, person, config.match, self._saver(person),
+        session = GuidedEnrolment(daemon.engine, gallery, person, config.match, self._saver(person, given),
                                   fresh_gallery, settings, names=self._name_of)
         with self._lock:
             if self.session is not None:
@@ -80,14 +88,14 @@ class EnrolController:
         branch = existing.branch if existing else None
         return Person(employee_id, name, branch, cards)
 
-    def _saver(self, person: Person):  # noqa: ANN202
+    def _saver(self, person: Person, consent: Consent):  # noqa: ANN202
         daemon = self.daemon
 
         def save(samples: list[Sample], found: list) -> int:  # noqa: ANN001 - list[LookAlike]
             templates = [NewTemplate(s.vector, s.quality, TEMPLATE_SOURCE) for s in samples]
             ids = store_enrolment(daemon.store, daemon.config, person.employee_id, person.name, person.branch,
                                   person.cards, daemon.engine.model_id, templates, "guided", ACTOR,
-                                  look_alikes=found)
+                                  look_alikes=found, consent=consent)
             return len(ids)
 
         return save

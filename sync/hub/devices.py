@@ -186,10 +186,12 @@ def revoke_device(db: HubDb, device_id: str) -> None:
 
 
 def add_issue(tx: Tx, device_id: str, kind: str, seq_from: int | None, seq_to: int | None, detail: str,
-              resolved: bool = False) -> None:
+              resolved: bool = False, employee_id: str | None = None) -> None:
+    """Record what the hub saw about a device (``employee_id`` when it concerns one person's punches)."""
     now = iso_utc(utc_now())
-    tx.run("INSERT INTO device_issues (device_id, kind, seq_from, seq_to, detail, first_seen_utc, resolved_utc) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)", [device_id, kind, seq_from, seq_to, detail, now, now if resolved else None])
+    tx.run("INSERT INTO device_issues (device_id, kind, seq_from, seq_to, detail, first_seen_utc, resolved_utc, "
+           "employee_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+           [device_id, kind, seq_from, seq_to, detail, now, now if resolved else None, employee_id])
     if not resolved:
         log.warning("device %s: %s at seq %s..%s: %s", device_id, kind, seq_from, seq_to, detail)
         emit(tx, [chain_issue_event(device_id, kind, seq_from, seq_to, detail)])
@@ -294,7 +296,8 @@ def device_status(db: HubDb, device_id: str, issue_limit: int = 100,
         row = tx.row("SELECT * FROM devices WHERE id = ?", [device_id])
         if row is None:
             raise NotFound(f"no device {device_id}", fix="List devices with GET /v1/hr/devices.")
-        issues = tx.rows("SELECT kind, seq_from, seq_to, detail, first_seen_utc, resolved_utc FROM device_issues "
+        issues = tx.rows("SELECT kind, seq_from, seq_to, detail, first_seen_utc, resolved_utc, employee_id "
+                         "FROM device_issues "
                          "WHERE device_id = ? ORDER BY id DESC LIMIT ?", [device_id, issue_limit])
         open_n = tx.row("SELECT count(*) AS n FROM device_issues WHERE device_id = ? AND resolved_utc IS NULL",
                         [device_id])["n"]

@@ -21,6 +21,8 @@ class HubTemplate:
     vector: np.ndarray
     quality: float | None
     source: str = "photo"
+    scope_branch: str | None = None  # a kiosk's enrolment: sent to its branch only, until HR approves
+    held: bool = False  # a kiosk's face for someone HR manages: sent to no kiosk until HR approves
 
 
 class TemplateMaker(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 
 from kiosk.base.errors import InvalidInput, NotFound
 from sync.errors import Forbidden
-from sync.hub import attendance, audit, branches, devices, export, people
+from sync.hub import attendance, audit, branches, devices, export, people, report
 from sync.hub.accounts import Principal
 from sync.hub.config import HubConfig
 from sync.hub.db.base import HubDb
@@ -27,9 +27,11 @@ from sync.protocol import (
     EmployeePage,
     EmployeePatch,
     OutboxActionIn,
+    PersonReport,
     PhotoCheckIn,
     PhotoCheckOut,
     WebhookIn,
+    WithdrawIn,
 )
 
 log = logging.getLogger(__name__)
@@ -82,10 +84,10 @@ def employee_kiosks(hub: HubContext, p: Principal, employee_id: str) -> list[dic
     return [k for k in people.template_presence(hub.db, employee_id) if p.sees(k["branch"])]
 
 
-def create_employee(hub: HubContext, p: Principal, emp: EmployeeIn) -> EmployeeOut:
+def create_employee(hub: HubContext, p: Principal, emp: EmployeeIn, path: str = "hr_api") -> EmployeeOut:
     p.require("employees.write")
     p.require_branches(emp.branches)
-    out, _rehired = people.create_employee(hub.db, emp, _templates(hub, emp.photos, emp.templates), p.name)
+    out, _rehired = people.create_employee(hub.db, emp, _templates(hub, emp.photos, emp.templates), p.name, path)
     return out
 
 
@@ -96,11 +98,38 @@ def check_photos(hub: HubContext, p: Principal, check: PhotoCheckIn) -> PhotoChe
     return PhotoCheckOut(photos=people.photo_verdicts(made, len(check.photos), len(hub.maker.model_ids())))
 
 
-def patch_employee(hub: HubContext, p: Principal, employee_id: str, patch: EmployeePatch) -> EmployeeOut:
+def patch_employee(hub: HubContext, p: Principal, employee_id: str, patch: EmployeePatch,
+                   path: str = "hr_api") -> EmployeeOut:
     p.require("employees.write")
     get_employee(hub, p, employee_id)
     p.require_branches(patch.branches or [])
-    return people.patch_employee(hub.db, employee_id, patch, _templates(hub, patch.photos, patch.templates), p.name)
+    return people.patch_employee(hub.db, employee_id, patch, _templates(hub, patch.photos, patch.templates), p.name,
+                                 path)
+
+
+def withdraw_consent(hub: HubContext, p: Principal, employee_id: str, body: WithdrawIn) -> EmployeeOut:
+    """The person withdrew their consent to face recognition: their templates are erased everywhere."""
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    return people.withdraw_consent(hub.db, employee_id, body.withdrawn_utc, body.taken_by or p.name, p.name)
+
+
+def person_report(hub: HubContext, p: Principal, employee_id: str) -> PersonReport:
+    """What the hub holds about the person (an access request)."""
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    found = report.person_report(hub.db, employee_id)
+    with hub.db.transaction() as tx:
+        audit.record(tx, p.name, "employee.report", employee_id)
+    return found
+
+
+def review_device_templates(hub: HubContext, p: Principal, employee_id: str, action: str,
+                            device_id: str | None) -> EmployeeOut:
+    """``approve`` (kiosk-enrolled faces go wherever the person works) or ``drop`` (erased everywhere)."""
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    return people.review_device_templates(hub.db, employee_id, action, device_id, p.name)
 
 
 def terminate_employee(hub: HubContext, p: Principal, employee_id: str, reason: str) -> EmployeeOut:

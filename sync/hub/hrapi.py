@@ -28,16 +28,19 @@ from sync.protocol import (
     CodeIn,
     CorrectionIn,
     DeviceStatus,
+    DeviceTemplatesIn,
     EmployeeIn,
     EmployeeOut,
     EmployeePage,
     EmployeePatch,
     OutboxActionIn,
+    PersonReport,
     PhotoCheckIn,
     PhotoCheckOut,
     SignInIn,
     TerminateIn,
     WebhookIn,
+    WithdrawIn,
 )
 
 log = logging.getLogger(__name__)
@@ -189,6 +192,25 @@ def _employee_routes(api: APIRouter) -> None:
     def patch_employee(employee_id: str, patch: EmployeePatch, hub: Hub, who: Who) -> EmployeeOut:
         """Change name, branches or cards; add photos or templates."""
         return hr.patch_employee(hub, who, employee_id, patch)
+
+    @api.post("/employees/{employee_id}/device-templates/{action}", response_model=EmployeeOut)
+    def device_templates(employee_id: str, action: Literal["approve", "drop"], body: DeviceTemplatesIn, hub: Hub,
+                         who: Who) -> EmployeeOut:
+        """Faces a kiosk enrolled for this person: approve them (then they go to every kiosk of the person's
+        branches) or drop them (erased at the hub and, on their next sync, at every kiosk, the enrolling one too)."""
+        return hr.review_device_templates(hub, who, employee_id, action, body.device_id)
+
+    @api.post("/employees/{employee_id}/consent/withdraw", response_model=EmployeeOut)
+    def withdraw_consent(employee_id: str, body: WithdrawIn, hub: Hub, who: Who) -> EmployeeOut:
+        """The person withdrew their consent to face recognition: every template of theirs is erased at the hub
+        now and at every kiosk on its next sync; cards and punches stay (card-only from now on)."""
+        return hr.withdraw_consent(hub, who, employee_id, body)
+
+    @api.get("/employees/{employee_id}/report", response_model=PersonReport)
+    def person_report(employee_id: str, hub: Hub, who: Who) -> PersonReport:
+        """What the hub holds about the person, for an access request: templates per model (counts, dates,
+        sources), kiosk-enrolled faces, consents, cards, branches, punches (count, first, last). No vectors."""
+        return hr.person_report(hub, who, employee_id)
 
     @api.post("/employees/{employee_id}/terminate", response_model=EmployeeOut)
     def terminate(employee_id: str, body: TerminateIn, hub: Hub, who: Who) -> EmployeeOut:

@@ -257,10 +257,49 @@ def _clock_ahead(tx: Tx, device_id: str, new: list[PunchIn], now: str, max_ahead
     return set(ahead)
 
 
+ROSTER_FLAGS = ("not_on_roster", "unknown_employee")
+
+
+def _roster_flags(tx: Tx, device: Device, new: list[PunchIn]) -> dict[str, str]:
+    """Punches for someone the hub does not know (unknown_employee), or who is not an active member of the
+    device's branch (not_on_roster): stored, flagged by punch id, and raised as one open device issue per
+    person (an open one is widened, not repeated). A kiosk enrolment of that id resolves it
+    (people.device_enrolment)."""
+    ids = sorted({rec.employee_id for rec in new})
+    where, params = tx.in_list("e.id", ids)
+    known = {r["id"]: bool(r["member"]) for r in tx.rows(
+        f"SELECT e.id, (e.active = 1 AND EXISTS (SELECT 1 FROM employee_branches b WHERE b.employee_id = e.id "
+        f"AND b.branch = ? AND b.active = 1)) AS member FROM employees e WHERE {where}", [device.branch, *params])}
+    flags = {}
+    for employee_id in ids:
+        if known.get(employee_id):
+            continue
+        kind = "not_on_roster" if employee_id in known else "unknown_employee"
+        seqs = [rec.seq for rec in new if rec.employee_id == employee_id]
+        flags.update({rec.id: kind for rec in new if rec.employee_id == employee_id})
+        _person_issue(tx, device, kind, employee_id, min(seqs), max(seqs))
+    return flags
+
+
+def _person_issue(tx: Tx, device: Device, kind: str, employee_id: str, first: int, last: int) -> None:
+    where = "device_id = ? AND kind = ? AND employee_id = ? AND resolved_utc IS NULL"
+    open_issue = tx.row(f"SELECT id, seq_from, seq_to FROM device_issues WHERE {where}", [device.id, kind, employee_id])
+    if open_issue is not None:
+        tx.run("UPDATE device_issues SET seq_from = ?, seq_to = ? WHERE id = ?",
+               [min(first, open_issue["seq_from"]), max(last, open_issue["seq_to"]), open_issue["id"]])
+        return
+    detail = (f"punches for {employee_id}, who is not on branch {device.branch}'s roster: stored and flagged "
+              "not_on_roster (assign them to the branch, or check the kiosk)" if kind == "not_on_roster" else
+              f"punches for {employee_id}, an id the hub does not know: stored and flagged unknown_employee "
+              "(create the employee, or check the kiosk)")
+    add_issue(tx, device.id, kind, first, last, detail, employee_id=employee_id)
+
+
 def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0,
            proof: str = "") -> PunchBatchResponse:
     """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason). A punch
-    dated more than ``max_ahead_s`` after now is stored with hub flag clock_ahead and a device issue.
+    dated more than ``max_ahead_s`` after now is stored with hub flag clock_ahead and a device issue; one for
+    a person not on the device's branch roster with not_on_roster or unknown_employee, and a device issue.
     ``proof``: for a device without a signing key whose records the caller proved otherwise (a field
     phone's WebAuthn assertion, sync/hub/field), the hub flag they carry instead of ``unsigned``."""
     checked = check_records(raw)
@@ -279,8 +318,10 @@ def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0
                                                    {b.id for b in walk.behind}})
         if new:
             ahead = _clock_ahead(tx, device.id, new, now, max_ahead_s)
+            roster = _roster_flags(tx, device, new)
             first = tx.next_values("punch", len(new))
-            flagged = (("clock_ahead", ahead), (proof or "unsigned", unsigned))
+            flagged = (("clock_ahead", ahead), (proof or "unsigned", unsigned),
+                       *((kind, {ident for ident, found in roster.items() if found == kind}) for kind in ROSTER_FLAGS))
             rows = [_row(first + i, device, rec, now, walk.status[rec.id],
                          ",".join(flag for flag, ids in flagged if rec.id in ids), key) for i, rec in enumerate(new)]
             tx.many(INSERT_PUNCH, rows)

@@ -22,12 +22,14 @@ from kiosk.base.text import DB_INT_MAX, check_text
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.base.vectors import unit_vector
 from kiosk.face.images import check_image
-from sync.hub import audit
+from sync.hub import audit, consents
 from sync.hub.db.base import HubDb, Tx
 from sync.hub.devices import Device, model_dims_in_use
 from sync.hub.faces import HubTemplate, TemplateMaker
+from sync.hub.ingest import ROSTER_FLAGS
 from sync.protocol import (
     DeviceEnrolment,
+    DeviceTemplates,
     EmployeeIn,
     EmployeeOut,
     EmployeePage,
@@ -152,49 +154,145 @@ def _set_branches(tx: Tx, employee_id: str, branches: list[str]) -> None:
                "ON CONFLICT (employee_id, branch) DO UPDATE SET active = 1", [employee_id, branch])
 
 
-def erase_templates(tx: Tx, employee_id: str) -> int:
-    """The hub's one erase of face templates (the kiosk's is `kiosk/store/roster.py` `_wipe_templates`):
-    the rows are deleted and, once the transaction commits, the backend scrubs its files (SQLite:
-    secure_delete zeroes the pages and the WAL is checkpointed and truncated; PostgreSQL: VACUUM)."""
+def erase_templates(tx: Tx, employee_id: str, sources: list[str] | None = None) -> int:
+    """The hub's one erase of face templates (the kiosk's is `kiosk/store/roster.py` `_wipe_templates`): all
+    of a person's, or those of ``sources``. The rows are deleted and, once the transaction commits, the
+    backend scrubs its files (SQLite: secure_delete zeroes the pages and the WAL is checkpointed and
+    truncated; PostgreSQL: VACUUM)."""
     tx.erased = True
-    return tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
+    if sources is None:
+        return tx.run("DELETE FROM templates WHERE employee_id = ?", [employee_id])
+    where, params = tx.in_list("source", sources)
+    return tx.run(f"DELETE FROM templates WHERE employee_id = ? AND {where}", [employee_id, *params])
 
 
 def _add_templates(tx: Tx, employee_id: str, templates: list[HubTemplate], now: str) -> None:
-    tx.many("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, created_utc) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    tx.many("INSERT INTO templates (employee_id, model_id, dim, vector, quality, source, created_utc, scope_branch, "
+            "held) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(employee_id, t.model_id, int(t.vector.size), t.vector.astype("<f4").tobytes(), t.quality, t.source,
-              now) for t in templates])
+              now, t.scope_branch, int(t.held)) for t in templates])
 
 
-def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "hr") -> tuple[EmployeeOut, bool]:
-    """Create (or re-hire a terminated) employee; returns the result and whether it was re-hired."""
+# -- faces enrolled at kiosks: scoped, held, approved or dropped by HR ---------------------------
+
+
+DEVICE_SOURCES = "device:%"
+"""LIKE pattern of template sources enrolled at kiosks (device_source)."""
+
+
+def _device_sources(tx: Tx, employee_id: str, device_id: str | None = None, pending_only: bool = True) -> list[str]:
+    """Sources (device:ID) of a person's templates enrolled at kiosks (one kiosk's when ``device_id``)."""
+    rows = tx.rows("SELECT DISTINCT source FROM templates WHERE employee_id = ? AND source LIKE ?"
+                   + (" AND approved_utc IS NULL" if pending_only else ""), [employee_id, DEVICE_SOURCES])
+    found = sorted(r["source"] for r in rows)
+    return [src for src in found if device_id is None or src == device_source(device_id)]
+
+
+def device_templates(tx: Tx, employee_id: str) -> list[DeviceTemplates]:
+    """A person's faces enrolled at kiosks, per kiosk: where they go (scoped to its branch, held for
+    approval, or approved) and when they came."""
+    rows = tx.rows("SELECT source, scope_branch, held, approved_utc, count(*) AS n, min(created_utc) AS first, "
+                   "max(created_utc) AS last FROM templates WHERE employee_id = ? AND source LIKE ? "
+                   "GROUP BY source, scope_branch, held, approved_utc ORDER BY source", [employee_id, DEVICE_SOURCES])
+    return [DeviceTemplates(device_id=r["source"].removeprefix("device:"), branch=r["scope_branch"], templates=r["n"],
+                            state="approved" if r["approved_utc"] else "held" if r["held"] else "scoped",
+                            enrolled_utc=r["first"], last_utc=r["last"]) for r in rows]
+
+
+def _device_notice(found: list[DeviceTemplates]) -> str:
+    pending = [d for d in found if d.state != "approved"]
+    if not pending:
+        return ""
+    where = "; ".join(f"{d.templates} from kiosk {d.device_id} ("
+                      + ("held for approval" if d.state == "held" else f"used at branch {d.branch} only") + ")"
+                      for d in pending)
+    return (f"this person has face templates enrolled at a kiosk, not approved by HR: {where}. They are not sent "
+            "to any other branch. Approve them (POST .../device-templates/approve) or drop them "
+            "(POST .../device-templates/drop, or drop_device_templates=true in this request).")
+
+
+def review_device_templates(db: HubDb, employee_id: str, action: str, device_id: str | None,
+                            actor: str = "hr") -> EmployeeOut:
+    """HR approves a person's kiosk-enrolled faces (they then go wherever the person works) or drops them
+    (erased at the hub and, on their next sync, at every kiosk that has them, the enrolling one included)."""
     now = iso_utc(utc_now())
     with db.transaction() as tx:
-        row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [emp.employee_id])
-        if row is not None and row["active"]:
+        if tx.row("SELECT 1 AS x FROM employees WHERE id = ?" + tx.for_update, [employee_id]) is None:
+            raise NotFound(f"no employee {employee_id}")
+        sources = _device_sources(tx, employee_id, device_id, pending_only=action == "approve")
+        if not sources:
+            raise NotFound(f"employee {employee_id} has no kiosk-enrolled templates"
+                           + (f" from {device_id}" if device_id else "") + (" awaiting approval" if action ==
+                                                                             "approve" else ""),
+                           fix=f"See them with GET /v1/hr/employees/{employee_id}.")
+        if action == "approve":
+            where, params = tx.in_list("source", sources)
+            count = tx.run(f"UPDATE templates SET scope_branch = NULL, held = 0, approved_by = ?, approved_utc = ? "
+                           f"WHERE employee_id = ? AND approved_utc IS NULL AND {where}",
+                           [actor, now, employee_id, *params])
+        else:
+            count = _drop_device_templates(tx, employee_id, sources, now)
+        _bump(tx, employee_id)
+        audit.record(tx, actor, f"templates.{action}", employee_id, sources=sources, templates=count)
+        out = _employee_out(tx, employee_id)
+    log.info("employee %s: %d kiosk template(s) %s", employee_id, count,
+             "approved" if action == "approve" else "dropped")
+    return out
+
+
+def _drop_device_templates(tx: Tx, employee_id: str, sources: list[str], now: str) -> int:
+    """Erase these kiosk sources' templates; each kiosk's enrolments of the person are marked dropped, so the
+    roster tells that kiosk to erase its own copy too."""
+    count = erase_templates(tx, employee_id, sources)
+    ids = [src.removeprefix("device:") for src in sources]
+    where, params = tx.in_list("device_id", ids)
+    tx.run(f"UPDATE device_enrolments SET dropped_utc = ? WHERE employee_id = ? AND dropped_utc IS NULL AND {where}",
+           [now, employee_id, *params])
+    return count
+
+
+def create_employee(db: HubDb, emp: EmployeeIn, made: Templates, actor: str = "hr",
+                    path: str = "hr_api") -> tuple[EmployeeOut, bool]:
+    """Create (or re-hire a terminated) employee; returns the result and whether it was re-hired. Templates
+    need the person's consent (``emp.consent``, recorded here as taken by ``actor`` on ``path``, or on file)."""
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        row = tx.row("SELECT active, origin FROM employees WHERE id = ?" + tx.for_update, [emp.employee_id])
+        adopted = row is not None and row["active"] and row["origin"] != "hr"
+        if row is not None and row["active"] and not adopted:
             raise Conflict(f"employee {emp.employee_id} already exists",
                            fix=f"Change them with PATCH /v1/hr/employees/{emp.employee_id}.")
         if row is None:
             tx.run("INSERT INTO employees (id, name, active, created_utc, updated_utc) VALUES (?, ?, 1, ?, ?)",
                    [emp.employee_id, emp.name, now, now])
+        elif adopted:
+            # A kiosk enrolled this id first: HR's record takes over; the kiosk's faces stay scoped to its
+            # branch (never sent elsewhere) until HR approves them, and the answer says so.
+            tx.run("UPDATE employees SET name = ?, origin = 'hr', updated_utc = ? WHERE id = ?",
+                   [emp.name, now, emp.employee_id])
         else:
-            tx.run("UPDATE employees SET name = ?, active = 1, updated_utc = ?, terminated_utc = NULL, "
+            tx.run("UPDATE employees SET name = ?, active = 1, origin = 'hr', updated_utc = ?, terminated_utc = NULL, "
                    "terminate_reason = '' WHERE id = ?", [emp.name, now, emp.employee_id])
             erase_templates(tx, emp.employee_id)
+        if emp.drop_device_templates and (sources := _device_sources(tx, emp.employee_id, pending_only=False)):
+            _drop_device_templates(tx, emp.employee_id, sources, now)
         _set_cards(tx, emp.employee_id, emp.cards)
         _set_branches(tx, emp.employee_id, emp.branches)
+        if emp.consent is not None:
+            consents.record(tx, emp.employee_id, emp.consent, path, actor, now)
+        consents.require(tx, emp.employee_id, len(made.ready))
         _add_templates(tx, emp.employee_id, made.ready, now)
         _bump(tx, emp.employee_id)
-        audit.record(tx, actor, "employee.rehire" if row else "employee.create", emp.employee_id,
-                     branches=emp.branches, cards=len(emp.cards), templates=len(made.ready))
+        action = "employee.adopt" if adopted else "employee.rehire" if row else "employee.create"
+        audit.record(tx, actor, action, emp.employee_id, branches=emp.branches, cards=len(emp.cards),
+                     templates=len(made.ready))
         out = _employee_out(tx, emp.employee_id)
-    log.info("employee %s %s: %d template(s)", emp.employee_id, "re-hired" if row else "created", len(made.ready))
-    return _with_report(out, made), row is not None
+    log.info("employee %s %s: %d template(s)", emp.employee_id, action.removeprefix("employee."), len(made.ready))
+    return _with_report(out, made), row is not None and not adopted
 
 
 def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Templates,
-                   actor: str = "hr") -> EmployeeOut:
+                   actor: str = "hr", path: str = "hr_api") -> EmployeeOut:
     now = iso_utc(utc_now())
     with db.transaction() as tx:
         row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [employee_id])
@@ -203,6 +301,8 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
         if not row["active"]:
             raise Conflict(f"employee {employee_id} was terminated",
                            fix="Re-hire with POST /v1/hr/employees (the full record).")
+        # HR's change makes the person HR's: a kiosk's later faces of them wait for approval.
+        tx.run("UPDATE employees SET origin = 'hr' WHERE id = ?", [employee_id])
         if patch.name is not None:
             tx.run("UPDATE employees SET name = ? WHERE id = ?", [patch.name, employee_id])
         if patch.cards is not None:
@@ -211,6 +311,11 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
             _set_branches(tx, employee_id, patch.branches)
         if patch.replace_templates:
             erase_templates(tx, employee_id)
+        elif patch.drop_device_templates and (sources := _device_sources(tx, employee_id, pending_only=False)):
+            _drop_device_templates(tx, employee_id, sources, now)
+        if patch.consent is not None:
+            consents.record(tx, employee_id, patch.consent, path, actor, now)
+        consents.require(tx, employee_id, len(made.ready))
         _add_templates(tx, employee_id, made.ready, now)
         tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, employee_id])
         _bump(tx, employee_id)
@@ -218,6 +323,27 @@ def patch_employee(db: HubDb, employee_id: str, patch: EmployeePatch, made: Temp
                      templates=len(made.ready))
         out = _employee_out(tx, employee_id)
     return _with_report(out, made)
+
+
+def withdraw_consent(db: HubDb, employee_id: str, when: str | None, taken_by: str, actor: str = "hr") -> EmployeeOut:
+    """The person withdraws their consent: every template of theirs is erased here now and, on their next sync,
+    on every kiosk (the hub's own and the faces kiosks enrolled themselves); cards and punches stay, so they
+    punch by card from now on. A later template needs a new consent."""
+    now = iso_utc(utc_now())
+    with db.transaction() as tx:
+        if tx.row("SELECT 1 AS x FROM employees WHERE id = ?" + tx.for_update, [employee_id]) is None:
+            raise NotFound(f"no employee {employee_id}")
+        consents.record_withdrawal(tx, employee_id, when or now, taken_by or actor, now)
+        erased = erase_templates(tx, employee_id)
+        tx.run("UPDATE device_enrolments SET dropped_utc = ? WHERE employee_id = ? AND dropped_utc IS NULL",
+               [now, employee_id])
+        tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, employee_id])
+        _bump(tx, employee_id)
+        audit.record(tx, actor, "consent.withdraw", employee_id, templates=erased)
+        out = _employee_out(tx, employee_id)
+    log.info("employee %s withdrew consent: %d template(s) erased at the hub, kiosks erase on next sync",
+             employee_id, erased)
+    return out
 
 
 def terminate_employee(db: HubDb, employee_id: str, reason: str, actor: str = "hr") -> EmployeeOut:
@@ -253,9 +379,16 @@ def _employee_out(tx: Tx, employee_id: str) -> EmployeeOut:
         "SELECT card_id FROM employee_cards WHERE employee_id = ? ORDER BY card_id", [employee_id])]
     counts = {r["model_id"]: r["n"] for r in tx.rows(
         "SELECT model_id, count(*) AS n FROM templates WHERE employee_id = ? GROUP BY model_id", [employee_id])}
+    kiosk_faces = device_templates(tx, employee_id)
     return EmployeeOut(employee_id=emp["id"], name=emp["name"], active=bool(emp["active"]), branches=branches,
                        cards=cards, templates=counts, terminated_utc=emp["terminated_utc"],
-                       terminate_reason=emp["terminate_reason"] or "")
+                       terminate_reason=emp["terminate_reason"] or "", device_templates=kiosk_faces,
+                       notice=_device_notice(kiosk_faces))
+
+
+def employee_record(tx: Tx, employee_id: str) -> EmployeeOut:
+    """A person as HR sees them, inside a caller's transaction."""
+    return _employee_out(tx, employee_id)
 
 
 def _with_report(out: EmployeeOut, made: Templates) -> EmployeeOut:
@@ -359,7 +492,7 @@ def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> Enrolme
         if tx.row("SELECT 1 AS x FROM device_enrolments WHERE device_id = ? AND enrolment_id = ?",
                   [device.id, enr.enrolment_id]) is not None:
             return EnrolmentResult(enrolment_id=enr.enrolment_id, status="duplicate")
-        row = tx.row("SELECT active FROM employees WHERE id = ?" + tx.for_update, [enr.employee_id])
+        row = tx.row("SELECT active, origin FROM employees WHERE id = ?" + tx.for_update, [enr.employee_id])
         if row is not None and not row["active"]:
             return refuse(f"employee {enr.employee_id} was terminated at the hub")
         branches = {r["branch"] for r in tx.rows("SELECT branch FROM employee_branches WHERE employee_id = ? "
@@ -367,24 +500,50 @@ def device_enrolment(db: HubDb, device: Device, enr: DeviceEnrolment) -> Enrolme
         if row is not None and device.branch not in branches:
             return refuse(f"employee {enr.employee_id} belongs to {', '.join(sorted(branches)) or 'no branch'} "
                           f"at the hub, not {device.branch}; HR must assign them to this branch first")
+        if enr.consent is None and not consents.current(tx, enr.employee_id):
+            return refuse(f"no consent to face recognition for {enr.employee_id} came with these faces or is on "
+                          "file; the kiosk must record the person's consent (no consent, no template)")
         if row is None:
-            tx.run("INSERT INTO employees (id, name, active, created_utc, updated_utc) VALUES (?, ?, 1, ?, ?)",
-                   [enr.employee_id, enr.name, now, now])
+            tx.run("INSERT INTO employees (id, name, active, created_utc, updated_utc, origin) "
+                   "VALUES (?, ?, 1, ?, ?, ?)", [enr.employee_id, enr.name, now, now, device_source(device.id)])
             _set_branches(tx, enr.employee_id, [device.branch])
+        if enr.consent is not None:
+            consents.record(tx, enr.employee_id, enr.consent, enr.consent_path, device_source(device.id), now,
+                            device.id)
+        # A kiosk's faces are its branch's only; for someone HR manages, none goes anywhere until HR approves.
+        held = row is not None and row["origin"] == "hr"
         existing = [r["card_id"] for r in tx.rows("SELECT card_id FROM employee_cards WHERE employee_id = ?",
                                                   [enr.employee_id])]
         try:
             _set_cards(tx, enr.employee_id, [*existing, *enr.cards])
         except Conflict as exc:
             return refuse(exc.what)
-        _add_templates(tx, enr.employee_id, [HubTemplate(device.model_id, v, t.quality, device_source(device.id))
+        _add_templates(tx, enr.employee_id, [HubTemplate(device.model_id, v, t.quality, device_source(device.id),
+                                                         device.branch, held)
                                              for v, t in zip(vectors, enr.templates, strict=True)], now)
         tx.run("INSERT INTO device_enrolments (device_id, enrolment_id, employee_id, templates, received_utc) "
                "VALUES (?, ?, ?, ?, ?)", [device.id, enr.enrolment_id, enr.employee_id, len(vectors), now])
         tx.run("UPDATE employees SET updated_utc = ? WHERE id = ?", [now, enr.employee_id])
         _bump(tx, enr.employee_id)
-    log.info("device %s enrolled %s: %d template(s)", device.id, enr.employee_id, len(vectors))
-    return EnrolmentResult(enrolment_id=enr.enrolment_id, status="stored")
+        _resolve_roster_flags(tx, device.branch, enr.employee_id, now)
+    log.info("device %s enrolled %s: %d template(s)%s", device.id, enr.employee_id, len(vectors),
+             ", held for HR's approval" if held else "")
+    return EnrolmentResult(enrolment_id=enr.enrolment_id, status="stored",
+                           reason="held: HR must approve these faces before other kiosks use them" if held else "")
+
+
+def _resolve_roster_flags(tx: Tx, branch: str, employee_id: str, now: str) -> None:
+    """A kiosk enrolment explains punches its branch sent for that id before the enrolment arrived (the kiosk
+    punched first, or sent its enrolment late): their not_on_roster / unknown_employee flags are taken off and
+    the branch's open issues about the person resolved (kept, with resolved_utc, for the record)."""
+    where, params = tx.in_list("kind", list(ROSTER_FLAGS))
+    tx.run(f"UPDATE device_issues SET resolved_utc = ? WHERE employee_id = ? AND resolved_utc IS NULL AND {where} "
+           "AND device_id IN (SELECT id FROM devices WHERE branch = ?)", [now, employee_id, *params, branch])
+    for row in tx.rows("SELECT hub_seq, hub_flags FROM punches WHERE employee_id = ? AND branch = ? "
+                       "AND hub_flags <> ''", [employee_id, branch]):
+        kept = ",".join(f for f in row["hub_flags"].split(",") if f not in ROSTER_FLAGS)
+        if kept != row["hub_flags"]:
+            tx.run("UPDATE punches SET hub_flags = ? WHERE hub_seq = ?", [kept, row["hub_seq"]])
 
 
 def roster_page(db: HubDb, device: Device, cursor: int, limit: int) -> RosterPage:
@@ -397,22 +556,38 @@ def roster_page(db: HubDb, device: Device, cursor: int, limit: int) -> RosterPag
         live = [r["employee_id"] for r in rows if r["member"] and r["active"]]
         cards: dict[str, list[str]] = {e: [] for e in live}
         templates: dict[str, list[RosterTemplate]] = {e: [] for e in live}
+        dropped: set[str] = set()
         if live:
             where, params = tx.in_list("employee_id", live)
             for r in tx.rows(f"SELECT card_id, employee_id FROM employee_cards WHERE {where} ORDER BY card_id", params):
                 cards[r["employee_id"]].append(r["card_id"])
             if device.model_id:
                 # A kiosk already has the faces it enrolled itself: they are not sent back to it.
+                # A kiosk's faces not approved by HR go to its own branch only, and never when held.
                 for r in tx.rows(f"SELECT employee_id, model_id, dim, vector, quality FROM templates "
-                                 f"WHERE model_id = ? AND source != ? AND {where} ORDER BY id",
-                                 [device.model_id, device_source(device.id), *params]):
+                                 f"WHERE model_id = ? AND source != ? AND held = 0 AND (scope_branch IS NULL "
+                                 f"OR scope_branch = ?) AND {where} ORDER BY id",
+                                 [device.model_id, device_source(device.id), device.branch, *params]):
                     templates[r["employee_id"]].append(_roster_template(r))
+            dropped = _dropped_here(tx, device.id, live)
     people = [RosterEmployee(employee_id=r["employee_id"], name=r["name"], cards=cards[r["employee_id"]],
-                             templates=templates[r["employee_id"]]) for r in rows if r["employee_id"] in cards]
+                             templates=templates[r["employee_id"]], erase_own_templates=r["employee_id"] in dropped)
+              for r in rows if r["employee_id"] in cards]
     # A device starting from 0 has nobody to erase; later pages carry every leaver.
     gone = [r["employee_id"] for r in rows if r["employee_id"] not in cards] if cursor > 0 else []
     return RosterPage(cursor=rows[-1]["change_seq"] if rows else cursor, more=len(rows) == limit,
                       model_id=device.model_id, employees=people, deletions=gone)
+
+
+def _dropped_here(tx: Tx, device_id: str, employee_ids: list[str]) -> set[str]:
+    """People whose latest enrolment at this kiosk HR dropped: the kiosk erases the faces it enrolled itself."""
+    if not employee_ids:
+        return set()
+    where, params = tx.in_list("employee_id", employee_ids)
+    rows = tx.rows(f"SELECT employee_id, dropped_utc FROM device_enrolments WHERE device_id = ? AND {where} "
+                   f"ORDER BY enrolment_id", [device_id, *params])
+    latest = {r["employee_id"]: r["dropped_utc"] for r in rows}
+    return {employee_id for employee_id, dropped in latest.items() if dropped}
 
 
 def _roster_template(row: dict[str, Any]) -> RosterTemplate:

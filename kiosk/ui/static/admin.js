@@ -234,7 +234,8 @@ const Admin = {
 
   async startEnrol() {
     const body = { employee_id: $("enrol-id").value.trim(), name: $("enrol-name").value.trim(),
-                   card: $("enrol-card").value.trim() };
+                   card: $("enrol-card").value.trim(), consent: $("enrol-consent").checked,
+                   consent_language: I18n.lang };
     const answer = await this.api("POST", "/api/admin/enrol", body);
     if (!answer.ok) { this.say(this.refusal(answer.data)); return; }
     this.say("");

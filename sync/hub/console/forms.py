@@ -14,7 +14,9 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from kiosk.base.errors import KioskError
+from kiosk.base.consent import CONSENT_VERSION
+from kiosk.base.errors import InvalidInput, KioskError
+from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Forbidden, NeedsConfirmation
 from sync.hub import accounts, hr, people
 from sync.hub.console.pages import employee_context, outbox_context
@@ -31,7 +33,16 @@ from sync.hub.console.session import (
     problem,
 )
 from sync.hub.hrapi import SESSION_COOKIE, set_session_cookie
-from sync.protocol import CodeIn, CorrectionIn, EmployeeIn, EmployeePatch, OutboxActionIn, PhotoCheckIn, WebhookIn
+from sync.protocol import (
+    CodeIn,
+    ConsentIn,
+    CorrectionIn,
+    EmployeeIn,
+    EmployeePatch,
+    OutboxActionIn,
+    PhotoCheckIn,
+    WebhookIn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +152,15 @@ async def check_photos(request: Request) -> Response:
     return fragment(request, "photo_verdicts.html", verdicts=rows, error=None)
 
 
+def _consent(form: Any, who: accounts.Principal) -> ConsentIn | None:  # noqa: ANN401 - a Starlette form
+    """The consent box of the photo forms: ticked when HR showed the person the consent text and they agreed."""
+    if form.get("consent") != "yes":
+        return None
+    language = str(form.get("consent_language", "zh"))
+    return ConsentIn(given_utc=iso_utc(utc_now()), text_version=CONSENT_VERSION,
+                     language=language if language in ("zh", "en") else "zh", taken_by=who.name)
+
+
 @router.post("/employees/new")
 async def new_hire(request: Request) -> Response:
     who = current(request)
@@ -150,8 +170,9 @@ async def new_hire(request: Request) -> Response:
     given = {k: str(form.get(k, "")) for k in ("employee_id", "name", "branches", "cards")}
     try:
         emp = EmployeeIn(employee_id=given["employee_id"].strip(), name=given["name"],
-                         branches=form_list(given["branches"]), cards=form_list(given["cards"]), photos=photos)
-        out = await run_in_threadpool(hr.create_employee, hub, who, emp)
+                         branches=form_list(given["branches"]), cards=form_list(given["cards"]), photos=photos,
+                         consent=_consent(form, who))
+        out = await run_in_threadpool(hr.create_employee, hub, who, emp, "hr_console")
     except (KioskError, ValidationError) as exc:
         return page(request, "new_hire.html", who, http_status=422, branches=hr.visible_branches(hub, who), given=given,
                     error=problem(exc))
@@ -169,8 +190,8 @@ async def edit(request: Request, employee_id: str) -> Response:
     try:
         patch = EmployeePatch(name=str(form.get("name", "")).strip() or None,
                               branches=form_list(form.get("branches")), cards=form_list(form.get("cards")),
-                              photos=photos)
-        out = await run_in_threadpool(hr.patch_employee, hub, who, employee_id, patch)
+                              photos=photos, consent=_consent(form, who))
+        out = await run_in_threadpool(hr.patch_employee, hub, who, employee_id, patch, "hr_console")
     except (KioskError, ValidationError) as exc:
         context = await run_in_threadpool(employee_context, request, who, employee_id)
         context["error"] = problem(exc)
@@ -191,6 +212,18 @@ async def terminate(request: Request, employee_id: str) -> Response:
         return page(request, "employee.html", who, http_status=422, done=None, **context)
     await run_in_threadpool(hr.terminate_employee, hub_of(request), who, employee_id, reason[:500])
     return _back(f"/employees/{quote(employee_id)}", "terminated")
+
+
+@router.post("/employees/{employee_id}/device-templates/{action}")
+async def device_templates(request: Request, employee_id: str, action: str) -> Response:
+    """Approve or drop the faces one kiosk enrolled for this person (the API twin's action)."""
+    who = current(request)
+    form = await checked_form(request, who)
+    if action not in ("approve", "drop"):
+        raise InvalidInput(f"unknown action {action!r}", fix="Use approve or drop.")
+    device_id = str(form.get("device_id", "")).strip() or None
+    await run_in_threadpool(hr.review_device_templates, hub_of(request), who, employee_id, action, device_id)
+    return _back(f"/employees/{quote(employee_id)}", "approved" if action == "approve" else "dropped")
 
 
 @router.post("/attendance/correct")

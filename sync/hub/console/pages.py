@@ -23,7 +23,7 @@ router = APIRouter(include_in_schema=False)
 FLAGS = ("outside_geofence", "geofence_uncertain", "no_gps_fix", "clock_behind_floor")
 PUNCH_LIST_SIZE = 200
 DONE_KEYS = {"created", "changed", "terminated", "corrected", "revoked", "signed_out", "retried", "skipped",
-             "removed"}
+             "removed", "approved", "dropped"}
 OUTBOX_SHOWN = 200  # pending and parked records shown per subscription
 
 

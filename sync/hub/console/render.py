@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from kiosk.base.consent import CONSENT_VERSION
 from sync.hub.accounts import Principal
 from sync.hub.branches import Zones, load_zones
 
@@ -93,6 +94,8 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(worked=worked, size=size, short=lambda v, n=12: (v or "–")[:n])
+    # The consent text is shown in both languages, whatever the console's: the person reads their own.
+    env.globals.update(t_in=lambda lang, key: translator(lang)(key), consent_version=CONSENT_VERSION)
     return env
 
 

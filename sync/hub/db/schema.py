@@ -237,6 +237,36 @@ CREATE TABLE field_assertions (
 )
 """
 
+# Device issues about one person's punches (not_on_roster, unknown_employee) name them, so a kiosk
+# enrolment of that id can resolve them.
+_ISSUE_EMPLOYEE = """
+ALTER TABLE device_issues ADD COLUMN employee_id TEXT
+"""
+
+# Faces enrolled at a kiosk are scoped to its branch (scope_branch; NULL: wherever the person works) and,
+# for someone HR already manages, held (sent to no kiosk) until HR approves; approving lifts both. An
+# employee first created by a kiosk enrolment has origin 'device:ID' until HR creates them; a dropped kiosk
+# enrolment is kept as a row with dropped_utc, so its kiosk is told to erase its own copy.
+_DEVICE_SCOPE = """
+ALTER TABLE templates ADD COLUMN scope_branch TEXT;
+ALTER TABLE templates ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE templates ADD COLUMN approved_by TEXT;
+ALTER TABLE templates ADD COLUMN approved_utc TEXT;
+UPDATE templates SET scope_branch = (SELECT d.branch FROM devices d WHERE 'device:' || d.id = templates.source)
+    WHERE substr(source, 1, 7) = 'device:';
+ALTER TABLE employees ADD COLUMN origin TEXT NOT NULL DEFAULT 'hr';
+ALTER TABLE device_enrolments ADD COLUMN dropped_utc TEXT
+"""
+
+# Consents to face templates (PIPL), one row per consent given or withdrawn; never edited.
+_CONSENTS = """
+CREATE TABLE consents (
+    id {autoid}, employee_id TEXT NOT NULL, kind TEXT NOT NULL, given_utc TEXT, text_version TEXT, language TEXT,
+    taken_by TEXT NOT NULL, path TEXT NOT NULL, device_id TEXT, recorded_utc TEXT NOT NULL
+);
+CREATE INDEX consents_employee ON consents (employee_id, id)
+"""
+
 MIGRATIONS: list[HubMigration] = [
     ("001_initial", lambda dialect: _statements(_INITIAL, dialect)),
     ("002_clock_anchors", lambda dialect: _statements(_CLOCK_ANCHORS, dialect)),
@@ -249,6 +279,9 @@ MIGRATIONS: list[HubMigration] = [
     ("hardening_001_hub_flags", lambda dialect: _statements(_HUB_FLAGS, dialect)),
     ("signing_001_device_keys", lambda dialect: _statements(_SIGNING, dialect)),
     ("field_001_phones", lambda dialect: _statements(_FIELD, dialect)),
+    ("scope_001_issue_employee", lambda dialect: _statements(_ISSUE_EMPLOYEE, dialect)),
+    ("scope_002_device_templates", lambda dialect: _statements(_DEVICE_SCOPE, dialect)),
+    ("scope_003_consents", lambda dialect: _statements(_CONSENTS, dialect)),
 ]
 
 # Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).

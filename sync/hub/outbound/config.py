@@ -64,6 +64,10 @@ class FrappeConfig(StrictModel):
     employee_field: str = Field("attendance_device_id", pattern=r"^[a-z_][a-z0-9_]{0,63}$",
                                 description="Employee field holding the hub's employee id ('name' for the "
                                 "Employee's own id).")
+    consent_field: str = Field("face_consent_date", pattern=r"^[a-z_][a-z0-9_]{0,63}$",
+                               description="Employee field (a custom Date field) holding when the person gave "
+                               "separate consent to face recognition (PIPL). Without it the Employee is hired "
+                               "card-only and the photo is used once the field is set.")
     time_zone: str = Field("UTC", description="The HRMS's system time zone (IANA): checkin times are sent as "
                            "naive local times in it.")
     shift_types: list[str] = Field(default_factory=list, description="Shift Types whose 'Last Sync of Checkin' "

@@ -33,7 +33,7 @@ from sync.hub.outbound.config import FrappeConfig
 from sync.hub.outbound.events import PUNCH_CREATED
 from sync.hub.outbound.queue import Subscription
 from sync.hub.outbound.webhooks import DELIVERED, Outcome, retry_after, transport_error
-from sync.protocol import EMPLOYEE_ID, EmployeeIn, EmployeePatch
+from sync.protocol import EMPLOYEE_ID, ConsentIn, EmployeeIn, EmployeePatch
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,7 @@ class FrappeClient:
     def employees(self, filters: list[list[Any]], start: int, size: int) -> list[dict[str, Any]]:
         fields = ["name", "employee_name", "status", "branch", "relieving_date", "image", "date_of_joining",
                   "modified"]
-        if self.config.employee_field not in fields:
-            fields.append(self.config.employee_field)
+        fields += [f for f in (self.config.employee_field, self.config.consent_field) if f not in fields]
         resp = self.http.get("/api/resource/Employee", params={
             "fields": json.dumps(fields), "filters": json.dumps(filters), "order_by": "modified asc, name asc",
             "limit_start": start, "limit_page_length": size})
@@ -337,19 +336,34 @@ class EmployeePoll:
             return None
         return made
 
+    def _consent(self, record: dict[str, Any]) -> ConsentIn | None:
+        """The person's consent to face recognition as the HRMS records it (a date), or None."""
+        value = str(record.get(self.config.consent_field) or "").strip()
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+            return None
+        return ConsentIn(given_utc=f"{value}T00:00:00.000Z", taken_by=ACTOR)
+
     def _hire(self, employee_id: str, branch: str, record: dict[str, Any]) -> bool:
         if not record.get("image"):
             log.info("Employee %s has no photo yet: hired once it has one", record.get("name"))
+            return True
+        emp = EmployeeIn(employee_id=employee_id, name=str(record.get("employee_name") or employee_id),
+                         branches=[branch], consent=self._consent(record))
+        if emp.consent is None:
+            # No consent, no template: card-only until the HRMS records the consent (then _refresh_photo).
+            log.info("Employee %s: no %s, hired card-only", record.get("name"), self.config.consent_field)
+            try:
+                people.create_employee(self.db, emp, people.Templates([], 0, [], []), ACTOR, "hr_connector")
+            except Conflict:
+                pass  # hired meanwhile by another worker or by HR through the API
             return True
         image = str(record["image"])
         photo = self.client.file(image)
         made = self._templates(record, photo)
         if made is None:
             return True
-        emp = EmployeeIn(employee_id=employee_id, name=str(record.get("employee_name") or employee_id),
-                         branches=[branch])
         try:
-            people.create_employee(self.db, emp, made, ACTOR)
+            people.create_employee(self.db, emp, made, ACTOR, "hr_connector")
         except Conflict:
             return True  # hired meanwhile by another worker or by HR through the API
         remember_photo(self.db, employee_id, image, photo)
@@ -363,7 +377,8 @@ class EmployeePoll:
         The image URL last used is kept; only a new URL is fetched, and a photo with the same bytes as
         before (same SHA-256) changes nothing. A photo that gives no template keeps the old templates."""
         image = str(record.get("image") or "")
-        if not image:
+        consent = self._consent(record)
+        if not image or consent is None:
             return True
         last = used_photo(self.db, employee_id)
         if last is not None and last["image"] == image:
@@ -374,7 +389,8 @@ class EmployeePoll:
             return True
         made = self._templates(record, photo)
         if made is not None:
-            people.patch_employee(self.db, employee_id, EmployeePatch(replace_templates=True), made, ACTOR)
+            people.patch_employee(self.db, employee_id, EmployeePatch(replace_templates=True, consent=consent), made,
+                                  ACTOR, "hr_connector")
             log.info("Employee %s: new photo in the HRMS, %s's templates replaced (%d)", record.get("name"),
                      employee_id, len(made.ready))
         remember_photo(self.db, employee_id, image, photo)
