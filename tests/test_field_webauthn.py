@@ -123,7 +123,7 @@ def _jpeg_b64(path) -> str:  # noqa: ANN001
 
 def test_field_api_pairs_punches_and_refuses_replays(hub_config, face_engine, face_data) -> None:  # noqa: ANN001
     import httpx
-    from sync_support import start_hub
+    from sync_support import CONSENT, start_hub
 
     from sync.hub.faces import EngineTemplateMaker
     from sync.hub.field.webauthn import b64url_decode
@@ -132,7 +132,8 @@ def test_field_api_pairs_punches_and_refuses_replays(hub_config, face_engine, fa
     try:
         photos = sorted((face_data / "John_Salley").glob("*.jpg"))
         assert hub.hr.post("/v1/hr/employees", json={"employee_id": "F1", "name": "Li Na", "branches": ["B001"],
-                                                     "photos": [_jpeg_b64(p) for p in photos[:2]]}).status_code == 201
+                                                     "photos": [_jpeg_b64(p) for p in photos[:2]],
+                                                     "consent": CONSENT}).status_code == 201
         link = hub.hr.post("/v1/hr/field/pairings", json={"employee_id": "F1"}).json()["link"]
         token = link.split("#", 1)[1]
         origin = hub.url

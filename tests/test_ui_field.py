@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from sync_support import hub_config_data, start_hub
+from sync_support import CONSENT, hub_config_data, start_hub
 from ui_support import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 from conftest import REPO
@@ -76,7 +76,7 @@ def field_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest):  # n
 
 def _employee(hub, employee_id: str, name: str, photos: list[Path]) -> None:  # noqa: ANN001
     resp = hub.hr.post("/v1/hr/employees", json={"employee_id": employee_id, "name": name, "branches": ["B001"],
-                                                  "photos": [_jpeg_b64(p) for p in photos]})
+                                                  "photos": [_jpeg_b64(p) for p in photos], "consent": CONSENT})
     assert resp.status_code == 201, resp.text
     assert resp.json()["templates"], resp.text
 
