@@ -77,8 +77,10 @@ def test_an_ended_run_leaves_no_process_behind(tmp_path: Path, how: signal.Signa
         run.send_signal(how)
         run.wait(timeout=120)
         output = (tmp_path / "run.log").read_text()
-        wait_for(lambda: not _holding(token), 120, what=lambda: f"processes still holding the token: {_holding(token)}")
-        assert not _alive(int(grandchild)) and not _alive(int(pytest_pid))
+        # A process being killed stops showing its environment before it is gone: wait for both views.
+        wait_for(lambda: not _holding(token) and not _alive(int(grandchild)) and not _alive(int(pytest_pid)), 120,
+                 what=lambda: f"processes still holding the token: {_holding(token)}, grandchild alive "
+                              f"{_alive(int(grandchild))}, pytest alive {_alive(int(pytest_pid))}")
         if how == signal.SIGKILL:
             assert run.returncode == -signal.SIGKILL  # nothing in the script ran: the reaper cleaned up
         else:

@@ -537,20 +537,7 @@ def test_with_liveness_on_the_screen_asks_for_a_blink_up_front(chrome, face_data
                                                                  shots: Path) -> None:  # noqa: ANN001
     """Liveness on: the idle prompt asks for the blink before anyone fails, and a walk-up without one is
     told so beside the camera picture, which stays in view."""
-    home = tmp_path / "kiosk"
-    run_kiosk("init", str(home), check=True)
-    config = home / "kiosk.toml"
-    colin = face_data / "Colin_Powell"
-    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
-              "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
-    scene = Scene(tmp_path / "camera")
-    scene.idle()
-    port = free_port()
-    daemon = Daemon(config, [f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=true",
-                             "liveness.mode=blink", "liveness.window_s=2", f"ui.port={port}", "ui.result_display_s=10",
-                             f"ui.branch_title={BRANCH}"], tmp_path)
-    url = f"http://127.0.0.1:{port}/"
-    daemon.start(url)
+    config, scene, daemon, url = _liveness_kiosk(face_data, tmp_path, "liveness.mode=blink", "liveness.window_s=2")
     try:
         page = new_page(chrome)
         open_screen(page, url + "?lang=en")
@@ -583,20 +570,8 @@ def test_the_liveness_challenge_is_shown_up_front_beside_the_picture(chrome, fac
     """liveness.mode = challenge: as soon as a face is there, the screen shows the random steps as large
     icons beside the camera picture, which stays in view; a challenge not done in time is said so, a new
     one follows, and a photo never punches."""
-    home = tmp_path / "kiosk"
-    run_kiosk("init", str(home), check=True)
-    config = home / "kiosk.toml"
-    colin = face_data / "Colin_Powell"
-    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
-              "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
-    scene = Scene(tmp_path / "camera")
-    scene.idle()
-    port = free_port()
-    daemon = Daemon(config, [f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=true",
-                             "liveness.mode=challenge", "liveness.challenge_timeout_s=4", f"ui.port={port}",
-                             "ui.result_display_s=10", f"ui.branch_title={BRANCH}"], tmp_path)
-    url = f"http://127.0.0.1:{port}/"
-    daemon.start(url)
+    config, scene, daemon, url = _liveness_kiosk(face_data, tmp_path, "liveness.mode=challenge",
+                                                 "liveness.challenge_timeout_s=4")
     try:
         page = new_page(chrome)
         open_screen(page, url + "?lang=en")
@@ -632,6 +607,24 @@ def test_the_liveness_challenge_is_shown_up_front_beside_the_picture(chrome, fac
     assert "not_live" in kinds and kinds.count("challenge") >= 2 and "punched" not in kinds
     with open_store(load_config(config)) as store:
         assert store.punches.last_for("E001") is None  # a photo never punches
+
+
+def _liveness_kiosk(face_data: Path, tmp_path: Path, *sets: str) -> tuple[Path, Scene, Daemon, str]:
+    """A kiosk with Colin Powell enrolled, liveness on (``sets`` choose how), an idle camera scene, started."""
+    home = tmp_path / "kiosk"
+    run_kiosk("init", str(home), check=True)
+    config = home / "kiosk.toml"
+    colin = face_data / "Colin_Powell"
+    run_kiosk("enroll", "add", *CONSENT_ARGS, "--config", str(config), "--employee", "E001", "--name", "Colin Powell",
+              "--photos", str(colin / "Colin_Powell_0001.jpg"), str(colin / "Colin_Powell_0003.jpg"), check=True)
+    scene = Scene(tmp_path / "camera")
+    scene.idle()
+    port = free_port()
+    daemon = Daemon(config, [f"camera.source=images:{scene.folder}?fps=8&loop=1", "liveness.enabled=true", *sets,
+                             f"ui.port={port}", "ui.result_display_s=10", f"ui.branch_title={BRANCH}"], tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    daemon.start(url)
+    return config, scene, daemon, url
 
 
 def _events(workdir: Path) -> list[dict]:
