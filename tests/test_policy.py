@@ -355,7 +355,8 @@ def test_a_held_punch_counts_down_exactly_and_takes_its_preselection_at_the_dead
     make, store, events, dial = dialled
     policy = make(*BUTTONS, "punch.mode='face'")
     assert policy.seconds_to_choice_deadline() is None and policy.settle_due() is None, "nothing waits"
-    deadline = dial.mono + 4_000_000_000
+    recognised = dial.mono
+    deadline = recognised + 4_000_000_000
     asked = policy.on_face("E001", 0.71, evidence=b"jpeg")
     assert said(asked) == {"kind": "choose_direction", "employee_id": "E001", "name": "Wang Li", "method": "face",
                            "local_time": "08:57", "score": 0.71, "direction": "IN", "choice_id": asked.choice_id,
@@ -377,6 +378,7 @@ def test_a_held_punch_counts_down_exactly_and_takes_its_preselection_at_the_dead
     assert said(settled) == {"kind": "punched", "employee_id": "E001", "name": "Wang Li", "local_time": "08:57",
                              "method": "face", "score": 0.71, "punch_id": punch.id, "direction": "IN"}
     assert (punch.direction, punch.method, punch.score) == ("IN", "face", 0.71)
+    assert punch.mono_ns == recognised, "stamped when recognised, not when the time ran out"
     assert store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]["jpeg"] == b"jpeg"
     assert [r.getMessage() for r in caplog.records] == ["direction: no tap within 4 s for E001; IN recorded"]
     assert policy.settle_due() is None and policy.seconds_to_choice_deadline() is None
@@ -418,3 +420,17 @@ def test_a_tap_names_its_punch_and_a_direction(dialled) -> None:
         policy.choose_direction(second.choice_id, "IN")  # tapped twice: the first tap stands
     assert [(p.employee_id, p.direction, p.method) for p in store.punches.iter()] == [
         ("E001", "IN", "face"), ("E002", "OUT", "card")]
+
+
+def test_a_store_that_fails_before_the_direction_is_read_says_so(dialled, kiosk_home) -> None:
+    from kiosk.store import open_store
+    make, store, _, _ = dialled
+    failing = open_store(load_config(kiosk_home))
+
+    def locate() -> None:  # the fix is read after the debounce check, before the direction: the store goes then
+        failing.close()
+
+    event = make("punch.debounce_s=0", store=failing, locate=locate).on_card("0012345678")
+    assert (event.kind, event.employee_id, event.name) == (EventKind.STORE_ERROR, "E001", "Wang Li")
+    assert event.detail.startswith("reading the store failed") and "closed" in event.detail, event.detail
+    assert store.punches.count() == 0
