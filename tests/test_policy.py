@@ -184,6 +184,12 @@ def said(event) -> dict:
     return {k: v for k, v in event.to_dict().items() if k != "ts_utc"}
 
 
+def journal(caplog, levels: bool = False) -> list:
+    """What the policy wrote to the log (the journal) during the test, whatever else logged too."""
+    return [(r.levelname, r.getMessage()) if levels else r.getMessage()
+            for r in caplog.records if r.name == "kiosk.punching.policy"]
+
+
 def test_refusals_say_who_and_why(dialled) -> None:
     make, store, _, _ = dialled
     assert said(make("punch.mode='card'").on_face("E001", 0.9)) == {"kind": "card_required", "employee_id": "E001"}
@@ -274,7 +280,7 @@ def test_the_face_window_is_open_until_its_last_nanosecond(dialled, caplog) -> N
     dial.mono += 1
     with caplog.at_level("INFO", logger="kiosk.punching.policy"):
         assert policy.pending_verification() is None and policy.on_face_check("E001", 0.9) is None
-    assert [r.getMessage() for r in caplog.records] == ["card_and_face: no face within 10 s for E001"], \
+    assert journal(caplog) == ["card_and_face: no face within 10 s for E001"], \
         "the journal says whose wait ended, by id (never a name)"
 
 
@@ -333,7 +339,7 @@ def test_a_store_that_cannot_record_says_so_and_stores_nothing(dialled, kiosk_ho
     assert event.kind is EventKind.STORE_ERROR and (event.employee_id, event.name) == ("E001", "Wang Li")
     assert event.detail.startswith("recording the punch failed: ") and "busy" in event.detail
     assert store.punches.count() == 0
-    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "kiosk.punching.policy"]
+    logged = journal(caplog, levels=True)
     assert len(logged) == 1 and logged[0][0] == "ERROR", logged
     assert logged[0][1].startswith(f"punch for E001 NOT recorded: {event.detail} Retry"), \
         "the journal says whose punch (by id), what failed and what to do"
@@ -380,7 +386,7 @@ def test_a_held_punch_counts_down_exactly_and_takes_its_preselection_at_the_dead
     assert (punch.direction, punch.method, punch.score) == ("IN", "face", 0.71)
     assert punch.mono_ns == recognised, "stamped when recognised, not when the time ran out"
     assert store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]["jpeg"] == b"jpeg"
-    assert [r.getMessage() for r in caplog.records] == ["direction: no tap within 4 s for E001; IN recorded"]
+    assert journal(caplog) == ["direction: no tap within 4 s for E001; IN recorded"]
     assert policy.settle_due() is None and policy.seconds_to_choice_deadline() is None
     assert [e.kind for e in events] == [EventKind.CHOOSE_DIRECTION] * 3 + [EventKind.PUNCHED]
 
