@@ -254,6 +254,17 @@ def test_failed_attempts_start_again_after_any_punch(dialled) -> None:
     assert make().on_unrecognised().kind is EventKind.NOT_RECOGNISED, "a new policy starts at zero"
 
 
+def test_a_failed_liveness_check_is_said_and_counts_towards_the_card_hint(dialled) -> None:
+    make, _, _, _ = dialled
+    policy = make("punch.mode='face_or_card'", "punch.card_hint_after_attempts=3", "punch.debounce_s=0")
+    assert said(policy.on_not_live("no blink")) == {"kind": "not_live", "detail": "no blink"}
+    assert said(policy.on_not_live()) == {"kind": "not_live"}, "no detail unless one is given"
+    assert said(policy.on_unrecognised("stranger")) == {"kind": "use_card", "detail": "stranger"}, \
+        "a failed liveness check and a stranger count alike"
+    policy.on_card("0012345678")
+    assert said(policy.on_not_live("challenge not done")) == {"kind": "not_live", "detail": "challenge not done"}
+
+
 def test_card_and_face_punch_keeps_score_latency_and_evidence(dialled) -> None:
     make, store, _, dial = dialled
     policy = make("punch.mode='card_and_face'", "punch.verify_threshold=0.3", "punch.verify_window_s=10")
