@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kiosk.base.errors import Conflict, InvalidInput
 from kiosk.base.events import EventBus, EventKind
 from kiosk.config import load_config
 from kiosk.punching.policy import PunchPolicy
@@ -183,6 +184,12 @@ def said(event) -> dict:
     return {k: v for k, v in event.to_dict().items() if k != "ts_utc"}
 
 
+def journal(caplog, levels: bool = False) -> list:
+    """What the policy wrote to the log (the journal) during the test, whatever else logged too."""
+    return [(r.levelname, r.getMessage()) if levels else r.getMessage()
+            for r in caplog.records if r.name == "kiosk.punching.policy"]
+
+
 def test_refusals_say_who_and_why(dialled) -> None:
     make, store, _, _ = dialled
     assert said(make("punch.mode='card'").on_face("E001", 0.9)) == {"kind": "card_required", "employee_id": "E001"}
@@ -247,6 +254,17 @@ def test_failed_attempts_start_again_after_any_punch(dialled) -> None:
     assert make().on_unrecognised().kind is EventKind.NOT_RECOGNISED, "a new policy starts at zero"
 
 
+def test_a_failed_liveness_check_is_said_and_counts_towards_the_card_hint(dialled) -> None:
+    make, _, _, _ = dialled
+    policy = make("punch.mode='face_or_card'", "punch.card_hint_after_attempts=3", "punch.debounce_s=0")
+    assert said(policy.on_not_live("no blink")) == {"kind": "not_live", "detail": "no blink"}
+    assert said(policy.on_not_live()) == {"kind": "not_live"}, "no detail unless one is given"
+    assert said(policy.on_unrecognised("stranger")) == {"kind": "use_card", "detail": "stranger"}, \
+        "a failed liveness check and a stranger count alike"
+    policy.on_card("0012345678")
+    assert said(policy.on_not_live("challenge not done")) == {"kind": "not_live", "detail": "challenge not done"}
+
+
 def test_card_and_face_punch_keeps_score_latency_and_evidence(dialled) -> None:
     make, store, _, dial = dialled
     policy = make("punch.mode='card_and_face'", "punch.verify_threshold=0.3", "punch.verify_window_s=10")
@@ -264,14 +282,17 @@ def test_card_and_face_punch_keeps_score_latency_and_evidence(dialled) -> None:
     assert event.latency_ms == 2.0 and event.score == 0.5 and policy.pending_verification() is None
 
 
-def test_the_face_window_is_open_until_its_last_nanosecond(dialled) -> None:
+def test_the_face_window_is_open_until_its_last_nanosecond(dialled, caplog) -> None:
     make, _, _, dial = dialled
     policy = make("punch.mode='card_and_face'", "punch.verify_window_s=10")
     policy.on_card("0012345678")
     dial.mono += 10_000_000_000
     assert policy.pending_verification() == "E001"
     dial.mono += 1
-    assert policy.pending_verification() is None and policy.on_face_check("E001", 0.9) is None
+    with caplog.at_level("INFO", logger="kiosk.punching.policy"):
+        assert policy.pending_verification() is None and policy.on_face_check("E001", 0.9) is None
+    assert journal(caplog) == ["card_and_face: no face within 10 s for E001"], \
+        "the journal says whose wait ended, by id (never a name)"
 
 
 def test_a_mismatch_ends_the_wait(dialled) -> None:
@@ -315,7 +336,7 @@ def test_an_unverified_clock_is_in_the_punch_detail_and_announced(kiosk_home, fr
     assert said(events[-1]) == {"kind": "time_unverified", "punch_id": fresh_store.punches.head().id}
 
 
-def test_a_store_that_cannot_record_says_so_and_stores_nothing(dialled, kiosk_home) -> None:
+def test_a_store_that_cannot_record_says_so_and_stores_nothing(dialled, kiosk_home, caplog) -> None:
     from kiosk.store import open_store
     make, store, _, _ = dialled
     busy = open_store(load_config(kiosk_home, ["store.busy_timeout_s=0.1"]))
@@ -329,10 +350,104 @@ def test_a_store_that_cannot_record_says_so_and_stores_nothing(dialled, kiosk_ho
     assert event.kind is EventKind.STORE_ERROR and (event.employee_id, event.name) == ("E001", "Wang Li")
     assert event.detail.startswith("recording the punch failed: ") and "busy" in event.detail
     assert store.punches.count() == 0
+    logged = journal(caplog, levels=True)
+    assert len(logged) == 1 and logged[0][0] == "ERROR", logged
+    assert logged[0][1].startswith(f"punch for E001 NOT recorded: {event.detail} Retry"), \
+        "the journal says whose punch (by id), what failed and what to do"
 
 
 def test_a_face_of_someone_no_longer_on_the_roster_is_not_recorded(dialled) -> None:
     make, store, _, _ = dialled
     event = make("punch.mode='face'").on_face("E404", 0.8)
     assert said(event) == {"kind": "store_error", "employee_id": "E404", "detail": "no employee 'E404' on this kiosk"}
+    assert store.punches.count() == 0
+
+
+# -- direction = buttons: the held punch, its deadline and the tap --------------------------------
+
+BUTTONS = ("punch.direction='buttons'", "ui.enabled=true", "punch.direction_buttons_timeout_s=4")
+
+
+def test_a_held_punch_counts_down_exactly_and_takes_its_preselection_at_the_deadline(dialled, caplog) -> None:
+    make, store, events, dial = dialled
+    policy = make(*BUTTONS, "punch.mode='face'")
+    assert policy.seconds_to_choice_deadline() is None and policy.settle_due() is None, "nothing waits"
+    recognised = dial.mono
+    deadline = recognised + 4_000_000_000
+    asked = policy.on_face("E001", 0.71, evidence=b"jpeg")
+    assert said(asked) == {"kind": "choose_direction", "employee_id": "E001", "name": "Wang Li", "method": "face",
+                           "local_time": "08:57", "score": 0.71, "direction": "IN", "choice_id": asked.choice_id,
+                           "timeout_s": 4.0}
+    assert policy.seconds_to_choice_deadline() == 4.0
+    dial.advance(1.25)
+    again = policy.on_face("E001", 0.8)  # seen again while choosing: the same punch, the time left
+    assert (again.kind, again.choice_id, again.score, again.timeout_s) == (
+        EventKind.CHOOSE_DIRECTION, asked.choice_id, 0.71, 2.8)
+    assert policy.seconds_to_choice_deadline() == 2.75
+    dial.mono = deadline - 250_000_000
+    assert policy.on_face("E001", 0.8).timeout_s == 0.2 and policy.seconds_to_choice_deadline() == 0.25
+    dial.mono = deadline - 1
+    assert policy.settle_due() is None and store.punches.count() == 0, "one nanosecond before: still waiting"
+    dial.mono = deadline
+    with caplog.at_level("INFO", logger="kiosk.punching.policy"):
+        settled = policy.settle_due()
+    punch = store.punches.head()
+    assert said(settled) == {"kind": "punched", "employee_id": "E001", "name": "Wang Li", "local_time": "08:57",
+                             "method": "face", "score": 0.71, "punch_id": punch.id, "direction": "IN"}
+    assert (punch.direction, punch.method, punch.score) == ("IN", "face", 0.71)
+    assert punch.mono_ns == recognised, "stamped when recognised, not when the time ran out"
+    assert store.query("SELECT jpeg FROM evidence WHERE punch_id = ?", [punch.id])[0]["jpeg"] == b"jpeg"
+    assert journal(caplog) == ["direction: no tap within 4 s for E001; IN recorded"]
+    assert policy.settle_due() is None and policy.seconds_to_choice_deadline() is None
+    assert [e.kind for e in events] == [EventKind.CHOOSE_DIRECTION] * 3 + [EventKind.PUNCHED]
+
+
+def test_a_held_punch_past_its_deadline_shows_no_time_left_until_it_is_settled(dialled) -> None:
+    make, store, _, dial = dialled
+    policy = make(*BUTTONS, "punch.mode='face'")
+    asked = policy.on_face("E001", 0.7)
+    dial.advance(9)  # the screen's loop has not settled it yet
+    assert policy.seconds_to_choice_deadline() == 0.0
+    assert policy.on_face("E001", 0.7).timeout_s == 0.0
+    tapped = policy.choose_direction(asked.choice_id, "OUT")  # a tap before the loop settles it still counts
+    assert (tapped.kind, tapped.direction) == (EventKind.PUNCHED, "OUT") and store.punches.head().direction == "OUT"
+
+
+def test_a_tap_names_its_punch_and_a_direction(dialled) -> None:
+    make, store, _, _ = dialled
+    store.roster.add("E002", "Chen Jing", cards=("0087654321",))
+    policy = make(*BUTTONS, "punch.mode='face_or_card'", "punch.debounce_s=0")
+    first = policy.on_face("E001", 0.7)
+    with pytest.raises(InvalidInput) as bad:
+        policy.choose_direction(first.choice_id, "in")
+    assert (bad.value.what, bad.value.fix) == ("direction 'in' is not one of IN, OUT", "Tap 上班 (IN) or 下班 (OUT).")
+    second = policy.on_card("0087654321")  # the next person: the first's pre-selected IN is recorded
+    assert (second.kind, second.employee_id, second.method, second.direction) == (
+        EventKind.CHOOSE_DIRECTION, "E002", "card", "IN")
+    assert second.choice_id != first.choice_id
+    assert [(p.employee_id, p.direction, p.method) for p in store.punches.iter()] == [("E001", "IN", "face")]
+    with pytest.raises(Conflict) as late:
+        policy.choose_direction(first.choice_id, "OUT")  # the first's tap, after the next person came
+    assert (late.value.what, late.value.fix) == ("that punch is no longer waiting for a direction (already recorded)",
+                                                 "Nothing to do; a wrong direction is fixed by a correction.")
+    tapped = policy.choose_direction(second.choice_id, "OUT")
+    assert (tapped.kind, tapped.employee_id, tapped.method, tapped.direction) == (
+        EventKind.PUNCHED, "E002", "card", "OUT")
+    with pytest.raises(Conflict):
+        policy.choose_direction(second.choice_id, "IN")  # tapped twice: the first tap stands
+    assert [(p.employee_id, p.direction, p.method) for p in store.punches.iter()] == [
+        ("E001", "IN", "face"), ("E002", "OUT", "card")]
+
+
+def test_a_store_that_fails_before_the_direction_is_read_says_so(dialled, kiosk_home) -> None:
+    from kiosk.store import open_store
+    make, store, _, _ = dialled
+    failing = open_store(load_config(kiosk_home))
+
+    def locate() -> None:  # the fix is read after the debounce check, before the direction: the store goes then
+        failing.close()
+
+    event = make("punch.debounce_s=0", store=failing, locate=locate).on_card("0012345678")
+    assert (event.kind, event.employee_id, event.name) == (EventKind.STORE_ERROR, "E001", "Wang Li")
+    assert event.detail.startswith("reading the store failed") and "closed" in event.detail, event.detail
     assert store.punches.count() == 0

@@ -46,7 +46,8 @@ class _Accepted:
 @dataclass(frozen=True)
 class DirectionChoice:
     """direction = buttons: an accepted punch waiting for the person's 上班 / 下班 tap; recorded with the
-    tapped direction, or with ``likely`` (the pre-selected one) once ``deadline_mono_ns`` passes."""
+    tapped direction, or with ``likely`` (the pre-selected one: IN or OUT by the auto rule) once
+    ``deadline_mono_ns`` passes."""
 
     choice_id: str
     punch: _Accepted
@@ -88,7 +89,7 @@ class PunchPolicy:
             self.failed_attempts = 0
             if self.cfg.mode == "card":
                 return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id))
-            if self._card_and_face(employee_id):
+            if self._card_and_face(self.store.roster.get(employee_id)):
                 return self._emit(Event(EventKind.CARD_REQUIRED, employee_id=employee_id,
                                         detail="show your card first"))
             return self._punch(employee_id, "face", score, started_ns, evidence)
@@ -117,14 +118,14 @@ class PunchPolicy:
             if self.cfg.mode == "face" and not employee.card_and_face:
                 return self._emit(Event(EventKind.NOT_RECOGNISED, employee_id=employee.id,
                                         detail="cards are not accepted at this kiosk"))
-            if self._card_and_face(employee.id, employee):
+            if self._card_and_face(employee):
                 deadline = self.clock.mono() + int(self.cfg.verify_window_s * 1e9)
                 self.pending = _PendingCard(employee.id, deadline)
                 return self._emit(Event(EventKind.SHOW_FACE, employee_id=employee.id, name=employee.name))
             self.failed_attempts = 0
             return self._punch(employee.id, "card", None)
 
-    def _card_and_face(self, employee_id: str, employee=None) -> bool:  # noqa: ANN001 - Employee
+    def _card_and_face(self, employee) -> bool:  # noqa: ANN001 - Employee | None (not on the roster)
         """Whether this person punches with a card, then a 1:1 face check: everyone under punch.mode =
         card_and_face, and a person marked card + face (a look-alike: `kiosk employee card-and-face`)
         under any mode that uses faces."""
@@ -132,7 +133,6 @@ class PunchPolicy:
             return True
         if self.cfg.mode == "card":
             return False
-        employee = employee or self.store.roster.get(employee_id)
         return bool(employee and employee.card_and_face)
 
     def pending_verification(self) -> str | None:
@@ -219,7 +219,7 @@ class PunchPolicy:
         p = choice.punch
         left_s = max(0.0, (choice.deadline_mono_ns - self.clock.mono()) / 1e9)
         return Event(EventKind.CHOOSE_DIRECTION, employee_id=p.employee_id, name=p.name, method=p.method,
-                     local_time=self._local_hhmm(p.reading.utc), score=p.score, direction=choice.likely or None,
+                     local_time=self._local_hhmm(p.reading.utc), score=p.score, direction=choice.likely,
                      choice_id=choice.choice_id, timeout_s=round(left_s, 1))
 
     def choose_direction(self, choice_id: str, direction: str) -> Event:
@@ -248,7 +248,7 @@ class PunchPolicy:
             if self.choice is None or self.clock.mono() < self.choice.deadline_mono_ns:
                 return None
             log.info("direction: no tap within %.0f s for %s; %s recorded", self.cfg.direction_buttons_timeout_s,
-                     self.choice.punch.employee_id, self.choice.likely or "no direction")
+                     self.choice.punch.employee_id, self.choice.likely)
             return self._settle(self.choice.likely)
 
     def settle_waiting(self) -> Event | None:
