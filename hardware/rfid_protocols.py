@@ -56,8 +56,8 @@ class CardRead:
         return {"card": self.card, "protocol": self.protocol, "raw": self.raw}
 
 
-def _wiegand_view(card_number: int, facility_bits: int = 8) -> tuple[int, int]:
-    return (card_number >> 16) & ((1 << facility_bits) - 1), card_number & 0xFFFF
+def _wiegand_view(card_number: int) -> tuple[int, int]:
+    return (card_number >> 16) & 0xFF, card_number & 0xFFFF
 
 
 def parse_em4100_payload(payload: bytes) -> Decoded:
@@ -94,10 +94,8 @@ def parse_wiegand_bits(text: str) -> Decoded:
         raise FrameError("bad even parity", bits)
     if bits[half:].count("1") % 2 != 1:
         raise FrameError("bad odd parity", bits)
-    data = int(bits[1:-1], 2)
-    facility_bits = 8 if len(bits) == 26 else 16
-    facility, number = _wiegand_view(data, facility_bits)
-    return Decoded(f"wiegand{len(bits)}", bits, data, facility, number, full_value=data)
+    data = int(bits[1:-1], 2)  # 24 or 32 bits: the facility is all of them above the 16-bit number
+    return Decoded(f"wiegand{len(bits)}", bits, data, data >> 16, data & 0xFFFF, full_value=data)
 
 
 def parse_number_line(text: str, line_format: str) -> Decoded:

@@ -16,7 +16,7 @@ from kiosk.base.record import punch_hash
 from kiosk.config import load_config
 from kiosk.face.config import MatchConfig
 from kiosk.face.gallery import Gallery, Match
-from kiosk.face.vote import FrameVote
+from kiosk.face.vote import Decision, FrameVote
 from kiosk.punching.policy import PunchPolicy
 from kiosk.time.config import ClockConfig
 from kiosk.time.trusted import TrustedClock
@@ -151,8 +151,30 @@ def test_vote_needs_one_to_n(k: int, n: int, ok: bool) -> None:
     if ok:
         assert FrameVote(k, n).push(frame("E1")).decided is (k == 1)
     else:
-        with pytest.raises(ValueError, match="1 <= k <= n"):
+        with pytest.raises(ValueError, match=r"^need 1 <= k <= n$"):
             FrameVote(k, n)
+
+
+def test_a_strong_decision_needs_two_frames() -> None:
+    with pytest.raises(ValueError, match=r"^a strong decision needs at least 2 frames$"):
+        FrameVote(3, 5, 0.5, strong_frames=1)
+
+
+def test_strong_frames_at_the_threshold_decide_and_are_marked_strong_only_before_k() -> None:
+    vote = FrameVote(3, 5, strong_threshold=0.55)
+    assert vote.push(frame("E1", 0.55)) == Decision("E1", 1, 1, False, 0.55, strong=False)
+    assert vote.push(frame("E1", 0.55)) == Decision("E1", 2, 2, True, 0.55, strong=True)  # at the threshold
+    # With k = 2 the same two frames are k of n: decided, but not by the shortcut.
+    vote = FrameVote(2, 5, strong_threshold=0.55)
+    vote.push(frame("E1", 0.6))
+    assert vote.push(frame("E1", 0.6)) == Decision("E1", 2, 2, True, 0.6, strong=False)
+
+
+def test_vote_from_config_takes_strong_frames() -> None:
+    vote = FrameVote.from_config(MatchConfig(vote_k=4, vote_n=6, strong_frames=3), strong_threshold=0.55)
+    assert (vote.k, vote.n, vote.strong_threshold, vote.strong_frames) == (4, 6, 0.55, 3)
+    decisions = [vote.push(frame("E1", 0.7)) for _ in range(3)]
+    assert [(d.decided, d.strong) for d in decisions] == [(False, False), (False, False), (True, True)]
 
 
 # -- the debounce window ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from sync_support import CONSENT, TEST_DIM, TEST_MODEL
 from test_sync_protocol import chain
 
-from kiosk.base.record import PUNCH_FIELDS
+from kiosk.base.record import PUNCH_FIELDS, punch_hash
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.hub import devices
 
@@ -293,3 +293,76 @@ def test_punches_dated_ahead_of_the_hub_are_flagged_and_raised(hub) -> None:
     assert "clock is ahead" in issues[0]["detail"]
     picked = hub.hr.get("/v1/hr/punches", params={"flag": "clock_ahead"})
     assert [json.loads(line)["seq"] for line in picked.text.splitlines()] == [2]
+
+
+# -- ingest: every verdict, counter and issue text ------------------------------------------------------
+CHAIN_ISSUES = {"gap", "fork", "chain_break", "id_conflict"}
+
+
+def open_issue_details(hub, device) -> list[tuple[str, int, int, str]]:
+    """The device's open issues about its chain and ids (the test employees are not on the hub: those issues
+    are left out)."""
+    issues = hub.hr.get(f"/v1/hr/devices/{device.device_id}").json()["issues"]
+    return sorted((i["kind"], i["seq_from"], i["seq_to"], i["detail"]) for i in issues
+                  if i["resolved_utc"] is None and i["kind"] in CHAIN_ISSUES)
+
+
+def test_repeats_and_conflicts_get_exact_verdicts_and_counts(hub) -> None:
+    device = register(hub)
+    records = chain(3)
+    first = upload(device, [records[0], records[0]])  # the same record twice in one batch
+    assert [(r["seq"], r["status"]) for r in first["results"]] == [(1, "accepted"), (1, "duplicate")]
+    rewritten = {**records[1], "employee_id": "E2"}
+    rewritten["hash"] = punch_hash({k: v for k, v in rewritten.items() if k != "hash"})
+    answer = upload(device, [records[0], records[1], rewritten, records[2]])
+    assert [(r["id"], r["seq"], r["status"], r["reason"]) for r in answer["results"]] == [
+        (records[0]["id"], 1, "duplicate", ""), (records[1]["id"], 2, "accepted", ""),
+        (records[1]["id"], 2, "rejected", "this punch id is already stored with different content"),
+        (records[2]["id"], 3, "accepted", "")]
+    assert (answer["accepted"], answer["duplicates"], answer["rejected"], answer["chain_seq"]) == (2, 1, 1, 3)
+    status = hub.hr.get(f"/v1/hr/devices/{device.device_id}").json()
+    assert (status["punches"], status["duplicates"], status["rejected"]) == (3, 2, 1)
+    with hub.db.transaction(write=False) as tx:
+        (kept,) = tx.rows("SELECT punch_id, seq, body FROM punch_rejects")
+    assert (kept["punch_id"], kept["seq"]) == (records[1]["id"], 2)
+    assert json.loads(kept["body"])["employee_id"] == "E2"  # the refused content, as sent
+    assert open_issue_details(hub, device) == [
+        ("id_conflict", 2, 2, f"punch {records[1]['id']}: this punch id is already stored with different content")]
+    assert upload(device, records)["duplicates"] == 3  # every repeat in a batch is counted
+
+
+def test_late_punches_split_gaps_and_name_the_links_that_fail(hub) -> None:
+    device = register(hub)
+    records = chain(8)
+    upload(device, [records[0], records[1], records[6], records[7]])
+    assert open_issue_details(hub, device) == [("gap", 3, 6, "4 punch(es) not received")]
+    # Two late punches in one batch: the second falls in what is left of the gap after the first.
+    answer = upload(device, [records[3], records[4]])
+    assert [r["reason"] for r in answer["results"]] == ["chain: late", "chain: late"]
+    assert open_issue_details(hub, device) == [("gap", 3, 3, "1 punch(es) not received"),
+                                               ("gap", 6, 6, "1 punch(es) not received")]
+    # A stranger's seq 3 that links to seq 2 but not to the stored seq 4, and a clone of seq 1 in the same batch.
+    forged = chain(1, start_seq=3, prev=records[1]["hash"], employee_id="E9")[0]
+    clone = chain(1, start_seq=1, employee_id="E8")[0]
+    answer = upload(device, [clone, forged])
+    assert [r["reason"] for r in answer["results"]] == ["chain: fork", "chain: late"]
+    assert open_issue_details(hub, device) == [
+        ("chain_break", 4, 4, "seq 4 does not link to the late punch seq 3"),
+        ("fork", 1, 1, f"a second, different punch {clone['id']} has seq 1: the kiosk's store was restored or cloned"),
+        ("gap", 6, 6, "1 punch(es) not received")]
+    # A late seq 6 that links to neither neighbour.
+    stranger = chain(1, start_seq=6, prev="d" * 64)[0]
+    assert upload(device, [stranger])["results"][0]["reason"] == "chain: break"
+    assert ("chain_break", 6, 6, "late punch seq 6 does not link to seq 5") in open_issue_details(hub, device)
+    assert ("chain_break", 7, 7, "seq 7 does not link to the late punch seq 6") in open_issue_details(hub, device)
+
+
+def test_direction_kind_and_author_are_stored_as_sent_or_null(hub) -> None:
+    device = register(hub)
+    plain = chain(1)[0]  # as an older kiosk sends it: no direction, kind or author
+    correction = chain(1, start_seq=2, prev=plain["hash"], direction="IN", kind="correction", author="admin")[0]
+    upload(device, [plain, correction])
+    with hub.db.transaction(write=False) as tx:
+        rows = tx.rows("SELECT seq, direction, kind, author FROM punches ORDER BY seq")
+    assert rows == [{"seq": 1, "direction": None, "kind": "punch", "author": None},
+                    {"seq": 2, "direction": "IN", "kind": "correction", "author": "admin"}]

@@ -104,10 +104,10 @@ def _check_correction_time(at: datetime, now: datetime, tz: ZoneInfo) -> None:
 
 def _check_repeat(store: Store, cfg: PunchConfig, tz: ZoneInfo, employee_id: str, reading: TimeReading) -> None:
     last = store.punches.last_correction_for(employee_id)
-    if last is None or cfg.manual_confirm_window_s <= 0 or last.boot_id != reading.boot_id:
+    if last is None or last.boot_id != reading.boot_id:
         return
     age_s = (reading.mono_ns - last.mono_ns) / 1e9
-    if 0 <= age_s < cfg.manual_confirm_window_s:
+    if 0 <= age_s < cfg.manual_confirm_window_s:  # a window of 0 holds no age: never asks
         when = parse_iso(last.ts_utc).astimezone(tz)
         raise NeedsConfirmation(f"{employee_id} already got a manual punch {age_s / 60:.0f} min ago "
                                 f"(for {when:%H:%M}{', ' + last.direction if last.direction else ''})",

@@ -67,7 +67,7 @@ class TrustedClock:
     _last_state: str | None = None
     _last_anchor_mono: int | None = None
     _last_seen: tuple[float, int] | None = None  # (wall, mono) of the previous reading
-    _step_s: float | None = None  # a wall-clock step seen since the last punch (seconds, + = forward)
+    _stepped: bool = False  # the wall clock was stepped since the last punch
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def raise_floor(self, moment: datetime) -> None:
@@ -117,7 +117,7 @@ class TrustedClock:
                 state = "verified" if abs(offset) <= self.cfg.hub_max_offset_s else "unverified"
             if flags:
                 state = "unverified"
-            if self._step_s is not None:
+            if self._stepped:
                 # Flagged, not believed: a source that vouches for the new time keeps the state verified.
                 flags.append("clock_jump")
             if state != self._last_state:
@@ -138,17 +138,17 @@ class TrustedClock:
         if abs(step_s) > self.cfg.step_max_s + SLEW_MAX * elapsed_s:
             log.warning("the wall clock was stepped by %+.0f s (against the monotonic clock); the next punch "
                         "is flagged clock_jump", step_s)
-            self._step_s = (self._step_s or 0.0) + step_s
+            self._stepped = True
 
     def punch_recorded(self, reading: TimeReading) -> None:
         """A punch carried ``reading``: a step it was flagged for has been reported."""
         with self._lock:
             if "clock_jump" in reading.flags:
-                self._step_s = None
+                self._stepped = False
 
     def anchor_due(self, reading: TimeReading) -> bool:
         """True when a source knows the true time and no recent anchor was stored this boot."""
-        if reading.offset_s is None or reading.source == "none":
+        if reading.offset_s is None:  # source "none": nothing knows the true time
             return False
         last = self._last_anchor_mono
         return last is None or reading.mono_ns - last >= self.cfg.anchor_interval_s * 1e9

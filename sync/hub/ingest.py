@@ -233,10 +233,9 @@ def verify_signatures(checked: Checked, key: DeviceKey | None) -> set[str]:
 
 def _row(hub_seq: int, device: Device, rec: PunchIn, now: str, chain: str, hub_flags: str,
          key: DeviceKey | None) -> tuple:
-    values = {name: getattr(rec, name, None) for name in RECORD_COLUMNS}
-    # A record without a direction or kind (an older kiosk) is a plain punch with no direction.
-    values["direction"] = normal_direction(values["direction"])
-    values["kind"] = values["kind"] or "punch"
+    values = {name: getattr(rec, name) for name in RECORD_COLUMNS}
+    # A record without a direction, kind or author (an older kiosk) has PunchIn's defaults: "", "punch", "".
+    values["direction"] = normal_direction(values["direction"])  # no direction is stored as NULL
     values["author"] = values["author"] or None
     signature, key_id = (rec.signature, key.key_id) if key is not None else ("", "")
     return (hub_seq, device.id, device.branch, *(values[name] for name in RECORD_COLUMNS), now, chain, hub_flags,
