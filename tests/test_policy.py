@@ -289,6 +289,7 @@ def test_the_face_window_is_open_until_its_last_nanosecond(dialled, caplog) -> N
     dial.mono += 10_000_000_000
     assert policy.pending_verification() == "E001"
     dial.mono += 1
+    caplog.clear()  # only what this step logs, whatever level an earlier test left
     with caplog.at_level("INFO", logger="kiosk.punching.policy"):
         assert policy.pending_verification() is None and policy.on_face_check("E001", 0.9) is None
     assert journal(caplog) == ["card_and_face: no face within 10 s for E001"], \
@@ -389,6 +390,7 @@ def test_a_held_punch_counts_down_exactly_and_takes_its_preselection_at_the_dead
     dial.mono = deadline - 1
     assert policy.settle_due() is None and store.punches.count() == 0, "one nanosecond before: still waiting"
     dial.mono = deadline
+    caplog.clear()  # only what this step logs, whatever level an earlier test left
     with caplog.at_level("INFO", logger="kiosk.punching.policy"):
         settled = policy.settle_due()
     punch = store.punches.head()
