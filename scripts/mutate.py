@@ -2,9 +2,9 @@
 """Mutation testing of the core that decides who gets a punch and what HR receives (`make mutate`).
 
 Runs mutmut over the modules named in setup.cfg [mutmut], each with only the tests that exercise it
-(setup.cfg [mutate]), then prints the score per module and every surviving mutant. A survivor is either
-killed by a new test or listed in tests/mutation-equivalent.txt with the reason it cannot change
-behaviour (``NAME  reason``).
+(setup.cfg [mutate], plus any pytest arguments in [mutate-args]), then prints the score per module and
+every surviving mutant. A survivor is either killed by a new test or listed in
+tests/mutation-equivalent.txt with the reason it cannot change behaviour (``NAME  reason``).
 
     scripts/mutate.py                                  # every mutant of every module (about 40 min, 2 cores)
     scripts/mutate.py --module kiosk/store/punches.py  # one module (what a change to it should run)
@@ -25,6 +25,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,13 +53,21 @@ def module_tests() -> dict[str, list[str]]:
     return table
 
 
+def module_pytest_args(module: str) -> list[str]:
+    """setup.cfg [mutate-args]: extra pytest arguments for one module's stats run and mutants (e.g. -k)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return shlex.split(cfg.get("mutate-args", module, fallback=""))
+
+
 def dotted(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".")
 
 
 def mutmut(args: list[str], modules: list[str], tests: list[str], children: int) -> subprocess.CompletedProcess:
     """mutmut in a child process, mutating only ``modules`` and collecting stats from ``tests`` only."""
-    env = {**os.environ, NARROW_ENV: json.dumps({"modules": modules, "tests": tests})}
+    extra = [arg for module in modules for arg in module_pytest_args(module)]
+    env = {**os.environ, NARROW_ENV: json.dumps({"modules": modules, "tests": tests, "args": extra})}
     if args and args[0] == "run":
         args = ["run", "--max-children", str(children), *args[1:]]
     return subprocess.run([sys.executable, __file__, "--mutmut", *args], cwd=ROOT, env=env,
@@ -75,6 +84,8 @@ def mutmut_narrowed(argv: list[str]) -> int:
         cfg.only_mutate = list(narrow["modules"])
     if narrow.get("tests"):
         cfg.pytest_add_cli_args_test_selection = list(narrow["tests"])
+    if narrow.get("args"):
+        cfg.pytest_add_cli_args = [*cfg.pytest_add_cli_args, *narrow["args"]]
     if argv[:1] == ["diffs"]:  # ours: the changed lines of many mutants in one process
         from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
 

@@ -20,6 +20,9 @@ from kiosk.face.vote import Decision, FrameVote
 from kiosk.punching.policy import PunchPolicy
 from kiosk.time.config import ClockConfig
 from kiosk.time.trusted import TrustedClock
+from sync.errors import Unauthorized
+from sync.hub import devices
+from sync.hub.ingest import ingest
 
 EPS = 0.004  # how far from a boundary each probe sits (cosine); well above float32 rounding
 
@@ -291,3 +294,30 @@ def test_a_late_punch_that_does_not_link_is_a_chain_break(hub) -> None:
     assert answer["results"][0]["reason"] == "chain: break"
     assert ("chain_break", 3, 3) in open_issues(hub, device)
     assert {p["seq"]: p["chain"] for p in hub.export()} == {1: "ok", 2: "break", 3: "break", 4: "ok"}
+
+
+def test_a_late_punch_is_linked_to_the_chain_never_to_a_fork_at_the_seq_before(hub) -> None:
+    records = chain(5)
+    # The kiosk registers again after delivering seq 1-2 elsewhere: the hub holds no punch at seq 1-2.
+    device = register(hub, chain_seq=2, chain_hash=records[1]["hash"])
+    fork = chain(1, start_seq=2, prev=records[0]["hash"], employee_id="E2")[0]  # another seq 2: a fork
+    assert upload(device, [fork])["results"][0]["reason"] == "chain: fork"
+    upload(device, [records[4]])  # seq 3-4 missing
+    # The genuine seq 3 follows a seq 2 the hub never received: nothing to check it against, so it is late
+    # (not a break for failing to link to the fork's hash).
+    answer = upload(device, [records[2]])
+    assert (answer["results"][0]["status"], answer["results"][0]["reason"]) == ("accepted", "chain: late")
+    assert open_issues(hub, device) == [("fork", 2, 2), ("gap", 4, 4)]
+    assert {(p["seq"], p["employee_id"]): p["chain"] for p in hub.export()} == {
+        (2, "E2"): "fork", (3, "E1"): "late", (5, "E1"): "after_gap"}
+
+
+def test_a_device_revoked_while_its_batch_is_on_the_way_stores_nothing(hub) -> None:
+    client = register(hub)
+    # Authenticated as the request arrives, revoked before ingest takes the device's row.
+    device = devices.authenticate_device(hub.db, client.headers["Authorization"].removeprefix("Bearer "))
+    devices.revoke_device(hub.db, device.id)
+    with pytest.raises(Unauthorized) as err:
+        ingest(hub.db, device, chain(1), max_ahead_s=300.0)
+    assert (err.value.what, err.value.fix) == ("this device was revoked", "Register the kiosk again with a new code.")
+    assert hub.export() == []

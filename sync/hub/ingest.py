@@ -294,11 +294,11 @@ def _person_issue(tx: Tx, device: Device, kind: str, employee_id: str, first: in
     add_issue(tx, device.id, kind, first, last, detail, employee_id=employee_id)
 
 
-def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float = 300.0,
-           proof: str = "") -> PunchBatchResponse:
+def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float, proof: str = "") -> PunchBatchResponse:
     """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason). A punch
-    dated more than ``max_ahead_s`` after now is stored with hub flag clock_ahead and a device issue; one for
-    a person not on the device's branch roster with not_on_roster or unknown_employee, and a device issue.
+    dated more than ``max_ahead_s`` (the hub's server.punch_max_ahead_s) after now is stored with hub flag
+    clock_ahead and a device issue; one for a person not on the device's branch roster with not_on_roster
+    or unknown_employee, and a device issue.
     ``proof``: for a device without a signing key whose records the caller proved otherwise (a field
     phone's WebAuthn assertion, sync/hub/field), the hub flag they carry instead of ``unsigned``."""
     checked = check_records(raw)
