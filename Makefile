@@ -35,7 +35,7 @@ demo: venv
 # survivor is killed or listed in tests/mutation-equivalent.txt are in MUTATE_GATED; add one when it is.
 MUTATE_SAMPLE ?= 20
 MUTATE_GATED ?= kiosk/store/punches.py hardware/nmea.py kiosk/punching/policy.py hardware/rfid_protocols.py \
-    kiosk/face/vote.py kiosk/punching/record.py kiosk/time/trusted.py
+    kiosk/face/vote.py kiosk/punching/record.py kiosk/time/trusted.py kiosk/face/gallery.py
 test: venv imports
 	$(BIN)/python -m pytest
 	nice -n 10 $(BIN)/python scripts/mutate.py --sample $(MUTATE_SAMPLE) $(addprefix --module ,$(MUTATE_GATED))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kiosk.base.errors import ModelMismatch
+from kiosk.base.errors import InvalidInput, ModelMismatch
 from kiosk.face.config import MatchConfig
 from kiosk.face.gallery import Gallery, Match, pack_change
 from kiosk.face.vote import FrameVote
@@ -124,6 +124,133 @@ def test_large_gallery_coarse_index_agrees_with_exact_search() -> None:
     assert coarse.search(_near(fresh, 0.6)).employee_id == "NEW"
     coarse.remove(owners[10])
     assert coarse.search(_near(vectors[10], 0.9)).employee_id != owners[10]
+
+
+
+def test_a_match_is_reported_rounded_without_its_runner_up() -> None:
+    match = Match("E1", 0.612345, 0.0456789, True, "match", runner_up="E2")
+    assert match.to_dict() == {"employee_id": "E1", "score": 0.6123, "margin": 0.0457, "accepted": True,
+                               "reason": "match"}
+
+
+def test_removing_an_employee_keeps_every_other_row_wherever_the_rows_sit() -> None:
+    vectors = _unit(5)
+    owners = ["A", "B", "A", "B", "A"]  # A's rows first, in the middle and last
+    gallery = Gallery("m")
+    for owner, vec in zip(owners, vectors, strict=True):
+        gallery.add(owner, vec)
+    assert gallery.remove("nobody") == 0 and len(gallery) == 5
+    assert gallery.remove("A") == 3
+    assert len(gallery) == 2 and gallery.employees == 1 and gallery.best_of(vectors[0], "A") is None
+    for row in (1, 3):
+        match = gallery.search(vectors[row])
+        assert match.employee_id == "B" and match.score == pytest.approx(1.0, abs=1e-5)
+    for row in (0, 2, 4):
+        assert gallery.search(vectors[row]).employee_id == "B"  # nobody else is left
+
+
+@pytest.mark.parametrize("exact_search_max", [100000, 500])
+def test_a_growing_gallery_keeps_its_rows_exact_and_coarse(exact_search_max: int) -> None:
+    vectors = _unit(2200)
+    owners = [f"E{i:04d}" for i in range(2200)]
+    gallery = Gallery("m", MatchConfig(exact_search_max=exact_search_max, rerank_k=64))
+    gallery.add_many(owners[:1000], vectors[:1000] * 3)  # rows are stored normalised
+    gallery.add_many(owners[1000:1100], vectors[1000:1100])  # grows past the first 1024 rows
+    assert len(gallery) == 1100
+    gallery.search(vectors[0])  # a coarse gallery builds its index here; the adds below keep it in step
+    for owner, vec in zip(owners[1100:], vectors[1100:], strict=True):
+        gallery.add(owner, vec)  # grows again, one row at a time
+    assert len(gallery) == 2200 and gallery.employees == 2200
+    gallery.remove(owners[0])  # the last row moves into row 0
+    assert len(gallery) == 2199
+    for i in (1, 999, 1000, 1099, 1100, 2047, 2048, 2199):
+        match = gallery.search(vectors[i])
+        assert match.employee_id == owners[i] and match.score == pytest.approx(1.0, abs=1e-5), i
+    assert gallery.search(vectors[0]).employee_id != owners[0]
+
+
+def test_a_gallery_from_the_store_decides_with_the_given_settings(fresh_store) -> None:
+    model = "ab" * 32
+    vec = _unit(1)[0]
+    fresh_store.roster.add("E1", "Person One")
+    fresh_store.roster.add_template("E1", model, vec, 0.9, "test")
+    probe = _near(vec, 0.9)
+    assert Gallery.from_roster(fresh_store.roster, model).search(probe).reason == "match"
+    strict = Gallery.from_roster(fresh_store.roster, model, MatchConfig(threshold=0.95))
+    assert strict.search(probe).reason == "below_threshold"
+    coarse = Gallery.from_roster(fresh_store.roster, model, MatchConfig(exact_search_max=0), threads=1)
+    assert coarse.search(probe).reason == "match"  # its coarse index, built as it loads, answers
+
+
+
+def test_pack_change_counts_the_templates_of_each_other_model(fresh_store) -> None:
+    running, old, older = "ab" * 32, "cd" * 32, "01" * 32
+    roster = fresh_store.roster
+    for employee_id in ("E1", "E2", "E3"):
+        roster.add(employee_id, f"Person {employee_id}")
+    roster.add_template("E1", running, _unit(1)[0], 0.9, "test")
+    assert pack_change(roster, running) is None
+    roster.add_template("E2", old, _unit(1)[0], 0.9, "test")
+    roster.add_template("E3", old, _unit(1)[0], 0.9, "test")
+    roster.add_template("E3", older, _unit(1)[0], 0.9, "test")
+    assert pack_change(roster, running) == (
+        "the face model changed: 3 stored template(s) (1 of model 010101010101, 2 of model cdcdcdcdcdcd) cannot be "
+        "used with the running model abababababab (1 template(s) usable). Re-enrol those people with `kiosk enroll "
+        "add --photos ...`, or have the hub re-compute their templates for the new model; until then they can "
+        "punch only by card.")
+    assert pack_change(roster, "ef" * 32).startswith("the face model changed: 4 stored template(s) (") and \
+        "with the running model efefefefefef (0 template(s) usable)." in pack_change(roster, "ef" * 32)
+
+
+
+def test_a_vector_of_the_wrong_length_is_refused_by_name() -> None:
+    gallery = Gallery("m")
+    gallery.add("E1", _unit(1)[0])
+    short = _unit(1, dim=511)[0]
+    for call in (lambda: gallery.add("E2", short), lambda: gallery.search(short),
+                 lambda: gallery.best_of(short, "E1")):
+        with pytest.raises(InvalidInput) as err:
+            call()
+        assert err.value.what == "template has 511 values; this model's templates have 512"
+    assert len(gallery) == 1
+
+
+def test_a_template_of_another_model_is_refused_naming_both_models() -> None:
+    gallery = Gallery("ab" * 32)
+    with pytest.raises(ModelMismatch) as err:
+        gallery.add("E1", _unit(1)[0], model_id="cd" * 32)
+    assert (err.value.what, err.value.fix) == (
+        "template of E1 was made by model cdcdcdcdcdcd, not the running model abababababab; embeddings of "
+        "different models are never compared",
+        "Re-enrol the person with `kiosk enroll add`, or let the hub re-compute templates for this model.")
+
+
+def test_a_gallery_of_exactly_exact_search_max_templates_is_searched_exactly() -> None:
+    vectors = _unit(600)
+    gallery = Gallery("m", MatchConfig(exact_search_max=600, rerank_k=8))
+    gallery.add_many([f"E{i:03d}" for i in range(600)], vectors)
+    for i in (0, 299, 599):
+        assert gallery.search(vectors[i]).employee_id == f"E{i:03d}"
+
+
+
+def test_a_score_or_margin_exactly_at_its_floor_is_accepted() -> None:
+    base = _unit(1)[0]
+    one, two = _near(base, 0.8), _near(base, 0.6)
+
+    def gallery(cfg: MatchConfig) -> Gallery:
+        out = Gallery("m", cfg)
+        out.add("E1", one)
+        out.add("E2", two)
+        return out
+
+    exact = gallery(MatchConfig(threshold=0.0, margin=0.0)).search(base)
+    at_threshold = gallery(MatchConfig(threshold=exact.score, margin=0.0)).search(base)
+    at_margin = gallery(MatchConfig(threshold=0.0, margin=exact.margin)).search(base)
+    assert (at_threshold.reason, at_threshold.accepted) == ("match", True)
+    assert (at_margin.reason, at_margin.accepted) == ("match", True)
+    above = gallery(MatchConfig(threshold=float(np.nextafter(exact.score, 1.0)), margin=0.0)).search(base)
+    assert above.reason == "below_threshold"
 
 
 def test_vote_needs_k_of_last_n() -> None:
