@@ -40,6 +40,13 @@ def test_punches_for_another_branch_or_an_unknown_id_are_stored_flagged_and_rais
     assert flags == {1: "", 2: "not_on_roster", 3: "unknown_employee", 4: "", 5: "unknown_employee"}
     assert person_issues(hub, device.device_id) == [("not_on_roster", "E2", 2, 2, True),
                                                      ("unknown_employee", "E404", 3, 5, True)]
+    details = {i["kind"]: i["detail"] for i in hub.hr.get(f"/v1/hr/devices/{device.device_id}").json()["issues"]
+               if i["employee_id"]}
+    assert details == {
+        "not_on_roster": "punches for E2, who is not on branch B001's roster: stored and flagged not_on_roster "
+                         "(assign them to the branch, or check the kiosk)",
+        "unknown_employee": "punches for E404, an id the hub does not know: stored and flagged unknown_employee "
+                            "(create the employee, or check the kiosk)"}
     # More punches for the same person widen the open issue instead of raising a new one each batch.
     more = chain(1, start_seq=6, prev=records[-1]["hash"], employee_id="E404")
     upload(device, more)
