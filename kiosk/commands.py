@@ -47,6 +47,9 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
     "gallery": ("kiosk.tools.bench_face:bench_gallery",
                 "1:N search time and rank-1 vs fair float32 exact scans (same threads), on real embeddings + "
                 "distractors."),
+    "robustness": ("kiosk.tools.bench_robustness:bench_robustness",
+                   "Detection, rank-1 and right/wrong accepts of the daemon's frame path under generated conditions "
+                   "(small faces, blur, low light, JPEG, roll, mask, sunglasses), gated vs ungated."),
     "walkup": ("kiosk.tools.bench_walkup:bench_walkup",
                "Walk-up to durable punch (photos and real videos), idle CPU (gated vs plain, in turns), daemon RSS."),
     "hub": ("kiosk.tools.bench_hub:bench_hub",

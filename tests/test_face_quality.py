@@ -79,10 +79,10 @@ def test_a_dim_face_is_brightened_not_called_blurry_and_still_recognised(face_en
     """30 % of the light: the recogniser still knows these faces, so the gate must let them through
     (it used to refuse nearly all as blurry and too dark); 5 % is too dark even brightened."""
     from kiosk.face import evaluation as ev
+    from kiosk.face.conditions import camera_frame
     from kiosk.face.config import MatchConfig, QualityConfig
     from kiosk.face.engine import FaceEngine
     from kiosk.face.gallery import Gallery
-    from kiosk.tools.bench_face import camera_frame
 
     names = ("Ariel_Sharon", "Colin_Powell", "Tony_Blair", "Laura_Bush", "Hugo_Chavez", "Jacques_Chirac")
     items = [i for i in ev.photo_set(face_data) if i.identity in names]

@@ -29,7 +29,6 @@ from kiosk.tools.benchkit import (
 
 log = logging.getLogger(__name__)
 
-FRAME_W, FRAME_H = 640, 480
 JITTER_PX = (0, 2, 4, 2, 0, -2, -4, -2)
 LATENCY_GALLERY = 1000
 TEMPLATES_PER_EMPLOYEE = 2
@@ -224,19 +223,6 @@ def _print_strong(result: dict) -> None:
 # -- latency -------------------------------------------------------------------
 
 
-def camera_frame(image: np.ndarray) -> np.ndarray:
-    """The photo letterboxed into a 640x480 camera frame, as the kiosk camera would deliver."""
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = min(FRAME_W / w, FRAME_H / h)
-    resized = cv2.resize(image, (int(w * scale), int(h * scale)))
-    frame = np.full((FRAME_H, FRAME_W, 3), 96, np.uint8)
-    y, x = (FRAME_H - resized.shape[0]) // 2, (FRAME_W - resized.shape[1]) // 2
-    frame[y:y + resized.shape[0], x:x + resized.shape[1]] = resized
-    return frame
-
-
 def plain_insightface(pack, config: KioskConfig, tmp: Path):  # noqa: ANN001, ANN201
     """insightface's FaceAnalysis on the same detector + recogniser, threads and detector size."""
     from insightface.app import FaceAnalysis
@@ -336,6 +322,7 @@ def _column(rounds: list[dict], key: str, part: int) -> list[float]:
 
 
 def run_latency(config: KioskConfig, image_path: Path, frames: int, rounds: int) -> dict:
+    from kiosk.face.conditions import camera_frame
     from kiosk.face.images import read_image
 
     engine = _engine(config)
