@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enrollment.photos import DIFFERENT_PERSON_MAX, PhotoCheck, check_photo_file, refuse
+from enrollment.photos import DIFFERENT_PERSON_MAX, PhotoCheck, best_photos, check_photo_file, refuse
 from enrollment.saving import NewTemplate, store_enrolment
 from kiosk.base.consent import Consent
 from kiosk.base.errors import InvalidInput, KioskError
@@ -57,6 +57,7 @@ class RowOutcome:
     problem: str = ""
     templates: int = 0
     checks: list[PhotoCheck] = field(default_factory=list)
+    spare: list[PhotoCheck] = field(default_factory=list)  # usable, but not among the best kept
 
     @property
     def refused(self) -> list[PhotoCheck]:
@@ -65,7 +66,8 @@ class RowOutcome:
     def to_dict(self) -> dict:
         return {"line": self.row.line, "employee_id": self.row.employee_id, "status": self.status,
                 "problem": self.problem, "templates": self.templates,
-                "photos": [{**c.to_dict(), "photo": Path(c.source).name} for c in self.checks]}
+                "photos": [{**c.to_dict(), "photo": Path(c.source).name,
+                            "kept": c.ok and not any(c is s for s in self.spare)} for c in self.checks]}
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -122,7 +124,7 @@ class RosterImport:
             outcome.status, outcome.problem = "skipped", "already has face templates of this model"
             return outcome
         outcome.checks = self._check_photos(row)
-        usable = [c for c in outcome.checks if c.ok]
+        usable, outcome.spare = best_photos(outcome.checks)
         if not usable:
             outcome.problem = f"none of the {len(outcome.checks)} photo(s) was usable"
             return outcome

@@ -4,7 +4,7 @@
 gate, and — when a gallery is given — not already someone else's face and not a different person
 from the employee's other templates. ``PhotoCheck.reason`` is a stable name (no_face,
 several_faces, poor_quality, other_employee, not_same_person, unreadable) for the UI to translate;
-``detail`` is an English sentence.
+``detail`` is an English sentence. ``best_photos`` picks the PHOTO_TEMPLATES_KEPT a person's enrolment keeps.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from kiosk.face.types import Face, QualityReport
 
 log = logging.getLogger(__name__)
 
+# Photo enrolment keeps this many of a person's usable photos, the best by quality score: templates from
+# worse photos add little recognition but each is one more chance for a stranger's face to score high.
+PHOTO_TEMPLATES_KEPT = 3
 # Cosine below which a new photo is taken to show a different person than the employee's stored
 # templates. Far below the match threshold on purpose: same-person photos years apart can score
 # 0.2-0.4, while different people stay under ~0.3 (bench accuracy on ../shared/faces).
@@ -132,6 +135,16 @@ def check_photo(engine: FaceEngine, image: np.ndarray, source: str, gallery: Gal
         if problem is not None:
             return PhotoCheck(problem.source, False, problem.reason, problem.detail, quality=report, face=face)
     return PhotoCheck(source, True, vector=vector, quality=report, face=face)
+
+
+def best_photos(checks: list[PhotoCheck],
+                keep: int = PHOTO_TEMPLATES_KEPT) -> tuple[list[PhotoCheck], list[PhotoCheck]]:
+    """(kept, spare) of the usable photos among ``checks``: the ``keep`` with the best quality score (on a tie
+    the earlier photo), in their given order, and the other usable ones."""
+    usable = [c for c in checks if c.ok]
+    ranked = sorted(range(len(usable)), key=lambda i: (-usable[i].quality.score, i))
+    chosen = set(ranked[:keep])
+    return ([c for i, c in enumerate(usable) if i in chosen], [c for i, c in enumerate(usable) if i not in chosen])
 
 
 def check_photo_file(engine: FaceEngine, path: Path, gallery: Gallery | None = None,

@@ -138,3 +138,22 @@ def test_the_progress_bar_shows_on_a_terminal(kiosk_home: Path, tmp_path: Path, 
     # Log lines print above the bar, each on a line of its own, never glued to a half-drawn bar.
     logged = [line.rstrip(b"\r").split(b"\r")[-1] for line in terminal.split(b"\n") if b" INFO " in line]
     assert logged and all(re.match(rb"\d{4}-\d\d-\d\d ", line) for line in logged), logged
+
+
+def test_an_imported_row_keeps_its_best_three_photos(kiosk_home: Path, tmp_path: Path, face_data: Path) -> None:
+    folder = tmp_path / "five"
+    folder.mkdir()
+    names = []
+    for i, source in enumerate(sorted((face_data / "Colin_Powell").iterdir())[:5]):
+        names.append(f"colin{i}.jpg")
+        (folder / names[-1]).symlink_to(source)
+    report = tmp_path / "report.csv"
+    result = import_roster(kiosk_home, tmp_path, folder, f"id,name,photos\nE120,Colin Powell,{';'.join(names)}\n",
+                           "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert "enrolled line 2 E120: 3 template(s)" in result.stdout
+    assert result.stdout.count("only the 3 best photos are stored") == 2
+    rows = list(csv.DictReader(report.open(encoding="utf-8")))
+    assert sorted(r["photo_status"] for r in rows) == ["not_kept", "not_kept", "ok", "ok", "ok"]
+    with open_store(load_config(kiosk_home)) as store:
+        assert store.roster.get("E120").templates == 3

@@ -235,3 +235,25 @@ def test_look_alikes_are_refused_then_enrolled_with_card_and_face(invoke, kiosk_
     assert {e["id"]: e["card_and_face"] for e in listed} == {"E001": True, "E002": True, "E003": False}
     assert "now punches as punch.mode says" in invoke("employee", "card-and-face", "E001", "--off",
                                                       "--config", config).output
+
+
+def test_photo_enrolment_keeps_the_best_three(invoke, kiosk_home: Path, face_data: Path) -> None:
+    """Five usable photos: the three with the best quality score are stored, the other two are named."""
+    photos = [str(p) for p in image_files(face_data / "Colin_Powell")[:5]]
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--config", str(kiosk_home), "--employee", "E010",
+                    "--name", "Colin", "--photos", *photos)
+    assert result.exit_code == 0, result.output
+    quality = {line.split()[1]: float(line.split("quality ")[1].rstrip(")")) for line in result.output.splitlines()
+               if line.startswith("ok ")}
+    spare = [line.split()[2] for line in result.output.splitlines() if line.startswith("not kept ")]
+    assert len(quality) == 5 and len(spare) == 2, result.output
+    assert max(quality[p] for p in spare) <= min(q for p, q in quality.items() if p not in spare)
+    assert "only the 3 best photos are stored" in result.output
+    assert "E010: stored 3 template(s), refused 0 photo(s)" in result.output
+    with open_store(load_config(kiosk_home)) as store:
+        assert store.roster.get("E010").templates == 3
+    four = [str(p) for p in image_files(face_data / "Ariel_Sharon")[:4]]
+    result = invoke("enroll", "add", *CONSENT_ARGS, "--config", str(kiosk_home), "--employee", "E011",
+                    "--name", "Ariel", "--json", "--photos", *four)
+    lines = _json_lines(result.output)
+    assert result.exit_code == 0 and lines[-1]["kept"] == 3 and len(lines[-1]["not_kept"]) == 1, result.output

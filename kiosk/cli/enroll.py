@@ -86,7 +86,7 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
         from kiosk.cli.enroll_camera import enrol_from_camera
         enrol_from_camera(cfg, employee_id, name, cards, branch, samples, as_json, consent)
         return
-    from enrollment.photos import check_photo_file, expand_photos, look_alike_sentence, look_alikes
+    from enrollment.photos import best_photos, check_photo_file, expand_photos, look_alike_sentence, look_alikes
     from enrollment.saving import NewTemplate, store_enrolment
     from kiosk.store.roster import check_employee_id, check_name
 
@@ -105,7 +105,7 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
                 gallery.add(employee_id, check.vector)  # later photos are checked against this one too
             checks.append(check)
             _report_check(check, as_json)
-        usable = [c for c in checks if c.ok]
+        usable, spare = best_photos(checks)
         if not usable:
             raise KioskError(f"none of the {len(checks)} photo(s) of {employee_id} was usable; nothing was stored",
                              fix="Use sharp, well-lit, frontal photos showing only this person's face.")
@@ -121,9 +121,10 @@ def enroll_add(employee_id: str, name: str, photos: tuple[Path, ...], more_photo
                        "card_and_face": [employee_id, *[a.employee_id for a in found]], "detail": sentence})
         else:
             click.echo(sentence)
+    _report_spare(spare, len(usable), as_json)
     if not as_json:
-        click.echo(f"{employee_id}: stored {len(usable)} template(s), refused {len(checks) - len(usable)} photo(s) "
-                   f"(model {engine.model_id[:12]})")
+        click.echo(f"{employee_id}: stored {len(usable)} template(s), refused {len(checks) - len(usable) - len(spare)} "
+                   f"photo(s) (model {engine.model_id[:12]})")
 
 
 def consent_now(taken_by: str | None, language: str, path: str, employee_id: str) -> Consent:
@@ -146,6 +147,19 @@ def enroll_consent_text(language: tuple[str, ...]) -> None:
     click.echo(f"version {CONSENT_VERSION}")
     for lang in language or CONSENT_LANGUAGES:
         click.echo(f"\n[{lang}]\n{translate(lang, catalogue_key(CONSENT_VERSION))}")
+
+
+def _report_spare(spare: list, kept: int, as_json: bool) -> None:
+    """The usable photos not stored: an enrolment keeps only the best few (enrollment.photos.best_photos)."""
+    if not spare:
+        return
+    if as_json:
+        echo_json({"not_kept": [c.source for c in spare], "kept": kept,
+                   "detail": f"only the {kept} best photos are stored"})
+        return
+    for check in spare:
+        click.echo(f"not kept {check.source} (quality {check.quality.score:.2f}): only the {kept} best photos "
+                   "are stored")
 
 
 def _report_check(check, as_json: bool) -> None:  # noqa: ANN001
@@ -280,6 +294,9 @@ def _report_row(outcome, as_json: bool) -> None:  # noqa: ANN001 - RowOutcome
         click.echo(f"enrolled line {row.line} {row.employee_id}: {outcome.templates} template(s)")
     for check in outcome.refused:
         click.echo(f"  refused {Path(check.source).name}: {check.reason}{_quality_text(check)}: {check.detail}")
+    for check in outcome.spare:
+        click.echo(f"  not kept {Path(check.source).name} (quality {check.quality.score:.2f}): only the "
+                   f"{outcome.templates} best photos are stored")
 
 
 def _write_report(path: Path, outcomes: list) -> None:
@@ -301,8 +318,11 @@ def _write_report(path: Path, outcomes: list) -> None:
                 out([o.row.line, o.row.employee_id, o.status, "", "", "", "", o.problem])
             for c in o.checks:
                 quality = ";".join(c.quality.reasons) if c.quality is not None else ""
-                out([o.row.line, o.row.employee_id, o.status, Path(c.source).name,
-                     "ok" if c.ok else "refused", c.reason or "", quality, c.detail])
+                spare = any(c is s for s in o.spare)
+                status = ("not_kept" if spare else "ok") if c.ok else "refused"
+                detail = f"only the {o.templates} best photos are stored" if spare else c.detail
+                out([o.row.line, o.row.employee_id, o.status, Path(c.source).name, status, c.reason or "", quality,
+                     detail])
 
 
 COMMANDS = [enroll_group, identify_command]
