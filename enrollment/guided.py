@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 # (a face half out of the picture is also small and badly lit...).
 GUIDANCE_BY_REASON = (
     ("cut_off", "centre_face"), ("too_small", "move_closer"), ("pose", "face_camera"),
-    ("too_dark", "too_dark"), ("too_bright", "too_bright"), ("occluded", "uncover_face"),
+    ("too_dark", "too_dark"), ("too_bright", "too_bright"), ("sunglasses", "remove_sunglasses"),
+    ("mask", "lower_mask"), ("occluded", "uncover_face"),
     ("blurry", "blurry"),
 )
 

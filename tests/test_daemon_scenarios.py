@@ -71,6 +71,27 @@ def test_enrolled_punches_once_stranger_never_repeat_is_debounced(home: Path, tm
     assert row["punch_id"] == punches[0].id and row["jpeg"][:2] == b"\xff\xd8"
 
 
+def test_a_masked_stranger_is_asked_to_lower_the_mask_then_not_recognised(home: Path, tmp_path: Path, people,
+                                                                           face_engine) -> None:  # noqa: ANN001
+    """A mask the recogniser cannot see past: the screen asks for it to come off (once), and the walk-up ends
+    as not recognised as before; nobody punches."""
+    import cv2
+
+    from kiosk.face.conditions import CONDITIONS
+    from kiosk.face.images import read_image
+
+    photo = read_image(people["stranger"][1])
+    face = face_engine.choose(face_engine.detect_photo(photo), photo.shape)
+    masked = tmp_path / "masked.png"
+    cv2.imwrite(str(masked), CONDITIONS["mask"](photo, face, 0))
+    camera = write_sequence(tmp_path / "cam", [(None, 3), (masked, 16), (None, 8)])
+    proc, events = run_daemon(home, f"camera.source='images:{camera}?fps=0'", "liveness.enabled=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert kinds(events) == ["uncover_face", "not_recognised"]
+    asked = next(e for e in events if e["kind"] == "uncover_face")
+    assert asked["detail"] == "mask" and _punches(home) == []
+
+
 def test_still_photo_never_punches_with_liveness_on(home: Path, tmp_path: Path, people, video_data: Path) -> None:
     """A printed/screen photo held up, slightly moved and tilted, over many frames."""
     import cv2

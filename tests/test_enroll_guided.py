@@ -16,6 +16,7 @@ from conftest import CONSENT_ARGS, kiosk_consent, run_kiosk
 from enrollment.guided import GuidedEnrolment, GuidedSettings, Person, Phase
 from enrollment.saving import NewTemplate, store_enrolment
 from kiosk.config import load_config
+from kiosk.face.conditions import CONDITIONS
 from kiosk.face.config import MatchConfig
 from kiosk.face.gallery import Gallery
 from kiosk.face.images import image_files, read_image
@@ -82,15 +83,17 @@ def test_the_same_picture_again_is_not_a_new_sample(face_engine, face_data: Path
 
 
 @pytest.mark.parametrize(("make", "guidance"), [
-    (lambda image, width: downscaled(image, width), "move_closer"),
-    (lambda image, width: darkened(image, width), "too_dark"),
-    (lambda image, width: np.full_like(image, 128), "look_at_camera"),
+    (lambda image, face: downscaled(image, face.width), "move_closer"),
+    (lambda image, face: darkened(image, face.width), "too_dark"),
+    (lambda image, face: np.full_like(image, 128), "look_at_camera"),
+    (lambda image, face: CONDITIONS["mask"](image, face, 0), "lower_mask"),
+    (lambda image, face: CONDITIONS["sunglasses"](image, face, 0), "remove_sunglasses"),
 ])
 def test_guidance_comes_from_the_quality_gate(face_engine, face_data: Path, make, guidance: str) -> None:  # noqa: ANN001
     image = read_image(face_data / "Colin_Powell" / "Colin_Powell_0001.jpg")
     face = face_engine.choose(face_engine.detect(image), image.shape)
     session = session_for(face_engine, Gallery(face_engine.model_id), "E102", {})
-    observation = session.feed(make(image, face.width))
+    observation = session.feed(make(image, face))
     assert session.progress().guidance == guidance and not observation.usable
     assert session.progress().samples == 0
 

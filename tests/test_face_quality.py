@@ -103,3 +103,99 @@ def test_a_dim_face_is_brightened_not_called_blurry_and_still_recognised(face_en
     old = ev.gate_effect(before, gallery, probes)
     assert old["refused"]["too_dark"] >= 12 and old["refused"]["blurry"] >= 8, old
     assert old["gated"]["right"] <= now["gated"]["right"] // 2, (old, now)
+
+
+def _frame_report(engine, frame):  # noqa: ANN001, ANN202
+    face = engine.choose(engine.detect(frame), frame.shape)
+    return None if face is None else engine.assess_quality(frame, face)
+
+
+def test_masks_and_sunglasses_are_named_and_clean_faces_are_not(face_engine, face_data) -> None:  # noqa: ANN001
+    """Every photo of a dozen identities in a camera frame: as it is (and darker, rolled, JPEG'd) never
+    called masked or in sunglasses; with a drawn mask or sunglasses nearly always."""
+    from face_support import IDENTITIES
+
+    from kiosk.face import evaluation as ev
+    from kiosk.face.conditions import CONDITIONS
+
+    items = [i for i in ev.photo_set(face_data) if i.identity in IDENTITIES]
+    named = {name: 0 for name in ("clean", "dim_30", "roll_+30", "jpeg_20", "mask", "sunglasses")}
+    seen = dict.fromkeys(named, 0)
+    for index, item in enumerate(items):
+        image = item.load()
+        face = face_engine.choose(face_engine.detect_photo(image), image.shape, policy="center")
+        for name in named:
+            report = _frame_report(face_engine, CONDITIONS[name](image, face, index))
+            if report is None:
+                continue
+            seen[name] += 1
+            worn = {"mask": "mask", "sunglasses": "sunglasses"}.get(name)
+            named[name] += (worn in report.reasons) if worn else bool({"mask", "sunglasses"} & set(report.reasons))
+    assert seen["clean"] == len(items) and named["clean"] == named["dim_30"] == named["jpeg_20"] == 0, named
+    assert named["roll_+30"] == 0, named
+    assert named["mask"] >= 0.9 * seen["mask"] and named["sunglasses"] >= 0.95 * seen["sunglasses"], (named, seen)
+
+
+def test_real_sunglasses_are_seen(face_engine, face_data) -> None:  # noqa: ANN001
+    from kiosk.face.conditions import camera_frame
+    from kiosk.face.images import read_image
+
+    frame = camera_frame(read_image(face_data / "Arnold_Schwarzenegger" / "Arnold_Schwarzenegger_0008.jpg"))
+    report = _frame_report(face_engine, frame)
+    assert report.reasons == ("sunglasses",), (report.reasons, report.metrics)
+    assert report.metrics["eyes_dark"] < 0.45 and report.metrics["eyes_flat"] < 0.6
+
+
+def _walkup(engine, face_data, covered_faces: str):  # noqa: ANN001, ANN202
+    """A frame processor whose gallery holds the first photos of Colin Powell and Laura Bush."""
+    from kiosk.face.config import MatchConfig
+    from kiosk.face.engine import FaceEngine
+    from kiosk.face.gallery import Gallery
+    from kiosk.face.images import image_files, read_image
+    from kiosk.face.walkup import FrameProcessor
+
+    engine = FaceEngine(engine.pack, engine.cfg, engine.quality_cfg.model_copy(update={"covered_faces": covered_faces}))
+    gallery = Gallery(engine.model_id, MatchConfig())
+    for name in ("Colin_Powell", "Laura_Bush"):
+        image = read_image(image_files(face_data / name)[0])
+        gallery.add(name, engine.embed(image, engine.choose(engine.detect_photo(image), image.shape)))
+    return FrameProcessor(engine, gallery)
+
+
+def _masked(engine, face_data, name: str, photo: str, condition: str = "mask"):  # noqa: ANN001, ANN202
+    from kiosk.face.conditions import CONDITIONS
+    from kiosk.face.images import read_image
+
+    image = read_image(face_data / name / photo)
+    return CONDITIONS[condition](image, engine.choose(engine.detect_photo(image), image.shape), 0)
+
+
+def test_a_walkup_recognises_a_masked_face_it_knows_and_asks_for_the_mask_otherwise(face_engine, face_data) -> None:  # noqa: ANN001
+    from kiosk.face.walkup import FrameState
+
+    processor = _walkup(face_engine, face_data, "advise")
+    known = _masked(face_engine, face_data, "Colin_Powell", "Colin_Powell_0002.jpg")
+    results = [processor.process(known) for _ in range(3)]
+    assert [r.state for r in results] == [FrameState.DECIDING, FrameState.DECIDING, FrameState.DECIDED]
+    assert results[0].quality.reasons == ("mask",) and results[0].match.employee_id == "Colin_Powell"
+    assert results[-1].decision.employee_id == "Colin_Powell"
+    # Laura Bush masked scores under the threshold: not recognised, so the screen asks for the mask to come off.
+    for name, photo in (("Laura_Bush", "Laura_Bush_0009.jpg"), ("Tony_Blair", "Tony_Blair_0002.jpg")):
+        processor.reset()
+        result = processor.process(_masked(face_engine, face_data, name, photo))
+        assert result.state is FrameState.ADJUST and result.quality.reasons == ("mask",), (name, result.quality)
+        assert result.embedded and not result.match.accepted and result.decision is None
+    processor.reset()
+    shaded = processor.process(_masked(face_engine, face_data, "Laura_Bush", "Laura_Bush_0041.jpg", "sunglasses"))
+    assert shaded.state is FrameState.ADJUST and shaded.quality.reasons == ("sunglasses",)
+
+
+def test_covered_faces_refuse_and_off(face_engine, face_data) -> None:  # noqa: ANN001
+    from kiosk.face.walkup import FrameState
+
+    known = _masked(face_engine, face_data, "Colin_Powell", "Colin_Powell_0002.jpg")
+    refusing = _walkup(face_engine, face_data, "refuse").process(known)
+    assert refusing.state is FrameState.ADJUST and refusing.quality.reasons == ("mask",)
+    assert not refusing.embedded and refusing.match is None
+    blind = _walkup(face_engine, face_data, "off").process(known)
+    assert blind.state is FrameState.DECIDING and blind.quality.ok and "lower_colour" not in blind.quality.metrics

@@ -100,3 +100,14 @@ def test_every_device_reason_reads_in_each_language() -> None:
         assert f"reason.{code}" in catalogue("zh"), code
     assert translate("zh", "reason.camera_frames", width=640, height=480, source="v4l2:/dev/video0") == \
         "640×480 画面，来自 v4l2:/dev/video0"
+
+
+def test_the_screen_asks_for_each_covering_by_name() -> None:
+    """Every reason the walk-up is not recognised with (a mask, sunglasses) has its own request, in both languages."""
+    from kiosk.face.quality import COVERED
+
+    script = (STATIC / "screen.js").read_text(encoding="utf-8")
+    uncover = dict(re.findall(r'(\w+): "(result\.uncover_\w+)"', script.split("const UNCOVER = {")[1].split("};")[0]))
+    assert set(uncover) == set(COVERED)
+    for lang in ("en", "zh"):
+        assert set(uncover.values()) <= keys(lang)

@@ -218,6 +218,23 @@ def test_a_stranger_is_told_to_use_the_card(kiosk, page, shots: Path) -> None:  
     back_to_idle(kiosk, page)
 
 
+def test_a_masked_stranger_is_asked_to_lower_the_mask(kiosk, page, shots: Path) -> None:  # noqa: ANN001
+    from kiosk.face.conditions import CONDITIONS
+    from kiosk.face.config import FaceConfig, QualityConfig
+    from kiosk.face.engine import FaceEngine
+    from kiosk.face.images import read_image
+
+    engine = FaceEngine.from_config(FaceConfig(), QualityConfig())
+    photo = read_image(photos(kiosk, "George_W_Bush", range(2, 3))[0])
+    masked = CONDITIONS["mask"](photo, engine.choose(engine.detect_photo(photo), photo.shape), 0)
+    kiosk["scene"].show([masked])
+    expect()(page.locator("#prompt")).to_have_text("Please lower your mask for a moment", timeout=WAIT_MS)
+    expect()(page.locator("#prompt-other")).to_have_text("请暂时拉下口罩")
+    page.screenshot(path=str(shots / "hint-lower-mask.png"))
+    expect()(page.locator("#result-title")).to_have_text("Not recognised — please use your card", timeout=WAIT_MS)
+    back_to_idle(kiosk, page)
+
+
 # -- admin mode ---------------------------------------------------------------------------------
 
 def type_pin(page, pin: str) -> None:  # noqa: ANN001

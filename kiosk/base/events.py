@@ -24,6 +24,7 @@ class EventKind(StrEnum):
     NOT_RECOGNISED = "not_recognised"        # not recognised — please use your card
     USE_CARD = "use_card"                    # after several failed attempts
     NOT_LIVE = "not_live"                    # the liveness check failed (no blink, challenge not done)
+    UNCOVER_FACE = "uncover_face"            # not recognised with a mask / sunglasses (detail): please take it off
     CHALLENGE = "challenge"                  # liveness challenge: do these steps in order (arrows on screen)
     UNKNOWN_CARD = "unknown_card"            # this card is not registered
     SHOW_FACE = "show_face"                  # card_and_face: now look at the camera

@@ -105,6 +105,12 @@ class QualityConfig(StrictModel):
                                   "face is visible; below it: occluded (hand, mask, hair, strong shadow).")
     max_outside_ratio: float = Field(0.05, ge=0, le=1, description="Largest fraction of the face box outside "
                                      "the frame; above it (or a landmark outside): cut_off.")
+    covered_faces: Literal["advise", "refuse", "off"] = Field(
+        "advise", description="A mask or sunglasses (reasons mask, sunglasses; an enrolment photo with them is "
+        "always refused). advise: a walk-up still tries the face and, only when it is not recognised, asks the "
+        "person to lower the mask or take off the sunglasses (the recogniser knows many masked faces: refusing "
+        "them all costs right answers and saved no wrong one, see the README's \"Recognition accuracy\"). "
+        "refuse: never recognise a covered face. off: do not look for them.")
 
     @model_validator(mode="after")
     def verify_brightness_range(self) -> QualityConfig:

@@ -1,4 +1,4 @@
-"""The quality gate: size, sharpness, pose, light, occlusion and cut-off, each with a named reason.
+"""The quality gate: size, sharpness, pose, light, occlusion, cut-off, a mask and sunglasses, each with a named reason.
 
 ``assess(frame, face, aligned, cfg) -> QualityReport`` is a pure function of the frame, the
 detected face, its aligned 112x112 crop and the [quality] thresholds. Pose is estimated from the
@@ -11,6 +11,13 @@ is as low as a blurred one's: at 30 % brightness 193 of 200 frames used to be re
 so a dark face is brightened first (``lit``: a gain to a mean grey of LIT_MEAN, measured better than
 CLAHE on ../shared/faces), judged for sharpness as brightened and embedded as brightened; only a face
 too dark for the recogniser even then is ``too_dark``.
+
+A mask or sunglasses are found from regions of the aligned crop (``covering``): sunglasses make the eyes
+dark and flat against the nose and cheeks; a mask makes the mouth and chin unlike, and flatter than, the
+skin under the eyes. They are reasons like the others (an enrolment photo with them is refused), but a
+walk-up still tries such a face and refuses it only when it is not recognised (kiosk.face.walkup,
+``quality.covered_faces``): the recogniser knows many masked faces, and a refusal must not cost more right
+answers than it saves wrong ones (`kiosk bench robustness`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,25 @@ FRONTAL_NOSE_FRACTION = 0.56
 INNER = (slice(24, 100), slice(20, 92))
 # A dark face is brightened to this mean grey level before it is judged for sharpness and embedded.
 LIT_MEAN = 110.0
+# Regions of the aligned crop (rows, columns) for the mask and sunglasses checks: on the ArcFace template
+# the eyes are at (52, 38) and (52, 74), the nose tip at (72, 56), the mouth corners at (92, 42) and (92, 71).
+EYES = ((slice(47, 58), slice(30, 47)), (slice(47, 58), slice(65, 82)))
+NOSE_AND_CHEEKS = (slice(64, 78), slice(28, 84))           # below where sunglasses end
+LOWER_FACE = (slice(80, 104), slice(38, 74))               # mouth and chin: under a mask
+UPPER_FACE = ((slice(56, 63), slice(30, 82)), (slice(42, 58), slice(52, 60)))  # under and between the eyes
+# Sunglasses: the eyes much darker than the nose and cheeks, and flat (no eye whites, iris or lashes).
+# Measured with `kiosk bench robustness` (synthetic sunglasses) and on the photos of ../shared/faces: the
+# eye regions' median/median brightness ratio was below 0.45 and texture ratio below 0.6 for 98 % of
+# faces with sunglasses and for none of the 338 clean photos but the one showing real sunglasses.
+SUNGLASSES_DARK_BELOW = 0.45
+SUNGLASSES_FLAT_BELOW = 0.6
+# A mask: mouth and chin unlike the skin under and between the eyes, in colour (Lab a*b* distance) or in
+# brightness (relative), and flatter than it (a beard is unlike the skin too, but not flat).
+MASK_COLOUR_ABOVE = 18.0
+MASK_LIGHT_ABOVE = 0.45
+MASK_FLAT_BELOW = 0.9
+COVERED = ("mask", "sunglasses")
+"""Reasons for something worn over the face: the walk-up may still try to recognise it (quality.covered_faces)."""
 
 
 def _derolled(kps: np.ndarray) -> np.ndarray:
@@ -87,14 +113,53 @@ def lit(aligned: np.ndarray, cfg: QualityConfig) -> np.ndarray:
     return cv2.convertScaleAbs(aligned, alpha=gain)
 
 
+def _pixels(image: np.ndarray, regions: tuple) -> np.ndarray:
+    """The pixels of one region (rows, columns) or of several, as one array of values (or of Lab triples)."""
+    if isinstance(regions[0], slice):
+        regions = (regions,)
+    return np.concatenate([image[r].reshape(-1, *image.shape[2:]) for r in regions])
+
+
+def covering(seen: np.ndarray) -> dict[str, float]:
+    """The numbers the mask and sunglasses checks read, from the aligned crop as the recogniser sees it:
+    the eyes' brightness and texture against the nose and cheeks, and the lower face's colour, brightness
+    and spread against the skin under and between the eyes."""
+    lab = cv2.cvtColor(seen, cv2.COLOR_BGR2LAB).astype(np.float32)
+    light = lab[..., 0]
+    edges = np.abs(cv2.Laplacian(light, cv2.CV_32F))
+    cheeks = float(np.median(light[NOSE_AND_CHEEKS]))
+    upper, lower = _pixels(lab, UPPER_FACE), _pixels(lab, LOWER_FACE)
+    upper_light = float(np.median(upper[:, 0]))
+    colour = np.linalg.norm(np.median(lower[:, 1:], axis=0) - np.median(upper[:, 1:], axis=0))
+    return {
+        "eyes_dark": round(float(np.median(_pixels(light, EYES))) / max(cheeks, 1.0), 3),
+        "eyes_flat": round(float(_pixels(edges, EYES).mean()) / max(float(edges[NOSE_AND_CHEEKS].mean()), 1e-3), 3),
+        "lower_colour": round(float(colour), 1),
+        "lower_light": round(abs(float(np.median(lower[:, 0])) - upper_light) / max(upper_light, 20.0), 3),
+        "lower_spread": round(float(lower[:, 0].std()) / max(float(upper[:, 0].std()), 1.0), 3),
+    }
+
+
+def covered(m: dict[str, float]) -> dict[str, bool]:
+    """Sunglasses and a mask, from ``covering``'s numbers (a mask is not judged behind sunglasses: the skin
+    under the eyes it is compared with is hidden)."""
+    sunglasses = m["eyes_dark"] < SUNGLASSES_DARK_BELOW and m["eyes_flat"] < SUNGLASSES_FLAT_BELOW
+    mask = not sunglasses and m["lower_spread"] < MASK_FLAT_BELOW and (
+        m["lower_colour"] > MASK_COLOUR_ABOVE or m["lower_light"] > MASK_LIGHT_ABOVE)
+    return {"mask": mask, "sunglasses": sunglasses}
+
+
 def measure(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConfig | None = None) -> dict[str, float]:
     """Every number the gate looks at. Sharpness is the Laplacian variance of the face as the recogniser
     sees it (``lit``: a dark face brightened first), brightness the mean grey level as the camera gave it."""
+    cfg = cfg or QualityConfig()
     gray = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
     inner = gray[INNER]
-    seen = cv2.cvtColor(lit(aligned, cfg or QualityConfig()), cv2.COLOR_BGR2GRAY)[INNER]
+    brightened = lit(aligned, cfg)
+    seen = cv2.cvtColor(brightened, cv2.COLOR_BGR2GRAY)[INNER]
     yaw, pitch = estimate_pose(face.kps)
-    return {
+    worn = covering(brightened) if cfg.covered_faces != "off" else {}
+    return {**worn,
         "eye_distance_px": round(face.eye_distance, 1),
         "sharpness": round(float(cv2.Laplacian(seen, cv2.CV_64F).var()), 1),
         "yaw_deg": round(yaw, 1),
@@ -116,6 +181,7 @@ def assess(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConfi
         "too_bright": m["brightness"] > cfg.max_brightness,
         "occluded": m["face_score"] < cfg.min_face_score,
         "cut_off": m["outside_ratio"] > cfg.max_outside_ratio or not _landmarks_inside(face, frame.shape),
+        **(covered(m) if cfg.covered_faces != "off" else {}),
     }
     reasons = tuple(name for name, bad in failed.items() if bad)
     return QualityReport(not reasons, reasons, m)
@@ -129,5 +195,7 @@ REASON_TEXT = {
     "too_bright": "the face is over-exposed: avoid direct light or glare",
     "occluded": "part of the face is hidden or unclear (hand, mask, hair, sunglasses, shadow)",
     "cut_off": "the face is cut off by the edge of the picture",
+    "mask": "a mask covers the nose and mouth: lower it for a moment",
+    "sunglasses": "sunglasses hide the eyes: take them off for a moment",
 }
 """English sentences for each reason (the UI may translate by reason name)."""

@@ -45,9 +45,10 @@ class Face:
 class QualityReport:
     """The quality gate's verdict: ``reasons`` are stable names the enrolment UI translates.
 
-    Reasons: too_small, blurry, pose, too_dark, too_bright, occluded, cut_off.
+    Reasons: too_small, blurry, pose, too_dark, too_bright, occluded, cut_off, mask, sunglasses.
     ``metrics`` holds the measured values (eye_distance_px, sharpness (of the brightened face when dark),
-    yaw_deg, pitch_deg, brightness, face_score, outside_ratio).
+    yaw_deg, pitch_deg, brightness, face_score, outside_ratio, and unless quality.covered_faces is off
+    eyes_dark, eyes_flat, lower_colour, lower_light, lower_spread).
     """
 
     ok: bool

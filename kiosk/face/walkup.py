@@ -12,6 +12,10 @@ spends work only where it changes the outcome:
   frames, enough to notice the person leave; and after ``face.max_embeds_per_walkup`` embeddings
   without a decision it is reported ``UNKNOWN`` (not recognised: use the card) instead of being embedded forever.
 
+A face the quality gate refuses only for a mask or sunglasses is still embedded and matched
+(``quality.covered_faces = advise``): recognised, it counts as any other frame; not recognised, it is
+``ADJUST`` with those reasons, so the screen asks for the mask or sunglasses to come off.
+
 A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
 face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.runtime.pipeline) adds liveness.
 """
@@ -28,6 +32,7 @@ from kiosk.face.calibration import strong_threshold
 from kiosk.face.config import MatchConfig
 from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery, Match
+from kiosk.face.quality import COVERED
 from kiosk.face.types import Face, QualityReport
 from kiosk.face.vote import Decision, FrameVote
 
@@ -175,6 +180,10 @@ class FrameProcessor:
         """A settled walk-up's frame: where the face is, and the walk-up's last verdict (nothing is embedded)."""
         return replace(self._last, face=face, embedded=False, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
 
+    def _worth_trying(self, report: QualityReport) -> bool:
+        """A face refused only for a mask or sunglasses is still matched (quality.covered_faces = advise)."""
+        return self.engine.quality_cfg.covered_faces == "advise" and set(report.reasons) <= set(COVERED)
+
     def _evaluate(self, frame: np.ndarray, face: Face, clock: _Clock) -> FrameResult:
         """quality -> embed -> match -> vote for the followed face (once decided: the decision)."""
         if self._decided is not None:
@@ -185,12 +194,16 @@ class FrameProcessor:
                                cpu_ms=clock.cpu_ms)
         report = self.engine.assess_quality(frame, face)
         clock.lap("quality")
-        if not report.ok:
+        if not report.ok and not self._worth_trying(report):
             return FrameResult(FrameState.ADJUST, face, report, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
         vector = self.engine.embed(frame, face)
         self._embeds += 1
         clock.lap("embed")
         match = self._last_match = self.gallery.search(vector)
+        if not report.ok and not match.accepted:
+            # Covered and not recognised: ask for the mask or sunglasses to come off (the vote learns nothing).
+            return FrameResult(FrameState.ADJUST, face, report, match, embedded=True, timings_ms=clock.ms,
+                               cpu_ms=clock.cpu_ms)
         decision = self.vote.push(match)
         clock.lap("match")
         if decision.decided:

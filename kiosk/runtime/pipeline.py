@@ -14,6 +14,7 @@ import numpy as np
 
 from kiosk.base.events import Event, EventKind
 from kiosk.face.liveness import LivenessCheck, Verdict
+from kiosk.face.quality import COVERED
 from kiosk.face.walkup import FrameProcessor, FrameResult, FrameState
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class WalkupState:
     embeds: int = 0
     awaiting_blink: bool = False
     live: bool = False  # liveness passed: no more landmarks for this walk-up
+    asked_uncover: str | None = None  # "mask" or "sunglasses": the screen has asked for it to come off
 
 
 class Pipeline:
@@ -96,6 +98,7 @@ class Pipeline:
             self._new_attempt()
         self.walkup.embeds += int(result.embedded)
         if not self.walkup.handled:
+            self._ask_uncover(result)
             self._decide(frame, result)
         if self.walkup.handled:
             self.processor.settle()  # from now on only notice the person leave
@@ -113,6 +116,15 @@ class Pipeline:
             self.policy.on_unrecognised(detail="walk-up ended undecided")
 
     # -- decisions -------------------------------------------------------
+
+    def _ask_uncover(self, result: FrameResult) -> None:
+        """A face refused for a mask or sunglasses (not recognised with them): ask once per walk-up for each."""
+        if result.state is not FrameState.ADJUST or result.quality is None:
+            return
+        worn = next((r for r in COVERED if r in result.quality.reasons), None)
+        if worn is not None and worn != self.walkup.asked_uncover:
+            self.walkup.asked_uncover = worn
+            self.bus.publish(Event(EventKind.UNCOVER_FACE, detail=worn))
 
     def _new_attempt(self) -> None:
         """A fresh liveness attempt; in challenge mode the screen is told the new challenge at once."""

@@ -30,6 +30,7 @@ const RESULTS = {
   not_recognised: { tone: "bad", title: "result.not_recognised" },
   use_card: { tone: "bad", title: "result.use_card" },
   not_live: { tone: "warn", title: "result.not_live", inline: true },
+  uncover_face: { tone: "warn", title: "result.uncover_mask", inline: true },
   unknown_card: { tone: "bad", title: "result.unknown_card" },
   show_face: { tone: "ok", title: "result.show_face", name: true },
   face_mismatch: { tone: "bad", title: "result.face_mismatch", name: true },
@@ -38,6 +39,9 @@ const RESULTS = {
   outside_geofence: { tone: "bad", title: "result.outside_geofence", name: true },
   store_error: { tone: "bad", title: "result.store_error", name: true },
 };
+
+// uncover_face: what the walk-up was not recognised with (the event's detail) -> what to ask.
+const UNCOVER = { mask: "result.uncover_mask", sunglasses: "result.uncover_sunglasses" };
 
 const Screen = {
   state: null,
@@ -176,7 +180,8 @@ const Screen = {
     if (this.hint) {
       // A failed challenge says so above the new one ("not done in time — try this one").
       const title = this.hint.kind === "not_live" && this.state.liveness_mode === "challenge" ?
-        "result.not_live_challenge" : RESULTS[this.hint.kind].title;
+        "result.not_live_challenge" : this.hint.kind === "uncover_face" && UNCOVER[this.hint.detail] ||
+        RESULTS[this.hint.kind].title;
       prompt.textContent = I18n.t(title);
       prompt.className = "prompt prompt-alert tone-" + RESULTS[this.hint.kind].tone;
       $("prompt-other").textContent = other ? I18n.t(title, {}, other) : "";
