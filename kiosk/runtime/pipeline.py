@@ -118,7 +118,8 @@ class Pipeline:
     # -- decisions -------------------------------------------------------
 
     def _ask_uncover(self, result: FrameResult) -> None:
-        """A face refused for a mask or sunglasses (not recognised with them): ask once per walk-up for each."""
+        """A face refused for a mask or sunglasses (not recognised with them): ask for it to come off, once per
+        walk-up (again only if the other one is seen next)."""
         if result.state is not FrameState.ADJUST or result.quality is None:
             return
         worn = next((r for r in COVERED if r in result.quality.reasons), None)
