@@ -61,6 +61,7 @@ bench: venv
 	$(BIN)/kiosk bench store
 	$(BIN)/kiosk bench startup --punches 1000000
 	./scripts/bench-face.sh "$(FACE_DATA)"
+	$(BIN)/kiosk bench detector
 	$(BIN)/kiosk bench walkup
 	$(BIN)/kiosk bench hub --punches 100000 --devices 4 --db sqlite
 	$(BIN)/kiosk bench deliveries

@@ -2,7 +2,8 @@
 
 This is the composition root: the one module that knows every command module (kiosk/cli/) and
 every tool (kiosk/tools/). Commands are named here with their one-line summary and imported only
-when one runs, so `kiosk --help` loads click and nothing heavier (numpy, pydantic, the store).
+when one runs, so `kiosk --help`, `kiosk hub --help` and `kiosk bench --help` load click and nothing
+heavier (numpy, pydantic, the store); tests/test_docs.py checks both.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Run the kiosk end to end on embedded defaults, print who punched and who was refused, and show "
              "the punches in the hub's console."),
     "sync": ("kiosk.cli.sync:sync_group", "The sync agent: register with the hub, push punches, pull the roster."),
-    "hub": ("kiosk.commands:hub_commands", "The central hub: serve the API, manage devices and HR tokens."),
 }
 
 BENCH_COMMANDS: dict[str, tuple[str, str]] = {
@@ -50,6 +50,8 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
     "robustness": ("kiosk.tools.bench_robustness:bench_robustness",
                    "Detection, rank-1 and right/wrong accepts of the daemon's frame path under generated conditions "
                    "(small faces, blur, low light, JPEG, roll, mask, sunglasses), gated vs ungated."),
+    "detector": ("kiosk.tools.bench_detector:bench_detector",
+                 "Faces found at three distances and CPU per look, for each detector input size (in turns)."),
     "walkup": ("kiosk.tools.bench_walkup:bench_walkup",
                "Walk-up to durable punch (photos and real videos), idle CPU (gated vs plain, in turns), daemon RSS."),
     "hub": ("kiosk.tools.bench_hub:bench_hub",
@@ -58,6 +60,31 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
                    "Webhook deliveries/s to a local verifying receiver, and punch -> Employee Checkin latency "
                    "(Frappe stand-in); a throwaway hub (SQLite in a temp folder, or a PostgreSQL database), no config "
                    "needed."),
+}
+
+HUB_COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("kiosk.cli.sync:hub_init", "Create a working hub in DIRECTORY: hub.toml and an SQLite database."),
+    "serve": ("kiosk.cli.sync:hub_serve", "Serve the v1 API (migrates the database first) until SIGTERM."),
+    "migrate": ("kiosk.cli.sync:hub_migrate", "Create or upgrade the hub's tables (serve does this too)."),
+    "device": ("kiosk.cli.sync:hub_device", "Kiosks: registration codes, list, revoke."),
+    "token": ("kiosk.cli.sync:hub_token", "API tokens for HR's systems."),
+    "verify-export": ("kiosk.cli.sync:hub_verify_export",
+                      "Check an HR export (CSV, XLSX or JSON lines) row by row: each record against its hash, each "
+                      "hash against its device's signature, local times against the punch time."),
+    "user": ("kiosk.cli.hub_console:hub_user",
+             "Console accounts: HR admins, branch managers (their branches only), operations."),
+    "branch": ("kiosk.cli.hub_console:hub_branch",
+               "Branches: their time zones (local dates and times in exports and the console)."),
+    "punches": ("kiosk.cli.hub_console:hub_punches",
+                "Payroll export: employee id and name, branch, local date and time, direction, method, kind, flags."),
+    "employee": ("kiosk.cli.hub_console:hub_employee",
+                 "People at the hub: what is held about one (access requests), consent withdrawal."),
+    "webhook": ("kiosk.cli.hub_outbound:hub_webhook",
+                "Signed webhooks to HR systems (Standard Webhooks, CloudEvents bodies)."),
+    "outbox": ("kiosk.cli.hub_outbound:hub_outbox",
+               "The outbound queue: what is pending, parked (dead letters) or delivered; retry or skip."),
+    "field": ("kiosk.cli.hub_field:hub_field",
+              "Field staff punching from their phone: pairing links (a passkey per phone), sites, revocation."),
 }
 
 
@@ -78,14 +105,9 @@ def bench() -> None:
     """Benchmarks that print numbers (each compared with the plain alternative in the same run)."""
 
 
-def hub_commands() -> click.Group:
-    """`kiosk hub`: the hub's own commands, the console's and the outbound deliveries' (loaded only when
-    `kiosk hub ...` runs)."""
-    from kiosk.cli import hub_console, hub_field, hub_outbound
-    from kiosk.cli.sync import hub_group
-    for command in (*hub_console.COMMANDS, *hub_outbound.COMMANDS, *hub_field.COMMANDS):
-        hub_group.add_command(command)
-    return hub_group
+@cli.group("hub", cls=LazyGroup, lazy=HUB_COMMANDS)
+def hub() -> None:
+    """The central hub: serve the API, manage devices and HR tokens."""
 
 
 def main() -> None:

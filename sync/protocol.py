@@ -25,7 +25,7 @@ from kiosk.base.consent import CONSENT_PATHS, CONSENT_VERSION, CONSENT_VERSIONS
 from kiosk.base.errors import InvalidInput
 from kiosk.base.record import CLOCK_STATES, DIRECTIONS, KINDS, METHODS, PUNCH_FIELDS, punch_hash
 from kiosk.base.signing import PUBLIC_KEY_PATTERN, SIGNATURE_PATTERN
-from kiosk.base.text import DB_INT_MAX, NAME_MAX_CHARS, check_name, check_texts, escaped
+from kiosk.base.text import BRANCH, DB_INT_MAX, NAME_MAX_CHARS, check_name, check_texts, escaped
 from kiosk.base.timeutil import parse_iso
 from kiosk.base.vectors import unit_vector
 
@@ -37,7 +37,6 @@ MORE_HEADER = "X-More"
 HEX64 = r"^[0-9a-f]{64}$"
 UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 EMPLOYEE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-BRANCH = r"^[A-Za-z0-9_.-]{1,32}$"
 CARD = r"^[0-9A-Fa-f]{4,20}$"
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 TS_MIN, TS_MAX = "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"
@@ -68,7 +67,7 @@ Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_CHARS, description
 class WireModel(BaseModel):
     """A protocol body: unknown fields are errors, so typos and version skew are loud."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class InputModel(WireModel):

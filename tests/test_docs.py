@@ -7,6 +7,7 @@ import re
 import shlex
 
 import click
+import pytest
 
 from conftest import REPO
 from kiosk.commands import cli
@@ -32,16 +33,38 @@ def test_lazy_command_summaries_are_the_commands_own() -> None:
             assert parent.lazy[path[-1]][1] == command.get_short_help_str(limit=1000), path
 
 
-def test_help_imports_nothing_heavy() -> None:
-    """`kiosk --help` must stay cheap on a Pi: click and the command table only."""
+HEAVY = ("numpy", "pydantic", "sqlite_utils", "sqlcipher3", "cryptography", "onnxruntime", "onnx", "cv2",
+         "insightface", "httpx")
+LOADED_PROBE = ("import sys; from kiosk.commands import cli\n"
+                "try:\n    cli(sys.argv[1:], prog_name='kiosk')\nexcept SystemExit:\n    pass\n"
+                f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+
+
+def heavy_modules_after(*args: str) -> list[str]:
+    """The heavy packages a real `kiosk ARGS...` process has imported when it is done (its last line)."""
+    import ast
     import subprocess
     import sys
-    probe = ("import sys; from kiosk.commands import cli\n"
-             "try:\n    cli(['--help'], prog_name='kiosk')\nexcept SystemExit:\n    pass\n"
-             "heavy = {'numpy', 'pydantic', 'sqlite_utils', 'sqlcipher3', 'onnxruntime', 'cv2', 'httpx'}\n"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    out = subprocess.run([sys.executable, "-c", LOADED_PROBE, *args], capture_output=True, text=True, check=True,
+                         cwd=REPO)
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [("--help",), ("hub", "--help"), ("bench", "--help")])
+def test_help_imports_nothing_heavy(args: tuple[str, ...]) -> None:
+    """`kiosk --help` and the hub's and the benchmarks' lists must stay cheap on a Pi: click and the command
+    tables only (kiosk bench startup prints what they cost)."""
+    assert heavy_modules_after(*args) == []
+
+
+def test_config_check_loads_no_face_runtime(tmp_path) -> None:  # noqa: ANN001 - pytest fixture
+    """`kiosk config check` validates (pydantic) and counts the roster for the threshold (the store: SQLCipher and
+    sqlite-utils, which imports numpy itself), but loads no model runtime, image library, HTTP client or
+    signing: the threshold comes from the calibration, not from a gallery."""
+    from kiosk.cli.store import create_home
+    config = create_home(tmp_path / "home")
+    assert heavy_modules_after("config", "check", "--config", str(config)) == [
+        "numpy", "pydantic", "sqlcipher3", "sqlite_utils"]
 
 
 def test_every_command_has_help(invoke) -> None:

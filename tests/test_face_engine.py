@@ -170,3 +170,59 @@ def shrunk(face, area_ratio: float):  # noqa: ANN001, ANN201 - kiosk.face.types.
     cx, cy = face.center
     half_w, half_h = face.width / 2 * area_ratio ** 0.5, face.height / 2 * area_ratio ** 0.5
     return replace(face, bbox=np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dtype=np.float32))
+
+
+def test_models_give_exactly_what_insightface_gives(face_engine, face_photos) -> None:
+    """kiosk.face.insightface_models runs the pack's files without the insightface package: boxes, landmarks,
+    embeddings and 106 points are bit for bit insightface's own, at every detector size the kiosk uses."""
+    from insightface.model_zoo import get_model
+    from insightface.utils import face_align
+
+    from kiosk.face.engine import PROVIDERS, session_options
+    from kiosk.face.landmarks import CROP_SCALE, Landmarks106
+    pack, opts = face_engine.pack, session_options(face_engine.cfg)
+    det, rec, lmk = (get_model(str(p), providers=PROVIDERS, sess_options=opts)
+                     for p in (pack.detector, pack.recognizer, pack.landmarks))
+    ours = Landmarks106(face_engine)
+    photos = face_photos.clean[:12] + face_photos.groups[:2]
+    compared = 0
+    for photo in photos:
+        for size in (640, 224, 160, 320):
+            boxes, kpss = face_engine._det.detect(photo.image, input_size=(size, size), det_thresh=0.5)
+            want_boxes, want_kpss = det.detect(photo.image, input_size=(size, size), det_thresh=0.5)
+            assert np.array_equal(boxes, want_boxes) and np.array_equal(kpss, want_kpss), (photo.name, size)
+        aligned = face_align.norm_crop(photo.image, landmark=kpss[0], image_size=112)
+        assert np.array_equal(face_engine._rec.get_feat(aligned), rec.get_feat(aligned)), photo.name
+        x1, y1, x2, y2 = (float(v) for v in boxes[0][:4])
+        crop, matrix = face_align.transform(photo.image, ((x1 + x2) / 2, (y1 + y2) / 2), 192,
+                                            192 / (max(x2 - x1, y2 - y1) * CROP_SCALE), 0)
+        blob = cv2.dnn.blobFromImage(crop, 1.0 / lmk.input_std, (192, 192), (lmk.input_mean,) * 3, swapRB=True)
+        points = (lmk.session.run(lmk.output_names, {lmk.input_name: blob})[0][0].reshape(-1, 2)[-106:] + 1) * 96
+        assert np.array_equal(ours(photo.image, boxes[0]),
+                              face_align.trans_points(points, cv2.invertAffineTransform(matrix))), photo.name
+        compared += 1
+    assert compared == len(photos)
+
+
+def test_a_recogniser_in_the_detector_s_place_is_named(tmp_path: Path) -> None:
+    folder = _copy_pack(tmp_path)
+    pack = resolve_pack(FaceConfig(pack_dir=folder))
+    shutil.copy(pack.recognizer, pack.detector)
+    with pytest.raises(ModelError) as err:
+        FaceEngine.from_config(FaceConfig(pack_dir=folder))
+    assert err.value.what == f"{pack.detector} is not a face detector model"
+
+
+def test_loading_the_models_does_not_import_insightface() -> None:
+    """The engine and the landmark stage load the pack with onnxruntime alone (the insightface package's
+    own imports cost ~0.45 CPU-s at every daemon start; `kiosk bench startup` prints READY's CPU)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    probe = ("import sys\nfrom kiosk.face.config import FaceConfig\nfrom kiosk.face.engine import FaceEngine\n"
+             "from kiosk.face.landmarks import Landmarks106\nengine = FaceEngine.from_config(FaceConfig())\n"
+             "engine.warm_up()\nLandmarks106(engine)\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('insightface', 'scipy', 'skimage')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -17,7 +17,7 @@ M = TypeVar("M", bound=BaseModel)
 class StrictModel(BaseModel):
     """A config section: unknown keys are errors, assignments are validated too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, defer_build=True)
 
 
 def _resolve_relative(value: Path, info: ValidationInfo) -> Path:

@@ -14,6 +14,8 @@ from typing import Any
 from kiosk.base.errors import InvalidInput
 
 DB_INT_MAX = 2**63 - 1
+BRANCH = r"^[A-Za-z0-9_.-]{1,32}$"
+"""A branch code: 1-32 letters, digits, _ . - (the wire protocol, the hub's config and its branch list)."""
 NAME_MAX_CHARS = 100
 BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
 # A cell starting with one of these is read as a formula by spreadsheet programs (CSV injection).

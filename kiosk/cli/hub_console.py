@@ -218,5 +218,3 @@ def hub_employee_withdraw(employee_id: str, taken_by: str, hub: HubConfig, overr
                "their next sync")
 
 
-COMMANDS = (hub_user, hub_branch, hub_punches, hub_employee)
-"""Added to `kiosk hub` by kiosk.commands."""

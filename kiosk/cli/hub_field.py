@@ -86,4 +86,3 @@ def hub_field_sites(employee: str, policy: str, sites: tuple[str, ...], hub: Hub
     click.echo(f"{employee}: policy {policy}, {len(parsed)} site(s)")
 
 
-COMMANDS = (hub_field,)

@@ -160,5 +160,3 @@ def hub_outbox_skip(record_ids: tuple[int, ...], all_parked: bool, subscription:
     click.echo(f"{changed} record(s) skipped")
 
 
-COMMANDS = (hub_webhook, hub_outbox)
-"""Added to `kiosk hub` by kiosk.commands."""

@@ -174,12 +174,7 @@ def hub_clock_text(clock: dict | None) -> str | None:
             f"measured {clock['measured_utc']}")
 
 
-# -- kiosk hub ------------------------------------------------------------------
-
-
-@click.group("hub")
-def hub_group() -> None:
-    """The central hub: serve the API, manage devices and HR tokens."""
+# -- kiosk hub (listed in the composition root, kiosk.commands, and imported when one runs) -----------
 
 
 def hub_config_options(func: Callable) -> Callable:
@@ -203,7 +198,7 @@ def _db(hub: HubConfig) -> Any:
     return hub_db(hub.database, migrate=True)
 
 
-@hub_group.command("init")
+@click.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the hub listens on.")
 @click.option("--port", default=8750, show_default=True, type=click.IntRange(0, 65535),
@@ -241,7 +236,7 @@ def hub_init(directory: Path, host: str, port: int) -> None:
                "(see config/hub.example.toml).")
 
 
-@hub_group.command("serve")
+@click.command("serve")
 @click.option("--port", type=click.IntRange(0, 65535), help="TCP port (overrides server.port; 0 picks a free one).")
 @click.option("--host", help="Listen address (overrides server.host).")
 @hub_config_options
@@ -259,7 +254,7 @@ def hub_serve(port: int | None, host: str | None, hub: HubConfig, overrides: lis
     serve(hub, overrides, announce=click.echo)
 
 
-@hub_group.command("migrate")
+@click.command("migrate")
 @hub_config_options
 def hub_migrate(hub: HubConfig, overrides: list[str]) -> None:
     """Create or upgrade the hub's tables (serve does this too)."""
@@ -267,7 +262,7 @@ def hub_migrate(hub: HubConfig, overrides: list[str]) -> None:
         click.echo(f"hub database ready ({db.dialect}): {', '.join(db.applied())}")
 
 
-@hub_group.group("device")
+@click.group("device")
 def hub_device() -> None:
     """Kiosks: registration codes, list, revoke."""
 
@@ -352,7 +347,7 @@ def hub_device_keys(out: Path | None, hub: HubConfig, overrides: list[str]) -> N
     click.echo(f"wrote the keys of {len(json.loads(text)['devices'])} device(s) to {out}", err=True)
 
 
-@hub_group.command("verify-export")
+@click.command("verify-export")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--keys", "keys_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Device keys from `kiosk hub device keys --out FILE` (default: read them from the hub database).")
@@ -387,7 +382,7 @@ def hub_verify_export(file: Path, keys_file: Path | None, strict: bool, as_json:
         raise SystemExit(1)
 
 
-@hub_group.group("token")
+@click.group("token")
 def hub_token() -> None:
     """API tokens for HR's systems."""
 

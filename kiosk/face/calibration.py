@@ -31,12 +31,15 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kiosk.face.config import FaceConfig, MatchConfig
-from kiosk.face.gallery import Gallery
 from kiosk.face.pack import ModelPack
+
+if TYPE_CHECKING:  # numpy and the gallery load when a calibration is fitted or a gallery built, not for a threshold
+    import numpy as np
+
+    from kiosk.face.gallery import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,8 @@ class OperatingPoint:
 def fit(impostor_scores: np.ndarray, model_id: str, dataset: str, measured: str) -> Calibration | None:
     """The calibration rule: an exponential tail above the TAIL_FRACTION quantile, and the strong
     threshold (highest impostor + STRONG_MARGIN_SIGMAS sd, rounded up to 0.01). None with too few pairs."""
+    import numpy as np
+
     scores = np.sort(np.asarray(impostor_scores, dtype=np.float64))
     tail = int(scores.size * TAIL_FRACTION)
     if tail < MIN_TAIL_PAIRS:
@@ -146,6 +151,8 @@ def fit(impostor_scores: np.ndarray, model_id: str, dataset: str, measured: str)
 
 def strong_threshold_from(impostor_scores: np.ndarray) -> float | None:
     """Highest impostor score + STRONG_MARGIN_SIGMAS sd, rounded up to 0.01."""
+    import numpy as np
+
     scores = np.asarray(impostor_scores, dtype=np.float64)
     if scores.size < 2:
         return None
@@ -222,6 +229,8 @@ def roster_gallery(roster, pack: ModelPack, face_cfg: FaceConfig, match_cfg: Mat
                    threads: int = 2) -> tuple[Gallery, OperatingPoint]:
     """The gallery of ``roster``'s templates of this pack's model, searching at the operating
     threshold for its number of employees (what the daemon and enrolment both run with)."""
+    from kiosk.face.gallery import Gallery
+
     gallery = Gallery.from_roster(roster, pack.model_id, match_cfg, threads=threads)
     point = operating_point(pack, face_cfg, match_cfg, gallery.employees)
     gallery.cfg = at_point(match_cfg, point)

@@ -10,9 +10,12 @@ template is missed only if the projection ranks it below ``rerank_k`` others
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import onnxruntime as ort
-from onnx import TensorProto, helper
+
+if TYPE_CHECKING:  # onnx and onnxruntime load when a big gallery builds its index, not with every gallery
+    import onnxruntime as ort
 
 COARSE_DIM = 128
 PCA_SAMPLE = 20000
@@ -22,6 +25,9 @@ HEADROOM = 1.25
 
 def _topk_session(threads: int) -> ort.InferenceSession:
     """scores = rows(int8, n x d) . query(int8, d x 1); top-k indices."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
     nodes = [helper.make_node("MatMulInteger", ["rows", "query"], ["dots"]),
              helper.make_node("Cast", ["dots"], ["scores"], to=TensorProto.FLOAT),
              helper.make_node("TopK", ["scores", "k"], ["top_scores", "top_rows"], axis=0)]

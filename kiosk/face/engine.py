@@ -25,6 +25,7 @@ import onnxruntime as ort
 from kiosk.base.errors import ModelError
 from kiosk.face import quality
 from kiosk.face.config import FaceConfig, PickPolicy, QualityConfig
+from kiosk.face.insightface_models import ArcFace, Scrfd
 from kiosk.face.pack import ModelPack, resolve_pack
 from kiosk.face.types import Face, QualityReport
 
@@ -60,21 +61,19 @@ def session_options(cfg: FaceConfig) -> ort.SessionOptions:
     return opts
 
 
-def load_model(path, role: str, pack: ModelPack, opts: ort.SessionOptions, expected: str):  # noqa: ANN001, ANN201
-    """One insightface model-zoo model from an explicit file, or a ModelError naming the file."""
-    from insightface.model_zoo import get_model
-
+def load_model(path, role: str, pack: ModelPack, opts: ort.SessionOptions, model_class: type):  # noqa: ANN001, ANN201
+    """One model of an insightface-layout pack (kiosk.face.insightface_models) from an explicit file, or a
+    ModelError naming the file."""
     if not path.is_file():
         raise ModelError(f"the {role} model file {path} is missing", fix=pack.fix)
     try:
-        model = get_model(str(path), providers=PROVIDERS, sess_options=opts)
+        return model_class(path, opts)
+    except ValueError:  # a valid ONNX file of another kind of model
+        raise ModelError(f"{path} is not a face {role} model", fix=pack.fix) from None
     except Exception as exc:  # onnx/onnxruntime raise many unrelated types for a damaged file
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"the {role} model file {path} is damaged or not an ONNX model ({first})",
                          fix=pack.fix) from None
-    if model is None or getattr(model, "taskname", None) != expected:
-        raise ModelError(f"{path} is not a face {role} model", fix=pack.fix)
-    return model
 
 
 def load_opencv_zoo(pack: ModelPack, opts: ort.SessionOptions):  # noqa: ANN201 - (YuNet, SFace)
@@ -134,8 +133,8 @@ class FaceEngine:
         if pack.kind == "opencv_zoo":
             self._det, self._rec = load_opencv_zoo(pack, opts)
         else:
-            self._det = load_model(pack.detector, "detector", pack, opts, "detection")
-            self._rec = load_model(pack.recognizer, "recognizer", pack, opts, "recognition")
+            self._det = load_model(pack.detector, "detector", pack, opts, Scrfd)
+            self._rec = load_model(pack.recognizer, "recognizer", pack, opts, ArcFace)
         if not self._det.use_kps:
             raise ModelError(f"detector {pack.detector} gives no facial landmarks (needed for alignment)",
                              fix="Use an SCRFD detector with keypoints (*_bnkps / det_*.onnx).")

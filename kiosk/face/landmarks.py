@@ -19,23 +19,23 @@ class Landmarks106:
 
     def __init__(self, engine) -> None:  # noqa: ANN001 - FaceEngine
         from kiosk.face.engine import load_model, session_options
+        from kiosk.face.insightface_models import Landmark106
         pack = engine.pack
         if pack.landmarks is None:
             raise ModelError(f"the model pack in {pack.directory} has no 106-point landmark model (2d106det.onnx), "
                              "which the blink liveness check needs",
                              fix="Add 2d106det.onnx to the pack, or set liveness.enabled = false.")
-        self.model = load_model(pack.landmarks, "landmark", pack, session_options(engine.cfg), "landmark_2d_106")
+        self.model = load_model(pack.landmarks, "landmark", pack, session_options(engine.cfg), Landmark106)
         self.size = int(self.model.input_size[0])
 
     def __call__(self, frame: np.ndarray, bbox: np.ndarray) -> np.ndarray:
-        from insightface.utils import face_align
         x1, y1, x2, y2 = (float(v) for v in bbox[:4])
-        center = ((x1 + x2) / 2, (y1 + y2) / 2)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         scale = self.size / (max(x2 - x1, y2 - y1) * CROP_SCALE)
-        crop, matrix = face_align.transform(frame, center, self.size, scale, 0)
-        m = self.model
-        blob = cv2.dnn.blobFromImage(crop, 1.0 / m.input_std, (self.size, self.size),
-                                     (m.input_mean, m.input_mean, m.input_mean), swapRB=True)
-        pred = m.session.run(m.output_names, {m.input_name: blob})[0][0].reshape(-1, 2)[-106:]
+        # insightface's face_align.transform without rotation: scaled about the box centre, centred in the crop.
+        matrix = np.array([[scale, 0.0, self.size / 2 - cx * scale], [0.0, scale, self.size / 2 - cy * scale]])
+        crop = cv2.warpAffine(frame, matrix, (self.size, self.size), borderValue=0.0)
+        pred = self.model.run([crop], (self.size, self.size))[0].reshape(-1, 2)[-106:]
         pred = (pred + 1) * (self.size // 2)
-        return face_align.trans_points(pred, cv2.invertAffineTransform(matrix))
+        back = cv2.invertAffineTransform(matrix)
+        return (np.hstack([pred, np.ones((len(pred), 1), np.float32)]) @ back.T).astype(np.float32)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiosk.base.errors import StoreError
-from kiosk.base.signing import key_id, new_private_key, public_key, sign_hash
 from kiosk.base.timeutil import iso_utc, utc_now
 
 if TYPE_CHECKING:
@@ -30,6 +29,8 @@ class PublicKey:
 def add_key(db: Any, private_raw: bytes | None = None) -> PublicKey:
     """Retire the current key and store a new one, inside the caller's transaction (``db``: a connection or
     sqlite_utils.Database of the store)."""
+    from kiosk.base.signing import key_id, new_private_key, public_key  # cryptography: only to make a key
+
     raw = private_raw or new_private_key()
     public = public_key(raw)
     now = iso_utc(utc_now())
@@ -64,5 +65,7 @@ class SigningKeys:
 
     def sign_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records, each with ``signature``: the current key's signature of its ``hash``."""
+        from kiosk.base.signing import sign_hash  # cryptography: only when punches are signed
+
         raw = self._current_row()["private_key"]
         return [{**rec, "signature": sign_hash(raw, rec["hash"])} for rec in records]

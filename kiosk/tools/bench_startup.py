@@ -1,8 +1,8 @@
 """`kiosk bench startup`: what a command and a daemon start cost, on a store that has grown big.
 
 Each figure is a real child process (`python -m kiosk ...`) timed for wall and CPU (its rusage):
-`kiosk --help` beside the floor of Python + click, `kiosk config check`, `kiosk run` from spawn to
-READY, one `kiosk punch`, and `kiosk db verify`. The store is first filled with ``--punches``
+`kiosk --help` beside the floor of Python + click, `kiosk hub --help`, `kiosk config check`, `kiosk run`
+from spawn to READY, one `kiosk punch`, and `kiosk db verify`. The store is first filled with ``--punches``
 punches through the real append path, all but the first ``--verified`` of them on an unverified
 clock: a kiosk that was offline for weeks, where anything that walks the punches shows. With
 ``--compare-with DIR`` the same steps also run from another source tree of the kiosk (say, the
@@ -49,8 +49,21 @@ with open_store(config) as store:
 
 def _env(tree: Path) -> dict[str, Any]:
     """Run a child from ``tree``: its PYTHONPATH, and its folder as the working directory (`python -m`
-    and `-c` put the working directory first on the path)."""
-    return {"env": {**os.environ, "PYTHONPATH": str(tree)}, "cwd": str(tree)}
+    and `-c` put the working directory first on the path). Bytecode is cached (in a folder of the run, see
+    ``_compile``) even where PYTHONDONTWRITEBYTECODE is set, as an installed kiosk has its .pyc files."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return {"env": {**env, "PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": PYCACHE[tree]}, "cwd": str(tree)}
+
+
+PYCACHE: dict[Path, str] = {}
+
+
+def _compile(tree: Path, folder: Path) -> None:
+    """Byte-compile ``tree``'s packages into ``folder`` first, so no timed step pays for compiling."""
+    PYCACHE[tree] = str(folder)
+    packages = [str(tree / name) for name in ("kiosk", "sync", "hardware", "enrollment") if (tree / name).is_dir()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], **_env(tree), check=True,
+                   capture_output=True)
 
 
 def _child(tree: Path, *args: str) -> tuple[float, float]:
@@ -108,9 +121,10 @@ def _steps(tree: Path, config: Path, camera: Path, verify: bool) -> dict[str, tu
     out = {
         "python_click_floor": _child(tree, "-c", "import click"),
         "help": _child(tree, *kiosk, "--help"),
+        "hub_help": _child(tree, *kiosk, "hub", "--help"),
         "config_check": _child(tree, *kiosk, "config", "check", "--config", str(config)),
         "ready": _ready(tree, config, camera),
-        "punch": _child(tree, *kiosk, "punch", "--employee", "E1", "--note", "bench", "--config", str(config)),
+        "punch": _child(tree, *kiosk, "punch", "--employee", "E1", "--note", "bench", "--yes", "--config", str(config)),
     }
     if verify:
         out["db_verify"] = _child(tree, *kiosk, "db", "verify", "--config", str(config))
@@ -122,6 +136,8 @@ def run_startup(punches: int, verified: int, rounds: int, verify_rounds: int, co
     trees = {"this": THIS_TREE, **({"compare": compare.resolve()} if compare else {})}
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
         camera = Path(tmp) / "camera"
+        for name, tree in trees.items():
+            _compile(tree, Path(tmp) / f"pycache-{name}")
         write_scene(camera, [(None, 5, "empty")])
         homes = {name: _home(tree, Path(tmp) / name, punches, verified) for name, tree in trees.items()}
         figures: dict[str, dict[str, list[tuple[float, float]]]] = {name: {} for name in trees}
@@ -142,6 +158,7 @@ def run_startup(punches: int, verified: int, rounds: int, verify_rounds: int, co
 STEP_NAMES = {
     "python_click_floor": "python + import click (floor)",
     "help": "kiosk --help",
+    "hub_help": "kiosk hub --help",
     "config_check": "kiosk config check",
     "ready": "kiosk run: spawn to READY",
     "punch": "one kiosk punch",

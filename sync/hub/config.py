@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kiosk.base.config import ConfigPath, StrictModel, load_model_file, validate_model
 from kiosk.base.errors import ConfigError, KioskError
+from kiosk.base.text import BRANCH
 from kiosk.base.timeutil import LOCAL_TIME
 from sync.hub.field.config import FieldConfig
 from sync.hub.outbound.config import ConnectorsConfig, OutboundConfig
@@ -129,7 +130,6 @@ class ConsoleConfig(StrictModel):
     def verify_branch_day_starts(cls, value: dict[str, str]) -> dict[str, str]:
         import re
 
-        from sync.protocol import BRANCH
         for code, start in value.items():
             if not re.match(BRANCH, code):
                 raise ValueError(f"{code!r} is not a branch code (1-32 letters, digits, _ . -)")

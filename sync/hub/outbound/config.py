@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kiosk.base.config import ConfigPath, StrictModel
 from kiosk.base.errors import ConfigError
-from sync.protocol import BRANCH
+from kiosk.base.text import BRANCH
 
 FRAPPE_CREDENTIAL = "kiosk-hub-frappe-token"
 FRAPPE_TOKEN_ENV = "KIOSK_HUB_FRAPPE_TOKEN"
