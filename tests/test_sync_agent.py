@@ -216,7 +216,10 @@ def test_tls_is_verified_against_the_configured_ca_bundle(hub_config, make_kiosk
     config = hub_config.model_copy(update={"server": hub_config.server.model_copy(
         update={"tls_cert_file": cert, "tls_key_file": key})})
     hub = start_hub(config)
-    hub.hr = httpx.Client(base_url=hub.url, headers=hub.hr.headers, verify=ssl.create_default_context(cafile=cert))
+    # The same client as the fixture's (its timeout too: httpx's default 5 s is too short on a loaded machine),
+    # trusting the hub's own certificate.
+    hub.hr = httpx.Client(base_url=hub.url, headers=hub.hr.headers, timeout=hub.hr.timeout,
+                          verify=ssl.create_default_context(cafile=cert))
     try:
         assert hub.url.startswith("https://")
         untrusting = make_kiosk()
