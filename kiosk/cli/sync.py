@@ -359,7 +359,8 @@ def hub_device_keys(out: Path | None, hub: HubConfig, overrides: list[str]) -> N
 def hub_verify_export(file: Path, keys_file: Path | None, strict: bool, as_json: bool,
                       config_path: Path | None) -> None:
     """Check an HR export (CSV, XLSX or JSON lines) row by row: each record against its hash, each hash
-    against its device's signature, local times against the punch time. Exits 1 when a row fails."""
+    against its device's signature (a field phone's row: against its passkey assertion, over the hash or
+    the claim it signed offline), local times against the punch time. Exits 1 when a row fails."""
     from sync.hub.devices import device_keys
     from sync.hub.verify import load_keys, verify_file
     if keys_file is not None:
@@ -376,8 +377,10 @@ def hub_verify_export(file: Path, keys_file: Path | None, strict: bool, as_json:
             click.echo(f"row {verdict.row} (punch {verdict.punch_id or '?'}): {verdict.status.upper()}: "
                        f"{verdict.reason}")
     counts = {status: sum(v.status == status for v in verdicts) for status in ("ok", "unsigned", "failed")}
-    click.echo(f"{len(verdicts)} row(s): {counts['ok']} verified, {counts['unsigned']} unsigned, "
-               f"{counts['failed']} failed", err=True)
+    passkey = sum(v.status == "ok" and bool(v.reason) for v in verdicts)
+    click.echo(f"{len(verdicts)} row(s): {counts['ok']} verified"
+               + (f" ({passkey} of them field punches, by their phone's passkey assertion)" if passkey else "")
+               + f", {counts['unsigned']} unsigned, {counts['failed']} failed", err=True)
     if bad:
         raise SystemExit(1)
 

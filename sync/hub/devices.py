@@ -156,14 +156,30 @@ def signing_key(db: HubDb, device_id: str) -> DeviceKey | None:
 
 def device_keys(db: HubDb) -> dict[str, Any]:
     """Every device and every key it ever registered (``keys``: key id -> public key, empty for a device
-    without one): what `kiosk hub verify-export` checks a file against, offline."""
+    without one; a field phone's ``passkey``: its public key and each punch's WebAuthn proof): what
+    `kiosk hub verify-export` checks a file against, offline."""
     with db.transaction(write=False) as tx:
         devices = tx.rows("SELECT id, branch FROM devices ORDER BY id")
         keys = tx.rows("SELECT device_id, key_id, public_key, created_utc, retired_utc FROM device_keys "
                        "ORDER BY device_id, created_utc")
+        phones = tx.rows("SELECT device_id, employee_id, public_key FROM field_devices ORDER BY device_id")
+        proofs = tx.rows("SELECT punch_id, device_id, authenticator_data, client_data_json, signature, detail "
+                         "FROM field_assertions ORDER BY punch_id")
     out: dict[str, Any] = {d["id"]: {"branch": d["branch"], "keys": {}} for d in devices}
     for key in keys:
         out.setdefault(key["device_id"], {"branch": None, "keys": {}})["keys"][key["key_id"]] = key["public_key"]
+    # A field phone signs with its passkey: its public key, and per punch the assertion (and, for a punch made
+    # offline, the claim the passkey signed: sync/hub/field/offline.py).
+    for phone in phones:
+        out.setdefault(phone["device_id"], {"branch": None, "keys": {}})["passkey"] = {
+            "employee_id": phone["employee_id"], "public_key": phone["public_key"], "proofs": {}}
+    for proof in proofs:
+        passkey = out.get(proof["device_id"], {}).get("passkey")
+        if passkey is not None:
+            claim = json.loads(proof["detail"]).get("claim")
+            passkey["proofs"][proof["punch_id"]] = {
+                "authenticator_data": proof["authenticator_data"], "client_data_json": proof["client_data_json"],
+                "signature": proof["signature"], **({"claim": claim} if claim else {})}
     return {"format": KEYS_FORMAT, "devices": out}
 
 

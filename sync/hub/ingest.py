@@ -294,13 +294,15 @@ def _person_issue(tx: Tx, device: Device, kind: str, employee_id: str, first: in
     add_issue(tx, device.id, kind, first, last, detail, employee_id=employee_id)
 
 
-def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float, proof: str = "") -> PunchBatchResponse:
+def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float, proof: str = "",
+           extra_flags: dict[str, list[str]] | None = None) -> PunchBatchResponse:
     """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason). A punch
     dated more than ``max_ahead_s`` (the hub's server.punch_max_ahead_s) after now is stored with hub flag
     clock_ahead and a device issue; one for a person not on the device's branch roster with not_on_roster
     or unknown_employee, and a device issue.
     ``proof``: for a device without a signing key whose records the caller proved otherwise (a field
-    phone's WebAuthn assertion, sync/hub/field), the hub flag they carry instead of ``unsigned``."""
+    phone's WebAuthn assertion, sync/hub/field), the hub flag they carry instead of ``unsigned``.
+    ``extra_flags``: punch id -> hub flags the caller found (a field punch's fraud signals), added after ours."""
     checked = check_records(raw)
     key = signing_key(db, device.id)
     unsigned = verify_signatures(checked, key)
@@ -321,8 +323,10 @@ def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float, proof:
             first = tx.next_values("punch", len(new))
             flagged = (("clock_ahead", ahead), (proof or "unsigned", unsigned),
                        *((kind, {ident for ident, found in roster.items() if found == kind}) for kind in ROSTER_FLAGS))
+            extra = extra_flags or {}
             rows = [_row(first + i, device, rec, now, walk.status[rec.id],
-                         ",".join(flag for flag, ids in flagged if rec.id in ids), key) for i, rec in enumerate(new)]
+                         ",".join([*(flag for flag, ids in flagged if rec.id in ids), *extra.get(rec.id, [])]), key)
+                    for i, rec in enumerate(new)]
             tx.many(INSERT_PUNCH, rows)
             emit(tx, punch_events(tx, [dict(zip(PUNCH_COLUMNS, row, strict=True)) for row in rows]))
         _store_issues(tx, device.id, walk)

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from kiosk.base.errors import InvalidInput
+from kiosk.base.errors import InvalidInput, KioskError
 from kiosk.base.record import HASHED_FIELDS, LATER_FIELDS, punch_hash
 from kiosk.base.signing import signature_valid
 from kiosk.base.text import FORMULA_STARTS
-from kiosk.base.timeutil import parse_iso
+from kiosk.base.timeutil import iso_utc, parse_iso
 from sync.hub.attendance import HUB_DEVICE
 from sync.hub.devices import KEYS_FORMAT
+from sync.hub.field.offline import Claim, claim_challenge, read_claim
+from sync.hub.field.webauthn import b64url_decode, verify_assertion
 
 _INTS = ("seq", "mono_ns")
 _FLOATS = ("score", "lat", "lon", "accuracy_m")
@@ -142,6 +144,8 @@ def verify_row(number: int, row: dict[str, Any], kind: str, devices: dict[str, A
     device = devices.get(device_id)
     if device is None:
         return fail(f"device {device_id!r} is not known to the hub (or to the keys file)")
+    if device.get("passkey") is not None:
+        return _field_verdict(number, ident, row, device_id, device["passkey"])
     keys: dict[str, str] = device.get("keys") or {}
     signature, key_id = _text(row.get("signature")), _text(row.get("key_id"))
     if not keys:
@@ -156,6 +160,50 @@ def verify_row(number: int, row: dict[str, Any], kind: str, devices: dict[str, A
         return fail(f"the signature does not verify with device {device_id}'s key {key_id}: the hash or "
                     "the signature was edited")
     return RowVerdict(number, ident, "ok")
+
+
+def _number(value: Any) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def _claim_differs(claim: Claim, row: dict[str, Any], device_id: str) -> str:
+    """'' when the row is what the phone's offline claim says, else the first field that differs."""
+    position = tuple(_number(row.get(name)) for name in ("lat", "lon", "accuracy_m"))
+    checks = (("id", claim.id, _text(row.get("id"))), ("device_id", claim.device_id, device_id),
+              ("direction", claim.direction, _text(row.get("direction"))),
+              ("ts_utc (the phone's time)", iso_utc(parse_iso(claim.phone_ts_utc)), _text(row.get("ts_utc"))),
+              ("clock_state", "unverified", _text(row.get("clock_state"))),
+              ("position", (claim.lat, claim.lon, claim.accuracy_m), position))
+    return next((f"{name} is not what the phone signed offline" for name, signed, got in checks if signed != got), "")
+
+
+def _field_verdict(number: int, ident: str, row: dict[str, Any], device_id: str,
+                   passkey: dict[str, Any]) -> RowVerdict:
+    """A field phone's row: its passkey assertion, over the row's hash or over the offline claim."""
+    fail = lambda reason: RowVerdict(number, ident, "failed", reason)  # noqa: E731
+    if _text(row.get("employee_id")) != passkey.get("employee_id"):
+        return fail(f"field phone {device_id} is paired with {passkey.get('employee_id')}, not this row's employee")
+    proof = (passkey.get("proofs") or {}).get(ident)
+    if proof is None:
+        return fail(f"no passkey assertion of field phone {device_id} is kept for this punch")
+    try:
+        client_data = b64url_decode(proof["client_data_json"], "client_data_json")
+        origin = _text(json.loads(client_data).get("origin"))
+        if "claim" in proof:
+            claim = read_claim(proof["claim"])
+            differs = _claim_differs(claim, row, device_id)
+            if differs:
+                return fail(differs)
+            challenge, what = claim_challenge(claim.text), ("passkey assertion over the claim the phone signed "
+                                                            "offline (phone time unverified; photo digest not in "
+                                                            "the file)")
+        else:
+            challenge, what = bytes.fromhex(_text(row.get("hash"))), "passkey assertion over the record's hash"
+        verify_assertion(passkey["public_key"], 0, client_data, b64url_decode(proof["authenticator_data"], "a"),
+                         b64url_decode(proof["signature"], "signature"), challenge, origin)
+    except (KioskError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return fail(f"field phone {device_id}'s passkey assertion does not hold: {exc}")
+    return RowVerdict(number, ident, "ok", f"{what}, field phone {device_id}")
 
 
 def verify_file(path: Path, devices: dict[str, Any]) -> list[RowVerdict]:

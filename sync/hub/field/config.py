@@ -21,3 +21,9 @@ class FieldConfig(StrictModel):
     default_policy: str = Field("flag", pattern=r"^(off|flag|refuse)$", description="Geofence policy of an "
                                 "employee who has none of their own: off, flag (outside is marked) or refuse "
                                 "(clearly outside is refused, uncertain flagged).")
+    offline_max_age_h: float = Field(72, ge=0.1, le=31 * 24, description="Hours an offline punch may wait on the "
+                                     "phone: one the hub receives later than this after the phone's time is "
+                                     "refused (it is the phone's clock, so such punches are stored "
+                                     "clock_state = unverified with their delay).")
+    max_speed_kmh: float = Field(300, ge=10, le=2000, description="Faster than this between two consecutive punches "
+                                 "of the employee (straight line, hub or phone times) is flagged impossible_travel.")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hardware.config import GeofenceConfig
-from hardware.geofence import Verdict, check_geofence
+from hardware.geofence import Verdict, check_geofence, haversine_m
 from hardware.nmea import Fix
 
 POLICIES = ("off", "flag", "refuse")
@@ -23,6 +23,11 @@ class Site:
     lon: float
     radius_m: float
     max_accuracy_m: float = 100.0
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Metres between two positions, with the kiosk's formula (hardware/geofence.py)."""
+    return haversine_m(lat1, lon1, lat2, lon2)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kiosk.base.errors import Conflict, InvalidInput, NotFound
@@ -32,8 +32,9 @@ from sync.hub.db.base import HubDb
 from sync.hub.devices import Device, token_hash
 from sync.hub.faces import TemplateMaker
 from sync.hub.field import webauthn
-from sync.hub.field.face import verify_face
-from sync.hub.field.geofence import POLICIES, Site, place
+from sync.hub.field.face import FaceVerdict, verify_face
+from sync.hub.field.geofence import POLICIES, Placement, Site, place
+from sync.hub.field.signals import fraud_signals
 from sync.hub.ingest import ingest
 from sync.protocol import EMPLOYEE_ID
 
@@ -203,6 +204,12 @@ def _phone(tx: Any, device_id: str) -> Phone:
                  row["sign_count"], row["branch"])
 
 
+def paired(db: HubDb, device_id: str) -> Phone:
+    """The paired, unrevoked phone ``device_id`` of an active employee (else 401)."""
+    with db.transaction(write=False) as tx:
+        return _phone(tx, device_id)
+
+
 def phone_view(db: HubDb, device_id: str, default_policy: str) -> dict[str, Any]:
     """What the punch page shows: whose phone it is, their sites and policy."""
     with db.transaction(write=False) as tx:
@@ -218,7 +225,7 @@ def phone_view(db: HubDb, device_id: str, default_policy: str) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class PunchAttempt:
-    """What the phone sends to prepare a punch."""
+    """What the phone sends to prepare a punch (or keeps for an offline one)."""
 
     device_id: str
     direction: str
@@ -227,11 +234,23 @@ class PunchAttempt:
     accuracy_m: float | None
     phone_ts_utc: str
     selfie: bytes
+    mocked: bool = False
 
 
-def prepare(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str,
-            ttl_s: float) -> dict[str, Any]:
-    """Check the face and the place, then build the record; its hash is the challenge the passkey signs."""
+@dataclass(frozen=True)
+class Judged:
+    """A punch attempt that passed the face and place checks: what the record is built from."""
+
+    phone: Phone
+    phone_time: datetime
+    policy: str
+    sites: list[Site]
+    face: FaceVerdict
+    placement: Placement
+
+
+def judge(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str) -> Judged:
+    """The checks every field punch passes, online or offline: a paired phone, the face 1:1, the place."""
     if attempt.direction not in DIRECTIONS:
         raise InvalidInput(f"direction {attempt.direction!r} is not IN or OUT", fix="Use the page's buttons.")
     try:
@@ -251,29 +270,49 @@ def prepare(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_poli
     if placement.refused:
         raise Forbidden("you are outside every site you may punch at",
                         fix="Punch at one of your sites, or ask HR to add this one.")
-    now = utc_now()
-    skew_s = round((phone_time - now).total_seconds(), 1)
+    return Judged(phone, phone_time, policy, sites, face, placement)
+
+
+def build_record(db: HubDb, judged: Judged, attempt: PunchAttempt, punch_id: str, when: datetime, clock_state: str,
+                 note: str, max_speed_kmh: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The punch record (the project's one definition, kiosk.base.record: the phone's next seq and its chain
+    head) dated ``when``, and its detail: site, geofence checks, policy, phone time and the fraud signals
+    (sync/hub/field/signals.py) that become hub flags."""
+    phone = judged.phone
     with db.transaction(write=False) as tx:
         head = tx.row("SELECT chain_seq, chain_hash FROM devices WHERE id = ?", [phone.device_id])
+        signals = fraud_signals(tx, phone.employee_id, when, attempt.lat, attempt.lon, attempt.accuracy_m,
+                                attempt.mocked, judged.sites, max_speed_kmh)
     record: dict[str, Any] = {
-        "id": str(uuid7()), "seq": head["chain_seq"] + 1, "employee_id": phone.employee_id, "method": "field",
-        "ts_utc": iso_utc(now), "mono_ns": 0, "boot_id": phone.device_id, "clock_state": "verified",
-        "score": face.score, "lat": attempt.lat, "lon": attempt.lon, "accuracy_m": attempt.accuracy_m,
-        "flags": ",".join(placement.flags), "note": f"phone_ts={iso_utc(phone_time)} skew_s={skew_s:+}"[:500],
+        "id": punch_id, "seq": head["chain_seq"] + 1, "employee_id": phone.employee_id, "method": "field",
+        "ts_utc": iso_utc(when), "mono_ns": 0, "boot_id": phone.device_id, "clock_state": clock_state,
+        "score": judged.face.score, "lat": attempt.lat, "lon": attempt.lon, "accuracy_m": attempt.accuracy_m,
+        "flags": ",".join(judged.placement.flags), "note": note[:500],
         "prev_hash": head["chain_hash"], "direction": attempt.direction, "kind": "punch", "author": "",
     }
     record["hash"] = punch_hash(record)
+    detail = {"site": judged.placement.site, "geofence": judged.placement.checks, "policy": judged.policy,
+              "phone_ts_utc": iso_utc(judged.phone_time), "hub_flags": signals}
+    return record, detail
+
+
+def prepare(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str,
+            ttl_s: float, max_speed_kmh: float = 300.0) -> dict[str, Any]:
+    """Check the face and the place, then build the record; its hash is the challenge the passkey signs."""
+    judged = judge(db, maker, attempt, default_policy)
+    now = utc_now()
+    skew_s = round((judged.phone_time - now).total_seconds(), 1)
+    record, detail = build_record(db, judged, attempt, str(uuid7()), now, "verified",
+                                  f"phone_ts={iso_utc(judged.phone_time)} skew_s={skew_s:+}", max_speed_kmh)
     challenge_id = secrets.token_urlsafe(16)
-    detail = {"site": placement.site, "geofence": placement.checks, "policy": policy,
-              "phone_ts_utc": iso_utc(phone_time)}
     with db.transaction() as tx:
         tx.run("INSERT INTO field_challenges (id, device_id, record, detail, created_utc, expires_utc) "
-               "VALUES (?, ?, ?, ?, ?, ?)", [challenge_id, phone.device_id, json.dumps(record), json.dumps(detail),
-                                             iso_utc(now), iso_utc(now + timedelta(seconds=ttl_s))])
+               "VALUES (?, ?, ?, ?, ?, ?)", [challenge_id, judged.phone.device_id, json.dumps(record),
+                                             json.dumps(detail), iso_utc(now), iso_utc(now + timedelta(seconds=ttl_s))])
         tx.run("DELETE FROM field_challenges WHERE expires_utc < ?", [iso_utc(now - timedelta(hours=1))])
     return {"challenge_id": challenge_id, "challenge": webauthn.b64url(bytes.fromhex(record["hash"])),
-            "credential_id": phone.credential_id, "flags": placement.flags, "site": placement.site,
-            "hash": record["hash"]}
+            "credential_id": judged.phone.credential_id, "flags": judged.placement.flags,
+            "hub_flags": detail["hub_flags"], "site": judged.placement.site, "hash": record["hash"]}
 
 
 @dataclass(frozen=True)
@@ -304,6 +343,13 @@ def confirm(db: HubDb, assertion: Assertion, origin: str, max_ahead_s: float) ->
     count = webauthn.verify_assertion(phone.public_key_pem, phone.sign_count, assertion.client_data_json,
                                       assertion.authenticator_data, assertion.signature,
                                       bytes.fromhex(record["hash"]), origin)
+    return store(db, phone, record, detail, assertion, count, max_ahead_s)
+
+
+def store(db: HubDb, phone: Phone, record: dict[str, Any], detail: dict[str, Any], assertion: Assertion, count: int,
+          max_ahead_s: float) -> dict[str, Any]:
+    """Keep the verified assertion beside the punch and store the punch through ingest (flagged ``webauthn``,
+    plus the fraud signals in ``detail``)."""
     with db.transaction() as tx:
         head = tx.row("SELECT chain_seq, chain_hash FROM devices WHERE id = ?" + tx.for_update, [phone.device_id])
         if (head["chain_seq"] + 1, head["chain_hash"]) != (record["seq"], record["prev_hash"]):
@@ -317,9 +363,11 @@ def confirm(db: HubDb, assertion: Assertion, origin: str, max_ahead_s: float) ->
                 webauthn.b64url(assertion.authenticator_data), webauthn.b64url(assertion.client_data_json),
                 webauthn.b64url(assertion.signature), detail["phone_ts_utc"], json.dumps(detail)])
     device = Device(phone.device_id, phone.branch, "field", None, None)
-    result = ingest(db, device, [record], max_ahead_s, proof=PROOF_FLAG).results[0]
+    result = ingest(db, device, [record], max_ahead_s, proof=PROOF_FLAG,
+                    extra_flags={record["id"]: detail.get("hub_flags", [])}).results[0]
     if result.status != "accepted":
         raise Conflict(f"the punch was not stored: {result.reason or result.status}", fix="Press the button again.")
     return {"punch_id": record["id"], "seq": record["seq"], "ts_utc": record["ts_utc"], "direction":
-            record["direction"], "flags": record["flags"], "site": detail["site"], "employee_id": phone.employee_id,
-            "chain": result.reason or "ok"}
+            record["direction"], "flags": record["flags"], "hub_flags": ",".join(detail.get("hub_flags", [])),
+            "site": detail["site"], "employee_id": phone.employee_id, "chain": result.reason or "ok",
+            "clock_state": record["clock_state"], "status": "stored"}

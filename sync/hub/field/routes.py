@@ -7,14 +7,14 @@ import binascii
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from kiosk.base.errors import InvalidInput
 from sync.hub.accounts import Principal
-from sync.hub.field import phones
+from sync.hub.field import offline, phones
 from sync.hub.field.geofence import Site
 from sync.hub.field.webauthn import b64url_decode
 from sync.hub.hrapi import principal_of, strict_query
@@ -49,14 +49,27 @@ class PrepareIn(InputModel):
     accuracy_m: float | None = Field(None, ge=0, le=1e6)
     phone_ts_utc: str = Field(max_length=40)
     selfie_jpeg_b64: str = Field(min_length=100, max_length=MAX_SELFIE_CHARS, pattern=B64)
+    mocked: bool = Field(False, description="The platform said the position is mocked (where it tells).")
 
 
-class ConfirmIn(InputModel):
-    challenge_id: str = Field(min_length=10, max_length=64, pattern=B64)
+class SignedIn(InputModel):
     credential_id: str = Field(max_length=1400, pattern=B64)
     client_data_json: str = Field(max_length=10_000, pattern=B64)
     authenticator_data: str = Field(max_length=10_000, pattern=B64)
     signature: str = Field(max_length=400, pattern=B64)
+
+
+class ConfirmIn(SignedIn):
+    challenge_id: str = Field(min_length=10, max_length=64, pattern=B64)
+
+
+class OfflineMedia(InputModel):
+    selfie_jpeg_b64: str = Field(min_length=100, max_length=MAX_SELFIE_CHARS, pattern=B64)
+
+
+class OfflineIn(SignedIn):
+    claim: str = Field(min_length=10, max_length=offline.MAX_CLAIM_CHARS)
+    media: OfflineMedia
 
 
 class PairingIn(InputModel):
@@ -105,9 +118,9 @@ def _phone_routes(api: APIRouter) -> None:
             raise InvalidInput("selfie_jpeg_b64 is not base64", fix="Send the camera still as base64 JPEG.") from None
         hub = request.app.state.hub
         attempt = phones.PunchAttempt(body.device_id, body.direction, body.lat, body.lon, body.accuracy_m,
-                                      body.phone_ts_utc, selfie)
+                                      body.phone_ts_utc, selfie, body.mocked)
         return phones.prepare(hub.db, hub.maker, attempt, hub.config.field.default_policy,
-                              hub.config.field.challenge_ttl_s)
+                              hub.config.field.challenge_ttl_s, hub.config.field.max_speed_kmh)
 
     @api.post("/punch/confirm", status_code=201)
     def confirm(body: ConfirmIn, request: Request) -> dict[str, Any]:
@@ -118,10 +131,28 @@ def _phone_routes(api: APIRouter) -> None:
                                      b64url_decode(body.signature, "signature"))
         hub = request.app.state.hub
         result = phones.confirm(hub.db, assertion, origin_of(request), hub.config.server.punch_max_ahead_s)
-        outbound = request.app.state.outbound
-        if outbound is not None:
-            outbound.wake()
+        _wake(request)
         return result
+
+    @api.post("/punch/offline")
+    def offline_punch(body: OfflineIn, request: Request, response: Response) -> dict[str, Any]:
+        """A punch made without signal: its claim, media and the passkey's assertion over SHA-256(claim).
+        Stored once (201); the same punch again answers 200 with status duplicate."""
+        assertion = phones.Assertion("", body.credential_id, b64url_decode(body.client_data_json, "client_data_json"),
+                                     b64url_decode(body.authenticator_data, "authenticator_data"),
+                                     b64url_decode(body.signature, "signature"))
+        hub = request.app.state.hub
+        result = offline.deliver(hub.db, hub.maker, body.claim, body.media.model_dump(), assertion,
+                                 origin_of(request), hub.config.field, hub.config.server.punch_max_ahead_s)
+        response.status_code = 201 if result["status"] == "stored" else 200
+        _wake(request)
+        return result
+
+
+def _wake(request: Request) -> None:
+    outbound = request.app.state.outbound
+    if outbound is not None:
+        outbound.wake()
 
 
 Who = Annotated[Principal, Depends(principal_of)]
@@ -174,6 +205,16 @@ def install(app: FastAPI, errors: dict[int, Any]) -> None:
     @app.get("/field/", include_in_schema=False)
     def punch_page() -> FileResponse:
         return FileResponse(HERE / "static" / "punch.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/field/manifest.webmanifest", include_in_schema=False)
+    def manifest() -> FileResponse:
+        return FileResponse(HERE / "static" / "manifest.webmanifest", media_type="application/manifest+json")
+
+    @app.get("/field/sw.js", include_in_schema=False)
+    def service_worker() -> FileResponse:
+        # Served from /field/ so its scope is the punch page; never cached, so a new version is picked up.
+        return FileResponse(HERE / "static" / "sw.js", media_type="text/javascript",
+                            headers={"Cache-Control": "no-cache"})
 
     @app.get("/field/pair", include_in_schema=False)
     def pair_page() -> FileResponse:

@@ -13,12 +13,18 @@ function selfie() {
   return canvas.toDataURL("image/jpeg", 0.92).split(",")[1];
 }
 
-async function prepare(direction, deviceId) {
+// What a punch sends: the same body online (prepare) and offline (queue.js keeps it with a signed claim).
+function punchBody(direction, deviceId) {
   const fix = field.fix;
-  return call("POST", "/v1/field/punch/prepare", {
+  return {
     device_id: deviceId, direction, phone_ts_utc: new Date().toISOString(), selfie_jpeg_b64: selfie(),
     lat: fix ? fix.latitude : null, lon: fix ? fix.longitude : null, accuracy_m: fix ? fix.accuracy : null,
-  });
+    mocked: field.mocked === true,
+  };
+}
+
+async function prepare(direction, deviceId) {
+  return call("POST", "/v1/field/punch/prepare", punchBody(direction, deviceId));
 }
 
 async function sign(prepared, allowCredentials) {
@@ -38,13 +44,25 @@ async function punch(direction) {
   buttons.forEach((b) => { b.disabled = true; });
   setStatus("busy", t("busy"));
   try {
-    const prepared = await prepare(direction, field.device);
+    if (!navigator.onLine) {
+      await punchOffline(direction, field.device);
+      return;
+    }
+    await flushQueue();  // punches kept offline go first: the passkey's counter grows in punch order
+    let prepared;
+    try {
+      prepared = await prepare(direction, field.device);
+    } catch (error) {
+      if (error instanceof HubError) throw error;
+      await punchOffline(direction, field.device);  // no answer from the hub: keep the punch on the phone
+      return;
+    }
     setStatus("busy", t("confirm"));
     const signed = await sign(prepared, [{ type: "public-key", id: fromB64url(prepared.credential_id) }]);
     const done = await call("POST", "/v1/field/punch/confirm", signed);
     const time = new Date(done.ts_utc).toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB",
                                                           { hour: "2-digit", minute: "2-digit" });
-    setStatus("ok", t("done")(direction, time) + (done.flags ? ` (${t("flags")}: ${done.flags})` : ""));
+    setStatus("ok", t("done")(direction, time) + flagText(done));
     document.getElementById("status").dataset.punch = done.punch_id;
   } catch (error) {
     setStatus("refused", error.message);
@@ -55,6 +73,8 @@ async function punch(direction) {
 
 function showFix(position) {
   field.fix = position.coords;
+  // Only some platforms say a position is mocked (an Android WebView wrapper may; browsers generally do not).
+  field.mocked = position.mocked === true || position.coords.mocked === true;
   const c = position.coords;
   document.getElementById("position").textContent =
     `${c.latitude.toFixed(5)}, ${c.longitude.toFixed(5)} ±${Math.round(c.accuracy)} m`;
@@ -70,10 +90,16 @@ function showFix(position) {
   let phone;
   try {
     phone = await call("GET", `/v1/field/phone/${encodeURIComponent(field.device)}`);
+    localStorage.setItem("field.phone", JSON.stringify(phone));
   } catch (error) {
-    setStatus("refused", error.message);
-    return;
+    if (error instanceof HubError) localStorage.removeItem("field.phone");
+    phone = !(error instanceof HubError) && JSON.parse(localStorage.getItem("field.phone") || "null");
+    if (!phone) {  // refused by the hub (revoked), or never seen online
+      setStatus("refused", error.message);
+      return;
+    }
   }
+  startQueue();
   document.getElementById("name").textContent = `${phone.name} (${phone.employee_id})`;
   document.getElementById("policy").textContent = t("policy")[phone.policy];
   const list = document.getElementById("sites");

@@ -1,0 +1,149 @@
+"""Field punches without signal, the installable page and the fraud signals, for real: a headless Chromium phone
+(virtual WebAuthn authenticator, emulated location, camera fed a real face photo) against a real hub on
+127.0.0.1 (SQLite).
+
+Offline (Playwright's `context.set_offline`): the page opens from its service worker's cache, the punch is
+signed by the passkey over the claim the page built and kept in IndexedDB; back online it is delivered once
+(`clock_state = unverified`, its delay in the note); the same delivery again is answered `duplicate`; a punch
+whose phone time is older than `field.offline_max_age_h` is refused with the hub's message. The PWA: the
+manifest (name, start_url, display, icons that load) and a service worker controlling /field/. Fraud signals
+come from real punches and reach the export's hub_flags and the console's punch list; `kiosk hub
+verify-export` checks the field rows by their passkey assertions. Screenshots at 360x640 in
+test-artifacts/field."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from test_ui_field import FAR, OWNER, SHOTS, SITE, WAIT_MS, _cli, _employee, _pair, _phone, field_hub, write_y4m
+from ui_support import CHROMIUM, CHROMIUM_ARGS
+
+from kiosk.base.timeutil import iso_utc, parse_iso
+
+pytest_plugins = ["face_support", "sync_support"]
+__all__ = ["field_hub"]  # the fixture, shared with test_ui_field
+
+
+def _press(page, direction: str, expect: str) -> str:  # noqa: ANN001
+    page.locator(f"button.punch[data-direction={direction}]:enabled").click()
+    page.locator(f"#status[data-state={expect}]").wait_for()
+    return page.locator("#status").inner_text()
+
+
+def _move(page, lat: float, lon: float, accuracy: float = 20) -> None:  # noqa: ANN001
+    page.context.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": accuracy})
+    page.locator("#position", has_text=f"{lat:.5f}, {lon:.5f} ±{accuracy:.0f} m").wait_for()
+
+
+def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = field_hub
+    owner = sorted((face_data / OWNER).glob("*.jpg"))
+    _employee(hub, "F1", "Li Na", owner[:2])
+    _cli(invoke, hub, "sites", "F1", "--policy", "flag", "--site", f"Client A:{SITE[0]},{SITE[1]},150")
+    camera = write_y4m(owner[2], tmp_path / "owner.y4m")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    link = _cli(invoke, hub, "pair", "F1").strip().splitlines()[-1]
+
+    from playwright.sync_api import sync_playwright
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}", "--host-resolver-rules=MAP localhost 127.0.0.1"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        try:
+            phone = _phone(browser, SITE)
+            _pair(phone, link)
+            phone.goto(f"{hub.origin}/field/")
+            phone.locator("button.punch[data-direction=IN]:enabled").wait_for()
+
+            # The PWA: a manifest Chromium can install from, a service worker in control of /field/.
+            manifest = phone.evaluate("""async () => {
+                const link = document.querySelector('link[rel=manifest]');
+                const data = await (await fetch(link.href)).json();
+                const icons = await Promise.all(data.icons.map(async (i) => {
+                    const r = await fetch(i.src); return [i.sizes, r.status, r.headers.get('content-type')]; }));
+                return { ...data, icons };
+            }""")
+            assert (manifest["start_url"], manifest["scope"], manifest["display"]) == ("/field/", "/field/",
+                                                                                       "standalone")
+            assert manifest["icons"] == [["192x192", 200, "image/png"], ["512x512", 200, "image/png"]]
+            phone.wait_for_function("navigator.serviceWorker.controller !== null", timeout=WAIT_MS)
+            assert phone.evaluate("navigator.serviceWorker.controller.scriptURL") == f"{hub.origin}/field/sw.js"
+
+            # Online, at the site: clean.
+            _move(phone, *SITE)
+            assert "flagged" not in _press(phone, "IN", "ok")
+
+            # No signal: the page still opens (from the service worker's cache), the punch is kept on the phone.
+            phone.context.set_offline(True)
+            phone.reload()
+            phone.locator("#name", has_text="Li Na (F1)").wait_for()
+            _move(phone, *SITE)
+            text = _press(phone, "OUT", "queued")
+            assert text == ("No signal: clock-out kept on this phone. It is sent when the phone is back online.")
+            assert phone.locator("#queue").inner_text() == "1 punch waiting to be sent"
+            phone.screenshot(path=str(SHOTS / "offline-en.png"))
+            kept = phone.evaluate("queuedPunches()")
+            assert len(kept) == 1 and json.loads(kept[0]["claim"])["direction"] == "OUT"
+            assert not [r for r in hub.export() if r["direction"] == "OUT"]
+
+            # Back online: delivered by itself, once; the same delivery again is a duplicate.
+            phone.context.set_offline(False)
+            phone.locator("#queue[data-count='0']").wait_for(state="attached")
+            phone.locator("#status[data-state=ok]", has_text="Offline punch sent: clocked out").wait_for()
+            again = phone.evaluate("""async (item) => {
+                const { id, created, ...body } = item;
+                const response = await fetch('/v1/field/punch/offline', { method: 'POST',
+                    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+                return [response.status, (await response.json()).status];
+            }""", kept[0])
+            assert again == [200, "duplicate"]
+
+            # Fraud signals from real punches: ~5 km in seconds; a coarse fix; a mocked position.
+            _move(phone, *FAR)
+            assert "impossible_travel" in _press(phone, "IN", "ok")
+            _move(phone, *SITE, accuracy=400)
+            assert "accuracy_worse_than_radius" in _press(phone, "OUT", "ok")
+            # A platform that tells the page the position is mocked (as an Android WebView wrapper may).
+            phone.evaluate("Object.defineProperty(GeolocationCoordinates.prototype, 'mocked', "
+                           "{ get: () => true, configurable: true })")
+            _move(phone, SITE[0] + 0.0001, SITE[1])
+            assert "mocked_location" in _press(phone, "IN", "ok")
+
+            # Offline for longer than field.offline_max_age_h (72 h): refused with the hub's reason, not kept.
+            phone.clock.set_fixed_time(datetime.now(UTC) - timedelta(hours=80))
+            phone.context.set_offline(True)
+            phone.evaluate("localStorage.setItem('field.lang', 'zh')")
+            phone.reload()
+            _move(phone, SITE[0] + 0.0002, SITE[1])
+            assert _press(phone, "OUT", "queued").startswith("无网络：下班打卡已保存在手机上")
+            phone.screenshot(path=str(SHOTS / "offline-zh.png"))
+            phone.context.set_offline(False)
+            phone.locator("#status[data-state=refused]").wait_for()
+            refusal = phone.locator("#status").inner_text()
+            assert refusal.startswith("一条离线打卡被拒绝：this offline punch was made 80.0 h ago"), refusal
+            assert "up to 72 h old (field.offline_max_age_h)" in refusal
+            assert phone.locator("#queue").get_attribute("data-count") == "0"
+        finally:
+            browser.close()
+
+    rows = [r for r in hub.export() if r["employee_id"] == "F1"]
+    assert [(r["direction"], r["clock_state"]) for r in rows] == [
+        ("IN", "verified"), ("OUT", "unverified"), ("IN", "verified"), ("OUT", "verified"), ("IN", "verified")]
+    assert [r["hub_flags"] for r in rows] == [
+        "webauthn", "webauthn,identical_fix", "webauthn,impossible_travel",
+        "webauthn,accuracy_worse_than_radius,impossible_travel", "webauthn,mocked_location"]
+    assert [r["flags"] for r in rows] == ["", "", "outside_geofence", "geofence_uncertain", ""]
+    offline = rows[1]
+    assert offline["id"] == json.loads(kept[0]["claim"])["id"]
+    assert offline["ts_utc"] == iso_utc(parse_iso(json.loads(kept[0]["claim"])["phone_ts_utc"]))
+    assert offline["note"].startswith("offline phone_ts=") and " delay_s=" in offline["note"]
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5] and all(r["chain"] == "ok" for r in rows)
+
+    # verify-export checks each field row by its passkey assertion (the offline one over its claim).
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(r) + "\n" for r in hub.export()), encoding="utf-8")
+    result = invoke("hub", "verify-export", str(export), "--config", str(hub.toml), "--json")
+    assert result.exit_code == 0, result.output
+    assert "5 row(s): 5 verified (5 of them field punches, by their phone's passkey assertion)" in result.output
