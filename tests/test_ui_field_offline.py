@@ -17,7 +17,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from console_support import add_user
 from test_ui_field import FAR, OWNER, SHOTS, SITE, WAIT_MS, _cli, _employee, _pair, _phone, field_hub, write_y4m
+from test_ui_hub_console import sign_in
 from ui_support import CHROMIUM, CHROMIUM_ARGS
 
 from kiosk.base.timeutil import iso_utc, parse_iso
@@ -147,3 +149,89 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke,
     result = invoke("hub", "verify-export", str(export), "--config", str(hub.toml), "--json")
     assert result.exit_code == 0, result.output
     assert "5 row(s): 5 verified (5 of them field punches, by their phone's passkey assertion)" in result.output
+
+
+def test_console_pairs_sets_sites_shows_signals_and_revokes(field_hub, face_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = field_hub
+    owner = sorted((face_data / OWNER).glob("*.jpg"))
+    _employee(hub, "F1", "Li Na", owner[:2])
+    add_user(hub, "hr.admin", "hr_admin")
+    add_user(hub, "mgr.b002", "branch_manager", ["B002"])
+    camera = write_y4m(owner[2], tmp_path / "owner.y4m")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    from playwright.sync_api import sync_playwright
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}", "--host-resolver-rules=MAP localhost 127.0.0.1"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        try:
+            console = browser.new_context(viewport={"width": 360, "height": 640}, locale="en-GB").new_page()
+            console.set_default_timeout(WAIT_MS)
+            console.on("dialog", lambda dialog: dialog.accept())
+            sign_in(console, hub.origin, "hr.admin")
+
+            # HR makes the pairing link on the Phones page: shown once, for the phone to open.
+            console.goto(f"{hub.origin}/phones")
+            assert console.locator("#phones").inner_text().endswith("No phone paired yet.")
+            console.fill("#pair-form input[name=employee_id]", "F1")
+            console.fill("#pair-form input[name=label]", "work phone")
+            console.click("#pair")
+            link = console.locator("#pair-link").inner_text()
+            assert link.startswith(f"{hub.origin}/field/pair#")
+            console.screenshot(path=str(SHOTS / "console-pair-en.png"))
+
+            # ...and F1's sites with policy refuse, one site a line.
+            console.fill("#sites input[name=employee]", "F1")
+            console.click("#show-sites")
+            assert console.locator("#sites-form select[name=policy]").input_value() == "flag"
+            console.select_option("#sites-form select[name=policy]", "refuse")
+            console.locator("#sites-form input[name=site]").first.fill(f"Client A:{SITE[0]},{SITE[1]},150")
+            console.click("#save-sites")
+            console.locator("p.note.ok", has_text="Sites saved.").wait_for()
+            assert console.locator("#sites-form input[name=site]").first.input_value() == (
+                f"Client A:{SITE[0]:g},{SITE[1]:g},150")
+            assert console.locator("#sites-form select[name=policy]").input_value() == "refuse"
+
+            phone = _phone(browser, FAR)
+            _pair(phone, link)
+            phone.goto(f"{hub.origin}/field/")
+            _move(phone, *FAR)
+            assert "outside every site" in _press(phone, "IN", "refused")
+            _move(phone, *SITE)
+            assert "flagged" not in _press(phone, "IN", "ok")
+            assert "identical_fix" in _press(phone, "OUT", "ok")
+
+            # The console's punch list shows the signal, and filters by it.
+            console.goto(f"{hub.origin}/punches?flag=identical_fix")
+            rows = console.locator("table.punches tbody tr.punch")
+            rows.first.wait_for()
+            assert rows.count() == 1
+            assert rows.first.locator("span.signal").inner_text() == "identical position"
+
+            # A manager of another branch sees no phone of F1's branch.
+            manager = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB").new_page()
+            manager.set_default_timeout(WAIT_MS)
+            sign_in(manager, hub.origin, "mgr.b002")
+            manager.goto(f"{hub.origin}/phones")
+            assert manager.locator("#phones tbody").inner_text() == "No phone paired yet."
+            assert manager.locator("#pair-form").count() == 0
+
+            # Revoked from the console: the phone can no longer punch.
+            console.goto(f"{hub.origin}/phones")
+            device = phone.evaluate("localStorage.getItem('field.device')")
+            row = console.locator(f"#phones tr[data-device='{device}']")
+            assert row.locator("td").nth(2).inner_text() == "work phone"
+            assert row.locator("td").nth(5).inner_text() == "2"
+            row.locator("button.revoke").click()
+            console.locator("p.note.ok", has_text="Phone revoked.").wait_for()
+            assert "revoked" in console.locator(f"#phones tr[data-device='{device}']").get_attribute("class")
+            console.screenshot(path=str(SHOTS / "console-phones-en.png"))
+            console.goto(f"{hub.origin}/lang?to=zh&next=/phones%3Femployee%3DF1")
+            console.locator("h1", has_text="外勤人员的手机").wait_for()
+            console.screenshot(path=str(SHOTS / "console-phones-zh.png"))
+            phone.reload()
+            phone.locator("#status[data-state=refused]").wait_for()
+            assert "revoked" in phone.locator("#status").inner_text()
+        finally:
+            browser.close()

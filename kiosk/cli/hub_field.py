@@ -59,16 +59,6 @@ def hub_field_revoke(device_id: str, hub: HubConfig, overrides: list[str]) -> No
     click.echo(f"revoked {device_id}")
 
 
-def _site(text: str) -> tuple[str, float, float, float]:
-    name, _, rest = text.rpartition(":")
-    try:
-        lat, lon, radius = (float(part) for part in rest.split(","))
-    except ValueError:
-        raise InvalidInput(f"site {text!r} is not NAME:LAT,LON,RADIUS_M",
-                           fix="For example --site 'Client A:31.2304,121.4737,150'.") from None
-    return name or "site", lat, lon, radius
-
-
 @hub_field.command("sites")
 @click.argument("employee")
 @click.option("--policy", type=click.Choice(["off", "flag", "refuse"]), required=True,
@@ -78,9 +68,9 @@ def _site(text: str) -> tuple[str, float, float, float]:
 @hub_config_options
 def hub_field_sites(employee: str, policy: str, sites: tuple[str, ...], hub: HubConfig, overrides: list[str]) -> None:
     """Set EMPLOYEE's geofence policy and allowed sites for field punches."""
-    from sync.hub.field.geofence import Site
+    from sync.hub.field.geofence import parse_site
     from sync.hub.field.phones import set_sites
-    parsed = [Site(*_site(text)) for text in sites]
+    parsed = [parse_site(text) for text in sites]
     with _db(hub) as db:
         set_sites(db, employee, policy, parsed, CLI_ACTOR)
     click.echo(f"{employee}: policy {policy}, {len(parsed)} site(s)")

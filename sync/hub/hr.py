@@ -15,6 +15,8 @@ from sync.hub.accounts import Principal
 from sync.hub.config import HubConfig
 from sync.hub.db.base import HubDb
 from sync.hub.faces import TemplateMaker
+from sync.hub.field import phones
+from sync.hub.field.geofence import Site
 from sync.hub.outbound import queue, webhooks
 from sync.hub.outbound.events import EVENT_TYPES
 from sync.protocol import (
@@ -296,3 +298,43 @@ def webhook_test(hub: HubContext, p: Principal, sub_id: str) -> dict[str, Any]:
     sub, outcome, took_s = webhooks.test_subscription(hub.db, sub_id, hub.config.outbound.timeout_s)
     return {"id": sub.id, "url": sub.url, "accepted": outcome.kind == "delivered", "error": outcome.error,
             "took_ms": round(took_s * 1000)}
+
+
+# -- field staff's phones (the same functions `kiosk hub field ...` calls) ---------------------------------
+
+
+def field_pair(hub: HubContext, p: Principal, employee_id: str, label: str, origin: str) -> dict[str, str]:
+    """A one-time pairing link for the phone of an employee of the caller's branches."""
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    made = phones.create_pairing(hub.db, employee_id, hub.config.field.pairing_ttl_min, p.name, label)
+    return {**made, "link": origin.rstrip("/") + made["path"]}
+
+
+def field_phones(hub: HubContext, p: Principal, employee_id: str | None = None) -> list[dict[str, Any]]:
+    """Paired phones (revoked ones too) of employees in the caller's branches."""
+    p.require("employees.read")
+    if employee_id:
+        get_employee(hub, p, employee_id)
+    return [phone for phone in phones.list_phones(hub.db, employee_id) if p.sees(phone["branch"])]
+
+
+def field_revoke(hub: HubContext, p: Principal, device_id: str) -> None:
+    p.require("employees.write")
+    if not any(phone["device_id"] == device_id and phone["revoked_utc"] is None for phone in field_phones(hub, p)):
+        raise NotFound(f"no paired field phone {device_id} in your branches",
+                       fix="List them with `kiosk hub field list` or on the console's Phones page.")
+    phones.revoke(hub.db, device_id, p.name)
+
+
+def field_sites(hub: HubContext, p: Principal, employee_id: str) -> dict[str, Any]:
+    """An employee's geofence policy and sites for field punches."""
+    p.require("employees.read")
+    get_employee(hub, p, employee_id)
+    return phones.employee_sites(hub.db, employee_id, hub.config.field.default_policy)
+
+
+def set_field_sites(hub: HubContext, p: Principal, employee_id: str, policy: str, sites: list[Site]) -> None:
+    p.require("employees.write")
+    get_employee(hub, p, employee_id)
+    phones.set_sites(hub.db, employee_id, policy, sites, p.name)

@@ -1,5 +1,6 @@
 """The console's forms (POST, each with its CSRF token): sign-in and out, registration codes, revoke, new hire,
-edit, terminate, correction, outbox retry and skip, webhook add, remove and test. Each calls the same action as
+edit, terminate, correction, outbox retry and skip, webhook add, remove and test, a field phone's pairing
+link, its revocation and an employee's field sites. Each calls the same action as
 its HR API twin (sync.hub.hr)."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kiosk.base.errors import InvalidInput, KioskError
 from kiosk.base.timeutil import iso_utc, utc_now
 from sync.errors import Forbidden, NeedsConfirmation
 from sync.hub import accounts, hr, people
-from sync.hub.console.pages import employee_context, outbox_context
+from sync.hub.console.pages import employee_context, outbox_context, phones_context
 from sync.hub.console.render import fragment, page
 from sync.hub.console.session import (
     PRE_CSRF_COOKIE,
@@ -32,6 +33,8 @@ from sync.hub.console.session import (
     pre_csrf_ok,
     problem,
 )
+from sync.hub.field.geofence import parse_site
+from sync.hub.field.routes import origin_of
 from sync.hub.hrapi import SESSION_COOKIE, set_session_cookie
 from sync.protocol import (
     CodeIn,
@@ -301,3 +304,49 @@ async def webhook_test(request: Request, sub_id: str) -> Response:
     await checked_form(request, who)
     tested = await run_in_threadpool(hr.webhook_test, hub_of(request), who, sub_id)
     return await _outbox_page(request, who, 200, tested=tested)
+
+
+async def _phones_page(request: Request, who: Any, status: int, employee: str = "", **shown: Any) -> Response:
+    try:
+        context = await run_in_threadpool(phones_context, request, who, employee)
+    except KioskError:
+        context = await run_in_threadpool(phones_context, request, who)
+    context.update(shown)
+    return page(request, "phones.html", who, http_status=status, done=None, **context)
+
+
+@router.post("/phones/pair")
+async def phone_pair(request: Request) -> Response:
+    """A one-time pairing link, shown once (the phone opens it; it is spent by its first use)."""
+    who = current(request)
+    form = await checked_form(request, who)
+    employee_id = str(form.get("employee_id", "")).strip()
+    try:
+        paired = await run_in_threadpool(hr.field_pair, hub_of(request), who, employee_id,
+                                         str(form.get("label", "")).strip(), origin_of(request))
+    except KioskError as exc:
+        return await _phones_page(request, who, 422, error=problem(exc))
+    return await _phones_page(request, who, 201, employee_id, paired=paired)
+
+
+@router.post("/phones/{device_id}/revoke")
+async def phone_revoke(request: Request, device_id: str) -> Response:
+    who = current(request)
+    await checked_form(request, who)
+    await run_in_threadpool(hr.field_revoke, hub_of(request), who, device_id)
+    return _back("/phones", "phone_revoked")
+
+
+@router.post("/phones/sites")
+async def phone_sites(request: Request) -> Response:
+    """An employee's geofence policy and sites, each NAME:LAT,LON,RADIUS_M (as `kiosk hub field sites --site`)."""
+    who = current(request)
+    form = await checked_form(request, who)
+    employee_id = str(form.get("employee_id", "")).strip()
+    try:
+        sites = [parse_site(str(line)) for line in form.getlist("site") if str(line).strip()]
+        await run_in_threadpool(hr.set_field_sites, hub_of(request), who, employee_id,
+                                str(form.get("policy", "")), sites)
+    except KioskError as exc:
+        return await _phones_page(request, who, 422, employee_id, error=problem(exc))
+    return _back(f"/phones?employee={quote(employee_id)}", "sites_saved")

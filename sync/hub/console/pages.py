@@ -1,4 +1,5 @@
-"""The console's pages (GET): Today, Devices, Punches with the live feed, Employees, Attendance, Export."""
+"""The console's pages (GET): Today, Devices, Punches with the live feed, Employees, Attendance, Export, Outbox,
+Phones (field staff's paired phones and their sites)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from kiosk.base.text import DB_INT_MAX
 from sync.hub import accounts, audit, feed, hr
 from sync.hub.console.render import LANG_COOKIE, LANGUAGES, environment, language, page, translator
 from sync.hub.console.session import PRE_CSRF_COOKIE, current, hub_of, new_pre_csrf, problem
+from sync.hub.field.geofence import POLICIES, site_text
+from sync.hub.field.signals import SIGNALS
 from sync.hub.outbound.events import EVENT_TYPES
 from sync.protocol import DIRECTIONS, KINDS, METHODS
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
-FLAGS = ("outside_geofence", "geofence_uncertain", "no_gps_fix", "clock_behind_floor")
+FLAGS = ("outside_geofence", "geofence_uncertain", "no_gps_fix", "clock_behind_floor", *SIGNALS)
 PUNCH_LIST_SIZE = 200
 DONE_KEYS = {"created", "changed", "terminated", "corrected", "revoked", "signed_out", "retried", "skipped",
-             "removed", "approved", "dropped"}
+             "removed", "approved", "dropped", "phone_revoked", "sites_saved"}
 OUTBOX_SHOWN = 200  # pending and parked records shown per subscription
 
 
@@ -199,3 +202,25 @@ def outbox_context(request: Request, who: accounts.Principal) -> dict[str, Any]:
 def outbox_page(request: Request) -> Response:
     who = current(request)
     return page(request, "outbox.html", who, done=_done(request), **outbox_context(request, who))
+
+
+def phones_context(request: Request, who: accounts.Principal, employee: str = "") -> dict[str, Any]:
+    """Paired phones in the caller's branches and, for ``employee``, their geofence policy and sites."""
+    hub = hub_of(request)
+    sites = None
+    if employee:
+        found = hr.field_sites(hub, who, employee)
+        sites = {**found, "lines": [site_text(s) for s in found["sites"]]}
+    return {"phones": hr.field_phones(hub, who), "employee": employee, "sites": sites, "policies": POLICIES,
+            "paired": None, "error": None}
+
+
+@router.get("/phones", response_class=HTMLResponse)
+def phones_page(request: Request, employee: str = "") -> Response:
+    who = current(request)
+    error = None
+    try:
+        context = phones_context(request, who, employee.strip())
+    except KioskError as exc:
+        context, error = phones_context(request, who), problem(exc)
+    return page(request, "phones.html", who, done=_done(request), **{**context, "error": error})

@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse
 from kiosk.base.consent import CONSENT_VERSION
 from sync.hub.accounts import Principal
 from sync.hub.branches import Zones, load_zones
+from sync.hub.field.signals import SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ def environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(worked=worked, size=size, short=lambda v, n=12: (v or "–")[:n])
     # The consent text is shown in both languages, whatever the console's: the person reads their own.
-    env.globals.update(t_in=lambda lang, key: translator(lang)(key), consent_version=CONSENT_VERSION)
+    env.globals.update(t_in=lambda lang, key: translator(lang)(key), consent_version=CONSENT_VERSION,
+                       signals=SIGNALS)  # a field punch's fraud signals, shown from its hub flags
     return env
 
 

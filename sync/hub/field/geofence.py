@@ -12,6 +12,7 @@ from typing import Any
 from hardware.config import GeofenceConfig
 from hardware.geofence import Verdict, check_geofence, haversine_m
 from hardware.nmea import Fix
+from kiosk.base.errors import InvalidInput
 
 POLICIES = ("off", "flag", "refuse")
 
@@ -23,6 +24,22 @@ class Site:
     lon: float
     radius_m: float
     max_accuracy_m: float = 100.0
+
+
+def parse_site(text: str) -> Site:
+    """A site written NAME:LAT,LON,RADIUS_M (the CLI's --site and the console's sites box)."""
+    name, _, rest = text.strip().rpartition(":")
+    try:
+        lat, lon, radius = (float(part) for part in rest.split(","))
+    except ValueError:
+        raise InvalidInput(f"site {text.strip()!r} is not NAME:LAT,LON,RADIUS_M",
+                           fix="For example 'Client A:31.2304,121.4737,150'.") from None
+    return Site(name.strip() or "site", lat, lon, radius)
+
+
+def site_text(site: Site) -> str:
+    """A site as parse_site reads it."""
+    return f"{site.name}:{site.lat:g},{site.lon:g},{site.radius_m:g}"
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

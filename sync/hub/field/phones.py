@@ -108,7 +108,7 @@ def finish_pairing(db: HubDb, token: str, client_data_json: bytes, attestation_o
             raise Conflict("this passkey is already paired", fix="Ask HR to revoke the old pairing first.")
         branch = tx.row("SELECT branch FROM employee_branches WHERE employee_id = ? AND active = 1 ORDER BY branch",
                         [employee_id])
-        name = (label or pairing["label"] or "phone")[:64]
+        name = (pairing["label"] or label or "phone")[:64]  # the name HR gave, else what the phone says
         tx.run("UPDATE field_pairings SET used_utc = ?, device_id = ? WHERE token_hash = ?",
                [now, device_id, token_hash(token)])
         # No usable token: a field phone proves itself with its passkey on each punch, never a bearer token.
@@ -141,7 +141,7 @@ def list_phones(db: HubDb, employee_id: str | None = None) -> list[dict[str, Any
     where, params = ("WHERE f.employee_id = ?", [employee_id]) if employee_id else ("", [])
     with db.transaction(write=False) as tx:
         return tx.rows("SELECT f.device_id, f.employee_id, f.label, f.created_utc, f.revoked_utc, d.chain_seq AS "
-                       f"punches FROM field_devices f JOIN devices d ON d.id = f.device_id {where} "
+                       f"punches, d.branch FROM field_devices f JOIN devices d ON d.id = f.device_id {where} "
                        "ORDER BY f.created_utc", params)
 
 
@@ -179,6 +179,15 @@ def _policy_and_sites(tx: Any, employee_id: str, default_policy: str) -> tuple[s
         "SELECT name, lat, lon, radius_m, max_accuracy_m FROM field_sites WHERE employee_id = ? ORDER BY id",
         [employee_id])]
     return (row["policy"] if row else default_policy), sites
+
+
+def employee_sites(db: HubDb, employee_id: str, default_policy: str) -> dict[str, Any]:
+    """An employee's geofence policy (``own``: set for them, else the hub's default) and sites."""
+    with db.transaction(write=False) as tx:
+        _employee(tx, employee_id)
+        own = tx.row("SELECT policy FROM field_policies WHERE employee_id = ?", [employee_id]) is not None
+        policy, sites = _policy_and_sites(tx, employee_id, default_policy)
+    return {"employee_id": employee_id, "policy": policy, "own": own, "sites": sites}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from kiosk.base.errors import InvalidInput
+from sync.hub import hr
 from sync.hub.accounts import Principal
 from sync.hub.field import offline, phones
 from sync.hub.field.geofence import Site
@@ -159,32 +160,27 @@ Who = Annotated[Principal, Depends(principal_of)]
 
 
 def _hr_routes(api: APIRouter) -> None:
+    # Each calls HR's action (sync.hub.hr: role and branch checks), as the console's Phones page does.
     @api.post("/pairings", status_code=201)
     def pair(body: PairingIn, request: Request, who: Who) -> dict[str, Any]:
         """A one-time pairing link for an employee's phone (`kiosk hub field pair`)."""
-        who.require("employees.write")
-        hub = request.app.state.hub
-        made = phones.create_pairing(hub.db, body.employee_id, hub.config.field.pairing_ttl_min, who.name, body.label)
-        return {**made, "link": origin_of(request) + made["path"]}
+        return hr.field_pair(request.app.state.hub, who, body.employee_id, body.label, origin_of(request))
 
     @api.get("/phones")
     def phone_list(request: Request, who: Who, employee_id: str | None = None) -> list[dict[str, Any]]:
         """Paired phones (`kiosk hub field list`)."""
-        who.require("employees.read")
-        return phones.list_phones(request.app.state.db, employee_id)
+        return hr.field_phones(request.app.state.hub, who, employee_id)
 
     @api.delete("/phones/{device_id}", status_code=204)
     def revoke(device_id: str, request: Request, who: Who) -> None:
         """Revoke a phone (`kiosk hub field revoke`)."""
-        who.require("employees.write")
-        phones.revoke(request.app.state.db, device_id, who.name)
+        hr.field_revoke(request.app.state.hub, who, device_id)
 
     @api.put("/employees/{employee_id}/sites", status_code=204)
     def sites(employee_id: str, body: SitesIn, request: Request, who: Who) -> None:
         """An employee's geofence policy and sites (`kiosk hub field sites`)."""
-        who.require("employees.write")
-        phones.set_sites(request.app.state.db, employee_id, body.policy,
-                         [Site(s.name, s.lat, s.lon, s.radius_m, s.max_accuracy_m) for s in body.sites], who.name)
+        hr.set_field_sites(request.app.state.hub, who, employee_id, body.policy,
+                           [Site(s.name, s.lat, s.lon, s.radius_m, s.max_accuracy_m) for s in body.sites])
 
 
 def install(app: FastAPI, errors: dict[int, Any]) -> None:
