@@ -22,6 +22,7 @@ from test_ui_field import FAR, OWNER, SHOTS, SITE, WAIT_MS, _cli, _employee, _pa
 from test_ui_hub_console import sign_in
 from ui_support import CHROMIUM, CHROMIUM_ARGS
 
+from kiosk.base.record import HASHED_FIELDS, punch_hash
 from kiosk.base.timeutil import iso_utc, parse_iso
 
 pytest_plugins = ["face_support", "sync_support"]
@@ -149,6 +150,21 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke,
     result = invoke("hub", "verify-export", str(export), "--config", str(hub.toml), "--json")
     assert result.exit_code == 0, result.output
     assert "5 row(s): 5 verified (5 of them field punches, by their phone's passkey assertion)" in result.output
+
+    # An online row's position edited and re-hashed, the offline row's direction edited and re-hashed: named.
+    edited = hub.export()
+    edited[0]["lat"] = FAR[0]
+    edited[1]["direction"] = "IN"
+    for row in edited[:2]:  # as the kiosk hashed it: a punch's author is "" (the export says null)
+        row["hash"] = punch_hash({name: row[name] if row[name] is not None or name != "author" else ""
+                                  for name in HASHED_FIELDS})
+    export.write_text("".join(json.dumps(r) + "\n" for r in edited), encoding="utf-8")
+    result = invoke("hub", "verify-export", str(export), "--config", str(hub.toml), "--json")
+    assert result.exit_code == 1
+    failed = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [(f["row"], f["status"]) for f in failed] == [(1, "failed"), (2, "failed")]
+    assert failed[0]["reason"].startswith(f"field phone {rows[0]['device_id']}'s passkey assertion does not hold: ")
+    assert failed[1]["reason"] == "direction is not what the phone signed offline"
 
 
 def test_console_pairs_sets_sites_shows_signals_and_revokes(field_hub, face_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
