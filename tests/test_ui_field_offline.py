@@ -73,6 +73,10 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke,
             assert manifest["icons"] == [["192x192", 200, "image/png"], ["512x512", 200, "image/png"]]
             phone.wait_for_function("navigator.serviceWorker.controller !== null", timeout=WAIT_MS)
             assert phone.evaluate("navigator.serviceWorker.controller.scriptURL") == f"{hub.origin}/field/sw.js"
+            # Chromium's own installability check: nothing missing but a normal profile (Playwright's contexts
+            # are off the record, where Chromium never offers to install).
+            errors = phone.context.new_cdp_session(phone).send("Page.getInstallabilityErrors")
+            assert [e["errorId"] for e in errors["installabilityErrors"]] == ["in-incognito"]
 
             # Online, at the site: clean.
             _move(phone, *SITE)

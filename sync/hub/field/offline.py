@@ -73,12 +73,17 @@ class Claim:
     media: dict[str, str]
 
 
+RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "accuracy_m": (0.0, 1e6)}  # as an online punch's
+
+
 def _number(data: dict[str, Any], name: str) -> float | None:
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"the offline punch's {name} is not a number", fix="Send the claim the page built.")
+    low, high = RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidInput(f"the offline punch's {name} is not a number from {low:g} to {high:g}",
+                           fix="Send the claim the page built.")
     return float(value)
 
 
@@ -86,7 +91,7 @@ def read_claim(text: str) -> Claim:
     """The claim's fields, checked for shape (what they mean is checked as for an online punch)."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidInput("the offline punch's claim is not JSON", fix="Send the claim the page built.") from None
     if not isinstance(data, dict) or data.get("v") != CLAIM_VERSION:
         raise InvalidInput(f"the offline punch's claim is not version {CLAIM_VERSION}", fix="Reload the punch page.")

@@ -135,7 +135,8 @@ def _phone_routes(api: APIRouter) -> None:
         _wake(request)
         return result
 
-    @api.post("/punch/offline")
+    @api.post("/punch/offline", status_code=201,
+              responses={200: {"description": "This punch was already stored: status duplicate."}})
     def offline_punch(body: OfflineIn, request: Request, response: Response) -> dict[str, Any]:
         """A punch made without signal: its claim, media and the passkey's assertion over SHA-256(claim).
         Stored once (201); the same punch again answers 200 with status duplicate."""
