@@ -18,7 +18,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from console_support import add_user
-from test_ui_field import FAR, OWNER, SHOTS, SITE, WAIT_MS, _cli, _employee, _pair, _phone, field_hub, write_y4m
+from test_ui_field import (
+    FAR,
+    OWNER,
+    SHOTS,
+    SITE,
+    WAIT_MS,
+    _cli,
+    _employee,
+    _jpeg_b64,
+    _pair,
+    _phone,
+    field_hub,
+    write_y4m,
+)
 from test_ui_hub_console import sign_in
 from ui_support import CHROMIUM, CHROMIUM_ARGS
 
@@ -106,6 +119,21 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke,
                 return [response.status, (await response.json()).status];
             }""", kept[0])
             assert again == [200, "duplicate"]
+            # The kept claim edited after it was signed, or sent with another photo: refused, nothing stored.
+            send = """async ([item, claim, photo]) => {
+                const { id, created, ...body } = item;
+                body.claim = claim;
+                if (photo) body.media = { selfie_jpeg_b64: photo };
+                const response = await fetch('/v1/field/punch/offline', { method: 'POST',
+                    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+                return [response.status, (await response.json()).error.message];
+            }"""
+            claim = kept[0]["claim"]
+            assert phone.evaluate(send, [kept[0], claim.replace('"OUT"', '"IN"'), None]) == [
+                401, "the passkey signed another challenge"]
+            other = _jpeg_b64(owner[3])
+            assert phone.evaluate(send, [kept[0], claim, other]) == [
+                422, "the offline punch's selfie_jpeg_b64 is not the one its claim was signed with"]
 
             # Fraud signals from real punches: ~5 km in seconds; a coarse fix; a mocked position.
             _move(phone, *FAR)

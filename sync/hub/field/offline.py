@@ -12,8 +12,9 @@ camera still) are not in the claim, only their SHA-256, so the claim stays small
 them. When the claim arrives the hub:
 
 1. reads the claim and checks each media item against its digest;
-2. answers ``duplicate`` if that punch id is already stored for this phone (delivery is exactly once: the
-   page retries until it has an answer, and a retry is harmless);
+2. answers ``duplicate`` if that punch id is already stored for this phone and the assertion over this very
+   claim verifies (delivery is exactly once: the page retries until it has an answer, and a retry is
+   harmless);
 3. refuses a claim whose phone time is more than ``field.offline_max_age_h`` before the hub receives it;
 4. verifies the assertion over SHA-256(claim) with the phone's passkey (credential, origin, rpIdHash, UP+UV,
    a counter that must grow: the page delivers its queue in order, before any new online punch);
@@ -137,8 +138,14 @@ def deliver(db: HubDb, maker: TemplateMaker, claim_text: str, media: dict[str, s
         if not secrets.compare_digest(hashlib.sha256(value.encode("ascii")).hexdigest(), digest):
             raise InvalidInput(f"the offline punch's {name} is not the one its claim was signed with",
                                fix="Send the photo kept with the claim.")
+    phone = paired(db, claim.device_id)
+    if not secrets.compare_digest(assertion.credential_id, phone.credential_id):
+        raise Unauthorized("this passkey is not the one paired with this phone's owner",
+                           fix="Punch from your own paired phone.")
     stored = _stored(db, claim)
-    if stored is not None:
+    if stored is not None:  # sent again (an answer lost on the way): the same signed claim, nothing new stored
+        webauthn.verify_assertion(phone.public_key_pem, 0, assertion.client_data_json, assertion.authenticator_data,
+                                  assertion.signature, claim_challenge(claim.text), origin)
         return stored
     try:
         phone_time = parse_iso(claim.phone_ts_utc)
@@ -150,10 +157,6 @@ def deliver(db: HubDb, maker: TemplateMaker, claim_text: str, media: dict[str, s
         raise Forbidden(f"this offline punch was made {delay_s / 3600:.1f} h ago (phone time "
                         f"{iso_utc(phone_time)}); the hub takes offline punches up to {field.offline_max_age_h:g} h "
                         "old (field.offline_max_age_h)", fix="Ask HR to record the punch by hand (a correction).")
-    phone = paired(db, claim.device_id)
-    if not secrets.compare_digest(assertion.credential_id, phone.credential_id):
-        raise Unauthorized("this passkey is not the one paired with this phone's owner",
-                           fix="Punch from your own paired phone.")
     count = webauthn.verify_assertion(phone.public_key_pem, phone.sign_count, assertion.client_data_json,
                                       assertion.authenticator_data, assertion.signature,
                                       claim_challenge(claim.text), origin)
