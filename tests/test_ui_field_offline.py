@@ -17,7 +17,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from console_support import add_user
+from console_support import add_user, signed_in
 from test_ui_field import (
     FAR,
     OWNER,
@@ -264,6 +264,12 @@ def test_console_pairs_sets_sites_shows_signals_and_revokes(field_hub, face_data
             manager.goto(f"{hub.origin}/phones")
             assert manager.locator("#phones tbody").inner_text() == "No phone paired yet."
             assert manager.locator("#pair-form").count() == 0
+            api = signed_in(hub, "mgr.b002")  # the HR API's twin runs the same checks
+            assert api.get("/v1/hr/field/phones").json() == []
+            refused = api.post("/v1/hr/field/pairings", json={"employee_id": "F1"})
+            api.close()
+            assert (refused.status_code, refused.json()["error"]["message"]) == (
+                403, "role branch_manager may not do this (employees.write)")
 
             # Revoked from the console: the phone can no longer punch.
             console.goto(f"{hub.origin}/phones")

@@ -172,7 +172,7 @@ def test_hr_journey_in_the_browser(console_hub, face_engine, face_data: Path, tm
 
 
 PAGES = ("/", "/devices", "/device", "/punches", "/employees", "/employee", "/employees/new", "/attendance",
-         "/attendance/correct", "/export", "/outbox", "/missing")
+         "/attendance/correct", "/export", "/outbox", "/phones", "/missing")
 
 
 def _seed(hub) -> tuple[str, str]:  # noqa: ANN001
@@ -258,7 +258,7 @@ def test_every_page_in_both_languages_at_laptop_and_tablet_sizes(tmp_path: Path,
     add_user(hub, "hr.admin", "hr_admin")
     device_id, day = _seed(hub)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    paths = {"/device": f"/devices/{device_id}", "/employee": "/employees/E1",
+    paths = {"/device": f"/devices/{device_id}", "/employee": "/employees/E1", "/phones": "/phones?employee=E1",
              "/attendance": f"/attendance?branch=B001&day={day}",
              "/attendance/correct": f"/attendance/correct?employee_id=E2&branch=B001&local_time={day}T18:00"
                                     "&direction=OUT"}
