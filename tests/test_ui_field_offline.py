@@ -159,7 +159,7 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke,
             refusal = phone.locator("#status").inner_text()
             assert refusal.startswith("一条离线打卡被拒绝：this offline punch was made 80.0 h ago"), refusal
             assert "up to 72 h old (field.offline_max_age_h)" in refusal
-            assert phone.locator("#queue").get_attribute("data-count") == "0"
+            phone.locator("#queue[data-count='0']").wait_for(state="attached")  # refused: not kept
         finally:
             browser.close()
 

@@ -79,8 +79,8 @@ async function punchOffline(direction, deviceId) {
   await queueRequest("readwrite", (store) => store.put({
     id: JSON.parse(claim).id, created: Date.now(), claim, media: { selfie_jpeg_b64: body.selfie_jpeg_b64 }, ...signed,
   }));
-  setStatus("queued", t("kept")(direction));
   await showQueue();
+  setStatus("queued", t("kept")(direction));
 }
 
 function delayText(seconds) {
