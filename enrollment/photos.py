@@ -10,8 +10,10 @@ several_faces, poor_quality, other_employee, not_same_person, unreadable) for th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,9 +144,15 @@ def best_photos(checks: list[PhotoCheck],
     """(kept, spare) of the usable photos among ``checks``: the ``keep`` with the best quality score (on a tie
     the earlier photo), in their given order, and the other usable ones."""
     usable = [c for c in checks if c.ok]
-    ranked = sorted(range(len(usable)), key=lambda i: (-usable[i].quality.score, i))
-    chosen = set(ranked[:keep])
+    chosen = best_of(usable, lambda c: c.quality.score, keep)
     return ([c for i, c in enumerate(usable) if i in chosen], [c for i, c in enumerate(usable) if i not in chosen])
+
+
+def best_of(items: list, quality: Callable[[Any], float | None], keep: int = PHOTO_TEMPLATES_KEPT) -> set[int]:
+    """Positions of the ``keep`` items of best ``quality`` (none counts as lowest; on a tie the earlier one):
+    the photo enrolment rule, for the kiosk's checks and the hub's templates alike."""
+    ranked = sorted(range(len(items)), key=lambda i: (-(quality(items[i]) or 0.0), i))
+    return set(ranked[:keep])
 
 
 def check_photo_file(engine: FaceEngine, path: Path, gallery: Gallery | None = None,

@@ -485,7 +485,8 @@ class PhotoVerdict(WireModel):
     ok: bool = Field(description="The photo would be used: a template is made from it (for at least one model).")
     reasons: list[str] = Field(default_factory=list, description="Why it would not be used, per model: "
                                "'no_face: ...', 'several_faces: ...', 'poor_quality: the face is too small ...', "
-                               "'unreadable: ...', 'too_large: ...' (the name before ':' is stable).")
+                               "'unreadable: ...', 'too_large: ...', 'not_kept: ...' (usable, but only the best 3 "
+                               "photos of a person are stored) (the name before ':' is stable).")
 
 
 class PhotoCheckOut(WireModel):

@@ -87,3 +87,21 @@ def test_new_hire_photo_becomes_a_template_recognised_at_their_branch_only(face_
     assert after.employee_id != "E100" or not after.accepted
     audit = [a["action"] for a in branch_kiosk.store.audit_log() if a["subject"] == "E100"]
     assert "employee.erase" in audit
+
+
+def test_the_hub_keeps_the_best_three_photos_of_a_person(face_hub, face_engine, face_data: Path) -> None:
+    """Five usable photos: three templates (the best by quality), the other two named not_kept, in the check
+    before saving and in the save's report alike."""
+    photos = [photo_b64(p) for p in image_files(face_data / NEW_HIRE)[:5]]
+    checked = face_hub.hr.post("/v1/hr/photos/check", json={"photos": photos})
+    assert checked.status_code == 200, checked.text
+    verdicts = checked.json()["photos"]
+    spare = [v["index"] for v in verdicts if not v["ok"]]
+    assert len(spare) == 2 and all(v["reasons"][0].startswith("not_kept: only the 3 best") for v in verdicts
+                                   if not v["ok"]), verdicts
+    saved = face_hub.hr.post("/v1/hr/employees", json={
+        "employee_id": "E300", "name": "Five Photos", "branches": ["B001"], "consent": CONSENT, "photos": photos})
+    assert saved.status_code == 201, saved.text
+    body = saved.json()
+    assert body["templates"] == {face_engine.model_id: 3} and body["photos_used"] == 3
+    assert sorted(p["index"] for p in body["photos_rejected"]) == spare

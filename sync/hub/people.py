@@ -97,20 +97,40 @@ def prepare_templates(photos: list[str], given: list[TemplateIn], maker: Templat
     data = [decode_photo(text, i, max_photo_bytes) for i, text in enumerate(photos)]
     makeable = maker.model_ids()
     problems: list[PhotoProblem] = []
-    used = set()
+    made_by_model: dict[str, list[tuple[int, HubTemplate]]] = {m: [] for m in makeable}
     for i, photo in enumerate(data):
         for model_id in makeable:
             made = maker.make(photo, model_id)
             if isinstance(made, HubTemplate):
-                ready.append(HubTemplate(model_id, _normalised(made.vector), made.quality, "photo"))
-                used.add(i)
+                made_by_model[model_id].append((i, HubTemplate(model_id, _normalised(made.vector), made.quality,
+                                                               "photo")))
             else:
                 problems.append(PhotoProblem(index=i, model_id=model_id, reason=made))
+    used = _keep_best(made_by_model, ready, problems) if data else set()
     if data and not makeable:
         problems += [PhotoProblem(index=i, reason="the hub has no face model to make templates with")
                      for i in range(len(data))]
     missing = sorted(m for m in known if m not in makeable) if data else []
     return Templates(ready, len(used), problems, missing)
+
+
+def _keep_best(made_by_model: dict[str, list[tuple[int, HubTemplate]]], ready: list[HubTemplate],
+               problems: list[PhotoProblem]) -> set[int]:
+    """Per model, the templates of the best photos (enrollment.photos.best_of) into ``ready``, the others as
+    ``not_kept`` problems; returns the photos used for at least one model."""
+    from enrollment.photos import PHOTO_TEMPLATES_KEPT, best_of
+
+    used = set()
+    for model_id, made in made_by_model.items():
+        chosen = best_of(made, lambda item: item[1].quality)
+        for position, (index, template) in enumerate(made):
+            if position in chosen:
+                ready.append(template)
+                used.add(index)
+            else:
+                problems.append(PhotoProblem(index=index, model_id=model_id, reason=f"not_kept: only the "
+                                             f"{PHOTO_TEMPLATES_KEPT} best photos of a person are stored"))
+    return used
 
 
 def photo_verdicts(made: Templates, count: int, models: int) -> list[PhotoVerdict]:
