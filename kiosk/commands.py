@@ -70,7 +70,8 @@ HUB_COMMANDS: dict[str, tuple[str, str]] = {
     "token": ("kiosk.cli.sync:hub_token", "API tokens for HR's systems."),
     "verify-export": ("kiosk.cli.sync:hub_verify_export",
                       "Check an HR export (CSV, XLSX or JSON lines) row by row: each record against its hash, each "
-                      "hash against its device's signature, local times against the punch time."),
+                      "hash against its device's signature (a field phone's row: against its passkey assertion, "
+                      "over the hash or the claim it signed offline), local times against the punch time."),
     "user": ("kiosk.cli.hub_console:hub_user",
              "Console accounts: HR admins, branch managers (their branches only), operations."),
     "branch": ("kiosk.cli.hub_console:hub_branch",
