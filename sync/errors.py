@@ -51,5 +51,13 @@ class AccountLocked(KioskError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyRequests(KioskError):
+    """Hub side: this caller asked too often (a field phone's punch attempts); retry after ``retry_after_s``."""
+
+    def __init__(self, what: str, fix: str = "", retry_after_s: int = 60) -> None:
+        super().__init__(what, fix)
+        self.retry_after_s = retry_after_s
+
+
 class NeedsConfirmation(KioskError):
     """Hub side: the request is allowed but looks like a mistake; repeat it with confirm=true."""

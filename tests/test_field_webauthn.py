@@ -8,6 +8,7 @@ import hashlib
 import json
 import struct
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -108,70 +109,224 @@ def test_field_geofence_uses_the_accuracy_disc() -> None:
 
 
 # -- the phone's API over real HTTP, on SQLite and PostgreSQL, with the software authenticator ------------
+# The clip: a real person (real_live_zubair_webcam.mov) turning right then left from 6 s (test_liveness.py's
+# GENUINE cut), sent as the page films it (10 fps, 480 px JPEG). A recorded clip cannot follow a random
+# challenge, so the test asks the hub for challenges until it draws the one the clip performs; the same frames
+# against the other order are refused.
+
+ZUBAIR = "real_live_zubair_webcam.mov"
+TURNS = ["turn_right", "turn_left"]
 
 
-def _jpeg_b64(path) -> str:  # noqa: ANN001
-    import base64
-
-    import cv2
-
-    from kiosk.face.images import read_image
-    ok, data = cv2.imencode(".jpg", read_image(path), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    assert ok
-    return base64.b64encode(data.tobytes()).decode()
-
-
-def test_field_api_pairs_punches_and_refuses_replays(hub_config, face_engine, face_data) -> None:  # noqa: ANN001
-    import httpx
-    from sync_support import CONSENT, start_hub
+def _field_hub(hub_config, face_engine, **field):  # noqa: ANN001, ANN003, ANN202
+    from sync_support import start_hub
 
     from sync.hub.faces import EngineTemplateMaker
+    config = hub_config.model_copy(update={"field": hub_config.field.model_copy(update=field)})
+    return start_hub(config, maker=EngineTemplateMaker.from_engines([face_engine]))
+
+
+def _paired_phone(hub, video_data):  # noqa: ANN001, ANN202
+    """Employee F1 enrolled from two frames of the clip, and a phone paired for them over HTTP."""
+    import httpx
+    from field_support import enrolment_photos
+    from sync_support import CONSENT
+
+    from sync.hub.field.webauthn import b64url_decode
+    made = hub.hr.post("/v1/hr/employees", json={"employee_id": "F1", "name": "Li Na", "branches": ["B001"],
+                                                 "photos": enrolment_photos(video_data / ZUBAIR, [0.5, 3.0]),
+                                                 "consent": CONSENT})
+    assert made.status_code == 201, made.text
+    token = hub.hr.post("/v1/hr/field/pairings", json={"employee_id": "F1"}).json()["link"].split("#", 1)[1]
+    http = httpx.Client(base_url=hub.url, timeout=60)
+    options = http.post("/v1/field/pair/options", json={"token": token}).json()
+    phone = SoftAuthenticator()
+    client, attestation = phone.register(b64url_decode(options["challenge"], "challenge"), hub.url,
+                                         rp_id=hub.url.split("//")[1].split(":")[0])
+    paired = http.post("/v1/field/pair/finish", json={"token": token, "client_data_json": b64url(client),
+                                                      "attestation_object": b64url(attestation)})
+    assert paired.status_code == 201, paired.text
+    again = http.post("/v1/field/pair/finish", json={"token": token, "client_data_json": b64url(client),
+                                                     "attestation_object": b64url(attestation)})
+    assert again.status_code == 401 and "already used" in again.json()["error"]["message"]
+    return http, phone, paired.json()["device_id"]
+
+
+def _start(http, device: str, steps: list[str] | None = None) -> dict:  # noqa: ANN001
+    """A new clip; with ``steps``, new clips until the hub happens to draw that challenge (6 are possible)."""
+    for _ in range(300):
+        started = http.post("/v1/field/punch/start", json={"device_id": device})
+        assert started.status_code == 201, started.text
+        if steps is None or started.json()["steps"] == steps:
+            return started.json()
+    raise AssertionError(f"the hub never drew {steps}")
+
+
+def _film(http, device: str, clip: dict, frames: list[dict], piece: int = 8):  # noqa: ANN001, ANN202
+    """Send the frames piece by piece, as the page does, until the hub's answer is not pending."""
+    for i in range(0, len(frames), piece):
+        answer = http.post("/v1/field/punch/frames", json={"device_id": device, "clip_id": clip["clip_id"],
+                                                            "frames": frames[i:i + piece]})
+        if answer.status_code != 200 or answer.json()["verdict"] != "pending":
+            return answer
+    return answer
+
+
+def test_field_api_judges_the_clip_then_punches(hub_config, face_engine, video_data) -> None:  # noqa: ANN001
+    from field_support import clip_frames
+
     from sync.hub.field.webauthn import b64url_decode
 
-    hub = start_hub(hub_config, maker=EngineTemplateMaker.from_engines([face_engine]))
+    hub = _field_hub(hub_config, face_engine, attempts_per_minute=600)
     try:
-        photos = sorted((face_data / "John_Salley").glob("*.jpg"))
-        assert hub.hr.post("/v1/hr/employees", json={"employee_id": "F1", "name": "Li Na", "branches": ["B001"],
-                                                     "photos": [_jpeg_b64(p) for p in photos[:2]],
-                                                     "consent": CONSENT}).status_code == 201
-        link = hub.hr.post("/v1/hr/field/pairings", json={"employee_id": "F1"}).json()["link"]
-        token = link.split("#", 1)[1]
-        origin = hub.url
-        phone_http = httpx.Client(base_url=hub.url, timeout=60)
-        options = phone_http.post("/v1/field/pair/options", json={"token": token}).json()
-        phone = SoftAuthenticator()
-        client, attestation = phone.register(b64url_decode(options["challenge"], "challenge"), origin,
-                                             rp_id=origin.split("//")[1].split(":")[0])
-        body = {"token": token, "client_data_json": b64url(client), "attestation_object": b64url(attestation)}
-        paired = phone_http.post("/v1/field/pair/finish", json=body)
-        assert paired.status_code == 201, paired.text
-        again = phone_http.post("/v1/field/pair/finish", json=body)
-        assert again.status_code == 401 and "already used" in again.json()["error"]["message"]
-        device = paired.json()["device_id"]
+        http, phone, device = _paired_phone(hub, video_data)
+        frames = clip_frames(video_data / ZUBAIR, 6.0, 8.0)
+        assert 70 <= len(frames) <= 81
 
-        prepared = phone_http.post("/v1/field/punch/prepare", json={
+        clip = _start(http, device, TURNS)
+        assert clip["mode"] == "challenge" and clip["timeout_s"] == 8.0 and clip["fps"] == 10
+        live = _film(http, device, clip, frames)
+        assert live.status_code == 200 and live.json()["verdict"] == "live" and live.json()["done"] == 2, live.text
+        again = _film(http, device, clip, frames[-2:])
+        assert again.status_code == 409 and "already judged live" in again.json()["error"]["message"]
+
+        # The same person doing the same turns, when the hub asked for the other order: refused at once.
+        wrong = _start(http, device, TURNS[::-1])
+        refused = _film(http, device, wrong, frames)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["message"] == ("liveness not passed: the head turned the wrong way "
+                                                      "(or turned when no turn was asked)")
+        later = _film(http, device, wrong, frames[-1:])
+        assert later.status_code == 403 and "not accepted" in later.json()["error"]["message"]
+        spent = http.post("/v1/field/punch/prepare", json={
+            "device_id": device, "direction": "IN", "phone_ts_utc": "2026-01-01T00:00:00Z",
+            "clip_id": wrong["clip_id"]})
+        assert spent.status_code == 403 and "the head turned the wrong way" in spent.json()["error"]["message"]
+        pending = _start(http, device)
+        _film(http, device, pending, frames[:3])
+        early = http.post("/v1/field/punch/prepare", json={
+            "device_id": device, "direction": "IN", "phone_ts_utc": "2026-01-01T00:00:00Z",
+            "clip_id": pending["clip_id"]})
+        assert early.status_code == 403 and "has not shown the challenge" in early.json()["error"]["message"]
+
+        if hub_config.database.backend == "sqlite":
+            _a_failed_punch_write_keeps_no_assertion(hub, http, phone, device, frames)
+
+        prepared = http.post("/v1/field/punch/prepare", json={
             "device_id": device, "direction": "IN", "lat": 31.2304, "lon": 121.4737, "accuracy_m": 15,
-            "phone_ts_utc": "2026-01-01T00:00:00Z", "selfie_jpeg_b64": _jpeg_b64(photos[2])})
+            "phone_ts_utc": "2026-01-01T00:00:00Z", "clip_id": clip["clip_id"]})
         assert prepared.status_code == 200, prepared.text
+        reused = http.post("/v1/field/punch/prepare", json={
+            "device_id": device, "direction": "IN", "phone_ts_utc": "2026-01-01T00:00:00Z",
+            "clip_id": clip["clip_id"]})
+        assert reused.status_code == 401 and "already used" in reused.json()["error"]["message"]
         challenge = b64url_decode(prepared.json()["challenge"], "challenge")
-        client, auth, signature = phone.assert_(challenge, origin, rp_id=origin.split("//")[1].split(":")[0])
+        client, auth, signature = phone.assert_(challenge, hub.url, rp_id=hub.url.split("//")[1].split(":")[0])
         confirm = {"challenge_id": prepared.json()["challenge_id"], "credential_id": b64url(phone.credential_id),
                    "client_data_json": b64url(client), "authenticator_data": b64url(auth),
                    "signature": b64url(signature)}
-        stored = phone_http.post("/v1/field/punch/confirm", json=confirm)
+        stored = http.post("/v1/field/punch/confirm", json=confirm)
         assert stored.status_code == 201, stored.text
-        replay = phone_http.post("/v1/field/punch/confirm", json=confirm)
+        replay = http.post("/v1/field/punch/confirm", json=confirm)
         assert replay.status_code == 401 and "already confirmed" in replay.json()["error"]["message"]
-        # No site set and the default policy flag: stored, flagged no_field_site; the phone's time kept beside.
+        # No site set and the default policy flag: stored, flagged no_field_site; the phone's time kept beside;
+        # the score is the median of the clip's 1:1 scores.
         rows = [r for r in hub.export() if r["employee_id"] == "F1"]
         assert len(rows) == 1 and rows[0]["id"] == stored.json()["punch_id"]
         assert rows[0]["hash"] == challenge.hex() and rows[0]["method"] == "field"
         assert rows[0]["flags"] == "no_field_site" and rows[0]["hub_flags"] == "webauthn"
         assert rows[0]["note"].startswith("phone_ts=2026-01-01T00:00:00")
-        bad = phone_http.post("/v1/field/punch/prepare", json={
-            "device_id": device, "direction": "SIDEWAYS", "phone_ts_utc": "x", "selfie_jpeg_b64": "A" * 200})
-        assert bad.status_code == 422
-        phone_http.close()
+        with hub.db.transaction(write=False) as tx:
+            kept = tx.row("SELECT looks, scores, verdict, used_utc FROM field_clips WHERE id = ?", [clip["clip_id"]])
+            assertions = tx.rows("SELECT punch_id FROM field_assertions")
+        assert kept["looks"] == "[]" and kept["verdict"] == "live" and kept["used_utc"] is not None
+        scores = json.loads(kept["scores"])
+        assert len(scores) >= 2 and rows[0]["score"] == round(float(np.median(scores)), 4)
+        assert [a["punch_id"] for a in assertions] == [rows[0]["id"]]
+        http.close()
+    finally:
+        hub.hr.close()
+        hub.server.stop()
+
+
+def _confirm_body(hub, phone, prepared: dict) -> dict:  # noqa: ANN001
+    from sync.hub.field.webauthn import b64url_decode
+    challenge = b64url_decode(prepared["challenge"], "challenge")
+    client, auth, signature = phone.assert_(challenge, hub.url, rp_id=hub.url.split("//")[1].split(":")[0])
+    return {"challenge_id": prepared["challenge_id"], "credential_id": b64url(phone.credential_id),
+            "client_data_json": b64url(client), "authenticator_data": b64url(auth), "signature": b64url(signature)}
+
+
+def _a_failed_punch_write_keeps_no_assertion(hub, http, phone, device: str, frames: list[dict]) -> None:  # noqa: ANN001
+    """The database refuses the punch row (a real SQLite trigger, as a full disk would): the assertion, written in
+    the same transaction, is not kept either, and the phone's counter is not moved."""
+    clip = _start(http, device, TURNS)
+    assert _film(http, device, clip, frames).json()["verdict"] == "live"
+    prepared = http.post("/v1/field/punch/prepare", json={
+        "device_id": device, "direction": "IN", "phone_ts_utc": "2026-01-01T00:00:00Z", "clip_id": clip["clip_id"]})
+    assert prepared.status_code == 200, prepared.text
+    with hub.db.transaction() as tx:
+        tx.run("CREATE TRIGGER refuse_punch BEFORE INSERT ON punches BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        count = tx.row("SELECT sign_count FROM field_devices WHERE device_id = ?", [device])["sign_count"]
+    failed = http.post("/v1/field/punch/confirm", json=_confirm_body(hub, phone, prepared.json()))
+    with hub.db.transaction() as tx:
+        tx.run("DROP TRIGGER refuse_punch")
+        assertions = tx.rows("SELECT punch_id FROM field_assertions")
+        after = tx.row("SELECT sign_count FROM field_devices WHERE device_id = ?", [device])["sign_count"]
+    assert failed.status_code == 500 and "internal error" in failed.json()["error"]["message"]
+    assert assertions == [] and after == count
+    assert [r for r in hub.export() if r["employee_id"] == "F1"] == []
+
+
+def test_field_api_refuses_bad_clips_with_clear_messages(hub_config, face_engine, video_data) -> None:  # noqa: ANN001
+    import base64
+
+    import cv2
+    import numpy as np
+    from field_support import clip_frames, jpeg_b64
+
+    hub = _field_hub(hub_config, face_engine, attempts_per_minute=3, challenge_timeout_s=2)
+    try:
+        http, _, device = _paired_phone(hub, video_data)
+        frames = clip_frames(video_data / ZUBAIR, 0.0, 4.0)
+        clip = _start(http, device)
+        assert clip["max_frames"] == 31 and clip["max_piece_frames"] == 16
+
+        def send(pieces: list[dict]) -> tuple[int, str]:
+            answer = http.post("/v1/field/punch/frames", json={"device_id": device, "clip_id": clip["clip_id"],
+                                                                "frames": pieces})
+            return answer.status_code, answer.json()["error"]["message"]
+
+        png = base64.b64encode(cv2.imencode(".png", np.zeros((360, 480, 3), np.uint8))[1].tobytes()).decode()
+        assert send([{"t_ms": 0, "jpeg_b64": png}]) == (422, "frame 1 is a PNG image, not a JPEG")
+        big = jpeg_b64(np.zeros((720, 1280, 3), np.uint8))
+        assert send([{"t_ms": 0, "jpeg_b64": big}]) == (422, "frame 1 is 1280x720 pixels; frames are 120 to 640 px "
+                                                              "a side")
+        text = base64.b64encode(b"not an image at all, just text " * 5).decode()
+        assert send([{"t_ms": 0, "jpeg_b64": text}]) == (422, "frame 1 is not a JPEG, PNG or WebP file: each "
+                                                               "frame must be a JPEG")
+        assert send([{"t_ms": 0, "jpeg_b64": "@" * 200}])[0] == 422
+        assert send([{"t_ms": 0, "jpeg_b64": "A-_" * 50}]) == (422, "frame 1 is not base64")
+        assert send(frames[:17]) == (422, "1 field(s) are invalid")
+        assert send([frames[1], frames[0]]) == (422, f"frame 2 is at 0 ms, not after the frame before "
+                                                     f"({frames[1]['t_ms']} ms)")
+        first = http.post("/v1/field/punch/frames", json={"device_id": device, "clip_id": clip["clip_id"],
+                                                           "frames": frames[:16]})
+        assert first.status_code == 200 and first.json()["verdict"] == "pending", first.text
+        assert send(frames[16:32]) == (413, "the clip has 32 frames; at most 31 (15 a second for 2 s)")
+        unknown = http.post("/v1/field/punch/frames", json={"device_id": device, "clip_id": "x" * 22,
+                                                             "frames": frames[:1]})
+        assert unknown.status_code == 401 and "unknown or already used" in unknown.json()["error"]["message"]
+
+        # Attempts per phone and minute: the 4th start is answered 429, with the seconds to wait.
+        assert http.post("/v1/field/punch/start", json={"device_id": device}).status_code == 201
+        assert http.post("/v1/field/punch/start", json={"device_id": device}).status_code == 201
+        limited = http.post("/v1/field/punch/start", json={"device_id": device})
+        assert limited.status_code == 429
+        assert limited.json()["error"]["message"] == "too many punch attempts from this phone: at most 3 a minute"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert limited.json()["error"]["fix"] == f"Wait {limited.headers['Retry-After']} s and try again."
+        http.close()
     finally:
         hub.hr.close()
         hub.server.stop()

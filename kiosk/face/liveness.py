@@ -218,14 +218,16 @@ class LivenessCheck:
         self.rng = rng if rng is not None else secrets.SystemRandom()
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, steps: tuple[Step, ...] | None = None) -> None:
+        """A new attempt; in challenge mode with ``steps`` when the caller drew them (the hub draws a field
+        punch's challenge before the phone films it), else a new draw from ``rng``."""
         self.started: float | None = None
         self.blink = BlinkDetector(self.cfg)
         self.yaws: list[float] = []
         self.passive_scores: list[float] = []
         self.challenge: Challenge | None = None
         if self.cfg.enabled and self.cfg.mode == "challenge":
-            self.challenge = Challenge(pick_steps(self.rng, self.cfg.challenge_steps), self.cfg)
+            self.challenge = Challenge(steps or pick_steps(self.rng, self.cfg.challenge_steps), self.cfg)
 
     def update(self, t_s: float, lmk106: np.ndarray, kps: np.ndarray, image: np.ndarray | None = None) -> Verdict:
         """Feed one frame of the walk-up; LIVE once every required check has passed."""

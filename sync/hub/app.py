@@ -18,7 +18,15 @@ from kiosk import __version__
 from kiosk.base.errors import Conflict, InvalidInput, KioskError, NotFound, StoreError
 from kiosk.base.text import DB_INT_MAX, check_text
 from kiosk.base.timeutil import iso_utc, utc_now
-from sync.errors import AccountLocked, Forbidden, HubBusy, NeedsConfirmation, PayloadTooLarge, Unauthorized
+from sync.errors import (
+    AccountLocked,
+    Forbidden,
+    HubBusy,
+    NeedsConfirmation,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from sync.hub import console, devices, hrapi, ingest, people
 from sync.hub.config import HubConfig
 from sync.hub.db.base import HubDb
@@ -47,6 +55,7 @@ log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: list[tuple[type[KioskError], int, str]] = [
     (UnknownParameter, 400, "unknown_parameter"), (AccountLocked, 429, "locked"),
+    (TooManyRequests, 429, "too_many_requests"),
     (Unauthorized, 401, "unauthorized"), (Forbidden, 403, "forbidden"), (NotFound, 404, "not_found"),
     (NeedsConfirmation, 409, "confirm_needed"), (Conflict, 409, "conflict"), (PayloadTooLarge, 413, "too_large"),
     (InvalidInput, 422, "invalid_request"),

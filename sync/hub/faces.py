@@ -25,6 +25,17 @@ class HubTemplate:
     held: bool = False  # a kiosk's face for someone HR manages: sent to no kiosk until HR approves
 
 
+@dataclass(frozen=True)
+class FaceLook:
+    """One video frame as the liveness check sees it (a field punch's clip): the face the kiosk's engine
+    chooses, its 106 landmarks and, when asked, its embedding."""
+
+    bbox: np.ndarray
+    kps: np.ndarray
+    landmarks: np.ndarray
+    vector: np.ndarray | None
+
+
 class TemplateMaker(Protocol):
     """Turns a photo into a template for a model id, or says why it cannot."""
 
@@ -37,6 +48,9 @@ class TemplateMaker(Protocol):
     def threshold(self, model_id: str, employees: int) -> float:
         """The kiosk's decision threshold for this model with ``employees`` enrolled (1: a 1:1 check)."""
 
+    def look(self, image: np.ndarray, model_id: str, embed: bool) -> FaceLook | None:
+        """The presenting face in a video frame with its landmarks (and embedding), or None if no face."""
+
 
 class NoTemplateMaker:
     """A hub without a face engine: HR must send ready templates."""
@@ -48,6 +62,9 @@ class NoTemplateMaker:
         return "this hub has no face model to make templates from photos; send templates instead"
 
     def threshold(self, model_id: str, employees: int) -> float:
+        raise ValueError("this hub has no face model")
+
+    def look(self, image: np.ndarray, model_id: str, embed: bool) -> FaceLook | None:
         raise ValueError("this hub has no face model")
 
 
@@ -66,6 +83,7 @@ class EngineTemplateMaker:
             cfg = FaceConfig(pack_dir=pack_dir)
             self._configs[resolve_pack(cfg).model_id] = cfg
         self._engines: dict[str, Any] = {}
+        self._landmarks: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -103,6 +121,20 @@ class EngineTemplateMaker:
             return f"{check.reason}: {check.detail}"
         return HubTemplate(model_id, check.vector, check.quality.score if check.quality else None)
 
+    def look(self, image: np.ndarray, model_id: str, embed: bool) -> FaceLook | None:
+        """The kiosk's walk-up steps on one frame: detect, choose, the 106-point landmarks (kiosk.face.landmarks,
+        loaded on first use) and, if ``embed``, the embedding."""
+        from kiosk.face.landmarks import Landmarks106
+        with self._lock:
+            engine = self._engine(model_id)
+            if model_id not in self._landmarks:
+                self._landmarks[model_id] = Landmarks106(engine)
+            face = engine.choose(engine.detect(image), image.shape)
+            if face is None:
+                return None
+            landmarks = self._landmarks[model_id](image, face.bbox)
+            vector = engine.embed(image, face) if embed else None
+        return FaceLook(face.bbox, face.kps, np.asarray(landmarks, np.float32), vector)
 
     def threshold(self, model_id: str, employees: int) -> float:
         """The kiosk's rule (kiosk.face.calibration.operating_point) at [match]'s defaults."""

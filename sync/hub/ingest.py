@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,14 +296,18 @@ def _person_issue(tx: Tx, device: Device, kind: str, employee_id: str, first: in
 
 
 def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float, proof: str = "",
-           extra_flags: dict[str, list[str]] | None = None) -> PunchBatchResponse:
+           extra_flags: dict[str, list[str]] | None = None,
+           within: Callable[[Tx], None] | None = None) -> PunchBatchResponse:
     """Store a device's batch; every record gets accepted, duplicate or rejected (with a reason). A punch
     dated more than ``max_ahead_s`` (the hub's server.punch_max_ahead_s) after now is stored with hub flag
     clock_ahead and a device issue; one for a person not on the device's branch roster with not_on_roster
     or unknown_employee, and a device issue.
     ``proof``: for a device without a signing key whose records the caller proved otherwise (a field
     phone's WebAuthn assertion, sync/hub/field), the hub flag they carry instead of ``unsigned``.
-    ``extra_flags``: punch id -> hub flags the caller found (a field punch's fraud signals), added after ours."""
+    ``extra_flags``: punch id -> hub flags the caller found (a field punch's fraud signals), added after ours.
+    ``within``: the caller's own checks and writes that belong with the new records (a field punch's assertion),
+    run in the same transaction once the device's head is locked and only if there are new records to store;
+    raising there stores nothing."""
     checked = check_records(raw)
     key = signing_key(db, device.id)
     unsigned = verify_signatures(checked, key)
@@ -312,6 +317,8 @@ def ingest(db: HubDb, device: Device, raw: list[Any], max_ahead_s: float, proof:
         if head is None or head["status"] != "active":
             raise Unauthorized("this device was revoked", fix="Register the kiosk again with a new code.")
         new, duplicates = _dedupe(tx, device, checked)
+        if new and within is not None:
+            within(tx)
         new.sort(key=lambda rec: rec.seq)
         walk = walk_forward(head["chain_seq"], head["chain_hash"], new)
         if walk.behind:

@@ -237,6 +237,19 @@ CREATE TABLE field_assertions (
 )
 """
 
+# A field punch's liveness clip (sync/hub/field/liveness.py): the challenge the hub drew, the frames judged so far
+# (time, face box, keypoints, landmarks: erased once judged), the 1:1 scores, the verdict; spent by one punch.
+_FIELD_CLIPS = """
+CREATE TABLE field_clips (
+    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, steps TEXT NOT NULL, created_utc TEXT NOT NULL,
+    expires_utc TEXT NOT NULL, frames INTEGER NOT NULL DEFAULT 0, last_t_ms {big} NOT NULL DEFAULT -1,
+    looks TEXT NOT NULL DEFAULT '[]', scores TEXT NOT NULL DEFAULT '[]', verdict TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT NOT NULL DEFAULT '', used_utc TEXT
+);
+CREATE INDEX field_clips_device ON field_clips (device_id, created_utc);
+CREATE INDEX field_challenges_device ON field_challenges (device_id, created_utc)
+"""
+
 # Device issues about one person's punches (not_on_roster, unknown_employee) name them, so a kiosk
 # enrolment of that id can resolve them.
 _ISSUE_EMPLOYEE = """
@@ -282,6 +295,7 @@ MIGRATIONS: list[HubMigration] = [
     ("scope_001_issue_employee", lambda dialect: _statements(_ISSUE_EMPLOYEE, dialect)),
     ("scope_002_device_templates", lambda dialect: _statements(_DEVICE_SCOPE, dialect)),
     ("scope_003_consents", lambda dialect: _statements(_CONSENTS, dialect)),
+    ("field_002_liveness", lambda dialect: _statements(_FIELD_CLIPS, dialect)),
 ]
 
 # Steps a migration takes in Python after its statements (same transaction): (tx, the hub's SecretBox).

@@ -5,10 +5,13 @@ A paired phone is a row of ``devices`` (id ``fld_...``, no usable token, no sign
 are written by the hub's one punch writer, `sync.hub.ingest.ingest`, flagged ``webauthn`` (the possession
 proof) instead of ``unsigned``.
 
-A punch: ``prepare`` checks the face (1:1) and the place, then builds the record with the project's punch
+A punch: ``start`` draws the liveness challenge and opens the clip the phone films (sync/hub/field/liveness.py
+judges it, piece by piece: the kiosk's liveness check and the face 1:1 across the frames); ``prepare`` takes
+the live clip, checks the place, then builds the record with the project's punch
 definition (kiosk.base.record: the hub's receive time as ``ts_utc``, the next seq and the chain head of the
 phone) and hands out its hash as the WebAuthn challenge; ``confirm`` verifies the passkey's assertion over
-that hash, stores the record through ingest and keeps the assertion beside it.
+that hash and stores the record through ingest with the assertion beside it, in one transaction. An offline
+punch (sync/hub/field/offline.py) is judged on its one still instead (``judge`` with the selfie).
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from kiosk.base.errors import Conflict, InvalidInput, NotFound
 from kiosk.base.record import DIRECTIONS, punch_hash
 from kiosk.base.text import check_text
 from kiosk.base.timeutil import iso_utc, parse_iso, utc_now, uuid7
-from sync.errors import Forbidden, Unauthorized
+from kiosk.face.config import LivenessConfig
+from sync.errors import Forbidden, TooManyRequests, Unauthorized
 from sync.hub import audit
 from sync.hub.db.base import HubDb
 from sync.hub.devices import Device, token_hash
 from sync.hub.faces import TemplateMaker
-from sync.hub.field import webauthn
+from sync.hub.field import liveness, webauthn
 from sync.hub.field.face import FaceVerdict, verify_face
 from sync.hub.field.geofence import POLICIES, Placement, Site, place
 from sync.hub.field.signals import fraud_signals
@@ -242,8 +246,36 @@ class PunchAttempt:
     lon: float | None
     accuracy_m: float | None
     phone_ts_utc: str
-    selfie: bytes
+    selfie: bytes  # an offline punch's still (online, the face is the live clip's)
     mocked: bool = False
+    clip_id: str = ""  # online: the clip the hub judged live
+
+
+def _rate_limit(tx: Any, table: str, device_id: str, per_minute: int) -> None:
+    """At most ``per_minute`` rows of ``table`` (field_clips, field_challenges) for this phone in the last minute."""
+    since = iso_utc(utc_now() - timedelta(minutes=1))
+    row = tx.row(f"SELECT COUNT(*) AS n, MIN(created_utc) AS oldest FROM {table} WHERE device_id = ? "  # noqa: S608
+                 "AND created_utc > ?", [device_id, since])
+    if row["n"] >= per_minute:
+        wait = 60 - (utc_now() - parse_iso(row["oldest"])).total_seconds()
+        raise TooManyRequests(f"too many punch attempts from this phone: at most {per_minute} a minute",
+                              fix=f"Wait {max(1, round(wait))} s and try again.", retry_after_s=max(1, round(wait)))
+
+
+def start(db: HubDb, device_id: str, cfg: LivenessConfig, per_minute: int) -> dict[str, Any]:
+    """A punch begins: the hub draws the liveness challenge the phone will film (rate-limited per phone)."""
+    with db.transaction() as tx:
+        phone = _phone(tx, device_id)
+        _rate_limit(tx, "field_clips", phone.device_id, per_minute)
+        return liveness.new_clip(tx, phone.device_id, cfg)
+
+
+def clip_frames(db: HubDb, maker: TemplateMaker, device_id: str, clip_id: str, frames: list[liveness.ClipFrame],
+                cfg: LivenessConfig) -> dict[str, Any]:
+    """A piece of the punch's clip, judged with what came before (sync/hub/field/liveness.py)."""
+    with db.transaction(write=False) as tx:
+        phone = _phone(tx, device_id)
+    return liveness.add_frames(db, maker, phone.employee_id, phone.device_id, clip_id, frames, cfg)
 
 
 @dataclass(frozen=True)
@@ -258,8 +290,10 @@ class Judged:
     placement: Placement
 
 
-def judge(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str) -> Judged:
-    """The checks every field punch passes, online or offline: a paired phone, the face 1:1, the place."""
+def judge(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str,
+          face: FaceVerdict | None = None) -> Judged:
+    """The checks every field punch passes, online or offline: a paired phone, the face 1:1 (``face``: already
+    judged, the live clip's; else the attempt's still), the place."""
     if attempt.direction not in DIRECTIONS:
         raise InvalidInput(f"direction {attempt.direction!r} is not IN or OUT", fix="Use the page's buttons.")
     try:
@@ -270,7 +304,7 @@ def judge(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy
     with db.transaction(write=False) as tx:
         phone = _phone(tx, attempt.device_id)
         policy, sites = _policy_and_sites(tx, phone.employee_id, default_policy)
-    face = verify_face(db, maker, phone.employee_id, attempt.selfie)
+    face = face or verify_face(db, maker, phone.employee_id, attempt.selfie)
     if not face.match:
         log.info("field device %s: face refused (%s)", phone.device_id, face.reason)
         raise Forbidden(f"face not accepted: {face.reason}", fix="Hold the phone at arm's length, face the light, "
@@ -306,15 +340,20 @@ def build_record(db: HubDb, judged: Judged, attempt: PunchAttempt, punch_id: str
 
 
 def prepare(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str,
-            ttl_s: float, max_speed_kmh: float = 300.0) -> dict[str, Any]:
-    """Check the face and the place, then build the record; its hash is the challenge the passkey signs."""
-    judged = judge(db, maker, attempt, default_policy)
+            ttl_s: float, per_minute: int, max_speed_kmh: float = 300.0) -> dict[str, Any]:
+    """Take the clip the hub judged live (its score: the median 1:1 score) and check the place, then build the
+    record; its hash is the challenge the passkey signs. The clip is spent with the challenge's row."""
+    with db.transaction(write=False) as tx:
+        score = liveness.live_clip_score(tx, attempt.clip_id, attempt.device_id)
+    judged = judge(db, maker, attempt, default_policy, FaceVerdict(True, score, ""))
     now = utc_now()
     skew_s = round((judged.phone_time - now).total_seconds(), 1)
     record, detail = build_record(db, judged, attempt, str(uuid7()), now, "verified",
                                   f"phone_ts={iso_utc(judged.phone_time)} skew_s={skew_s:+}", max_speed_kmh)
     challenge_id = secrets.token_urlsafe(16)
     with db.transaction() as tx:
+        _rate_limit(tx, "field_challenges", judged.phone.device_id, per_minute)
+        liveness.spend_live_clip(tx, attempt.clip_id, judged.phone.device_id)
         tx.run("INSERT INTO field_challenges (id, device_id, record, detail, created_utc, expires_utc) "
                "VALUES (?, ?, ?, ?, ?, ?)", [challenge_id, judged.phone.device_id, json.dumps(record),
                                              json.dumps(detail), iso_utc(now), iso_utc(now + timedelta(seconds=ttl_s))])
@@ -357,10 +396,12 @@ def confirm(db: HubDb, assertion: Assertion, origin: str, max_ahead_s: float) ->
 
 def store(db: HubDb, phone: Phone, record: dict[str, Any], detail: dict[str, Any], assertion: Assertion, count: int,
           max_ahead_s: float) -> dict[str, Any]:
-    """Keep the verified assertion beside the punch and store the punch through ingest (flagged ``webauthn``,
-    plus the fraud signals in ``detail``)."""
-    with db.transaction() as tx:
-        head = tx.row("SELECT chain_seq, chain_hash FROM devices WHERE id = ?" + tx.for_update, [phone.device_id])
+    """Store the punch through ingest (flagged ``webauthn``, plus the fraud signals in ``detail``) and the verified
+    assertion beside it, in ingest's transaction: one is never kept without the other."""
+
+    def keep_assertion(tx: Any) -> None:
+        """In ingest's transaction, the device's head locked."""
+        head = tx.row("SELECT chain_seq, chain_hash FROM devices WHERE id = ?", [phone.device_id])
         if (head["chain_seq"] + 1, head["chain_hash"]) != (record["seq"], record["prev_hash"]):
             raise Conflict("another punch of this phone was stored meanwhile", fix="Press the button again.")
         if tx.run("UPDATE field_devices SET sign_count = ? WHERE device_id = ? AND sign_count = ?",
@@ -371,9 +412,10 @@ def store(db: HubDb, phone: Phone, record: dict[str, Any], detail: dict[str, Any
                [record["id"], phone.device_id, assertion.credential_id,
                 webauthn.b64url(assertion.authenticator_data), webauthn.b64url(assertion.client_data_json),
                 webauthn.b64url(assertion.signature), detail["phone_ts_utc"], json.dumps(detail)])
+
     device = Device(phone.device_id, phone.branch, "field", None, None)
     result = ingest(db, device, [record], max_ahead_s, proof=PROOF_FLAG,
-                    extra_flags={record["id"]: detail.get("hub_flags", [])}).results[0]
+                    extra_flags={record["id"]: detail.get("hub_flags", [])}, within=keep_assertion).results[0]
     if result.status != "accepted":
         raise Conflict(f"the punch was not stored: {result.reason or result.status}", fix="Press the button again.")
     return {"punch_id": record["id"], "seq": record["seq"], "ts_utc": record["ts_utc"], "direction":

@@ -2,8 +2,6 @@
 `kiosk hub field ...` (/v1/hr/field/...)."""
 
 # No `from __future__ import annotations` here: FastAPI reads these annotations at run time.
-import base64
-import binascii
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,10 +10,9 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
-from kiosk.base.errors import InvalidInput
 from sync.hub import hr
 from sync.hub.accounts import Principal
-from sync.hub.field import offline, phones
+from sync.hub.field import liveness, offline, phones
 from sync.hub.field.geofence import Site
 from sync.hub.field.webauthn import b64url_decode
 from sync.hub.hrapi import principal_of, strict_query
@@ -23,7 +20,8 @@ from sync.protocol import API_PREFIX, EMPLOYEE_ID, InputModel
 
 HERE = Path(__file__).resolve().parent
 B64 = r"^[A-Za-z0-9_=+/-]*$"
-MAX_SELFIE_CHARS = 2_000_000  # base64 of a ~1.5 MB JPEG: a camera still, not a photo album
+DEVICE_ID = r"^fld_[0-9a-f]+$"
+MAX_SELFIE_CHARS = 2_000_000  # base64 of a ~1.5 MB JPEG: an offline punch's camera still, not a photo album
 
 
 def origin_of(request: Request) -> str:
@@ -42,14 +40,29 @@ class PairFinish(PairStart):
     label: str = Field("", max_length=64)
 
 
+class StartIn(InputModel):
+    device_id: str = Field(min_length=5, max_length=64, pattern=DEVICE_ID)
+
+
+class FrameIn(InputModel):
+    t_ms: int = Field(ge=0, le=120_000, description="ms since the phone started filming")
+    jpeg_b64: str = Field(min_length=100, max_length=(liveness.MAX_FRAME_BYTES * 4 + 2) // 3 + 4, pattern=B64)
+
+
+class FramesIn(InputModel):
+    device_id: str = Field(min_length=5, max_length=64, pattern=DEVICE_ID)
+    clip_id: str = Field(min_length=10, max_length=64, pattern=B64)
+    frames: list[FrameIn] = Field(min_length=1, max_length=liveness.MAX_PIECE_FRAMES)
+
+
 class PrepareIn(InputModel):
-    device_id: str = Field(min_length=5, max_length=64, pattern=r"^fld_[0-9a-f]+$")
+    device_id: str = Field(min_length=5, max_length=64, pattern=DEVICE_ID)
     direction: Literal["IN", "OUT"]
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     accuracy_m: float | None = Field(None, ge=0, le=1e6)
     phone_ts_utc: str = Field(max_length=40)
-    selfie_jpeg_b64: str = Field(min_length=100, max_length=MAX_SELFIE_CHARS, pattern=B64)
+    clip_id: str = Field(min_length=10, max_length=64, pattern=B64)
     mocked: bool = Field(False, description="The platform said the position is mocked (where it tells).")
 
 
@@ -91,6 +104,11 @@ class SitesIn(InputModel):
     sites: list[SiteIn] = Field(default_factory=list, max_length=phones.MAX_SITES)
 
 
+def _liveness(field: Any) -> Any:
+    """[field]'s liveness settings over the kiosk's [liveness] rules."""
+    return liveness.liveness_config(field.liveness_mode, field.challenge_steps, field.challenge_timeout_s)
+
+
 def _phone_routes(api: APIRouter) -> None:
     @api.post("/pair/options")
     def pair_options(body: PairStart, request: Request) -> dict[str, Any]:
@@ -110,18 +128,30 @@ def _phone_routes(api: APIRouter) -> None:
         """Whose phone this is, their sites and geofence policy."""
         return phones.phone_view(request.app.state.db, device_id, request.app.state.hub.config.field.default_policy)
 
+    @api.post("/punch/start", status_code=201)
+    def start(body: StartIn, request: Request) -> dict[str, Any]:
+        """A punch begins: the hub's random liveness challenge for the clip the phone films next."""
+        hub = request.app.state.hub
+        field = hub.config.field
+        return phones.start(hub.db, body.device_id, _liveness(field), field.attempts_per_minute)
+
+    @api.post("/punch/frames")
+    def frames(body: FramesIn, request: Request) -> dict[str, Any]:
+        """A piece of the clip: judged with the pieces before (pending or live; a refusal is a 403)."""
+        hub = request.app.state.hub
+        decoded = liveness.decode_frames([(f.t_ms, f.jpeg_b64) for f in body.frames])
+        return phones.clip_frames(hub.db, hub.maker, body.device_id, body.clip_id, decoded, _liveness(hub.config.field))
+
     @api.post("/punch/prepare")
     def prepare(body: PrepareIn, request: Request) -> dict[str, Any]:
-        """Face (1:1) and place checked; the record is built and its hash returned as the passkey's challenge."""
-        try:
-            selfie = base64.b64decode(body.selfie_jpeg_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInput("selfie_jpeg_b64 is not base64", fix="Send the camera still as base64 JPEG.") from None
+        """The live clip spent and the place checked; the record is built and its hash returned as the
+        passkey's challenge."""
         hub = request.app.state.hub
         attempt = phones.PunchAttempt(body.device_id, body.direction, body.lat, body.lon, body.accuracy_m,
-                                      body.phone_ts_utc, selfie, body.mocked)
-        return phones.prepare(hub.db, hub.maker, attempt, hub.config.field.default_policy,
-                              hub.config.field.challenge_ttl_s, hub.config.field.max_speed_kmh)
+                                      body.phone_ts_utc, b"", body.mocked, body.clip_id)
+        field = hub.config.field
+        return phones.prepare(hub.db, hub.maker, attempt, field.default_policy, field.challenge_ttl_s,
+                              field.attempts_per_minute, field.max_speed_kmh)
 
     @api.post("/punch/confirm", status_code=201)
     def confirm(body: ConfirmIn, request: Request) -> dict[str, Any]:

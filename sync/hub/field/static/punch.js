@@ -1,9 +1,101 @@
-// The punch: a camera still, the latest location fix and the phone's clock go to the hub, which checks face
-// and place and answers with the record's hash; the passkey signs that hash and the hub stores the punch.
+// The punch: the hub draws a liveness challenge, the front camera films the person doing it and the frames go
+// to the hub piece by piece until it judges them live (face 1:1 across the clip); then the latest location fix
+// and the phone's clock go to the hub, which checks the place and answers with the record's hash; the passkey
+// signs that hash and the hub stores the punch.
 "use strict";
 
 const field = { device: localStorage.getItem("field.device"), fix: null, video: null };
 
+// -- liveness: the hub's challenge, filmed and sent in pieces (judged by sync/hub/field/liveness.py) ---------
+
+function showChallenge(clip, done) {
+  const box = document.getElementById("challenge");
+  box.hidden = false;
+  box.dataset.mode = clip.mode;
+  box.dataset.steps = clip.steps.join(",");
+  box.dataset.done = String(done);
+  box.replaceChildren();
+  const steps = clip.mode === "blink" ? ["blink_any"] : clip.steps;
+  steps.forEach((step, index) => {
+    const item = document.createElement("li");
+    item.dataset.step = step;
+    item.textContent = t("steps")[step] + (index < done ? " ✓" : "");
+    if (index === done) item.className = "now";
+    box.appendChild(item);
+  });
+}
+
+function hideChallenge() {
+  document.getElementById("challenge").hidden = true;
+}
+
+async function startClip(deviceId) {
+  return call("POST", "/v1/field/punch/start", { device_id: deviceId });
+}
+
+// Film the clip at the hub's rate and size (JPEG), sending each piece as soon as the previous one is answered;
+// resolves once the hub judges the clip live, rejects with the hub's refusal.
+function filmClip(clip, deviceId) {
+  const video = field.video;
+  const scale = Math.min(1, clip.frame_px / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  const context = canvas.getContext("2d");
+  const queue = [];
+  const started = performance.now();
+  let filmed = 0;
+  let sending = false;
+  let over = false;
+  return new Promise((resolve, reject) => {
+    const stop = (error) => {
+      over = true;
+      clearInterval(timer);
+      if (error) reject(error); else resolve(clip);
+    };
+    const send = async () => {
+      if (sending || over || !queue.length) return;
+      sending = true;
+      const frames = queue.splice(0, clip.max_piece_frames);
+      try {
+        const answer = await call("POST", "/v1/field/punch/frames", { device_id: deviceId, clip_id: clip.clip_id, frames });
+        if (answer.verdict === "live") { stop(); return; }
+        showChallenge(clip, answer.done);
+        if (filmed >= clip.max_frames && !queue.length) {
+          stop(new HubError(408, { error: { message: t("too_slow") } }));  // the hub's verdict, not the network's
+          return;
+        }
+      } catch (error) {
+        stop(error);
+        return;
+      }
+      sending = false;
+      send();
+    };
+    const timer = setInterval(() => {
+      if (over || filmed >= clip.max_frames) return;
+      context.drawImage(video, 0, 0, canvas.width, canvas.height);
+      queue.push({ t_ms: Math.round(performance.now() - started), jpeg_b64: canvas.toDataURL("image/jpeg", 0.8).split(",")[1] });
+      filmed += 1;
+      send();
+    }, 1000 / clip.fps);
+  });
+}
+
+async function liveClip(deviceId) {
+  const clip = await startClip(deviceId);
+  showChallenge(clip, 0);
+  setStatus("busy", t("follow"));
+  try {
+    return await filmClip(clip, deviceId);
+  } finally {
+    hideChallenge();
+  }
+}
+
+// -- the punch ----------------------------------------------------------------------------------------------
+
+// An offline punch's camera still (queue.js keeps it with the signed claim; online, the face is the live clip).
 function selfie() {
   const video = field.video;
   const canvas = document.createElement("canvas");
@@ -13,18 +105,23 @@ function selfie() {
   return canvas.toDataURL("image/jpeg", 0.92).split(",")[1];
 }
 
-// What a punch sends: the same body online (prepare) and offline (queue.js keeps it with a signed claim).
-function punchBody(direction, deviceId) {
+// What a punch sends besides its face: the same online (prepare, with the live clip) and offline (queue.js,
+// with the still).
+function placeAndTime(direction, deviceId) {
   const fix = field.fix;
   return {
-    device_id: deviceId, direction, phone_ts_utc: new Date().toISOString(), selfie_jpeg_b64: selfie(),
+    device_id: deviceId, direction, phone_ts_utc: new Date().toISOString(),
     lat: fix ? fix.latitude : null, lon: fix ? fix.longitude : null, accuracy_m: fix ? fix.accuracy : null,
     mocked: field.mocked === true,
   };
 }
 
-async function prepare(direction, deviceId) {
-  return call("POST", "/v1/field/punch/prepare", punchBody(direction, deviceId));
+function punchBody(direction, deviceId) {
+  return { ...placeAndTime(direction, deviceId), selfie_jpeg_b64: selfie() };
+}
+
+async function prepare(direction, deviceId, clipId) {
+  return call("POST", "/v1/field/punch/prepare", { ...placeAndTime(direction, deviceId), clip_id: clipId });
 }
 
 async function sign(prepared, allowCredentials) {
@@ -42,7 +139,6 @@ async function sign(prepared, allowCredentials) {
 async function punch(direction) {
   const buttons = document.querySelectorAll("button.punch");
   buttons.forEach((b) => { b.disabled = true; });
-  setStatus("busy", t("busy"));
   try {
     if (!navigator.onLine) {
       await punchOffline(direction, field.device);
@@ -51,7 +147,9 @@ async function punch(direction) {
     await flushQueue();  // punches kept offline go first: the passkey's counter grows in punch order
     let prepared;
     try {
-      prepared = await prepare(direction, field.device);
+      const clip = await liveClip(field.device);
+      setStatus("busy", t("busy"));
+      prepared = await prepare(direction, field.device, clip.clip_id);
     } catch (error) {
       if (error instanceof HubError) throw error;
       await punchOffline(direction, field.device);  // no answer from the hub: keep the punch on the phone
