@@ -1,10 +1,19 @@
 """Field punches from a phone, end to end in a real headless Chromium against a real hub on 127.0.0.1 (SQLite):
 pairing by `kiosk hub field pair` and by HR's API makes a passkey in a CDP virtual authenticator (ctap2,
-internal, resident key, user verification); the camera is fed a real face photo (../shared/faces) turned into a
-Y4M file at test time; the location is emulated. Inside the fence the punch is stored (method field, the
-phone's own seq and chain, assertion kept); outside it is flagged or refused by the employee's policy; another
-employee's phone (passkey) cannot punch for this one; another face is refused; a spent link and a revoked phone
-are refused. Screenshots at 360x640 in zh and en land in $KIOSK_FIELD_SCREENSHOTS (test-artifacts/field)."""
+internal, resident key, user verification); the camera is fed a real face video (../shared/videos) turned into
+a Y4M file at test time (tests/field_support.py); the location is emulated.
+
+Which liveness mode each part exercises, honestly: a recorded video cannot follow the hub's random challenge,
+so the punches of a genuine person run on a hub in blink mode (the person in the clip blinks; the hub judges the
+page's clip with the kiosk's blink rule). The challenge mode runs with the refusals: a screen replay of an
+enrolled person and a still photo of the owner are refused while the page shows the hub's challenge. (The
+challenge itself, drawn by the hub and judged on a real person's turns, in order and out of order, is
+tests/test_field_webauthn.py.)
+
+Inside the fence the punch is stored (method field, the phone's own seq and chain, assertion kept); outside it
+is flagged or refused by the employee's policy; another employee's phone (passkey) cannot punch for this one;
+another person's face is refused; a spent link and a revoked phone are refused. Screenshots at 360x640 in zh
+and en land in $KIOSK_FIELD_SCREENSHOTS (test-artifacts/field)."""
 
 from __future__ import annotations
 
@@ -14,14 +23,12 @@ import os
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from field_support import enrolment_photos, still_y4m, video_images, video_y4m
 from sync_support import CONSENT, hub_config_data, start_hub
 from ui_support import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 from conftest import REPO
-from kiosk.face.images import read_image
 from sync.hub.config import validate_hub_config
 from sync.hub.faces import EngineTemplateMaker
 
@@ -31,37 +38,20 @@ WAIT_MS = 60_000
 SHOTS = Path(os.environ.get("KIOSK_FIELD_SCREENSHOTS", REPO / "test-artifacts" / "field"))
 SITE = (31.2304, 121.4737)  # a client's office, radius 150 m
 FAR = (31.2600, 121.5100)  # ~5 km away
-OWNER = "John_Salley"  # employee F1, and the face in front of the camera
-OTHER = "deepface_id03"  # employee F2
+# The owner (employee F1) is the man of the phone selfie: blinks at ~1.4, 2.7 and 3.4 s, so its first 4 s,
+# looping as the fake camera does, show a blink within ~2 s wherever the page starts filming. F2 is another man
+# (enrolled from his own clip). F3 is the man of the lestari pair: his genuine webcam clip to enrol, his
+# video replayed on a phone held to the webcam as the spoof.
+OWNER_CLIP = "blink_liveportrait_d13_phone_selfie.mp4"
+OTHER_CLIP = "blink_liveportrait_d9_glasses.mp4"
+REPLAYED_CLIP, REPLAY = "real_live_lestari_webcam.mp4", "spoof_screen_lestari_phone_replay.mp4"
 
 
-def _jpeg_b64(path: Path) -> str:
-    ok, data = cv2.imencode(".jpg", read_image(path), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    assert ok
-    return base64.b64encode(data.tobytes()).decode()
-
-
-def write_y4m(photo: Path, out: Path, width: int = 640, height: int = 480, frames: int = 10) -> Path:
-    """A still camera: the photo letterboxed into a 640x480 frame, repeated, as YUV4MPEG2 (4:2:0)."""
-    image = read_image(photo)
-    scale = min(width / image.shape[1], height / image.shape[0])
-    resized = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)),
-                         interpolation=cv2.INTER_CUBIC)
-    frame = np.full((height, width, 3), 90, np.uint8)
-    y, x = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
-    frame[y:y + resized.shape[0], x:x + resized.shape[1]] = resized
-    i420 = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes()
-    with out.open("wb") as fh:
-        fh.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            fh.write(b"FRAME\n" + i420)
-    return out
-
-
-@pytest.fixture
-def field_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+def _field_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest, **field):  # noqa: ANN001, ANN003, ANN202
     require_chromium()
-    config = validate_hub_config(hub_config_data("sqlite", tmp_path, request), "test", tmp_path)
+    data = hub_config_data("sqlite", tmp_path, request)
+    data["field"] = {"attempts_per_minute": 60, **field}
+    config = validate_hub_config(data, "test", tmp_path)
     hub = start_hub(config, maker=EngineTemplateMaker.from_engines([face_engine]))
     # The browser opens http://localhost:PORT (a passkey's relying party must be a host name, never an IP;
     # localhost is mapped to 127.0.0.1 in Chromium): the CLI's links use the same origin.
@@ -69,14 +59,28 @@ def field_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest):  # n
     hub.origin = f"http://localhost:{port}"
     hub.toml = tmp_path / "hub.toml"
     hub.toml.write_text(f'[database]\nsqlite_path = "{tmp_path / "hub.db"}"\n\n[field]\norigin = "{hub.origin}"\n')
+    return hub
+
+
+@pytest.fixture
+def blink_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+    hub = _field_hub(face_engine, tmp_path, request, liveness_mode="blink", challenge_timeout_s=6)
     yield hub
     hub.hr.close()
     hub.server.stop()
 
 
-def _employee(hub, employee_id: str, name: str, photos: list[Path]) -> None:  # noqa: ANN001
+@pytest.fixture
+def challenge_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+    hub = _field_hub(face_engine, tmp_path, request, challenge_timeout_s=4)
+    yield hub
+    hub.hr.close()
+    hub.server.stop()
+
+
+def _employee(hub, employee_id: str, name: str, photos: list[str]) -> None:  # noqa: ANN001
     resp = hub.hr.post("/v1/hr/employees", json={"employee_id": employee_id, "name": name, "branches": ["B001"],
-                                                  "photos": [_jpeg_b64(p) for p in photos], "consent": CONSENT})
+                                                  "photos": photos, "consent": CONSENT})
     assert resp.status_code == 201, resp.text
     assert resp.json()["templates"], resp.text
 
@@ -103,14 +107,25 @@ def _pair(page, link: str) -> None:  # noqa: ANN001
     assert page.locator("#status").get_attribute("data-state") == "ok", page.locator("#status").inner_text()
 
 
-def _punch(page, direction: str, expect: str) -> str:  # noqa: ANN001
+def _punch(page, direction: str, expect: str, shot: Path | None = None) -> str:  # noqa: ANN001
+    """Press the button; ``shot``: a screenshot while the page shows the hub's challenge and films."""
     page.goto(page.url.split("#")[0].replace("/field/pair", "/field/"))
     page.locator("#position", has_text="±").wait_for()
     started = time.monotonic()
     page.locator(f"button.punch[data-direction={direction}]:enabled").click()
+    if shot is not None:
+        page.locator("#challenge:visible li.now").wait_for()
+        page.screenshot(path=str(shot))
     page.locator(f"#status[data-state={expect}]").wait_for()
     print(f"field punch {direction} -> {expect}: {time.monotonic() - started:.2f} s from the press")  # noqa: T201
     return page.locator("#status").inner_text()
+
+
+def _browser(playwright, camera: Path):  # noqa: ANN001, ANN202
+    """Debian's Chromium with ``camera`` (a Y4M file) as every page's front camera."""
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}", "--host-resolver-rules=MAP localhost 127.0.0.1"]
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
 
 
 def _cli(invoke, hub, *args: str) -> str:  # noqa: ANN001
@@ -119,15 +134,13 @@ def _cli(invoke, hub, *args: str) -> str:  # noqa: ANN001
     return result.output
 
 
-def test_field_punch_from_a_paired_phone(field_hub, face_data: Path, invoke, tmp_path: Path) -> None:  # noqa: ANN001
-    hub = field_hub
-    owner = sorted((face_data / OWNER).glob("*.jpg"))
-    other = sorted((face_data / OTHER).glob("*.jpg"))
-    _employee(hub, "F1", "Li Na", owner[:2])
-    _employee(hub, "F2", "Zhang Wei", other[:2])
+def test_field_punch_from_a_paired_phone(blink_hub, video_data: Path, invoke, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = blink_hub
+    _employee(hub, "F1", "Li Na", enrolment_photos(video_data / OWNER_CLIP, [0.0, 5.0]))
+    _employee(hub, "F2", "Zhang Wei", enrolment_photos(video_data / OTHER_CLIP, [0.3, 8.0]))
     assert hub.hr.put("/v1/hr/field/employees/F1/sites", json={"policy": "flag", "sites": [
         {"name": "Client A", "lat": SITE[0], "lon": SITE[1], "radius_m": 150}]}).status_code == 204
-    camera = write_y4m(owner[2], tmp_path / "owner.y4m")  # a photo of F1 not used for enrolment
+    camera = video_y4m(video_data / OWNER_CLIP, tmp_path / "owner.y4m", 0.0, 4.0)
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     # Pairing: F1's link from the CLI, F2's from HR's API.
@@ -140,10 +153,8 @@ def test_field_punch_from_a_paired_phone(field_hub, face_data: Path, invoke, tmp
     link_f2 = made.json()["link"]
 
     from playwright.sync_api import sync_playwright
-    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera}", "--host-resolver-rules=MAP localhost 127.0.0.1"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        browser = _browser(playwright, camera)
         try:
             phone1 = _phone(browser, SITE)
             _pair(phone1, link_f1)
@@ -178,14 +189,16 @@ def test_field_punch_from_a_paired_phone(field_hub, face_data: Path, invoke, tmp
             assert "already used" in spare.locator("#status").inner_text()
             assert spare.locator("#pair").is_disabled()
 
-            # F2's phone: its own face check refuses the face of F1 in front of it...
+            # F2's phone: its own face check refuses the face of F1 in front of it (blinking: live, not F2)...
             phone2 = _phone(browser, SITE)
             _pair(phone2, link_f2)
-            assert "face not accepted" in _punch(phone2, "IN", "refused")
+            text = _punch(phone2, "IN", "refused")
+            assert text.startswith("face not accepted: the face does not match this phone's owner"), text
             # ...and its passkey cannot confirm a punch prepared for F1's phone.
             f1_device = phone1.evaluate("localStorage.getItem('field.device')")
             refusal = phone2.evaluate("""async (device) => {
-                const prepared = await prepare('IN', device);
+                const clip = await liveClip(device);
+                const prepared = await prepare('IN', device, clip.clip_id);
                 const signed = await sign(prepared, []);  // the phone's own (discoverable) passkey
                 try { await call('POST', '/v1/field/punch/confirm', signed); return 'stored'; }
                 catch (error) { return `${error.status} ${error.message}`; }
@@ -193,7 +206,8 @@ def test_field_punch_from_a_paired_phone(field_hub, face_data: Path, invoke, tmp
             assert refusal.startswith("401") and "not the one paired" in refusal
             # Claiming F1's credential id with F2's signature does not verify either.
             refusal = phone2.evaluate("""async ([device, credential]) => {
-                const prepared = await prepare('IN', device);
+                const clip = await liveClip(device);
+                const prepared = await prepare('IN', device, clip.clip_id);
                 const signed = await sign(prepared, []);
                 signed.credential_id = credential;
                 try { await call('POST', '/v1/field/punch/confirm', signed); return 'stored'; }
@@ -226,3 +240,34 @@ def test_field_punch_from_a_paired_phone(field_hub, face_data: Path, invoke, tmp
                           strict=True):
         client = json.loads(base64.urlsafe_b64decode(row["client_data_json"] + "=="))
         assert base64.urlsafe_b64decode(client["challenge"] + "==").hex() == punch["hash"]
+
+
+def test_field_challenge_refuses_a_screen_replay_and_a_still_photo(challenge_hub, video_data: Path,
+                                                                   tmp_path: Path) -> None:
+    """Challenge mode (the default): the page shows the hub's challenge; the lestari replay (his video on a phone
+    held to the webcam: his face, matching his enrolment) and a still photo of him never do it."""
+    hub = challenge_hub
+    _employee(hub, "F3", "Chen Jie", enrolment_photos(video_data / REPLAYED_CLIP, [0.5, 2.0]))
+    replay = video_y4m(video_data / REPLAY, tmp_path / "replay.y4m", 0.0, 2.5)
+    _, still = next(video_images(video_data / REPLAYED_CLIP, 1.0, 1.0))
+    photo = still_y4m(still, tmp_path / "still.y4m")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        for camera, language, spoof in ((replay, "en", "replay"), (photo, "zh", "still")):
+            made = hub.hr.post("/v1/hr/field/pairings", json={"employee_id": "F3"},
+                               headers={"Host": hub.origin.split("//", 1)[1]})
+            assert made.status_code == 201, made.text
+            browser = _browser(playwright, camera)
+            try:
+                phone = _phone(browser, SITE)
+                _pair(phone, made.json()["link"])
+                phone.evaluate(f"localStorage.setItem('field.lang', '{language}')")
+                text = _punch(phone, "IN", "refused", shot=SHOTS / f"challenge-{language}.png")
+                shown = phone.locator("#challenge").get_attribute("data-steps").split(",")
+                print(f"{spoof}: challenge {shown} -> {text}")  # noqa: T201
+                assert len(shown) == 2 and set(shown) <= {"turn_left", "turn_right", "blink"}
+                assert text.startswith("liveness not passed: "), text
+            finally:
+                browser.close()
+    assert [r for r in hub.export() if r["employee_id"] == "F3"] == []
