@@ -54,6 +54,9 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
                  "Faces found at three distances and CPU per look, for each detector input size (in turns)."),
     "walkup": ("kiosk.tools.bench_walkup:bench_walkup",
                "Walk-up to durable punch (photos and real videos), idle CPU (gated vs plain, in turns), daemon RSS."),
+    "field": ("kiosk.tools.bench_field:bench_field",
+              "Field punch from a phone: button press to confirmed punch in headless Chromium, including the "
+              "liveness clip (blink mode), place, passkey and storage; min/median/max over rounds."),
     "hub": ("kiosk.tools.bench_hub:bench_hub",
             "Hub ingest rate, offline-backlog drain time and punch-to-hub p50 latency, over real HTTP."),
     "deliveries": ("kiosk.tools.bench_deliveries:bench_deliveries",

@@ -249,7 +249,7 @@ def test_field_challenge_refuses_a_screen_replay_and_a_still_photo(challenge_hub
     hub = challenge_hub
     _employee(hub, "F3", "Chen Jie", enrolment_photos(video_data / REPLAYED_CLIP, [0.5, 2.0]))
     replay = video_y4m(video_data / REPLAY, tmp_path / "replay.y4m", 0.0, 2.5)
-    _, still = next(video_images(video_data / REPLAYED_CLIP, 1.0, 1.0))
+    _, still = next(video_images(video_data / REPLAYED_CLIP, 1.0, 1.0, 1.0))
     photo = still_y4m(still, tmp_path / "still.y4m")
     SHOTS.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
