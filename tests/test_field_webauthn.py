@@ -183,6 +183,10 @@ def test_field_api_judges_the_clip_then_punches(hub_config, face_engine, video_d
         frames = clip_frames(video_data / ZUBAIR, 6.0, 8.0)
         assert 70 <= len(frames) <= 81
 
+        # The hub draws each challenge: two distinct steps of the three, in a random order.
+        drawn = [tuple(_start(http, device)["steps"]) for _ in range(24)]
+        assert all(len(set(steps)) == 2 and set(steps) <= {"turn_left", "turn_right", "blink"} for steps in drawn)
+        assert len(set(drawn)) >= 3, drawn
         clip = _start(http, device, TURNS)
         assert clip["mode"] == "challenge" and clip["timeout_s"] == 8.0 and clip["fps"] == 10
         live = _film(http, device, clip, frames)
