@@ -126,15 +126,15 @@ def _field_hub(hub_config, face_engine, **field):  # noqa: ANN001, ANN003, ANN20
     return start_hub(config, maker=EngineTemplateMaker.from_engines([face_engine]))
 
 
-def _paired_phone(hub, video_data):  # noqa: ANN001, ANN202
-    """Employee F1 enrolled from two frames of the clip, and a phone paired for them over HTTP."""
+def _paired_phone(hub, video_data, clip: str = ZUBAIR, at_s: tuple[float, float] = (0.5, 3.0)):  # noqa: ANN001, ANN202
+    """Employee F1 enrolled from two frames of ``clip``, and a phone paired for them over HTTP."""
     import httpx
     from field_support import enrolment_photos
     from sync_support import CONSENT
 
     from sync.hub.field.webauthn import b64url_decode
     made = hub.hr.post("/v1/hr/employees", json={"employee_id": "F1", "name": "Li Na", "branches": ["B001"],
-                                                 "photos": enrolment_photos(video_data / ZUBAIR, [0.5, 3.0]),
+                                                 "photos": enrolment_photos(video_data / clip, list(at_s)),
                                                  "consent": CONSENT})
     assert made.status_code == 201, made.text
     token = hub.hr.post("/v1/hr/field/pairings", json={"employee_id": "F1"}).json()["link"].split("#", 1)[1]
@@ -330,6 +330,36 @@ def test_field_api_refuses_bad_clips_with_clear_messages(hub_config, face_engine
         assert limited.json()["error"]["message"] == "too many punch attempts from this phone: at most 3 a minute"
         assert 1 <= int(limited.headers["Retry-After"]) <= 60
         assert limited.json()["error"]["fix"] == f"Wait {limited.headers['Retry-After']} s and try again."
+        http.close()
+    finally:
+        hub.hr.close()
+        hub.server.stop()
+
+
+def test_field_api_refuses_a_clip_whose_face_changes_or_leaves(hub_config, face_engine, video_data) -> None:  # noqa: ANN001
+    """One face throughout: the owner's frames (the lestari webcam clip, frontal) followed by another person's
+    (the zubair clip) are refused when the face jumps; so is a clip where the face is gone over a second."""
+    import numpy as np
+    from field_support import clip_frames, jpeg_b64
+
+    hub = _field_hub(hub_config, face_engine, attempts_per_minute=600)
+    try:
+        http, _, device = _paired_phone(hub, video_data, "real_live_lestari_webcam.mp4", (0.5, 2.0))
+        owner = clip_frames(video_data / "real_live_lestari_webcam.mp4", 0.0, 2.0)
+        other = clip_frames(video_data / ZUBAIR, 0.5, 1.0)
+        last = owner[-1]["t_ms"]
+        swapped = owner + [{**f, "t_ms": last + 100 * (i + 1)} for i, f in enumerate(other)]
+        refused = _film(http, device, _start(http, device), swapped)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["message"] == "liveness not passed: the face in the picture changed"
+
+        head = owner[:10]
+        empty = jpeg_b64(np.full((360, 480, 3), 90, np.uint8))
+        gone = [{"t_ms": head[-1]["t_ms"] + 100 * (i + 1), "jpeg_b64": empty} for i in range(15)]
+        back = [{**f, "t_ms": gone[-1]["t_ms"] + 100 * (i + 1)} for i, f in enumerate(owner[10:])]
+        refused = _film(http, device, _start(http, device), head + gone + back)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["message"] == "liveness not passed: the face left the picture"
         http.close()
     finally:
         hub.hr.close()
