@@ -364,3 +364,36 @@ def test_field_api_refuses_a_clip_whose_face_changes_or_leaves(hub_config, face_
     finally:
         hub.hr.close()
         hub.server.stop()
+
+
+def test_a_whole_clip_is_judged_in_blink_mode(hub_config, face_engine, video_data) -> None:  # noqa: ANN001
+    """Without a challenge the hub drew (a punch kept offline), a clip is judged in one go in blink mode: the
+    blinking owner is live with their 1:1 score; the same owner's still frame is not; nor is another person."""
+    from field_support import clip_frames, enrolment_photos
+    from sync_support import CONSENT
+
+    from kiosk.face.liveness import Verdict
+    from sync.hub.faces import EngineTemplateMaker
+    from sync.hub.field.liveness import decode_frames, judge_whole_clip, liveness_config
+
+    hub = _field_hub(hub_config, face_engine)
+    try:
+        for employee_id, clip, at_s in (("F1", "blink_liveportrait_d13_phone_selfie.mp4", [0.0, 5.0]),
+                                        ("F2", "blink_liveportrait_d9_glasses.mp4", [0.3, 8.0])):
+            made = hub.hr.post("/v1/hr/employees", json={"employee_id": employee_id, "name": employee_id,
+                                                         "branches": ["B001"], "consent": CONSENT,
+                                                         "photos": enrolment_photos(video_data / clip, at_s)})
+            assert made.status_code == 201, made.text
+        maker = EngineTemplateMaker.from_engines([face_engine])
+        cfg = liveness_config("challenge", 2, 8.0)
+        frames = decode_frames([(f["t_ms"], f["jpeg_b64"]) for f in
+                                clip_frames(video_data / "blink_liveportrait_d13_phone_selfie.mp4", 0.0, 4.0)])
+        verdict, reason, score = judge_whole_clip(hub.db, maker, "F1", frames, cfg)
+        assert (verdict, reason) == (Verdict.LIVE, "") and score is not None and score > 0.8
+        still = [type(frames[0])(100 * i, frames[5].jpeg) for i in range(len(frames))]
+        assert judge_whole_clip(hub.db, maker, "F1", still, cfg)[:2] == (Verdict.SPOOF, "no blink was seen")
+        other = judge_whole_clip(hub.db, maker, "F2", frames, cfg)
+        assert other[:2] == (Verdict.SPOOF, "the face does not match this phone's owner") and other[2] < 0.4
+    finally:
+        hub.hr.close()
+        hub.server.stop()

@@ -207,27 +207,11 @@ def add_frames(db: HubDb, maker: TemplateMaker, employee_id: str, device_id: str
             raise Conflict("this clip was already judged live", fix="Send the punch (prepare) now.")
         if clip["expires_utc"] < iso_utc(now):
             raise Forbidden("not accepted: the challenge's time ran out", fix="Press the button again.")
-        model_id, vectors, threshold = _owner_vectors(tx, maker, employee_id)
+        owner = _owner_vectors(tx, maker, employee_id)
     images = _check_frames(frames, clip["frames"], clip["last_t_ms"], cfg)
     looks, scores = json.loads(clip["looks"]), json.loads(clip["scores"])
-    seen = []
-    for frame, image in zip(frames, images, strict=True):
-        look = maker.look(image, model_id, embed=False)
-        if look is None:
-            looks.append({"t": frame.t_ms, "bbox": None})
-            continue
-        looks.append({"t": frame.t_ms, "bbox": _rounded(look.bbox), "kps": _rounded(look.kps),
-                      "lmk": _rounded(look.landmarks)})
-        seen.append((abs(yaw_proxy_deg(look.kps)), image))
-    if seen:  # the piece's most frontal face, 1:1 (a turned face is not the kiosk's to match either)
-        embedded = maker.look(min(seen, key=lambda item: item[0])[1], model_id, embed=True)
-        if embedded is not None and embedded.vector is not None:
-            scores.append(round(float(np.max(vectors @ embedded.vector.astype(np.float32))), 4))
     steps = tuple(Step(s) for s in clip["steps"].split(",") if s)
-    verdict, reason, done = judge(looks, steps, cfg)
-    mismatch = _not_the_owner(scores, threshold, verdict)
-    if mismatch:
-        verdict, reason = Verdict.SPOOF, "the face does not match this phone's owner"
+    verdict, reason, done, mismatch = _piece(maker, owner, frames, images, looks, scores, steps, cfg)
     final = verdict is not Verdict.PENDING
     with db.transaction() as tx:
         # Kept only while the clip is judged: its landmarks go once there is a verdict.
@@ -243,6 +227,55 @@ def add_frames(db: HubDb, maker: TemplateMaker, employee_id: str, device_id: str
         raise Forbidden(f"{what}: {reason}", fix="Press the button again and follow the new challenge."
                         if not mismatch else "Punch with your own face, on your own phone.")
     return {"verdict": verdict.value, "frames": len(looks), "done": done, "steps": list(steps)}
+
+
+def _piece(maker: TemplateMaker, owner: tuple[str, np.ndarray, float], frames: list[ClipFrame],
+           images: list[np.ndarray], looks: list[dict[str, Any]], scores: list[float], steps: tuple[Step, ...],
+           cfg: LivenessConfig) -> tuple[Verdict, str, int, bool]:
+    """A piece's frames looked at (appended to ``looks``, its most frontal face's 1:1 score to ``scores``),
+    then the whole clip judged: (verdict, why not, steps done, whether the face is not the owner's)."""
+    model_id, vectors, threshold = owner
+    seen = []
+    for frame, image in zip(frames, images, strict=True):
+        look = maker.look(image, model_id, embed=False)
+        if look is None:
+            looks.append({"t": frame.t_ms, "bbox": None})
+            continue
+        looks.append({"t": frame.t_ms, "bbox": _rounded(look.bbox), "kps": _rounded(look.kps),
+                      "lmk": _rounded(look.landmarks)})
+        seen.append((abs(yaw_proxy_deg(look.kps)), image))
+    if seen:  # the piece's most frontal face, 1:1 (a turned face is not the kiosk's to match either)
+        embedded = maker.look(min(seen, key=lambda item: item[0])[1], model_id, embed=True)
+        if embedded is not None and embedded.vector is not None:
+            scores.append(round(float(np.max(vectors @ embedded.vector.astype(np.float32))), 4))
+    verdict, reason, done = judge(looks, steps, cfg)
+    mismatch = _not_the_owner(scores, threshold, verdict)
+    if mismatch:
+        return Verdict.SPOOF, "the face does not match this phone's owner", done, True
+    return verdict, reason, done, False
+
+
+def judge_whole_clip(db: HubDb, maker: TemplateMaker, employee_id: str, frames: list[ClipFrame],
+                     cfg: LivenessConfig) -> tuple[Verdict, str, float | None]:
+    """A clip judged in one go, without a challenge the hub drew (a punch made offline cannot have had one), so
+    in blink mode whatever ``cfg`` says: (LIVE or SPOOF, why not, the median 1:1 score). Pieces of
+    MAX_PIECE_FRAMES frames are judged as online, so the face is matched as often; a clip still undecided at
+    its end is not live."""
+    cfg = cfg.model_copy(update={"mode": "blink"})
+    with db.transaction(write=False) as tx:
+        owner = _owner_vectors(tx, maker, employee_id)
+    images = _check_frames(frames, 0, -1, cfg)
+    looks: list[dict[str, Any]] = []
+    scores: list[float] = []
+    verdict, reason = Verdict.PENDING, ""
+    for start in range(0, len(frames), MAX_PIECE_FRAMES):
+        piece = slice(start, start + MAX_PIECE_FRAMES)
+        verdict, reason, _, _ = _piece(maker, owner, frames[piece], images[piece], looks, scores, (), cfg)
+        if verdict is not Verdict.PENDING:
+            break
+    if verdict is Verdict.PENDING:
+        verdict, reason = Verdict.SPOOF, "no blink was seen"
+    return verdict, reason, round(float(np.median(scores)), 4) if scores else None
 
 
 def _not_the_owner(scores: list[float], threshold: float, verdict: Verdict) -> bool:
