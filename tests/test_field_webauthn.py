@@ -187,12 +187,34 @@ def test_field_api_judges_the_clip_then_punches(hub_config, face_engine, video_d
         drawn = [tuple(_start(http, device)["steps"]) for _ in range(24)]
         assert all(len(set(steps)) == 2 and set(steps) <= {"turn_left", "turn_right", "blink"} for steps in drawn)
         assert len(set(drawn)) >= 3, drawn
+        if hub_config.database.backend == "sqlite":
+            _a_failed_punch_write_keeps_no_assertion(hub, http, phone, device, frames)
+
+        # Each clip is prepared as soon as it is live: a live clip is spent within the challenge's time and 10 s.
         clip = _start(http, device, TURNS)
         assert clip["mode"] == "challenge" and clip["timeout_s"] == 8.0 and clip["fps"] == 10
         live = _film(http, device, clip, frames)
         assert live.status_code == 200 and live.json()["verdict"] == "live" and live.json()["done"] == 2, live.text
         again = _film(http, device, clip, frames[-2:])
         assert again.status_code == 409 and "already judged live" in again.json()["error"]["message"]
+
+        prepared = http.post("/v1/field/punch/prepare", json={
+            "device_id": device, "direction": "IN", "lat": 31.2304, "lon": 121.4737, "accuracy_m": 15,
+            "phone_ts_utc": "2026-01-01T00:00:00Z", "clip_id": clip["clip_id"]})
+        assert prepared.status_code == 200, prepared.text
+        reused = http.post("/v1/field/punch/prepare", json={
+            "device_id": device, "direction": "IN", "phone_ts_utc": "2026-01-01T00:00:00Z",
+            "clip_id": clip["clip_id"]})
+        assert reused.status_code == 401 and "already used" in reused.json()["error"]["message"]
+        challenge = b64url_decode(prepared.json()["challenge"], "challenge")
+        client, auth, signature = phone.assert_(challenge, hub.url, rp_id=hub.url.split("//")[1].split(":")[0])
+        confirm = {"challenge_id": prepared.json()["challenge_id"], "credential_id": b64url(phone.credential_id),
+                   "client_data_json": b64url(client), "authenticator_data": b64url(auth),
+                   "signature": b64url(signature)}
+        stored = http.post("/v1/field/punch/confirm", json=confirm)
+        assert stored.status_code == 201, stored.text
+        replay = http.post("/v1/field/punch/confirm", json=confirm)
+        assert replay.status_code == 401 and "already confirmed" in replay.json()["error"]["message"]
 
         # The same person doing the same turns, when the hub asked for the other order: refused at once.
         wrong = _start(http, device, TURNS[::-1])
@@ -213,26 +235,6 @@ def test_field_api_judges_the_clip_then_punches(hub_config, face_engine, video_d
             "clip_id": pending["clip_id"]})
         assert early.status_code == 403 and "has not shown the challenge" in early.json()["error"]["message"]
 
-        if hub_config.database.backend == "sqlite":
-            _a_failed_punch_write_keeps_no_assertion(hub, http, phone, device, frames)
-
-        prepared = http.post("/v1/field/punch/prepare", json={
-            "device_id": device, "direction": "IN", "lat": 31.2304, "lon": 121.4737, "accuracy_m": 15,
-            "phone_ts_utc": "2026-01-01T00:00:00Z", "clip_id": clip["clip_id"]})
-        assert prepared.status_code == 200, prepared.text
-        reused = http.post("/v1/field/punch/prepare", json={
-            "device_id": device, "direction": "IN", "phone_ts_utc": "2026-01-01T00:00:00Z",
-            "clip_id": clip["clip_id"]})
-        assert reused.status_code == 401 and "already used" in reused.json()["error"]["message"]
-        challenge = b64url_decode(prepared.json()["challenge"], "challenge")
-        client, auth, signature = phone.assert_(challenge, hub.url, rp_id=hub.url.split("//")[1].split(":")[0])
-        confirm = {"challenge_id": prepared.json()["challenge_id"], "credential_id": b64url(phone.credential_id),
-                   "client_data_json": b64url(client), "authenticator_data": b64url(auth),
-                   "signature": b64url(signature)}
-        stored = http.post("/v1/field/punch/confirm", json=confirm)
-        assert stored.status_code == 201, stored.text
-        replay = http.post("/v1/field/punch/confirm", json=confirm)
-        assert replay.status_code == 401 and "already confirmed" in replay.json()["error"]["message"]
         # No site set and the default policy flag: stored, flagged no_field_site; the phone's time kept beside;
         # the score is the median of the clip's 1:1 scores.
         rows = [r for r in hub.export() if r["employee_id"] == "F1"]
