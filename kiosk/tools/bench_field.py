@@ -88,6 +88,10 @@ def _phone(playwright: Any, chromium: Path, camera: Path) -> tuple[Any, Any]:
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
         "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
         "isUserVerified": True, "automaticPresenceSimulation": True}})
+    pieces: list[float] = []
+    page.on("requestfinished", lambda request: pieces.append(request.timing["responseEnd"])
+            if request.url.endswith("/v1/field/punch/frames") else None)
+    page.bench_pieces = pieces  # round trips of the clip's pieces (ms): the hub judging while the page films
     return browser, page
 
 
@@ -97,6 +101,7 @@ def _round(page: Any, origin: str, direction: str) -> dict[str, Any]:
     page.locator("#position", has_text="±").wait_for()
     page.locator(f"button.punch[data-direction={direction}]:enabled").wait_for()
     page.evaluate(OBSERVE)
+    page.bench_pieces.clear()
     started = time.perf_counter()
     page.locator(f"button.punch[data-direction={direction}]").click()
     page.locator("#status[data-state=ok], #status[data-state=refused]").wait_for()
@@ -108,6 +113,7 @@ def _round(page: Any, origin: str, direction: str) -> dict[str, Any]:
     end = next(t for t, state, _ in marks if state in ("ok", "refused"))
     state = page.locator("#status").get_attribute("data-state")
     return {"ok": state == "ok", "text": page.locator("#status").inner_text(), "wall_s": wall,
+            "pieces_ms": list(page.bench_pieces),
             "total_s": (end - press) / 1000, "start_s": (filming - press) / 1000,
             "until_live_s": None if live is None else (live - press) / 1000,
             "after_live_s": None if live is None else (end - live) / 1000}
@@ -170,6 +176,8 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         "until_live_s": spread([r["until_live_s"] for r in done]),
         "after_live_s": spread([r["after_live_s"] for r in done]),
         "start_s": spread([r["start_s"] for r in done]),
+        "piece_ms": spread([ms for r in done for ms in r["pieces_ms"]], 1),
+        "pieces_per_punch": spread([len(r["pieces_ms"]) for r in done], 1),
         "per_round_total_s": [round(r["total_s"], 3) for r in results],
         "machine": machine(),
     }
@@ -185,6 +193,8 @@ def _print(r: dict[str, Any], as_json: bool) -> None:
     click.echo(f"    press -> challenge shown:  {fmt_spread(r['start_s'], ' s')}")
     click.echo(f"    press -> clip judged live: {fmt_spread(r['until_live_s'], ' s')}  (waits for the clip's blink)")
     click.echo(f"    live -> stored:            {fmt_spread(r['after_live_s'], ' s')}  (place, passkey, punch)")
+    click.echo(f"  hub's answer to a piece of the clip: {fmt_spread(r['piece_ms'], ' ms', 0)}, "
+               f"{fmt_spread(r['pieces_per_punch'], '', 0)} pieces a punch")
     click.echo(f"  per round (s): {', '.join(f'{v:.2f}' for v in r['per_round_total_s'])}")
     if r["refused"]:
         click.echo(f"  refused: {r['refused']}")
