@@ -63,7 +63,7 @@ def _field_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest, **fi
 
 
 @pytest.fixture
-def blink_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+def field_hub(face_engine, tmp_path: Path, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
     hub = _field_hub(face_engine, tmp_path, request, liveness_mode="blink", challenge_timeout_s=6)
     yield hub
     hub.hr.close()
@@ -134,8 +134,8 @@ def _cli(invoke, hub, *args: str) -> str:  # noqa: ANN001
     return result.output
 
 
-def test_field_punch_from_a_paired_phone(blink_hub, video_data: Path, invoke, tmp_path: Path) -> None:  # noqa: ANN001
-    hub = blink_hub
+def test_field_punch_from_a_paired_phone(field_hub, video_data: Path, invoke, tmp_path: Path) -> None:  # noqa: ANN001
+    hub = field_hub
     _employee(hub, "F1", "Li Na", enrolment_photos(video_data / OWNER_CLIP, [0.0, 5.0]))
     _employee(hub, "F2", "Zhang Wei", enrolment_photos(video_data / OTHER_CLIP, [0.3, 8.0]))
     assert hub.hr.put("/v1/hr/field/employees/F1/sites", json={"policy": "flag", "sites": [

@@ -1,6 +1,7 @@
 """Field punches without signal, the installable page and the fraud signals, for real: a headless Chromium phone
-(virtual WebAuthn authenticator, emulated location, camera fed a real face photo) against a real hub on
-127.0.0.1 (SQLite).
+(virtual WebAuthn authenticator, emulated location, camera fed a real face video: the owner blinking, so the
+hub's liveness check in blink mode passes online, test_ui_field.py's `field_hub`) against a real hub on
+127.0.0.1 (SQLite). Offline a punch carries one camera still (the hub checks that face 1:1, no liveness).
 
 Offline (Playwright's `context.set_offline`): the page opens from its service worker's cache, the punch is
 signed by the passkey over the claim the page built and kept in IndexedDB; back online it is delivered once
@@ -18,19 +19,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from console_support import add_user, signed_in
+from field_support import enrolment_photos, jpeg_b64, video_images, video_y4m
 from test_ui_field import (
     FAR,
-    OWNER,
+    OWNER_CLIP,
     SHOTS,
     SITE,
     WAIT_MS,
     _cli,
     _employee,
-    _jpeg_b64,
     _pair,
     _phone,
     field_hub,
-    write_y4m,
 )
 from test_ui_hub_console import sign_in
 from ui_support import CHROMIUM, CHROMIUM_ARGS
@@ -53,12 +53,11 @@ def _move(page, lat: float, lon: float, accuracy: float = 20) -> None:  # noqa: 
     page.locator("#position", has_text=f"{lat:.5f}, {lon:.5f} ±{accuracy:.0f} m").wait_for()
 
 
-def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke, tmp_path: Path) -> None:  # noqa: ANN001
+def test_offline_punch_pwa_and_fraud_signals(field_hub, video_data: Path, invoke, tmp_path: Path) -> None:  # noqa: ANN001
     hub = field_hub
-    owner = sorted((face_data / OWNER).glob("*.jpg"))
-    _employee(hub, "F1", "Li Na", owner[:2])
+    _employee(hub, "F1", "Li Na", enrolment_photos(video_data / OWNER_CLIP, [0.0, 5.0]))
     _cli(invoke, hub, "sites", "F1", "--policy", "flag", "--site", f"Client A:{SITE[0]},{SITE[1]},150")
-    camera = write_y4m(owner[2], tmp_path / "owner.y4m")
+    camera = video_y4m(video_data / OWNER_CLIP, tmp_path / "owner.y4m", 0.0, 4.0)
     SHOTS.mkdir(parents=True, exist_ok=True)
     link = _cli(invoke, hub, "pair", "F1").strip().splitlines()[-1]
 
@@ -131,7 +130,7 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke,
             claim = kept[0]["claim"]
             assert phone.evaluate(send, [kept[0], claim.replace('"OUT"', '"IN"'), None]) == [
                 401, "the passkey signed another challenge"]
-            other = _jpeg_b64(owner[3])
+            other = jpeg_b64(next(video_images(video_data / OWNER_CLIP, 6.0, 1.0, 1.0))[1], 95)
             assert phone.evaluate(send, [kept[0], claim, other]) == [
                 422, "the offline punch's selfie_jpeg_b64 is not the one its claim was signed with"]
 
@@ -199,13 +198,13 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, face_data: Path, invoke,
     assert failed[1]["reason"] == "direction is not what the phone signed offline"
 
 
-def test_console_pairs_sets_sites_shows_signals_and_revokes(field_hub, face_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_console_pairs_sets_sites_shows_signals_and_revokes(field_hub, video_data: Path,  # noqa: ANN001
+                                                            tmp_path: Path) -> None:
     hub = field_hub
-    owner = sorted((face_data / OWNER).glob("*.jpg"))
-    _employee(hub, "F1", "Li Na", owner[:2])
+    _employee(hub, "F1", "Li Na", enrolment_photos(video_data / OWNER_CLIP, [0.0, 5.0]))
     add_user(hub, "hr.admin", "hr_admin")
     add_user(hub, "mgr.b002", "branch_manager", ["B002"])
-    camera = write_y4m(owner[2], tmp_path / "owner.y4m")
+    camera = video_y4m(video_data / OWNER_CLIP, tmp_path / "owner.y4m", 0.0, 4.0)
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     from playwright.sync_api import sync_playwright

@@ -139,6 +139,7 @@ async function sign(prepared, allowCredentials) {
 async function punch(direction) {
   const buttons = document.querySelectorAll("button.punch");
   buttons.forEach((b) => { b.disabled = true; });
+  setStatus("busy", t("follow"));  // at once: the last punch's answer is not this one's
   try {
     if (!navigator.onLine) {
       await punchOffline(direction, field.device);
