@@ -181,3 +181,19 @@ def test_a_record_from_before_direction_verifies_and_reaches_the_hub(hub) -> Non
     assert stored[1]["kind"] == "punch" and not stored[1]["direction"]
     assert (stored[2]["kind"], stored[2]["direction"], stored[2]["chain"]) == ("correction", "OUT", "ok")
     assert old["prev_hash"] == GENESIS_HASH
+
+
+def test_the_latest_directed_punch_is_read_from_an_index_not_by_walking_the_person_s_punches(fresh_store) -> None:
+    """The IN/OUT rule reads it at every punch: it must not grow with how many punches a person has made."""
+    from kiosk.base.timeutil import iso_utc
+    from kiosk.store.punches import LATEST_DIRECTED_SQL, PunchDraft
+    fresh_store.roster.add("E1", "Wang Li")
+    start = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+    for hour, direction in enumerate(("IN", "", "OUT", "")):
+        fresh_store.punches.append(PunchDraft("E1", "card", "verified", when=start + timedelta(hours=hour),
+                                              direction=direction))
+    since, until = iso_utc(start), iso_utc(start + timedelta(hours=5))
+    assert fresh_store.punches.latest_with_direction("E1", since, until).ts_utc == iso_utc(start + timedelta(hours=2))
+    plan = fresh_store.query(f"EXPLAIN QUERY PLAN {LATEST_DIRECTED_SQL}", ["E1", since, until])
+    assert [row["detail"] for row in plan] == [
+        "SEARCH punches USING INDEX punches_directed (employee_id=? AND ts_utc>? AND ts_utc<?)"]

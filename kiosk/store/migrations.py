@@ -174,6 +174,13 @@ def _m_consents(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE enrolment_outbox ADD COLUMN consent TEXT")
 
 
+def _m_directed_punch_index(db: sqlite_utils.Database) -> None:
+    # The IN/OUT rule reads a person's latest punch with a direction in the work day at every punch
+    # (kiosk.punching.direction): this partial index answers it in O(log n) instead of reading every punch
+    # the person ever made and sorting them.
+    db.execute("CREATE INDEX punches_directed ON punches(employee_id, ts_utc) WHERE direction != ''")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("003_clock_anchors_evidence", _m003_clock_anchors),
@@ -184,6 +191,7 @@ MIGRATIONS: list[Migration] = [
     ("employee_card_and_face", _m_employee_card_and_face),
     ("signing_keys", _m_signing_keys),
     ("scope_consents", _m_consents),
+    ("punches_directed_index", _m_directed_punch_index),
 ]
 
 

@@ -25,6 +25,10 @@ NOTE_MAX_CHARS = 500
 VERIFY_BATCH = 10000
 # Answered from the partial index punches_verified_ts (migration punches_verified_floor_index).
 VERIFIED_FLOOR_SQL = "SELECT max(ts_utc) AS ts FROM punches WHERE clock_state = 'verified'"
+# A person's latest punch with a direction in a time range, read at every punch (IN/OUT): answered from the
+# partial index punches_directed (migration punches_directed_index).
+LATEST_DIRECTED_SQL = ("SELECT * FROM punches WHERE employee_id = ? AND ts_utc >= ? AND ts_utc <= ? "
+                       "AND direction != '' ORDER BY ts_utc DESC, seq DESC LIMIT 1")
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,7 @@ class PunchLog:
 
     def latest_with_direction(self, employee_id: str, since_utc: str, until_utc: str) -> Punch | None:
         """A person's latest punch with a direction between two UTC times (inclusive), by punch time."""
-        rows = self.store.query("SELECT * FROM punches WHERE employee_id = ? AND ts_utc >= ? AND ts_utc <= ? "
-                                "AND direction != '' ORDER BY ts_utc DESC, seq DESC LIMIT 1",
-                                [employee_id, since_utc, until_utc])
+        rows = self.store.query(LATEST_DIRECTED_SQL, [employee_id, since_utc, until_utc])
         return Punch.from_row(rows[0]) if rows else None
 
     def last_correction_for(self, employee_id: str) -> Punch | None:
