@@ -1,0 +1,97 @@
+"""The daemon's frame path (kiosk.face.walkup.FrameProcessor, paced by kiosk.runtime.pipeline) on a real enrolled
+person placed in 640x480 camera frames as a kiosk sees them: the head tilted 30 degrees either way, a surgical
+mask, 30 px between the eyes; and what a look costs while nobody is in view (FrameResult.passes)."""
+
+from __future__ import annotations
+
+import pytest
+from face_support import at_kiosk, lower_face_masked
+
+from hardware.camera import Frame
+from kiosk.base.events import EventBus
+from kiosk.config import KioskConfig
+from kiosk.face.engine import roll_deg
+from kiosk.face.gallery import Gallery
+from kiosk.face.images import image_files, read_image
+from kiosk.face.liveness import LivenessCheck
+from kiosk.face.walkup import FrameProcessor, FrameState
+from kiosk.runtime.pipeline import Pipeline
+from kiosk.tools.scenes import compose
+
+PERSON = "John_Salley"
+PROBE = "000183_02159543.jpg"  # not the enrolled photo (the first of the folder)
+KIOSK_EYES_PX = 40
+
+
+@pytest.fixture(scope="module")
+def person(face_engine, face_data):  # noqa: ANN001, ANN201 - (gallery, probe photo, its five landmarks)
+    folder = face_data / PERSON
+    enrolled = read_image(image_files(folder)[0])
+    gallery = Gallery(face_engine.model_id)
+    gallery.add(PERSON, face_engine.embed(enrolled, face_engine.choose(face_engine.detect_photo(enrolled),
+                                                                       enrolled.shape)))
+    probe = read_image(folder / PROBE)
+    return gallery, probe, face_engine.choose(face_engine.detect_photo(probe), probe.shape).kps
+
+
+def _walkup(face_engine, gallery, frame, looks: int):  # noqa: ANN001, ANN202
+    loop = FrameProcessor(face_engine, gallery)
+    results = []
+    for _ in range(looks):
+        results.append(loop.process(frame))
+        if results[-1].state is FrameState.DECIDED:
+            loop.settle()
+    return loop, results
+
+
+@pytest.mark.parametrize("roll", [30, -30])
+def test_a_head_tilted_30_degrees_is_found_followed_upright_and_recognised(face_engine, person, roll: int) -> None:
+    gallery, probe, kps = person
+    frame = at_kiosk(probe, kps, KIOSK_EYES_PX, roll)
+    assert face_engine.detect(frame, size=face_engine.cfg.idle_det_size_px) == []  # what the kiosk used to rely on
+    loop = FrameProcessor(face_engine, gallery)
+    unchanged = loop.process(frame, moved=False)
+    assert unchanged.state is FrameState.IDLE and unchanged.passes == ("idle",)
+    results = [unchanged] + [loop.process(frame) for _ in range(2)]
+    assert [r.passes for r in results[1:]] == [("idle", "search", "region"), ("region",)]
+    assert [r.state for r in results[1:]] == [FrameState.DECIDING, FrameState.DECIDED]
+    assert results[2].decision.employee_id == PERSON
+    # The region pass followed the face turned upright: the eye line it found is the tilt the frame was given.
+    assert abs(roll_deg(results[2].face) + roll) < 3
+
+
+def test_a_masked_face_is_found_and_followed_by_the_larger_region_pass(face_engine, person) -> None:
+    gallery, probe, kps = person
+    frame = at_kiosk(lower_face_masked(probe, kps), kps, KIOSK_EYES_PX)
+    _, results = _walkup(face_engine, gallery, frame, 3)
+    assert [r.passes for r in results] == [("idle", "search", "region", "region_large"),
+                                           ("region", "region_large"), ("region", "region_large")]
+    assert [r.state for r in results] == [FrameState.DECIDING, FrameState.DECIDING, FrameState.DECIDED]
+    assert results[2].decision.employee_id == PERSON
+
+
+def test_a_face_30_px_between_the_eyes_is_found_and_recognised(face_engine, person) -> None:
+    gallery, probe, kps = person
+    frame = at_kiosk(probe, kps, 30)
+    _, results = _walkup(face_engine, gallery, frame, 2)
+    assert [r.passes for r in results] == [("idle", "search", "region"), ("region",)]
+    assert results[1].state is FrameState.DECIDED and results[1].decision.employee_id == PERSON
+
+
+def test_nobody_in_view_costs_only_the_idle_pass_the_search_passes_need_a_changed_picture(face_engine) -> None:
+    """The daemon's pipeline on an empty scene at 15 fps for 2 s: the camera's first frame (a change from
+    nothing) gets one search, the still scene a look per idle_interval_ms with the idle pass alone."""
+    config = KioskConfig()
+    pipeline = Pipeline(config, FrameProcessor(face_engine, Gallery(face_engine.model_id)), None,
+                        EventBus(stdout_json=False), LivenessCheck(config.liveness))
+    looks = {}
+    for seq in range(31):
+        result = pipeline.handle(Frame(compose(None, noise_seed=seq), seq * 1_000_000_000 // 15, seq))
+        if result is not None:
+            looks[seq] = result.passes
+    assert config.pipeline.idle_interval_ms == 1000
+    assert looks == {0: ("idle", "search"), 15: ("idle",), 30: ("idle",)}
+    # Motion with nobody there (a passer-by, a light switched on): the search passes take turns, one per look.
+    loop = FrameProcessor(face_engine, Gallery(face_engine.model_id))
+    assert [loop.process(compose(None, noise_seed=s)).passes for s in range(4)] == [
+        ("idle", "search"), ("idle", "search+30"), ("idle", "search-30"), ("idle", "search")]
