@@ -4,6 +4,7 @@ mask, 30 px between the eyes; and what a look costs while nobody is in view (Fra
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from face_support import at_kiosk, lower_face_masked
 
@@ -58,6 +59,19 @@ def test_a_head_tilted_30_degrees_is_found_followed_upright_and_recognised(face_
     assert results[2].decision.employee_id == PERSON
     # The region pass followed the face turned upright: the eye line it found is the tilt the frame was given.
     assert abs(roll_deg(results[2].face) + roll) < 3
+
+
+def test_a_pass_over_the_frame_turned_back_finds_a_tilted_face_the_upright_pass_misses(face_engine, person) -> None:
+    _, probe, kps = person
+    frame = at_kiosk(probe, kps, KIOSK_EYES_PX, 30)  # eyes at (320 -/+ 17.3, 200 +/- 10): the right one higher
+    size = face_engine.cfg.det_size_px
+    assert face_engine.detect(frame, size=size) == []
+    assert face_engine.detect_rolled(frame, 30, size=size) == []  # turned the wrong way: 60 degrees off
+    (face,) = face_engine.detect_rolled(frame, -30, size=size)
+    # Found in the turned frame, reported in the frame's own coordinates (within 1/8 of the eye distance).
+    placed = np.array([[320 - 20 * np.cos(np.pi / 6), 210], [320 + 20 * np.cos(np.pi / 6), 190]])
+    assert np.abs(face.kps[:2] - placed).max() < KIOSK_EYES_PX / 8
+    assert abs(roll_deg(face) + 30) < 5
 
 
 def test_a_masked_face_is_found_and_followed_by_the_larger_region_pass(face_engine, person) -> None:
