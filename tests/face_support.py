@@ -126,39 +126,3 @@ def downscaled(image: np.ndarray, face_width: float) -> np.ndarray:
     pad = 40
     return cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(96, 96, 96))
 
-
-def lower_face_masked(image: np.ndarray, kps: np.ndarray) -> np.ndarray:
-    """A synthetic surgical mask (flat light blue) from half-way between the eyes and the nose tip down over
-    the mouth and chin, to the width of the face, drawn on the photo around its five landmarks."""
-    left, right, nose, mouth_l, mouth_r = (np.asarray(p, np.float64) for p in kps)
-    eyes = (left + right) / 2
-    span = float(np.linalg.norm(right - left))
-    across = (right - left) / span
-    down = np.array([-across[1], across[0]])
-    if np.dot(down, nose - eyes) < 0:
-        down = -down
-    top = eyes + down * 0.5 * float(np.dot(nose - eyes, down))
-    mouth = float(np.dot((mouth_l + mouth_r) / 2 - eyes, down))
-    corners = [top - across * 1.05 * span, top + across * 1.05 * span,
-               eyes + down * (mouth + 0.3 * span) + across * span,
-               eyes + down * (mouth + 0.85 * span) + across * 0.45 * span,
-               eyes + down * (mouth + 0.85 * span) - across * 0.45 * span,
-               eyes + down * (mouth + 0.3 * span) - across * span]
-    out = image.copy()
-    cv2.fillPoly(out, [np.round(np.array(corners)).astype(np.int32)], (225, 205, 170), lineType=cv2.LINE_AA)
-    return out
-
-
-def at_kiosk(image: np.ndarray, kps: np.ndarray, eye_px: float, roll_deg: float = 0.0) -> np.ndarray:
-    """The photo as a 640x480 camera frame: its eyes ``eye_px`` apart, their midpoint at (320, 200), the head
-    tilted sideways by ``roll_deg`` (positive: counter-clockwise as seen), on the scenes' plain background."""
-    from kiosk.tools.scenes import BACKGROUND, FRAME_H, FRAME_W
-
-    left, right = np.asarray(kps[0], np.float64), np.asarray(kps[1], np.float64)
-    eyes = (left + right) / 2
-    level = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
-    scale = eye_px / float(np.linalg.norm(right - left))
-    matrix = cv2.getRotationMatrix2D((float(eyes[0]), float(eyes[1])), level + roll_deg, scale)
-    matrix[:, 2] += np.array([FRAME_W / 2, 200.0]) - eyes
-    return cv2.warpAffine(image, matrix, (FRAME_W, FRAME_H), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(BACKGROUND,) * 3)

@@ -131,6 +131,7 @@ class FrameProcessor:
     def reset(self) -> None:
         """End the current walk-up."""
         self._track, self._misses, self._embeds, self._decided, self._last_match = None, 0, 0, None, None
+        self._searches = 0  # a new walk-up is searched upright first (the likeliest)
         self._settled, self._unlooked, self._last = False, 0, None
         self.vote.reset()
 
