@@ -11,8 +11,8 @@ Each stage takes and returns plain data, so it can be timed and tested alone::
 ``detect`` is one detector pass (camera frames); ``detect_photo`` adds the retries a still photo
 may need: a larger detector input for a small face in a big picture, and a padded border for a
 tight ID-style crop, whose face is too large for the detector's anchors. ``detect_region`` looks
-only around a face followed from the previous frame (cheap, and sharper landmarks), turned upright
-by that face's landmarks when its head is tilted sideways; ``detect_rolled`` is one pass over a whole
+only around a face followed from the previous frame (cheap, and sharper landmarks), or that region
+turned upright by the face's landmarks (``turned``: a head tilted sideways); ``detect_rolled`` is one pass over a whole
 frame turned by a given angle, for a tilted head the upright pass misses.
 """
 
@@ -49,8 +49,9 @@ PROVIDERS = ["CPUExecutionProvider"]
 # A region searched around a followed face, in face widths, and the least region side in px.
 REGION_SCALE = 2.2
 REGION_MIN_PX = 96
-# A followed face tilted sideways (roll) by more than this is searched in a region turned upright:
-# the detector, trained on mostly upright faces, loses a face rolled 30 degrees 3 times in 4.
+# A followed face tilted sideways (roll) by more than this that the upright region pass loses is looked for
+# once more in the region turned upright: the detector, trained on mostly upright faces, loses a face rolled
+# 30 degrees 3 times in 4 (at 40 px between the eyes, full frame at 160 px).
 REGION_ROLL_MIN_DEG = 10.0
 
 
@@ -221,22 +222,22 @@ class FaceEngine:
                                 borderMode=cv2.BORDER_REPLICATE)
         return [mapped(f, matrix) for f in self.detect(turned, size=size, min_score=min_score)]
 
-    def detect_region(self, frame: np.ndarray, around: Face, size: int | None = None) -> list[Face]:
-        """Faces in a square region around ``around`` (a face from the previous frame), turned upright by its
-        landmarks when it is tilted sideways more than REGION_ROLL_MIN_DEG."""
+    def detect_region(self, frame: np.ndarray, around: Face, size: int | None = None,
+                      turned: bool = False) -> list[Face]:
+        """Faces in a square region around ``around`` (a face from the previous frame); ``turned``: the region
+        turned upright by the landmarks of ``around`` (a head tilted sideways), found faces mapped back."""
         h, w = frame.shape[:2]
         cx, cy = around.center
         side = max(REGION_MIN_PX, REGION_SCALE * max(around.width, around.height))
         size = size or self.cfg.track_det_size_px
-        roll = roll_deg(around)
-        if abs(roll) > REGION_ROLL_MIN_DEG:
-            # The region turned about the face's centre into a side x side image (what falls outside the frame
-            # repeats its edge, as a crop at the edge would be cut).
-            matrix = cv2.getRotationMatrix2D((cx, cy), roll, 1.0)
+        if turned:
+            # The region turned about the face's centre into a side x side image; what lies outside the frame
+            # is black, as if cut off.
+            matrix = cv2.getRotationMatrix2D((cx, cy), roll_deg(around), 1.0)
             matrix[:, 2] += (side / 2 - cx, side / 2 - cy)
             n = int(round(side))
             region = cv2.warpAffine(as_bgr(frame), matrix, (n, n), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
             return [mapped(f, matrix) for f in self.detect(region, size=size)]
         x1, y1 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
         x2, y2 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))

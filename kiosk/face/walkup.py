@@ -9,8 +9,8 @@ spends work only where it changes the outcome:
   tilted sideways), whose low-scored proposals (``face.search_score_min``: a masked or small face) count
   only once the region pass around them confirms them; an unchanged picture never pays for it;
 - a face followed from the previous frame: detection only in the region around it
-  (``face.track_det_size_px``), turned upright by its landmarks when the head is tilted, which is cheaper
-  and gives sharper landmarks;
+  (``face.track_det_size_px``), which is cheaper and gives sharper landmarks; lost there, the region
+  turned upright by its landmarks when the head is tilted, then the region at ``face.det_size_px``;
 - once the walk-up is decided (k of n frames agreed, or two strong frames in a row: kiosk.face.vote)
   the face is no longer embedded while it stays in view; once the caller has acted on it
   (``settle()``: punched, refused) the face is looked for only every ``face.settled_look_every_frames``
@@ -22,8 +22,8 @@ A face the quality gate refuses only for a mask or sunglasses is still embedded 
 ``ADJUST`` with those reasons, so the screen asks for the mask or sunglasses to come off.
 
 ``FrameResult.passes`` names every detector pass a frame cost, in order ("idle", "search", "search+30",
-"search-30", "region", "region_large": the region once more at ``face.det_size_px`` when the small input
-lost the face, "full").
+"search-30", "region", "region_turned", "region_large": the region once more at ``face.det_size_px`` when
+the small input lost the face, "full").
 
 A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
 face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.runtime.pipeline) adds liveness.
@@ -39,7 +39,7 @@ import numpy as np
 
 from kiosk.face.calibration import strong_threshold
 from kiosk.face.config import MatchConfig
-from kiosk.face.engine import FaceEngine
+from kiosk.face.engine import REGION_ROLL_MIN_DEG, FaceEngine, roll_deg
 from kiosk.face.gallery import Gallery, Match
 from kiosk.face.quality import COVERED
 from kiosk.face.types import Face, QualityReport
@@ -168,15 +168,19 @@ class FrameProcessor:
         return engine.choose(engine.detect_region(frame, seen), frame.shape) or seen
 
     def _region(self, frame: np.ndarray, around: Face) -> list[Face]:
-        """The faces overlapping ``around`` in the region pass; when it finds none, once more at det_size_px
-        (a face the small input loses: a masked one scores lower, 15 % of them below det_score_min at 160 px)."""
+        """The faces overlapping ``around`` in the region pass; when it finds none, the region turned upright
+        (``around`` tilted sideways more than REGION_ROLL_MIN_DEG), then the region at det_size_px (a face the
+        small input loses: a masked one scores lower, 15 % of them below det_score_min at 160 px)."""
         engine, cfg = self.engine, self.cfg
-        sizes = [(cfg.track_det_size_px, "region")]
+        steps = [(cfg.track_det_size_px, False, "region")]
+        if abs(roll_deg(around)) > REGION_ROLL_MIN_DEG:
+            steps.append((cfg.track_det_size_px, True, "region_turned"))
         if cfg.det_size_px > cfg.track_det_size_px:
-            sizes.append((cfg.det_size_px, "region_large"))
-        for size, name in sizes:
+            steps.append((cfg.det_size_px, False, "region_large"))
+        for size, turned, name in steps:
             self._passes.append(name)
-            near = [f for f in engine.detect_region(frame, around, size=size) if iou(f, around) >= cfg.track_iou_min]
+            near = [f for f in engine.detect_region(frame, around, size=size, turned=turned)
+                    if iou(f, around) >= cfg.track_iou_min]
             if near:
                 return near
         return []
