@@ -125,3 +125,4 @@ def downscaled(image: np.ndarray, face_width: float) -> np.ndarray:
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     pad = 40
     return cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(96, 96, 96))
+

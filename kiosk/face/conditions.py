@@ -73,13 +73,19 @@ def framed(image: np.ndarray, face: Face) -> tuple[np.ndarray, Face]:
 def at_eye_distance(image: np.ndarray, face: Face, eye_px: float) -> np.ndarray:
     """A camera frame in which the face's eyes are ``eye_px`` apart, near the middle (shrunk with area
     averaging, as a sensor would; the rest of the frame is plain grey)."""
+    return placed(image, face, eye_px)[0]
+
+
+def placed(image: np.ndarray, face: Face, eye_px: float) -> tuple[np.ndarray, Face]:
+    """``at_eye_distance``'s frame, and the face in its coordinates (to roll it or mask it there too)."""
     scale = eye_px / max(face.eye_distance, 1e-6)
     resized = cv2.resize(image, None, fx=scale, fy=scale,
                          interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     mid = (face.kps[0] + face.kps[1]) / 2 * scale
     shift = np.array([[1.0, 0, EYES_AT[0] - mid[0]], [0, 1.0, EYES_AT[1] - mid[1]]])
-    return cv2.warpAffine(resized, shift, (FRAME_W, FRAME_H), flags=cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(BACKGROUND,) * 3)
+    frame = cv2.warpAffine(resized, shift, (FRAME_W, FRAME_H), flags=cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=(BACKGROUND,) * 3)
+    return frame, _moved(face, np.array([[scale, 0, shift[0, 2]], [0, scale, shift[1, 2]]]))
 
 
 def _face_axes(face: Face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

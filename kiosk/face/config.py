@@ -52,6 +52,20 @@ class FaceConfig(StrictModel):
                                        "face found only by the photo_det_size_px retry: a larger input "
                                        "finds more false faces in texture (a dog scores 0.64), so they "
                                        "must be surer.")
+    search_det_size_px: int = Field(480, ge=0, le=1280, description="Detector input size (px) of the search "
+                                    "passes (see search_roll_deg): larger than det_size_px, as a masked or small "
+                                    "face is proposed at all only there (at 320 px 1 masked face in 5 is not); "
+                                    "0: no search passes (the idle pass alone, as before).")
+    search_score_min: float = Field(0.3, ge=0.05, le=0.99, description="Least detector confidence for a face "
+                                    "proposed by a search pass (see search_roll_deg); a proposal counts only when "
+                                    "the region pass around it confirms it at det_score_min, so a masked, small or "
+                                    "tilted face the full frame scores low is still found, and texture is not.")
+    search_roll_deg: float = Field(30.0, ge=0, le=45, description="When the picture changed and the cheap idle "
+                                   "pass finds nobody, each such frame gets one search pass at det_size_px, in "
+                                   "turn: the frame upright, turned by +search_roll_deg, turned by -search_roll_deg "
+                                   "(a head tilted sideways); 0: upright only. A frame that did not change (nobody "
+                                   "there) never gets one. A followed face is searched turned upright by its own "
+                                   "landmarks.")
     pad_ratio: float = Field(0.5, ge=0.0, le=2.0, description="Border added on each side, as a fraction of "
                              "the photo's longer side, when retrying a photo where no face was found (tight "
                              "ID-style crops).")
@@ -71,7 +85,8 @@ class FaceConfig(StrictModel):
                                            "or refused), look for the face only every this many frames: "
                                            "enough to notice the person leave, at a fraction of the cost.")
 
-    @field_validator("det_size_px", "idle_det_size_px", "track_det_size_px", "photo_det_size_px")
+    @field_validator("det_size_px", "idle_det_size_px", "track_det_size_px", "photo_det_size_px",
+                     "search_det_size_px")
     @classmethod
     def verify_multiple_of_32(cls, value: int) -> int:
         if value % 32:

@@ -3,9 +3,14 @@
 ``process(frame) -> FrameResult`` runs detect -> choose -> quality -> embed -> match -> vote, but
 spends work only where it changes the outcome:
 
-- nobody in view: one detector pass at the small ``face.idle_det_size_px``;
+- nobody in view: one detector pass at the small ``face.idle_det_size_px``; only when the picture changed
+  (the caller's motion gate: ``process(frame, moved=True)``) and that pass found nobody, one *search*
+  pass at ``face.search_det_size_px`` follows, in turn upright and turned by +/-``face.search_roll_deg`` (a head
+  tilted sideways), whose low-scored proposals (``face.search_score_min``: a masked or small face) count
+  only once the region pass around them confirms them; an unchanged picture never pays for it;
 - a face followed from the previous frame: detection only in the region around it
-  (``face.track_det_size_px``), which is cheaper and gives sharper landmarks;
+  (``face.track_det_size_px``), which is cheaper and gives sharper landmarks; lost there, the region
+  turned upright by its landmarks when the head is tilted, then the region at ``face.det_size_px``;
 - once the walk-up is decided (k of n frames agreed, or two strong frames in a row: kiosk.face.vote)
   the face is no longer embedded while it stays in view; once the caller has acted on it
   (``settle()``: punched, refused) the face is looked for only every ``face.settled_look_every_frames``
@@ -15,6 +20,10 @@ spends work only where it changes the outcome:
 A face the quality gate refuses only for a mask or sunglasses is still embedded and matched
 (``quality.covered_faces = advise``): recognised, it counts as any other frame; not recognised, it is
 ``ADJUST`` with those reasons, so the screen asks for the mask or sunglasses to come off.
+
+``FrameResult.passes`` names every detector pass a frame cost, in order ("idle", "search", "search+30",
+"search-30", "region", "region_turned", "region_large": the region once more at ``face.det_size_px`` when
+the small input lost the face, "full").
 
 A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
 face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.runtime.pipeline) adds liveness.
@@ -30,7 +39,7 @@ import numpy as np
 
 from kiosk.face.calibration import strong_threshold
 from kiosk.face.config import MatchConfig
-from kiosk.face.engine import FaceEngine
+from kiosk.face.engine import REGION_ROLL_MIN_DEG, FaceEngine, roll_deg
 from kiosk.face.gallery import Gallery, Match
 from kiosk.face.quality import COVERED
 from kiosk.face.types import Face, QualityReport
@@ -55,6 +64,11 @@ class FrameResult:
     embedded: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
     cpu_ms: dict[str, float] = field(default_factory=dict)
+    passes: tuple[str, ...] = ()
+
+
+# The most proposals of one search pass that get a region pass to confirm them (the best scored first).
+SEARCH_PROPOSALS = 3
 
 
 def iou(a: Face, b: Face) -> float:
@@ -99,6 +113,8 @@ class FrameProcessor:
         self._embeds = 0
         self._decided: Decision | None = None
         self._last_match: Match | None = None
+        self._searches = 0
+        self._passes: list[str] = []
         self.walkup_id = 0
 
     def use_gallery(self, gallery: Gallery) -> None:
@@ -115,6 +131,7 @@ class FrameProcessor:
     def reset(self) -> None:
         """End the current walk-up."""
         self._track, self._misses, self._embeds, self._decided, self._last_match = None, 0, 0, None, None
+        self._searches = 0  # a new walk-up is searched upright first (the likeliest)
         self._settled, self._unlooked, self._last = False, 0, None
         self.vote.reset()
 
@@ -133,19 +150,56 @@ class FrameProcessor:
         self._unlooked = 0
         return False
 
-    def _find(self, frame: np.ndarray) -> Face | None:
+    def _find(self, frame: np.ndarray, moved: bool) -> Face | None:
         """The presented face, following the current walk-up when there is one."""
-        engine, track = self.engine, self._track
+        engine, track, cfg = self.engine, self._track, self.cfg
         if track is not None:
-            near = [f for f in engine.detect_region(frame, track) if iou(f, track) >= self.cfg.track_iou_min]
+            near = self._region(frame, track)
             if near:
                 return max(near, key=lambda f: iou(f, track))
+            self._passes.append("full")
             return engine.choose(engine.detect(frame), frame.shape)
-        seen = engine.choose(engine.detect(frame, size=self.cfg.idle_det_size_px), frame.shape)
+        self._passes.append("idle")
+        seen = engine.choose(engine.detect(frame, size=cfg.idle_det_size_px), frame.shape)
         if seen is None:
-            return None
+            return self._search(frame) if moved and cfg.search_det_size_px else None
         # Re-detect in the region for landmarks as sharp as a followed face gets.
+        self._passes.append("region")
         return engine.choose(engine.detect_region(frame, seen), frame.shape) or seen
+
+    def _region(self, frame: np.ndarray, around: Face) -> list[Face]:
+        """The faces overlapping ``around`` in the region pass; when it finds none, the region turned upright
+        (``around`` tilted sideways more than REGION_ROLL_MIN_DEG), then the region at det_size_px (a face the
+        small input loses: a masked one scores lower, 15 % of them below det_score_min at 160 px)."""
+        engine, cfg = self.engine, self.cfg
+        steps = [(cfg.track_det_size_px, False, "region")]
+        if abs(roll_deg(around)) > REGION_ROLL_MIN_DEG:
+            steps.append((cfg.track_det_size_px, True, "region_turned"))
+        if cfg.det_size_px > cfg.track_det_size_px:
+            steps.append((cfg.det_size_px, False, "region_large"))
+        for size, turned, name in steps:
+            self._passes.append(name)
+            near = [f for f in engine.detect_region(frame, around, size=size, turned=turned)
+                    if iou(f, around) >= cfg.track_iou_min]
+            if near:
+                return near
+        return []
+
+    def _search(self, frame: np.ndarray) -> Face | None:
+        """One search pass (upright or turned, in turn from frame to frame) at search_det_size_px and the low
+        search_score_min; a proposal is a face only if the region pass around it finds it at det_score_min."""
+        engine, cfg = self.engine, self.cfg
+        rolls = (0.0, cfg.search_roll_deg, -cfg.search_roll_deg) if cfg.search_roll_deg else (0.0,)
+        roll = rolls[self._searches % len(rolls)]
+        self._searches += 1
+        if roll:
+            self._passes.append(f"search{roll:+g}")
+            proposals = engine.detect_rolled(frame, roll, size=cfg.search_det_size_px, min_score=cfg.search_score_min)
+        else:
+            self._passes.append("search")
+            proposals = engine.detect(frame, size=cfg.search_det_size_px, min_score=cfg.search_score_min)
+        confirmed = [f for p in proposals[:SEARCH_PROPOSALS] for f in self._region(frame, p)]
+        return engine.choose(confirmed, frame.shape)
 
     def _follow(self, face: Face | None) -> bool:
         """Update the walk-up with this frame's face; False when nobody is (any longer) in view."""
@@ -162,19 +216,24 @@ class FrameProcessor:
         self._track, self._misses = face, 0
         return True
 
-    def process(self, frame: np.ndarray) -> FrameResult:
+    def process(self, frame: np.ndarray, moved: bool = True) -> FrameResult:
+        """One frame. ``moved``: the picture changed since the last look (the caller's motion gate); while
+        nobody is followed, only a changed picture pays for a search pass when the idle pass finds nobody."""
         clock = _Clock()
+        self._passes = []
         if self._skip_look():
             clock.lap("detect")
-            return self._settled_result(clock, self._track)
-        face = self._find(frame)
-        clock.lap("detect")
-        if not self._follow(face):
-            return FrameResult(FrameState.IDLE, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
-        if self._settled:
-            return self._settled_result(clock, face)
-        self._last = self._evaluate(frame, face, clock)
-        return self._last
+            result = self._settled_result(clock, self._track)
+        else:
+            face = self._find(frame, moved)
+            clock.lap("detect")
+            if not self._follow(face):
+                result = FrameResult(FrameState.IDLE, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
+            elif self._settled:
+                result = self._settled_result(clock, face)
+            else:
+                result = self._last = self._evaluate(frame, face, clock)
+        return replace(result, passes=tuple(self._passes))
 
     def _settled_result(self, clock: _Clock, face: Face | None) -> FrameResult:
         """A settled walk-up's frame: where the face is, and the walk-up's last verdict (nothing is embedded)."""

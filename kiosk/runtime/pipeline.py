@@ -68,25 +68,28 @@ class Pipeline:
         self.motion = MotionGate(config.pipeline.motion_threshold)
         self.walkup = WalkupState()
         self._last_look_ns = 0
+        self._moved = True
         # The newest frame and what was found in it, for the screen's live preview (read-only there).
         self.latest: tuple[object, FrameResult | None] | None = None
 
     # -- pacing ----------------------------------------------------------
 
     def _should_look(self, frame) -> bool:  # noqa: ANN001 - hardware Frame
-        """While idle: only on motion, or every idle_interval_ms to catch someone standing still."""
+        """While idle: only on motion, or every idle_interval_ms to catch someone standing still (that
+        look is the cheap idle pass alone: the frame processor's search passes are for a changed picture)."""
         if self.processor.tracking:
+            self._moved = True
             return True  # following a face: every frame counts, and no motion thumbnail is needed
-        moved = self.motion.changed(frame.image)
+        self._moved = self.motion.changed(frame.image)
         due = frame.mono_ns - self._last_look_ns >= self.config.pipeline.idle_interval_ms * 1e6
-        return moved or due
+        return self._moved or due
 
     def handle(self, frame) -> FrameResult | None:  # noqa: ANN001 - hardware Frame
         if not self._should_look(frame):
             self.latest = (frame, None)
             return None
         self._last_look_ns = frame.mono_ns
-        result = self.processor.process(frame.image)
+        result = self.processor.process(frame.image, moved=self._moved)
         self.latest = (frame, result)
         if result.state is FrameState.IDLE or result.face is None:
             if not self.processor.tracking:

@@ -299,11 +299,12 @@ def _walkup_round(engine, gallery, config: KioskConfig, app, frames: list[np.nda
 
 
 def _idle_round(engine, gallery, config: KioskConfig, frame: np.ndarray, count: int) -> list[float]:  # noqa: ANN001
-    """Wall and CPU ms per look while nobody is in view."""
+    """Wall and CPU ms per look while nobody is in view (the picture unchanged, as the daemon's motion gate
+    finds an empty scene: the idle pass alone)."""
     from kiosk.face.walkup import FrameProcessor
 
     loop = FrameProcessor(engine, gallery, config.match)
-    looks = [timed(lambda: loop.process(frame))[1:] for _ in range(count)]
+    looks = [timed(lambda: loop.process(frame, moved=False))[1:] for _ in range(count)]
     return [_mean([w for w, _ in looks]), _mean([c for _, c in looks])]
 
 

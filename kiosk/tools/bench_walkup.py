@@ -230,7 +230,8 @@ def _idle(config_path: Path, seconds: float, fps: float, tmp: Path, plain: bool,
         write_scene(camera, [(None, 30, "empty")])
     sets = [*sets, f"camera.source='images:{camera}?fps={fps:g}&loop=1'"]
     if plain:
-        sets += ["pipeline.motion_threshold=0", "pipeline.idle_interval_ms=0", "face.idle_det_size_px=320"]
+        sets += ["pipeline.motion_threshold=0", "pipeline.idle_interval_ms=0", "face.idle_det_size_px=320",
+                 "face.search_det_size_px=0"]
     _, cpu, wall = _run_daemon(config_path, sets, seconds)
     return cpu / wall * 60
 
