@@ -1,7 +1,8 @@
 """Field punches without signal, the installable page and the fraud signals, for real: a headless Chromium phone
 (virtual WebAuthn authenticator, emulated location, camera fed a real face video: the owner blinking, so the
 hub's liveness check in blink mode passes online, test_ui_field.py's `field_hub`) against a real hub on
-127.0.0.1 (SQLite). Offline a punch carries one camera still (the hub checks that face 1:1, no liveness).
+127.0.0.1 (SQLite). Offline the page films a clip in which the person blinks; the hub judges it whole on
+arrival (blink mode, one face throughout, 1:1 with the owner).
 
 Offline (Playwright's `context.set_offline`): the page opens from its service worker's cache, the punch is
 signed by the passkey over the claim the page built and kept in IndexedDB; back online it is delivered once
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from console_support import add_user, signed_in
-from field_support import enrolment_photos, jpeg_b64, video_images, video_y4m
+from field_support import enrolment_photos, video_y4m
 from test_ui_field import (
     FAR,
     OWNER_CLIP,
@@ -118,21 +119,36 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, video_data: Path, invoke
                 return [response.status, (await response.json()).status];
             }""", kept[0])
             assert again == [200, "duplicate"]
-            # The kept claim edited after it was signed, or sent with another photo: refused, nothing stored.
-            send = """async ([item, claim, photo]) => {
+            # The kept claim edited after it was signed, or sent with another frame: refused, nothing stored.
+            send = """async ([item, claim, swap]) => {
                 const { id, created, ...body } = item;
                 body.claim = claim;
-                if (photo) body.media = { selfie_jpeg_b64: photo };
+                const other = body.frames[1].jpeg_b64;
+                if (swap) body.frames = body.frames.map((f, i) => (i ? f : { ...f, jpeg_b64: other }));
                 const response = await fetch('/v1/field/punch/offline', { method: 'POST',
                     headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
                 return [response.status, (await response.json()).error.message];
             }"""
             claim = kept[0]["claim"]
-            assert phone.evaluate(send, [kept[0], claim.replace('"OUT"', '"IN"'), None]) == [
+            assert phone.evaluate(send, [kept[0], claim.replace('"OUT"', '"IN"'), False]) == [
                 401, "the passkey signed another challenge"]
-            other = jpeg_b64(next(video_images(video_data / OWNER_CLIP, 6.0, 1.0, 1.0))[1], 95)
-            assert phone.evaluate(send, [kept[0], claim, other]) == [
-                422, "the offline punch's selfie_jpeg_b64 is not the one its claim was signed with"]
+            assert phone.evaluate(send, [kept[0], claim, True]) == [
+                422, "the offline punch's frames are not the ones its claim was signed with"]
+            # Going offline does not skip liveness: a still (one frame of the clip, repeated), claimed and signed
+            # as the page does, is refused when it arrives.
+            still = phone.evaluate("""async (item) => {
+                const frames = item.frames.map((f, i) => ({ t_ms: f.t_ms, jpeg_b64: item.frames[0].jpeg_b64 }));
+                const digests = await Promise.all(frames.map(async (f) => [f.t_ms, await sha256hex(f.jpeg_b64)]));
+                const claim = JSON.stringify({ ...JSON.parse(item.claim), id: crypto.randomUUID(),
+                                               media: { frames: digests } });
+                const challenge = b64url(await sha256(new TextEncoder().encode(claim)));
+                const mine = fromB64url(localStorage.getItem('field.credential'));
+                const signed = await sign({ challenge }, [{ type: 'public-key', id: mine }]);
+                delete signed.challenge_id;
+                try { await call('POST', '/v1/field/punch/offline', { claim, frames, ...signed }); return 'stored'; }
+                catch (error) { return `${error.status} ${error.message}`; }
+            }""", kept[0])
+            assert still.startswith("403 not accepted: no blink was seen"), still
 
             # Fraud signals from real punches: ~5 km in seconds; a coarse fix; a mocked position.
             _move(phone, *FAR)

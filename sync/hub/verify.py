@@ -195,7 +195,7 @@ def _field_verdict(number: int, ident: str, row: dict[str, Any], device_id: str,
             if differs:
                 return fail(differs)
             challenge, what = claim_challenge(claim.text), ("passkey assertion over the claim the phone signed "
-                                                            "offline (phone time unverified; photo digest not in "
+                                                            "offline (phone time unverified; clip digests not in "
                                                             "the file)")
         else:
             challenge, what = bytes.fromhex(_text(row.get("hash"))), "passkey assertion over the record's hash"

@@ -11,7 +11,7 @@ the live clip, checks the place, then builds the record with the project's punch
 definition (kiosk.base.record: the hub's receive time as ``ts_utc``, the next seq and the chain head of the
 phone) and hands out its hash as the WebAuthn challenge; ``confirm`` verifies the passkey's assertion over
 that hash and stores the record through ingest with the assertion beside it, in one transaction. An offline
-punch (sync/hub/field/offline.py) is judged on its one still instead (``judge`` with the selfie).
+punch (sync/hub/field/offline.py) has its clip judged whole on arrival (blink mode), then the same ``judge``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from sync.hub.db.base import HubDb
 from sync.hub.devices import Device, token_hash
 from sync.hub.faces import TemplateMaker
 from sync.hub.field import liveness, webauthn
-from sync.hub.field.face import FaceVerdict, verify_face
+from sync.hub.field.face import FaceVerdict
 from sync.hub.field.geofence import POLICIES, Placement, Site, place
 from sync.hub.field.signals import fraud_signals
 from sync.hub.ingest import ingest
@@ -246,9 +246,8 @@ class PunchAttempt:
     lon: float | None
     accuracy_m: float | None
     phone_ts_utc: str
-    selfie: bytes  # an offline punch's still (online, the face is the live clip's)
     mocked: bool = False
-    clip_id: str = ""  # online: the clip the hub judged live
+    clip_id: str = ""  # online: the clip the hub judged live (offline: none, its clip is judged whole)
 
 
 def _rate_limit(tx: Any, table: str, device_id: str, per_minute: int) -> None:
@@ -290,10 +289,9 @@ class Judged:
     placement: Placement
 
 
-def judge(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str,
-          face: FaceVerdict | None = None) -> Judged:
-    """The checks every field punch passes, online or offline: a paired phone, the face 1:1 (``face``: already
-    judged, the live clip's; else the attempt's still), the place."""
+def judge(db: HubDb, attempt: PunchAttempt, default_policy: str, face: FaceVerdict) -> Judged:
+    """The checks every field punch passes, online or offline: a paired phone, the face (``face``: the clip's
+    verdict, judged live piece by piece online or whole offline), the place."""
     if attempt.direction not in DIRECTIONS:
         raise InvalidInput(f"direction {attempt.direction!r} is not IN or OUT", fix="Use the page's buttons.")
     try:
@@ -304,7 +302,6 @@ def judge(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy
     with db.transaction(write=False) as tx:
         phone = _phone(tx, attempt.device_id)
         policy, sites = _policy_and_sites(tx, phone.employee_id, default_policy)
-    face = face or verify_face(db, maker, phone.employee_id, attempt.selfie)
     if not face.match:
         log.info("field device %s: face refused (%s)", phone.device_id, face.reason)
         raise Forbidden(f"face not accepted: {face.reason}", fix="Hold the phone at arm's length, face the light, "
@@ -339,13 +336,13 @@ def build_record(db: HubDb, judged: Judged, attempt: PunchAttempt, punch_id: str
     return record, detail
 
 
-def prepare(db: HubDb, maker: TemplateMaker, attempt: PunchAttempt, default_policy: str,
-            ttl_s: float, per_minute: int, max_speed_kmh: float = 300.0) -> dict[str, Any]:
+def prepare(db: HubDb, attempt: PunchAttempt, default_policy: str, ttl_s: float, per_minute: int,
+            max_speed_kmh: float = 300.0) -> dict[str, Any]:
     """Take the clip the hub judged live (its score: the median 1:1 score) and check the place, then build the
     record; its hash is the challenge the passkey signs. The clip is spent with the challenge's row."""
     with db.transaction(write=False) as tx:
         score = liveness.live_clip_score(tx, attempt.clip_id, attempt.device_id)
-    judged = judge(db, maker, attempt, default_policy, FaceVerdict(True, score, ""))
+    judged = judge(db, attempt, default_policy, FaceVerdict(True, score, ""))
     now = utc_now()
     skew_s = round((judged.phone_time - now).total_seconds(), 1)
     record, detail = build_record(db, judged, attempt, str(uuid7()), now, "verified",

@@ -21,7 +21,6 @@ from sync.protocol import API_PREFIX, EMPLOYEE_ID, InputModel
 HERE = Path(__file__).resolve().parent
 B64 = r"^[A-Za-z0-9_=+/-]*$"
 DEVICE_ID = r"^fld_[0-9a-f]+$"
-MAX_SELFIE_CHARS = 2_000_000  # base64 of a ~1.5 MB JPEG: an offline punch's camera still, not a photo album
 
 
 def origin_of(request: Request) -> str:
@@ -77,13 +76,9 @@ class ConfirmIn(SignedIn):
     challenge_id: str = Field(min_length=10, max_length=64, pattern=B64)
 
 
-class OfflineMedia(InputModel):
-    selfie_jpeg_b64: str = Field(min_length=100, max_length=MAX_SELFIE_CHARS, pattern=B64)
-
-
 class OfflineIn(SignedIn):
     claim: str = Field(min_length=10, max_length=offline.MAX_CLAIM_CHARS)
-    media: OfflineMedia
+    frames: list[FrameIn] = Field(min_length=1, max_length=offline.MAX_CLAIM_FRAMES)
 
 
 class PairingIn(InputModel):
@@ -125,8 +120,10 @@ def _phone_routes(api: APIRouter) -> None:
 
     @api.get("/phone/{device_id}")
     def phone(device_id: str, request: Request) -> dict[str, Any]:
-        """Whose phone this is, their sites and geofence policy."""
-        return phones.phone_view(request.app.state.db, device_id, request.app.state.hub.config.field.default_policy)
+        """Whose phone this is, their sites and geofence policy, and how to film a clip with no signal."""
+        field = request.app.state.hub.config.field
+        return {**phones.phone_view(request.app.state.db, device_id, field.default_policy),
+                "offline_clip": offline.clip_to_film(_liveness(field))}
 
     @api.post("/punch/start", status_code=201)
     def start(body: StartIn, request: Request) -> dict[str, Any]:
@@ -148,9 +145,9 @@ def _phone_routes(api: APIRouter) -> None:
         passkey's challenge."""
         hub = request.app.state.hub
         attempt = phones.PunchAttempt(body.device_id, body.direction, body.lat, body.lon, body.accuracy_m,
-                                      body.phone_ts_utc, b"", body.mocked, body.clip_id)
+                                      body.phone_ts_utc, body.mocked, body.clip_id)
         field = hub.config.field
-        return phones.prepare(hub.db, hub.maker, attempt, field.default_policy, field.challenge_ttl_s,
+        return phones.prepare(hub.db, attempt, field.default_policy, field.challenge_ttl_s,
                               field.attempts_per_minute, field.max_speed_kmh)
 
     @api.post("/punch/confirm", status_code=201)
@@ -174,8 +171,9 @@ def _phone_routes(api: APIRouter) -> None:
                                      b64url_decode(body.authenticator_data, "authenticator_data"),
                                      b64url_decode(body.signature, "signature"))
         hub = request.app.state.hub
-        result = offline.deliver(hub.db, hub.maker, body.claim, body.media.model_dump(), assertion,
-                                 origin_of(request), hub.config.field, hub.config.server.punch_max_ahead_s)
+        result = offline.deliver(hub.db, hub.maker, body.claim, [(f.t_ms, f.jpeg_b64) for f in body.frames],
+                                 assertion, origin_of(request), hub.config.field, _liveness(hub.config.field),
+                                 hub.config.server.punch_max_ahead_s)
         response.status_code = 201 if result["status"] == "stored" else 200
         _wake(request)
         return result

@@ -95,18 +95,8 @@ async function liveClip(deviceId) {
 
 // -- the punch ----------------------------------------------------------------------------------------------
 
-// An offline punch's camera still (queue.js keeps it with the signed claim; online, the face is the live clip).
-function selfie() {
-  const video = field.video;
-  const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  return canvas.toDataURL("image/jpeg", 0.92).split(",")[1];
-}
-
-// What a punch sends besides its face: the same online (prepare, with the live clip) and offline (queue.js,
-// with the still).
+// What a punch sends besides its face: the same online (prepare, with the live clip) and offline (queue.js
+// signs it in its claim, with the clip it films).
 function placeAndTime(direction, deviceId) {
   const fix = field.fix;
   return {
@@ -114,10 +104,6 @@ function placeAndTime(direction, deviceId) {
     lat: fix ? fix.latitude : null, lon: fix ? fix.longitude : null, accuracy_m: fix ? fix.accuracy : null,
     mocked: field.mocked === true,
   };
-}
-
-function punchBody(direction, deviceId) {
-  return { ...placeAndTime(direction, deviceId), selfie_jpeg_b64: selfie() };
 }
 
 async function prepare(direction, deviceId, clipId) {
@@ -198,6 +184,7 @@ function showFix(position) {
       return;
     }
   }
+  field.offlineClip = phone.offline_clip;
   startQueue();
   document.getElementById("name").textContent = `${phone.name} (${phone.employee_id})`;
   document.getElementById("policy").textContent = t("policy")[phone.policy];

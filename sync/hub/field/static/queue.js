@@ -4,6 +4,7 @@
 "use strict";
 
 Object.assign(TEXTS.en, {
+  film_offline: "No signal. Look at the camera and blink…",
   sign_offline: "No signal. Confirm with your screen lock to keep the punch on this phone…",
   kept: (dir) => `No signal: ${dir === "IN" ? "clock-in" : "clock-out"} kept on this phone. It is sent when the phone is back online.`,
   waiting: (n) => (n === 1 ? "1 punch waiting to be sent" : `${n} punches waiting to be sent`),
@@ -11,6 +12,7 @@ Object.assign(TEXTS.en, {
   offline_refused: "A punch kept offline was refused: ",
 });
 Object.assign(TEXTS.zh, {
+  film_offline: "无网络。请看着摄像头眨眨眼…",
   sign_offline: "无网络。请用锁屏验证确认，打卡将先保存在手机上…",
   kept: (dir) => `无网络：${dir === "IN" ? "上班打卡" : "下班打卡"}已保存在手机上，恢复网络后自动发送。`,
   waiting: (n) => `${n} 条打卡等待发送`,
@@ -61,14 +63,42 @@ async function showQueue() {
   line.hidden = !count;
 }
 
+// With no signal no hub can draw a challenge: the page films a short clip in which the person blinks (at the
+// online clip's rate and size, as the hub said on the last online visit); the hub judges it whole on arrival.
+function filmOffline(spec) {
+  const video = field.video;
+  const scale = Math.min(1, spec.frame_px / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  const context = canvas.getContext("2d");
+  const frames = [];
+  const started = performance.now();
+  const count = Math.floor(spec.seconds * spec.fps);
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      context.drawImage(video, 0, 0, canvas.width, canvas.height);
+      frames.push({ t_ms: Math.round(performance.now() - started),
+                    jpeg_b64: canvas.toDataURL("image/jpeg", 0.8).split(",")[1] });
+      if (frames.length >= count) {
+        clearInterval(timer);
+        resolve(frames);
+      }
+    }, 1000 / spec.fps);
+  });
+}
+
 // A punch with no signal: the claim (what the passkey signs: SHA-256 of its exact text) names the punch, the
-// place, the phone's time and the photo's SHA-256; the photo is kept beside it.
+// place, the phone's time and each frame's time and SHA-256; the frames are kept beside it.
 async function punchOffline(direction, deviceId) {
-  const body = punchBody(direction, deviceId);
+  const place = placeAndTime(direction, deviceId);
+  setStatus("busy", t("film_offline"));
+  const frames = await filmOffline(field.offlineClip);
+  const digests = await Promise.all(frames.map(async (f) => [f.t_ms, await sha256hex(f.jpeg_b64)]));
   const claim = JSON.stringify({
-    v: 1, id: crypto.randomUUID(), device_id: body.device_id, direction, phone_ts_utc: body.phone_ts_utc,
-    lat: body.lat, lon: body.lon, accuracy_m: body.accuracy_m, mocked: body.mocked,
-    media: { selfie_jpeg_b64: await sha256hex(body.selfie_jpeg_b64) },
+    v: 1, id: crypto.randomUUID(), device_id: place.device_id, direction, phone_ts_utc: place.phone_ts_utc,
+    lat: place.lat, lon: place.lon, accuracy_m: place.accuracy_m, mocked: place.mocked,
+    media: { frames: digests },
   });
   setStatus("busy", t("sign_offline"));
   const challenge = await sha256(new TextEncoder().encode(claim));
@@ -77,7 +107,7 @@ async function punchOffline(direction, deviceId) {
                             credential ? [{ type: "public-key", id: fromB64url(credential) }] : []);
   delete signed.challenge_id;
   await queueRequest("readwrite", (store) => store.put({
-    id: JSON.parse(claim).id, created: Date.now(), claim, media: { selfie_jpeg_b64: body.selfie_jpeg_b64 }, ...signed,
+    id: JSON.parse(claim).id, created: Date.now(), claim, frames, ...signed,
   }));
   await showQueue();
   setStatus("queued", t("kept")(direction));
