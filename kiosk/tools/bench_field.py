@@ -35,6 +35,9 @@ OBSERVE = """() => {
   const status = document.getElementById('status');
   new MutationObserver(() => window.benchMarks.push([performance.now(), status.dataset.state, status.textContent]))
     .observe(status, { attributes: true, childList: true, characterData: true, subtree: true });
+  const challenge = document.getElementById('challenge');
+  new MutationObserver(() => { if (!challenge.hidden) window.benchMarks.push([performance.now(), 'challenge', '']); })
+    .observe(challenge, { attributes: true, attributeFilter: ['hidden'] });
   document.querySelectorAll('button.punch').forEach((b) => b.addEventListener('click',
     () => window.benchMarks.push([performance.now(), 'press', '']), { capture: true }));
 }"""
@@ -108,7 +111,7 @@ def _round(page: Any, origin: str, direction: str) -> dict[str, Any]:
     wall = time.perf_counter() - started
     marks = page.evaluate("window.benchMarks")
     press = next(t for t, state, _ in marks if state == "press")
-    filming = next((t for t, state, text in marks if state == "busy" and text.startswith("Look at")), press)
+    filming = next((t for t, state, _ in marks if state == "challenge"), press)
     live = next((t for t, state, text in marks if state == "busy" and text.startswith("Checking")), None)
     end = next(t for t, state, _ in marks if state in ("ok", "refused"))
     state = page.locator("#status").get_attribute("data-state")
