@@ -128,6 +128,52 @@ def test_card_and_face_refuses_the_wrong_face(home: Path, tmp_path: Path, people
     assert [(p.employee_id, p.method) for p in _punches(home)] == [("E001", "card+face")]
 
 
+def _covered(face_engine, photo: Path, condition: str, folder: Path) -> Path:  # noqa: ANN001
+    """``photo`` in a camera frame with a drawn mask or sunglasses (kiosk.face.conditions), written to ``folder``."""
+    import cv2
+
+    from kiosk.face.conditions import CONDITIONS
+    from kiosk.face.images import read_image
+
+    image = read_image(photo)
+    face = face_engine.choose(face_engine.detect_photo(image), image.shape)
+    path = folder / f"{condition}_{photo.stem}.png"
+    cv2.imwrite(str(path), CONDITIONS[condition](image, face, 0))
+    return path
+
+
+def test_card_and_face_checks_a_masked_card_holder(home: Path, tmp_path: Path, people, face_engine) -> None:  # noqa: ANN001
+    """A mask does not stop the 1:1 check of card and face (quality.covered_faces = advise, as the walk-up's
+    search): the masked card holder punches, a masked other person does not."""
+    sets = ["punch.mode='card_and_face'", "liveness.enabled=false", "rfid.port='fake:?cards=8075634&start_s=0.2'"]
+    masked_b = _covered(face_engine, people["B"][0], "mask", tmp_path)
+    wrong = write_sequence(tmp_path / "wrong", [(None, 10), (masked_b, 30), (None, 6)])
+    proc, events = run_daemon(home, f"camera.source='images:{wrong}?fps=10'", *sets)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "show_face" in kinds(events) and "punched" not in kinds(events)
+    assert _punches(home) == []
+    masked_a = _covered(face_engine, people["A"][3], "mask", tmp_path)
+    right = write_sequence(tmp_path / "right", [(None, 10), (masked_a, 30), (None, 6)])
+    proc, events = run_daemon(home, f"camera.source='images:{right}?fps=10'", *sets)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [(p.employee_id, p.method) for p in _punches(home)] == [("E001", "card+face")]
+
+
+def test_sunglasses_hiding_the_blink_are_asked_off(home: Path, tmp_path: Path, people, face_engine) -> None:  # noqa: ANN001
+    """Sunglasses hide the blink the liveness check waits for: the screen asks for them to come off even though
+    the face is recognised with them; without liveness the same frames punch and nothing is asked."""
+    shaded = _covered(face_engine, people["A"][9], "sunglasses", tmp_path)
+    camera = write_sequence(tmp_path / "cam", [(None, 3), (shaded, 16), (None, 8)])
+    proc, events = run_daemon(home, f"camera.source='images:{camera}?fps=0'", "liveness.enabled=true",
+                              "liveness.mode=blink")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert kinds(events) == ["uncover_face", "not_live"] and _punches(home) == []
+    assert next(e for e in events if e["kind"] == "uncover_face")["detail"] == "sunglasses"
+    proc, events = run_daemon(home, f"camera.source='images:{camera}?fps=0'", "liveness.enabled=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert kinds(events) == ["punched"]
+
+
 def after(seen: list):  # noqa: ANN201
     """The kinds of the events published from now on (not those already in ``seen``)."""
     start = len(seen)

@@ -98,8 +98,11 @@ def test_a_dim_face_is_brightened_not_called_blurry_and_still_recognised(face_en
     assert now["detected"] == len(probes) and now["ungated"]["wrong"] == now["gated"]["wrong"] == 0
     assert "too_dark" not in now["refused"] and now["refused"].get("blurry", 0) <= 1, now
     assert now["gated"]["right"] >= now["ungated"]["right"] - 1 >= 14, now
-    # The same frames judged as before (raw darkness, no brightening) lost nearly every right answer.
-    before = FaceEngine(face_engine.pack, face_engine.cfg, QualityConfig(min_brightness=45, low_light_below=0))
+    # The same frames judged as before (raw darkness, no brightening, a walk-up frame held to enrolment's
+    # sharpness) lost nearly every right answer.
+    before = FaceEngine(face_engine.pack, face_engine.cfg, QualityConfig(
+        min_brightness=45, low_light_below=0, walkup_min_sharpness=40, walkup_min_eye_distance_px=24,
+        walkup_max_yaw_deg=35, walkup_max_pitch_deg=30))
     old = ev.gate_effect(before, gallery, probes)
     assert old["refused"]["too_dark"] >= 12 and old["refused"]["blurry"] >= 8, old
     assert old["gated"]["right"] <= now["gated"]["right"] // 2, (old, now)
@@ -199,3 +202,29 @@ def test_covered_faces_refuse_and_off(face_engine, face_data) -> None:  # noqa: 
     assert not refusing.embedded and refusing.match is None
     blind = _walkup(face_engine, face_data, "off").process(known)
     assert blind.state is FrameState.DECIDING and blind.quality.ok and "lower_colour" not in blind.quality.metrics
+
+
+def test_a_walkup_recognises_a_blurred_face_and_refuses_a_hopeless_one_as_blurry(face_engine, face_data) -> None:  # noqa: ANN001
+    """A sigma-3 blur is below the enrolment gate's sharpness but the recogniser still knows the face: a walk-up
+    frame is judged with the walkup_ limits and accepted. At sigma 12 the recogniser knows nobody (no right
+    answer below walkup_min_sharpness on ../shared/faces): refused, and for the right reason."""
+    from kiosk.face.walkup import FrameState
+
+    processor = _walkup(face_engine, face_data, "advise")
+    blurred = _masked(face_engine, face_data, "Colin_Powell", "Colin_Powell_0004.jpg", "blur_3")
+    face = face_engine.choose(face_engine.detect(blurred), blurred.shape)
+    enrolment = face_engine.assess_quality(blurred, face)
+    assert enrolment.reasons == ("blurry",), enrolment.metrics  # not good enough for a template
+    assert face_engine.assess_quality(blurred, face, walkup=True).ok
+    results = [processor.process(blurred) for _ in range(2)]
+    assert [r.state for r in results] == [FrameState.DECIDING, FrameState.DECIDED]
+    assert results[-1].decision.employee_id == "Colin_Powell"
+    processor.reset()
+    hopeless = _masked(face_engine, face_data, "Colin_Powell", "Colin_Powell_0004.jpg", "blur_12")
+    results = [processor.process(hopeless) for _ in range(3)]
+    assert [r.state for r in results] == [FrameState.ADJUST] * 3
+    assert results[0].quality.reasons == ("blurry",), results[0].quality.metrics
+    assert results[0].quality.metrics["sharpness"] < face_engine.quality_cfg.walkup_min_sharpness
+    assert not results[0].embedded and results[0].match is None
+    face = face_engine.choose(face_engine.detect(hopeless), hopeless.shape)
+    assert not processor.gallery.search(face_engine.embed(hopeless, face)).accepted  # ungated it is not known either

@@ -323,3 +323,17 @@ def test_bad_passive_model_is_a_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"not a model")
     with pytest.raises(KioskError, match="cannot be loaded"):
         PassiveModel(junk, 0.8)
+
+
+def test_needs_blink_while_a_blink_is_still_to_come() -> None:
+    """Sunglasses hide a blink: the walk-up asks for them to come off only while the check still waits for
+    one (kiosk.runtime.pipeline); a turn-only challenge, or one whose blink is done, does not need it."""
+    cfg = LivenessConfig(enabled=True, mode="challenge", challenge_steps=2)
+    turns = LivenessCheck(cfg, rng=seeded((Step.TURN_LEFT, Step.TURN_RIGHT)))
+    assert turns.challenge.steps == (Step.TURN_LEFT, Step.TURN_RIGHT) and not turns.needs_blink
+    blink_first = LivenessCheck(cfg, rng=seeded((Step.BLINK, Step.TURN_LEFT)))
+    assert blink_first.needs_blink
+    blink_first.challenge.done = 1  # the blink ticked off: only the turn is left
+    assert not blink_first.needs_blink
+    assert LivenessCheck(LivenessConfig(enabled=True, mode="blink")).needs_blink
+    assert not LivenessCheck(LivenessConfig(enabled=False)).needs_blink

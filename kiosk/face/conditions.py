@@ -33,7 +33,7 @@ MASK_COLOURS = ((226, 201, 160), (236, 236, 232), (44, 44, 48))        # BGR: li
 # Sunglasses: a dark lens over each eye (half axes in eye distances), a bridge and the start of each arm.
 LENS_HALF_AXES = (0.43, 0.3)
 LENS_COLOURS = ((22, 22, 22), (24, 34, 48), (52, 40, 34))            # BGR: black, brown, blue-grey
-BLUR_SIGMA_PX = 3.0
+BLUR_SIGMAS_PX = (3.0, 6.0, 12.0)  # a little motion; much; so much the recogniser stops knowing faces
 DIM_LIGHT = 0.3
 JPEG_QUALITY = 20
 ROLL_DEG = 30.0
@@ -162,7 +162,8 @@ CONDITIONS: dict[str, Condition] = {
     "eyes_40px": lambda image, face, i: at_eye_distance(image, face, 40),
     "eyes_30px": lambda image, face, i: at_eye_distance(image, face, 30),
     "eyes_20px": lambda image, face, i: at_eye_distance(image, face, 20),
-    "blur_3": _on_frame(lambda frame, face, i: cv2.GaussianBlur(frame, (0, 0), sigmaX=BLUR_SIGMA_PX)),
+    **{f"blur_{sigma:g}": _on_frame(lambda frame, face, i, sigma=sigma: cv2.GaussianBlur(frame, (0, 0), sigmaX=sigma))
+       for sigma in BLUR_SIGMAS_PX},
     "dim_30": _on_frame(lambda frame, face, i: dimmed(frame, DIM_LIGHT)),
     "jpeg_20": _on_frame(lambda frame, face, i: jpeg(frame, JPEG_QUALITY)),
     "roll_+30": _on_frame(lambda frame, face, i: rolled(frame, face, ROLL_DEG)),
@@ -177,7 +178,7 @@ CONDITION_TEXT = {
     "eyes_40px": "the face scaled to 40 px between the eyes",
     "eyes_30px": "30 px between the eyes",
     "eyes_20px": "20 px between the eyes",
-    "blur_3": f"Gaussian blur, sigma {BLUR_SIGMA_PX:g} px",
+    **{f"blur_{sigma:g}": f"Gaussian blur, sigma {sigma:g} px" for sigma in BLUR_SIGMAS_PX},
     "dim_30": f"{DIM_LIGHT:.0%} of the light",
     "jpeg_20": f"JPEG quality {JPEG_QUALITY}",
     "roll_+30": f"head rolled {ROLL_DEG:g} degrees anticlockwise",

@@ -8,6 +8,12 @@ from pydantic import Field, field_validator, model_validator
 
 from kiosk.base.config import ConfigPath, StrictModel
 
+# The walk-up gate's defaults, measured with `kiosk bench robustness` (README "Recognition accuracy").
+WALKUP_MIN_EYE_DISTANCE_PX = 8.0
+WALKUP_MIN_SHARPNESS = 4.5
+WALKUP_MAX_YAW_DEG = 45.0
+WALKUP_MAX_PITCH_DEG = 40.0
+
 PickPolicy = Literal["largest_center", "largest", "center"]
 
 
@@ -98,14 +104,28 @@ class QualityConfig(StrictModel):
     """The quality gate: each check has a named reason the enrolment screen shows."""
 
     min_eye_distance_px: float = Field(24.0, ge=4, le=1000, description="Least distance between the eyes "
-                                       "in the frame (px); below it: too_small.")
+                                       "in an enrolment photo or guided-capture frame (px); below it: too_small.")
     min_sharpness: float = Field(40.0, ge=0, le=10000, description="Least Laplacian variance of the aligned "
                                  "112x112 face as the recogniser sees it (a dark face brightened first, see "
-                                 "low_light_below), so a dark face is not taken for a blurred one; below it: blurry.")
+                                 "low_light_below), so a dark face is not taken for a blurred one, in an enrolment "
+                                 "photo or guided-capture frame; below it: blurry.")
     max_yaw_deg: float = Field(35.0, ge=1, le=90, description="Largest left/right head turn (degrees, "
-                               "estimated from the landmarks); above it: pose.")
-    max_pitch_deg: float = Field(30.0, ge=1, le=90, description="Largest up/down head tilt (degrees); "
-                                 "above it: pose.")
+                               "estimated from the landmarks) at enrolment; above it: pose.")
+    max_pitch_deg: float = Field(30.0, ge=1, le=90, description="Largest up/down head tilt (degrees) at "
+                                 "enrolment; above it: pose.")
+    walkup_min_eye_distance_px: float = Field(
+        WALKUP_MIN_EYE_DISTANCE_PX, ge=4, le=1000, description="too_small for a walk-up frame (px between the "
+        "eyes). A template must be good (enrolment keeps min_eye_distance_px), but a walk-up frame is refused only "
+        "where the recogniser fails anyway: it still knew faces with 8 px between the eyes, see the README's "
+        "\"Recognition accuracy\".")
+    walkup_min_sharpness: float = Field(
+        WALKUP_MIN_SHARPNESS, ge=0, le=10000, description="blurry for a walk-up frame (same measure as "
+        "min_sharpness). Set where the recogniser stops knowing faces (a blur of sigma 10-12 px in a 640x480 "
+        "frame); a sigma 3-6 blur, below min_sharpness, is still recognised and no stranger came closer.")
+    walkup_max_yaw_deg: float = Field(WALKUP_MAX_YAW_DEG, ge=1, le=90, description="pose for a walk-up frame: "
+                                      "largest left/right head turn (degrees).")
+    walkup_max_pitch_deg: float = Field(WALKUP_MAX_PITCH_DEG, ge=1, le=90, description="pose for a walk-up frame: "
+                                        "largest up/down head tilt (degrees).")
     min_brightness: float = Field(10.0, ge=0, le=255, description="Least mean grey level (0-255) of the "
                                   "face as the camera gave it; below it: too_dark. Darker faces than "
                                   "low_light_below are brightened before they are embedded, which the recogniser "
@@ -133,6 +153,10 @@ class QualityConfig(StrictModel):
             raise ValueError("min_brightness must be below max_brightness")
         if self.low_light_below > self.max_brightness:
             raise ValueError("low_light_below must not exceed max_brightness")
+        if (self.walkup_min_eye_distance_px > self.min_eye_distance_px or self.walkup_min_sharpness > self.min_sharpness
+                or self.walkup_max_yaw_deg < self.max_yaw_deg or self.walkup_max_pitch_deg < self.max_pitch_deg):
+            raise ValueError("the walkup_ thresholds must not be stricter than enrolment's (a template must be "
+                             "at least as good as a frame it is compared with)")
         return self
 
 

@@ -278,9 +278,9 @@ class FaceEngine:
         matrix = similarity_transform(face.kps.astype(np.float64), ARCFACE_DST)
         return cv2.warpAffine(as_bgr(frame), matrix, (ALIGNED_SIZE_PX, ALIGNED_SIZE_PX), borderValue=0.0)
 
-    def assess_quality(self, frame: np.ndarray, face: Face) -> QualityReport:
-        """The quality gate with the [quality] thresholds."""
-        return quality.assess(frame, face, self.align(frame, face), self.quality_cfg)
+    def assess_quality(self, frame: np.ndarray, face: Face, walkup: bool = False) -> QualityReport:
+        """The quality gate with the [quality] thresholds (``walkup``: a walk-up frame's, else enrolment's)."""
+        return quality.assess(frame, face, self.align(frame, face), self.quality_cfg, walkup)
 
     def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The face's L2-normalised 512-d embedding (float32)."""

@@ -354,7 +354,7 @@ def gate_effect(engine: FaceEngine, gallery: Gallery, probes: list[tuple[str | N
         if face is None:
             continue
         out["detected"] += 1
-        report = engine.assess_quality(frame, face)
+        report = engine.assess_quality(frame, face, walkup=True)
         for reason in report.reasons:
             out["refused"][reason] = out["refused"].get(reason, 0) + 1
         match = gallery.search(engine.embed(frame, face))

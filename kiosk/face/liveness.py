@@ -229,6 +229,16 @@ class LivenessCheck:
         if self.cfg.enabled and self.cfg.mode == "challenge":
             self.challenge = Challenge(steps or pick_steps(self.rng, self.cfg.challenge_steps), self.cfg)
 
+    @property
+    def needs_blink(self) -> bool:
+        """Is a blink still to come (a blink step not yet done, or blink mode before its blink)? Sunglasses
+        hide it: the walk-up then asks for them to come off (kiosk.runtime.pipeline)."""
+        if not self.cfg.enabled:
+            return False
+        if self.challenge is not None:
+            return Step.BLINK in self.challenge.steps[self.challenge.done:] and not self.challenge.failure
+        return self.blink.blinks < 1
+
     def update(self, t_s: float, lmk106: np.ndarray, kps: np.ndarray, image: np.ndarray | None = None) -> Verdict:
         """Feed one frame of the walk-up; LIVE once every required check has passed."""
         if not self.cfg.enabled:

@@ -5,6 +5,11 @@ detected face, its aligned 112x112 crop and the [quality] thresholds. Pose is es
 five landmarks with a simple head model (nose tip in front of the eye/mouth plane), good to a few
 degrees near frontal, which is all a gate needs.
 
+Two sets of limits for size, sharpness and pose, one rule: an enrolment photo or guided-capture frame must
+make a good template (min_sharpness, min_eye_distance_px, max_yaw_deg, max_pitch_deg); a walk-up frame
+(``walkup=True``) is refused only where the recogniser fails anyway (the walkup_ limits, measured with
+`kiosk bench robustness`: a sigma-3 blur or 20 px between the eyes is still recognised).
+
 The gate refuses only what hurts recognition, for the right reason: sharpness is judged on the
 face with its contrast normalised (a dark face has little contrast, so its raw Laplacian variance
 is as low as a blurred one's: at 30 % brightness 193 of 200 frames used to be refused as *blurry*),
@@ -149,6 +154,12 @@ def covered(m: dict[str, float]) -> dict[str, bool]:
     return {"mask": mask, "sunglasses": sunglasses}
 
 
+def worth_trying(report: QualityReport, cfg: QualityConfig) -> bool:
+    """Is a face the gate refused still matched? Only one refused for nothing but a mask or sunglasses, with
+    ``covered_faces = advise`` (the walk-up's 1:N search and the card holder's 1:1 check alike)."""
+    return not report.ok and cfg.covered_faces == "advise" and set(report.reasons) <= set(COVERED)
+
+
 def measure(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConfig | None = None) -> dict[str, float]:
     """Every number the gate looks at. Sharpness is the Laplacian variance of the face as the recogniser
     sees it (``lit``: a dark face brightened first), brightness the mean grey level as the camera gave it."""
@@ -170,13 +181,21 @@ def measure(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConf
     }
 
 
-def assess(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConfig) -> QualityReport:
-    """Apply the [quality] thresholds; ``reasons`` lists every check that failed, in a fixed order."""
+def assess(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConfig,
+           walkup: bool = False) -> QualityReport:
+    """Apply the [quality] thresholds; ``reasons`` lists every check that failed, in a fixed order.
+    ``walkup``: a frame of a walk-up, judged with the walkup_ size, sharpness and pose limits (refused only
+    where the recogniser fails anyway); otherwise a would-be template (enrolment: the strict limits)."""
     m = measure(frame, face, aligned, cfg)
+    if walkup:
+        small, sharp = cfg.walkup_min_eye_distance_px, cfg.walkup_min_sharpness
+        yaw, pitch = cfg.walkup_max_yaw_deg, cfg.walkup_max_pitch_deg
+    else:
+        small, sharp, yaw, pitch = cfg.min_eye_distance_px, cfg.min_sharpness, cfg.max_yaw_deg, cfg.max_pitch_deg
     failed = {
-        "too_small": m["eye_distance_px"] < cfg.min_eye_distance_px,
-        "blurry": m["sharpness"] < cfg.min_sharpness,
-        "pose": abs(m["yaw_deg"]) > cfg.max_yaw_deg or abs(m["pitch_deg"]) > cfg.max_pitch_deg,
+        "too_small": m["eye_distance_px"] < small,
+        "blurry": m["sharpness"] < sharp,
+        "pose": abs(m["yaw_deg"]) > yaw or abs(m["pitch_deg"]) > pitch,
         "too_dark": m["brightness"] < cfg.min_brightness,
         "too_bright": m["brightness"] > cfg.max_brightness,
         "occluded": m["face_score"] < cfg.min_face_score,

@@ -41,7 +41,7 @@ from kiosk.face.calibration import strong_threshold
 from kiosk.face.config import MatchConfig
 from kiosk.face.engine import REGION_ROLL_MIN_DEG, FaceEngine, roll_deg
 from kiosk.face.gallery import Gallery, Match
-from kiosk.face.quality import COVERED
+from kiosk.face.quality import worth_trying
 from kiosk.face.types import Face, QualityReport
 from kiosk.face.vote import Decision, FrameVote
 
@@ -241,7 +241,7 @@ class FrameProcessor:
 
     def _worth_trying(self, report: QualityReport) -> bool:
         """A face refused only for a mask or sunglasses is still matched (quality.covered_faces = advise)."""
-        return self.engine.quality_cfg.covered_faces == "advise" and set(report.reasons) <= set(COVERED)
+        return worth_trying(report, self.engine.quality_cfg)
 
     def _evaluate(self, frame: np.ndarray, face: Face, clock: _Clock) -> FrameResult:
         """quality -> embed -> match -> vote for the followed face (once decided: the decision)."""
@@ -251,7 +251,7 @@ class FrameProcessor:
         if self._embeds >= self.cfg.max_embeds_per_walkup:
             return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
-        report = self.engine.assess_quality(frame, face)
+        report = self.engine.assess_quality(frame, face, walkup=True)
         clock.lap("quality")
         if not report.ok and not self._worth_trying(report):
             return FrameResult(FrameState.ADJUST, face, report, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)

@@ -14,7 +14,7 @@ import numpy as np
 
 from kiosk.base.events import Event, EventKind
 from kiosk.face.liveness import LivenessCheck, Verdict
-from kiosk.face.quality import COVERED
+from kiosk.face.quality import COVERED, worth_trying
 from kiosk.face.walkup import FrameProcessor, FrameResult, FrameState
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,15 @@ class Pipeline:
     # -- decisions -------------------------------------------------------
 
     def _ask_uncover(self, result: FrameResult) -> None:
-        """A face refused for a mask or sunglasses (not recognised with them): ask for it to come off, once per
-        walk-up (again only if the other one is seen next)."""
-        if result.state is not FrameState.ADJUST or result.quality is None:
+        """A face refused for a mask or sunglasses (not recognised with them), or sunglasses while the liveness
+        check still waits for a blink they hide: ask for it to come off, once per walk-up (again only if the
+        other one is seen next)."""
+        if result.quality is None:
             return
         worn = next((r for r in COVERED if r in result.quality.reasons), None)
+        blink_hidden = worn == "sunglasses" and not self.walkup.live and self.liveness.needs_blink
+        if result.state is not FrameState.ADJUST and not blink_hidden:
+            return
         if worn is not None and worn != self.walkup.asked_uncover:
             self.walkup.asked_uncover = worn
             self.bus.publish(Event(EventKind.UNCOVER_FACE, detail=worn))
@@ -178,7 +182,10 @@ class Pipeline:
             self._after(event)
 
     def _verify_card_holder(self, frame, result: FrameResult, employee_id: str, verdict: Verdict) -> None:  # noqa: ANN001
-        if result.quality is not None and not result.quality.ok:
+        """The 1:1 check of a card holder's face. A face refused only for a mask or sunglasses is checked as
+        the walk-up's search would (quality.covered_faces = advise); the policy decides on the score."""
+        report = result.quality
+        if report is not None and not report.ok and not worth_trying(report, self.processor.engine.quality_cfg):
             return
         vector = self.processor.engine.embed(frame.image, result.face)
         score = self.processor.gallery.best_of(vector, employee_id)

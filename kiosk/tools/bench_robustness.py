@@ -168,8 +168,8 @@ def _condition_names() -> list[str]:
 @click.option("--enroll-k", default=1, show_default=True, type=click.IntRange(1, 100),
               help="Photos enrolled per enrolled identity.")
 @click.option("--condition", "conditions", multiple=True, metavar="NAME",
-              help="Run only this condition (repeatable): clean, eyes_40px, eyes_30px, eyes_20px, blur_3, dim_30, "
-              "jpeg_20, roll_+30, roll_-30, mask, sunglasses. Default: all.")
+              help="Run only this condition (repeatable): clean, eyes_40px, eyes_30px, eyes_20px, blur_3, blur_6, "
+              "blur_12, dim_30, jpeg_20, roll_+30, roll_-30, mask, sunglasses. Default: all.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print JSON: {"conditions": {NAME: {"probes", "detected", "rank1", "accepted_right", '
               '"accepted_wrong", "refused": {REASON: n}, "ungated", "by_reason", "stranger_max_score"}}, ...}.')
