@@ -35,12 +35,24 @@ from test_ui_field import (
 )
 from test_ui_hub_console import sign_in
 from ui_support import CHROMIUM, CHROMIUM_ARGS
+from waiting import wait_for
 
 from kiosk.base.record import HASHED_FIELDS, punch_hash
 from kiosk.base.timeutil import iso_utc, parse_iso
 
 pytest_plugins = ["face_support", "sync_support"]
 __all__ = ["field_hub"]  # the fixture, shared with test_ui_field
+
+
+# What the page needs to open with no signal: an active service worker controlling it, and the page and every
+# script, style sheet, manifest and icon it loaded in that worker's cache.
+OPENS_OFFLINE = """async () => {
+    const registration = await navigator.serviceWorker.getRegistration();
+    if (!registration || !registration.active || !navigator.serviceWorker.controller) return false;
+    const files = [location.pathname, ...Array.from(document.querySelectorAll('script[src], link[href]'),
+                                                    (e) => new URL(e.src || e.href).pathname)];
+    return (await Promise.all(files.map((file) => caches.match(file)))).every(Boolean);
+}"""
 
 
 def _press(page, direction: str, expect: str) -> str:  # noqa: ANN001
@@ -84,7 +96,7 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, video_data: Path, invoke
             assert (manifest["start_url"], manifest["scope"], manifest["display"]) == ("/field/", "/field/",
                                                                                        "standalone")
             assert manifest["icons"] == [["192x192", 200, "image/png"], ["512x512", 200, "image/png"]]
-            phone.wait_for_function("navigator.serviceWorker.controller !== null", timeout=WAIT_MS)
+            phone.wait_for_function("navigator.serviceWorker.controller !== null")
             assert phone.evaluate("navigator.serviceWorker.controller.scriptURL") == f"{hub.origin}/field/sw.js"
             # Chromium's own installability check: nothing missing but a normal profile (Playwright's contexts
             # are off the record, where Chromium never offers to install).
@@ -96,6 +108,7 @@ def test_offline_punch_pwa_and_fraud_signals(field_hub, video_data: Path, invoke
             assert "flagged" not in _press(phone, "IN", "ok")
 
             # No signal: the page still opens (from the service worker's cache), the punch is kept on the phone.
+            wait_for(lambda: phone.evaluate(OPENS_OFFLINE), what="the page under its service worker, its files cached")
             phone.context.set_offline(True)
             phone.reload()
             phone.locator("#name", has_text="Li Na (F1)").wait_for()

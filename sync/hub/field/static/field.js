@@ -15,6 +15,7 @@ const TEXTS = {
              blink: "Blink", blink_any: "Look at the camera and blink" },
     done: (dir, time) => `${dir === "IN" ? "Clocked in" : "Clocked out"} ${time}`,
     flags: "flagged", camera_off: "The camera is not available: allow it for this site.",
+    camera_start: "Starting the camera…",
   },
   zh: {
     title: "外勤打卡", pair_title: "绑定手机", lang: "English",
@@ -29,6 +30,7 @@ const TEXTS = {
              blink_any: "请看着摄像头眨眨眼" },
     done: (dir, time) => `${dir === "IN" ? "上班打卡成功" : "下班打卡成功"} ${time}`,
     flags: "已标记", camera_off: "无法使用摄像头：请允许本网站使用摄像头。",
+    camera_start: "正在打开摄像头…",
   },
 };
 

@@ -165,7 +165,35 @@ function showFix(position) {
     `${c.latitude.toFixed(5)}, ${c.longitude.toFixed(5)} ±${Math.round(c.accuracy)} m`;
 }
 
-(async () => {
+// When the camera shows a picture the buttons work. No deadline: a slow phone's camera may take its time; the
+// screen says what the page waits for until then (the status line is left alone if something else was said).
+function cameraReady() {
+  const video = field.video;
+  if (field.cameraReady || video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return;
+  field.cameraReady = true;
+  const status = document.getElementById("status");
+  if (status.dataset.state === "camera") setStatus("idle", "");
+  document.querySelectorAll("button.punch").forEach((b) => { b.disabled = false; });
+}
+
+async function startCamera() {
+  field.video = document.getElementById("camera");
+  setStatus("camera", t("camera_start"));
+  try {
+    field.video.srcObject = await navigator.mediaDevices.getUserMedia(
+      { video: { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+  } catch (error) {
+    setStatus("refused", t("camera_off"));
+    return;
+  }
+  for (const event of ["loadeddata", "playing", "resize"]) field.video.addEventListener(event, cameraReady);
+  field.video.play().catch(() => {});  // autoplay, asked for once more (a browser may hold it back)
+  cameraReady();  // the first frame may be there already
+}
+
+// Started once every script of the page has run (queue.js comes after this file and the hub's first answer,
+// or a quick network error when offline, can arrive before it has).
+document.addEventListener("DOMContentLoaded", async () => {
   fillTexts();
   document.getElementById("position").textContent = t("no_fix");
   if (!field.device) {
@@ -196,18 +224,8 @@ function showFix(position) {
   }
   if (!phone.sites.length) list.textContent = t("no_sites");
   navigator.geolocation.watchPosition(showFix, () => {}, { enableHighAccuracy: true, maximumAge: 0 });
-  field.video = document.getElementById("camera");
-  try {
-    field.video.srcObject = await navigator.mediaDevices.getUserMedia(
-      { video: { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
-  } catch (error) {
-    setStatus("refused", t("camera_off"));
-    return;
-  }
-  field.video.addEventListener("playing", () => {
-    document.querySelectorAll("button.punch").forEach((b) => {
-      b.disabled = false;
-      b.addEventListener("click", () => punch(b.dataset.direction));
-    });
-  }, { once: true });
-})();
+  document.querySelectorAll("button.punch").forEach((b) => {
+    b.addEventListener("click", () => punch(b.dataset.direction));
+  });
+  await startCamera();
+});
