@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -162,6 +163,12 @@ def _start(http, device: str, steps: list[str] | None = None) -> dict:  # noqa: 
     raise AssertionError(f"the hub never drew {steps}")
 
 
+def _clip_expiry(hub, clip_id: str):  # noqa: ANN001, ANN202
+    from kiosk.base.timeutil import parse_iso
+    with hub.db.transaction(write=False) as tx:
+        return parse_iso(tx.row("SELECT expires_utc FROM field_clips WHERE id = ?", [clip_id])["expires_utc"])
+
+
 def _film(http, device: str, clip: dict, frames: list[dict], piece: int = 8):  # noqa: ANN001, ANN202
     """Send the frames piece by piece, as the page does, until the hub's answer is not pending."""
     for i in range(0, len(frames), piece):
@@ -229,7 +236,12 @@ def test_field_api_judges_the_clip_then_punches(hub_config, face_engine, video_d
             "clip_id": wrong["clip_id"]})
         assert spent.status_code == 403 and "the head turned the wrong way" in spent.json()["error"]["message"]
         pending = _start(http, device)
+        expires = _clip_expiry(hub, pending["clip_id"])
+        sent = time.monotonic()
         _film(http, device, pending, frames[:3])
+        # The hub's own time on the piece is given back to the phone, and no more than that.
+        given = (_clip_expiry(hub, pending["clip_id"]) - expires).total_seconds()
+        assert 0 < given <= time.monotonic() - sent, given
         early = http.post("/v1/field/punch/prepare", json={
             "device_id": device, "direction": "IN", "phone_ts_utc": "2026-01-01T00:00:00Z",
             "clip_id": pending["clip_id"]})

@@ -6,7 +6,7 @@ cannot choose it. The phone then sends its selfie clip in small pieces while the
 frames go through the kiosk's walk-up steps (sync/hub/faces.py `look`: detect, choose, the 106-point
 landmarks) and `LivenessCheck` is run again over every frame so far, with the phone's frame times (ms from
 the start of filming); the hub's own clock bounds the whole: the clip's pieces are refused once the challenge's
-time and UPLOAD_GRACE_S have passed since it was drawn.
+time and UPLOAD_GRACE_S have passed since it was drawn, plus the time the hub itself spent judging its pieces.
 
 Across the clip the face must stay one face: each face overlaps the one before as the kiosk's tracker requires
 (kiosk.face.walkup `iou`, face.track_iou_min), it may not leave the picture for longer than FACE_GAP_S, and
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from kiosk.base.errors import Conflict, InvalidInput
-from kiosk.base.timeutil import iso_utc, utc_now
+from kiosk.base.timeutil import iso_utc, parse_iso, utc_now
 from kiosk.face.config import FaceConfig, LivenessConfig
 from kiosk.face.images import ImageRefused, decode_image, image_header
 from kiosk.face.liveness import LivenessCheck, Step, Verdict, pick_steps, yaw_proxy_deg
@@ -213,12 +213,15 @@ def add_frames(db: HubDb, maker: TemplateMaker, employee_id: str, device_id: str
     steps = tuple(Step(s) for s in clip["steps"].split(",") if s)
     verdict, reason, done, mismatch = _piece(maker, owner, frames, images, looks, scores, steps, cfg)
     final = verdict is not Verdict.PENDING
+    # The hub's own time on this piece is given back to the phone: a busy hub must not run a genuine
+    # person's challenge out (the phone's frame times still bound the clip itself, in `judge`).
+    expires = parse_iso(clip["expires_utc"]) + (utc_now() - now)
     with db.transaction() as tx:
         # Kept only while the clip is judged: its landmarks go once there is a verdict.
         changed = tx.run("UPDATE field_clips SET frames = ?, last_t_ms = ?, looks = ?, scores = ?, verdict = ?, "
-                         "reason = ? WHERE id = ? AND frames = ? AND verdict = 'pending'",
+                         "reason = ?, expires_utc = ? WHERE id = ? AND frames = ? AND verdict = 'pending'",
                          [len(looks), frames[-1].t_ms, "[]" if final else json.dumps(looks), json.dumps(scores),
-                          verdict.value, reason, clip_id, clip["frames"]])
+                          verdict.value, reason, iso_utc(expires), clip_id, clip["frames"]])
     if changed != 1:
         raise Conflict("two pieces of this clip arrived at once", fix="Send the pieces one after the other.")
     if verdict is Verdict.SPOOF:
