@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from kiosk import __version__
-from kiosk.cli.util import KioskGroup, LazyGroup, quiet_native_libraries
+from kiosk.cli.util import KioskGroup, LazyGroup, no_library_plugins, quiet_native_libraries
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("kiosk.cli.store:init_command",
@@ -116,4 +116,5 @@ def hub() -> None:
 
 def main() -> None:
     quiet_native_libraries()
+    no_library_plugins()
     cli(prog_name="kiosk")

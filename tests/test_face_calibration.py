@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from daemon_support import copy_home, enrol, run_daemon, write_sequence
 
+from kiosk.config import load_config
 from kiosk.face import evaluation as ev
 from kiosk.face.calibration import (
     BUNDLED,
@@ -22,6 +23,7 @@ from kiosk.face.config import FaceConfig, MatchConfig
 from kiosk.face.gallery import Gallery
 from kiosk.face.images import image_files, read_image
 from kiosk.face.pack import resolve_pack
+from kiosk.store import open_store
 
 NO_FLOOR = MatchConfig(threshold=0.0)
 PEOPLE = ("Ariel_Sharon", "Colin_Powell", "Junichiro_Koizumi", "Megawati_Sukarnoputri", "Roh_Moo-hyun",
@@ -151,6 +153,28 @@ def test_config_check_prints_the_threshold_for_the_roster(invoke, kiosk_home) ->
                     "--set", "face.target_fpir=1e-6")
     expected = operating_point(resolve_pack(FaceConfig()), FaceConfig(target_fpir=1e-6), MatchConfig(threshold=0.1), 0)
     assert f"face threshold {expected.threshold:.3f} for 0 employee(s)" in result.output
+
+
+def test_config_check_counts_the_people_with_faces(invoke, kiosk_home, face_data, tmp_path) -> None:  # noqa: ANN001
+    """The roster size is people, not templates; a store with a migration due is migrated first (the full
+    open), and one that cannot be read says why."""
+    home = copy_home(kiosk_home, tmp_path / "home")
+    enrol(home, "E001", "Ariel Sharon", image_files(face_data / "Ariel_Sharon")[:2])
+    enrol(home, "E002", "Colin Powell", image_files(face_data / "Colin_Powell")[:1])
+    result = invoke("config", "check", str(home))
+    assert result.exit_code == 0, result.output
+    assert "face threshold 0.400 for 2 employee(s) at target FPIR 0.0001" in result.output
+    with open_store(load_config(home)) as store, store.atomic() as db:
+        db.execute("DROP INDEX punches_directed")
+        db.execute("DELETE FROM _migrations WHERE name = 'punches_directed_index'")
+    result = invoke("config", "check", str(home))
+    assert "face threshold 0.400 for 2 employee(s)" in result.output
+    with open_store(load_config(home)) as store:
+        assert store.query("SELECT name FROM _migrations WHERE name = 'punches_directed_index'") != []
+    (home.parent / "kiosk-db.key").write_text("00" * 32)
+    result = invoke("config", "check", str(home))
+    assert result.exit_code == 0, result.output
+    assert "face threshold: store not readable (" in result.output and "cannot be decrypted" in result.output
 
 
 def test_the_daemon_prints_the_threshold_it_runs_at(kiosk_home, face_data, tmp_path) -> None:  # noqa: ANN001

@@ -142,6 +142,7 @@ def threshold_lines(config) -> list[str]:  # noqa: ANN001 - KioskConfig
     else for a few roster sizes (kiosk.face.calibration decides it)."""
     from kiosk.face.calibration import operating_point
     from kiosk.face.pack import resolve_pack
+    from kiosk.store.connection import face_roster_size
 
     try:
         pack = resolve_pack(config.face)
@@ -149,8 +150,7 @@ def threshold_lines(config) -> list[str]:  # noqa: ANN001 - KioskConfig
     except KioskError as exc:
         return [f"face threshold: cannot tell ({exc})"]
     try:
-        with open_store(config) as store:
-            employees = len({t.employee_id for t in store.roster.templates(pack.model_id)})
+        employees = face_roster_size(config, pack.model_id)
     except KioskError as exc:
         lines = [f"face threshold: store not readable ({str(exc).splitlines()[0]}); by roster size:"]
         return lines + ["  " + operating_point(pack, config.face, config.match, n).describe() for n in PREVIEW_ROSTERS]
@@ -206,7 +206,8 @@ def db_init(cfg: ConfigRef) -> None:
 @config_options
 def db_verify(read_only: bool, cfg: ConfigRef) -> None:
     """Check the punch chain and seq continuity; exit 1 naming the first bad record."""
-    from kiosk.store.database import open_private_copy, writable_in_place
+    from kiosk.store.connection import writable_in_place
+    from kiosk.store.database import open_private_copy
     config = cfg.load()
     copied = read_only or not writable_in_place(config.store.path)
     with open_private_copy(config) if copied else open_store(config) as store:

@@ -98,6 +98,14 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
 
 
+def no_library_plugins() -> None:
+    """Pydantic loads any plugin an installed package declares (found by scanning every installed package's
+    metadata, ~25 ms of CPU per command); the kiosk's config validation must not be altered by whatever
+    is installed on the machine, as the store's connection (no sqlite-utils plugins). Set
+    PYDANTIC_DISABLE_PLUGINS to a plugin's name list in the environment to choose otherwise."""
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+
 def quiet_native_libraries() -> None:
     """OpenCV and its FFmpeg print their own warnings straight to stderr ('[ WARN:0@3.1] global
     loadsave.cpp ...' for each unreadable file, one per camera retry), bypassing logging. What they

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from kiosk.base.errors import StoreError
 from kiosk.base.timeutil import iso_utc, utc_now
 from kiosk.store import migrations
 from kiosk.store.anchors import ClockAnchors
+from kiosk.store.connection import STORE_KIND, Connect, sqlcipher_factory
 from kiosk.store.enrolments import EnrolmentOutbox
 from kiosk.store.evidence import Evidence
 from kiosk.store.keys import DbKey, resolve_key
@@ -35,27 +36,8 @@ from kiosk.store.signing import SigningKeys
 
 log = logging.getLogger(__name__)
 
-STORE_KIND = "branch-kiosk-store"
 SQLITE_HEADER = b"SQLite format 3\x00"
 DB_ERRORS = (sqlcipher.Error, sqlite3.Error)
-
-Connect = Callable[[], Any]
-
-
-def sqlcipher_factory(path: Path, key: DbKey, busy_timeout_s: float = 5.0) -> Connect:
-    """A connection factory for an encrypted file keyed with a raw 256-bit key."""
-
-    def connect() -> Any:
-        conn = sqlcipher.connect(str(path), isolation_level=None, check_same_thread=False,
-                                 timeout=busy_timeout_s)
-        # SQLCipher would print its own "ERROR CORE ... hmac check failed" lines for a wrong key or a
-        # damaged file; the StoreError raised for them already says what happened and what to do.
-        conn.execute("PRAGMA cipher_log_level = NONE")
-        conn.execute(f"PRAGMA key = {key.pragma_literal}")
-        return conn
-
-    return connect
-
 
 def plain_factory(path: Path, busy_timeout_s: float = 5.0) -> Connect:
     """A plain sqlite3 connection factory (benchmarks compare against it; never for real data)."""
@@ -306,16 +288,6 @@ class Store:
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except DB_ERRORS as exc:
                 raise explain_db_error(exc, self.path, "checkpointing the store") from None
-
-
-def writable_in_place(path: Path) -> bool:
-    """Whether the store at ``path`` can be opened where it is (it writes its WAL even to read)."""
-    folder = Path(path).parent
-    try:
-        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return True  # Store.open says what is wrong with the folder
-    return not read_only and os.access(folder, os.W_OK)
 
 
 @contextlib.contextmanager

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from kiosk.store.signing import add_key
 
-Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
+if TYPE_CHECKING:
+    import sqlite_utils
+
+# Migrations take a sqlite_utils.Database; the name list (outstanding) is read without loading sqlite-utils.
+Migration = tuple[str, Callable[["sqlite_utils.Database"], None]]
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -204,7 +207,11 @@ def applied(db: sqlite_utils.Database) -> set[str]:
 
 def pending(db: sqlite_utils.Database) -> list[str]:
     """Names of migrations not yet applied, in order."""
-    done = applied(db)
+    return outstanding(applied(db))
+
+
+def outstanding(done: set[str]) -> list[str]:
+    """Names of migrations not in ``done`` (the names already recorded), in order."""
     return [name for name, _ in MIGRATIONS if name not in done]
 
 
