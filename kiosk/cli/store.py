@@ -142,7 +142,7 @@ def threshold_lines(config) -> list[str]:  # noqa: ANN001 - KioskConfig
     else for a few roster sizes (kiosk.face.calibration decides it)."""
     from kiosk.face.calibration import operating_point
     from kiosk.face.pack import resolve_pack
-    from kiosk.store.connection import face_roster_size
+    from kiosk.store.quickread import face_roster_size
 
     try:
         pack = resolve_pack(config.face)
