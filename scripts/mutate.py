@@ -6,7 +6,7 @@ Runs mutmut over the modules named in setup.cfg [mutmut], each with only the tes
 every surviving mutant. A survivor is either killed by a new test or listed in
 tests/mutation-equivalent.txt with the reason it cannot change behaviour (``NAME  reason``).
 
-    scripts/mutate.py                                  # every mutant of every module (about 40 min, 2 cores)
+    scripts/mutate.py                                  # every mutant of every module (hours on 2 cores)
     scripts/mutate.py --module kiosk/store/punches.py  # one module (what a change to it should run)
     scripts/mutate.py --changed main                   # the modules a branch changes against main
     scripts/mutate.py --sample 25                      # 25 mutants of one module, both drawn by today's date
