@@ -8,6 +8,7 @@ is unreachable the PostgreSQL variants are skipped with the reason (under CI the
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,22 @@ def hub_config_data(backend: str, tmp_path: Path, request: pytest.FixtureRequest
     else:
         data["database"]["sqlite_path"] = str(tmp_path / "hub.db")
     return data
+
+
+def restart_port() -> int:
+    """A free port below the kernel's ephemeral range, for a hub that is killed and started again on the
+    same address: a port-0 server or an outgoing connection elsewhere on a shared machine can take a
+    port from that range in between (then the restart cannot bind, or the kiosk talks to another hub)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    # Drawn at random, so two such tests running at once (other checkouts) are unlikely to meet.
+    for port in secrets.SystemRandom().sample(range(10_000, low), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in 200 tries between 10000 and {low}")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sync_support import hub_config_data
+from sync_support import hub_config_data, restart_port
 from waiting import wait_for
 
 from kiosk.tools.localhub import HubProcess
@@ -65,7 +65,7 @@ def hire(db, employee_id: str, branch: str = "B001") -> None:  # noqa: ANN001
 def test_hub_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(hub_backend, tmp_path, request,
                                                                           make_kiosk, invoke) -> None:
     config = write_hub_toml(tmp_path / "hub.toml", hub_config_data(hub_backend, tmp_path, request))
-    hub = HubProcess(config, log_path=tmp_path / "hub.log")
+    hub = HubProcess(config, port=restart_port(), log_path=tmp_path / "hub.log")  # restarted below
     with hub:
         from sync.hub import devices
         from sync.hub.config import load_hub_config

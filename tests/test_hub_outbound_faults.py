@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from outbound_support import Receiver, punches, register, upload
-from sync_support import hub_config_data
+from sync_support import hub_config_data, restart_port
 from test_hub_faults import write_hub_toml
 from waiting import wait_for
 
@@ -58,7 +58,7 @@ def test_operator_cli_and_a_hub_killed_mid_delivery(hub_backend, tmp_path, reque
     tested = invoke("hub", "webhook", "test", sub["id"], "--config", str(config))
     assert tested.exit_code == 0 and "accepted the test event" in tested.output
     receiver.accepted.clear()
-    hub = HubProcess(config, log_path=tmp_path / "hub.log")
+    hub = HubProcess(config, port=restart_port(), log_path=tmp_path / "hub.log")  # restarted below
     try:
         hub.start()
         hub.wait_ready()
