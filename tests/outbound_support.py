@@ -152,7 +152,7 @@ def punches(employees: list[str], start_seq: int = 1, prev: str = GENESIS_HASH) 
 def register(url: str, code: str, name: str = "kiosk") -> httpx.Client:
     resp = httpx.post(f"{url}/v1/device/register", json={"code": code, "device_name": name,
                                                           "software_version": "0.1.0", "model_id": "ab" * 32,
-                                                          "template_dim": 512})
+                                                          "template_dim": 512}, timeout=30)
     assert resp.status_code == 201, resp.text
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {resp.json()['token']}"}, timeout=30)
     client.device_id = resp.json()["device_id"]

@@ -21,7 +21,7 @@ OTHER_MODEL = "cd" * 32
 def register(hub, branch: str = "B001", model_id: str | None = TEST_MODEL, **extra) -> httpx.Client:
     body = {"code": hub.code(branch), "device_name": f"kiosk-{branch}", "software_version": "0.1.0",
             "model_id": model_id, "template_dim": TEST_DIM if model_id else None, **extra}
-    resp = httpx.post(f"{hub.url}/v1/device/register", json=body)
+    resp = httpx.post(f"{hub.url}/v1/device/register", json=body, timeout=30)
     assert resp.status_code == 201, resp.text
     answer = resp.json()
     client = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {answer['token']}"}, timeout=30)
@@ -54,14 +54,14 @@ def small_jpeg_b64() -> str:
 def test_registration_code_works_once_and_expires(hub) -> None:
     code = hub.code("B001")
     body = {"code": code.lower().replace("-", " "), "device_name": "k", "software_version": "1"}
-    first = httpx.post(f"{hub.url}/v1/device/register", json=body)
+    first = httpx.post(f"{hub.url}/v1/device/register", json=body, timeout=30)
     assert first.status_code == 201 and first.json()["branch"] == "B001"
-    again = httpx.post(f"{hub.url}/v1/device/register", json=body)
+    again = httpx.post(f"{hub.url}/v1/device/register", json=body, timeout=30)
     assert again.status_code == 401 and again.json()["error"]["code"] == "unauthorized"
     expired = devices.create_code(hub.db, "B001", ttl_h=0.01)["code"]
     with hub.db.transaction() as tx:
         tx.run("UPDATE registration_codes SET expires_utc = ?", [iso_utc(utc_now() - timedelta(hours=1))])
-    resp = httpx.post(f"{hub.url}/v1/device/register", json={**body, "code": expired})
+    resp = httpx.post(f"{hub.url}/v1/device/register", json={**body, "code": expired}, timeout=30)
     assert resp.status_code == 401 and "expired" in resp.json()["error"]["message"]
 
 
@@ -145,7 +145,7 @@ def test_bad_requests_get_clear_4xx_bodies_and_no_stack_traces(hub) -> None:
 
 def test_tokens_are_checked_per_role_and_revocation_is_immediate(hub) -> None:
     device = register(hub)
-    assert httpx.get(f"{hub.url}/v1/device/roster").status_code == 401
+    assert httpx.get(f"{hub.url}/v1/device/roster", timeout=30).status_code == 401
     assert device.get("/v1/hr/devices").status_code == 401, "a device token is not an HR token"
     assert hub.hr.get("/v1/device/roster").status_code == 401, "an HR token is not a device token"
     assert device.get("/v1/device/roster").status_code == 200
@@ -153,7 +153,7 @@ def test_tokens_are_checked_per_role_and_revocation_is_immediate(hub) -> None:
     refused = device.post("/v1/device/punches", json={"punches": chain(1)})
     assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
     token = devices.create_api_token(hub.db, "hr")
-    hr2 = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token['token']}"})
+    hr2 = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token['token']}"}, timeout=30)
     assert hr2.get("/v1/hr/devices").status_code == 200
     devices.revoke_api_token(hub.db, token["id"])
     assert hr2.get("/v1/hr/devices").status_code == 401
@@ -242,7 +242,7 @@ def test_heartbeat_reaches_device_status_and_openapi_is_published(hub) -> None:
     assert status["software_version"] == "0.2.0" and status["model_id"] == OTHER_MODEL
     assert status["heartbeat"]["backlog"] == 17 and status["heartbeat"]["clock_offset_s"] == -0.25
     assert resp.headers["x-hub-time"].endswith("Z") and "date" in resp.headers
-    spec = httpx.get(f"{hub.url}/v1/openapi.json").json()
+    spec = httpx.get(f"{hub.url}/v1/openapi.json", timeout=30).json()
     assert spec["info"]["title"] == "Branch kiosk hub"
     for path in ("/v1/device/register", "/v1/device/punches", "/v1/device/roster", "/v1/device/heartbeat",
                  "/v1/hr/employees", "/v1/hr/punches", "/v1/hr/devices"):
@@ -257,7 +257,7 @@ def test_heartbeat_reaches_device_status_and_openapi_is_published(hub) -> None:
 
 @pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
 def test_health_needs_no_token(hub) -> None:
-    resp = httpx.get(f"{hub.url}/v1/health")
+    resp = httpx.get(f"{hub.url}/v1/health", timeout=30)
     assert resp.status_code == 200 and resp.json()["database"] == "sqlite"
 
 

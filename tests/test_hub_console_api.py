@@ -108,7 +108,7 @@ def test_unknown_query_parameters_are_refused_by_name_and_every_console_action_h
         .status_code == 200
     bad = hub.hr.get("/v1/hr/punches", params={"from": "yesterday"})
     assert bad.status_code == 422 and "from='yesterday'" in bad.json()["error"]["message"]
-    spec = httpx.get(f"{hub.url}/v1/openapi.json").json()["paths"]
+    spec = httpx.get(f"{hub.url}/v1/openapi.json", timeout=30).json()["paths"]
     twins = {("get", "/v1/hr/employees"), ("post", "/v1/hr/employees"), ("patch", "/v1/hr/employees/{employee_id}"),
              ("post", "/v1/hr/employees/{employee_id}/terminate"), ("get", "/v1/hr/employees/{employee_id}/kiosks"),
              ("get", "/v1/hr/punches"), ("get", "/v1/hr/punches/stream"), ("get", "/v1/hr/export"),

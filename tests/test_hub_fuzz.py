@@ -60,7 +60,7 @@ def fuzzed_hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     hr_token = devices.create_api_token(hub.db, "hr", "fuzz")["token"]
     body = {"code": hub.code("B001"), "device_name": "fuzz", "software_version": "1", "model_id": TEST_MODEL,
             "template_dim": TEST_DIM, "public_key": public_key(new_private_key())}
-    registered = httpx.post(f"{hub.url}/v1/device/register", json=body)
+    registered = httpx.post(f"{hub.url}/v1/device/register", json=body, timeout=30)
     assert registered.status_code == 201, registered.text
     assert hub.hr.post("/v1/hr/employees", json={"employee_id": "E1", "name": "Wang Li",
                                                  "branches": ["B001"]}).status_code == 201
@@ -98,7 +98,7 @@ def test_no_server_error_and_every_answer_matches_the_schema(fuzzed_hub: FuzzedH
 
 def test_the_fuzzer_is_heard_with_the_tokens_it_is_given(fuzzed_hub: FuzzedHub) -> None:
     """The fuzz run means something only if its tokens open the doors (else every answer is a 401)."""
-    with httpx.Client(base_url=fuzzed_hub.hub.url) as client:
+    with httpx.Client(base_url=fuzzed_hub.hub.url, timeout=30) as client:
         hr = client.get("/v1/hr/devices", headers=fuzzed_hub.headers("/v1/hr/devices"))
         device = client.get("/v1/device/roster", headers=fuzzed_hub.headers("/v1/device/roster"))
         anonymous = client.get("/v1/hr/devices", headers={"Authorization": f"Bearer {secrets.token_hex(8)}"})

@@ -103,7 +103,7 @@ def test_every_name_and_reason_goes_through_one_rule(hub) -> None:
     assert hub.hr.get("/v1/hr/employees/E1").json()["name"] == "Wang  Li"
     code = hub.code("B001")
     named = httpx.post(f"{hub.url}/v1/device/register", json={"code": code, "device_name": f"k{NUL}",
-                                                              "software_version": "1"})
+                                                              "software_version": "1"}, timeout=30)
     assert named.status_code == 422 and "device_name" in error_text(named)
 
 

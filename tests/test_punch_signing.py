@@ -97,10 +97,10 @@ def test_a_device_registered_before_keys_is_heard_but_flagged_unsigned(hub, make
     hub.hire("E1")  # on the branch's roster: the only flag is the one this test is about
     kiosk.punch("E1", 2)
     body = {"code": hub.code("B001"), "device_name": "old", "software_version": "0.1.0"}  # no public_key
-    answer = httpx.post(f"{hub.url}/v1/device/register", json=body).json()
+    answer = httpx.post(f"{hub.url}/v1/device/register", json=body, timeout=30).json()
     records = [{k: v for k, v in rec.items() if k != "signature"} for rec in kiosk.store.signing.sign_records(
         [dict(r) for r in kiosk.agent.state.pending(10)])]
-    with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {answer['token']}"}) as device:
+    with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {answer['token']}"}, timeout=30) as device:
         resp = device.post("/v1/device/punches", json={"punches": records})
     assert resp.json()["accepted"] == 2
     assert [row["hub_flags"] for row in hub.export()] == ["unsigned", "unsigned"]
