@@ -33,15 +33,25 @@ async function startClip(deviceId) {
   return call("POST", "/v1/field/punch/start", { device_id: deviceId });
 }
 
-// Film the clip at the hub's rate and size (JPEG), sending each piece as soon as the previous one is answered;
-// resolves once the hub judges the clip live, rejects with the hub's refusal.
-function filmClip(clip, deviceId) {
+// The camera's current picture as a JPEG frame of at most framePx on its longer side: { t_ms, jpeg_b64 }, the time
+// counted from `started` (performance.now()). The online clip and the offline one film through this.
+function frameGrabber(framePx) {
   const video = field.video;
-  const scale = Math.min(1, clip.frame_px / Math.max(video.videoWidth, video.videoHeight));
+  const scale = Math.min(1, framePx / Math.max(video.videoWidth, video.videoHeight));
   const canvas = document.createElement("canvas");
   canvas.width = Math.round(video.videoWidth * scale);
   canvas.height = Math.round(video.videoHeight * scale);
   const context = canvas.getContext("2d");
+  return (started) => {
+    context.drawImage(video, 0, 0, canvas.width, canvas.height);
+    return { t_ms: Math.round(performance.now() - started), jpeg_b64: canvas.toDataURL("image/jpeg", 0.8).split(",")[1] };
+  };
+}
+
+// Film the clip at the hub's rate and size (JPEG), sending each piece as soon as the previous one is answered;
+// resolves once the hub judges the clip live, rejects with the hub's refusal.
+function filmClip(clip, deviceId) {
+  const grab = frameGrabber(clip.frame_px);
   const queue = [];
   const started = performance.now();
   let filmed = 0;
@@ -74,8 +84,7 @@ function filmClip(clip, deviceId) {
     };
     const timer = setInterval(() => {
       if (over || filmed >= clip.max_frames) return;
-      context.drawImage(video, 0, 0, canvas.width, canvas.height);
-      queue.push({ t_ms: Math.round(performance.now() - started), jpeg_b64: canvas.toDataURL("image/jpeg", 0.8).split(",")[1] });
+      queue.push(grab(started));
       filmed += 1;
       send();
     }, 1000 / clip.fps);

@@ -66,20 +66,13 @@ async function showQueue() {
 // With no signal no hub can draw a challenge: the page films a short clip in which the person blinks (at the
 // online clip's rate and size, as the hub said on the last online visit); the hub judges it whole on arrival.
 function filmOffline(spec) {
-  const video = field.video;
-  const scale = Math.min(1, spec.frame_px / Math.max(video.videoWidth, video.videoHeight));
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.round(video.videoWidth * scale);
-  canvas.height = Math.round(video.videoHeight * scale);
-  const context = canvas.getContext("2d");
+  const grab = frameGrabber(spec.frame_px);
   const frames = [];
   const started = performance.now();
   const count = Math.floor(spec.seconds * spec.fps);
   return new Promise((resolve) => {
     const timer = setInterval(() => {
-      context.drawImage(video, 0, 0, canvas.width, canvas.height);
-      frames.push({ t_ms: Math.round(performance.now() - started),
-                    jpeg_b64: canvas.toDataURL("image/jpeg", 0.8).split(",")[1] });
+      frames.push(grab(started));
       if (frames.length >= count) {
         clearInterval(timer);
         resolve(frames);
