@@ -10,7 +10,7 @@ import pytest
 from kiosk.face.conditions import CONDITIONS
 
 ROBUSTNESS_KEYS = {"probes", "mated", "strangers", "detected", "rank1", "accepted_right", "accepted_wrong",
-                   "refused", "ungated", "by_reason", "stranger_max_score"}
+                   "refused", "tried", "ungated", "by_reason", "stranger_max_score"}
 # Six LFW identities: three enrolled with one photo each (23 mated probes), three strangers (30 probes).
 SUBSET = ("Ariel_Sharon", "Colin_Powell", "Hugo_Chavez", "Jacques_Chirac", "Laura_Bush", "Tony_Blair")
 
@@ -40,6 +40,9 @@ def test_bench_robustness_json_on_a_subset(invoke, subset: Path) -> None:
         assert c["stranger_max_score"] < data["threshold"], (name, c)
         for reason, cost in c["by_reason"].items():
             assert cost["refused"] == c["refused"][reason] and cost["right_lost"] <= cost["refused"], (name, reason)
+            # The gate's criterion: no refusal costs a right answer it does not pay for with more wrong ones saved.
+            assert cost["right_lost"] == 0 or cost["right_lost"] < cost["wrong_saved"], (name, reason, cost)
+    assert data["refusals"] == {"holds": True, "failing": []}, data["refusals"]
     clean = data["conditions"]["clean"]
     assert clean["detected"] == 1.0 and clean["rank1"] == 1.0 and clean["accepted_right"] >= 0.9, clean
     assert data["conditions"]["jpeg_20"]["detected"] == 1.0
@@ -67,3 +70,14 @@ def test_bench_robustness_human_table_and_one_condition(invoke, subset: Path) ->
 def test_bench_robustness_names_an_unknown_condition(invoke, subset: Path) -> None:
     result = invoke("bench", "robustness", "--data", str(subset), "--condition", "fog")
     assert result.exit_code == 2 and "fog: not a condition; choose from clean, eyes_40px" in result.output
+
+
+def test_the_refusal_criterion_names_a_reason_that_costs_as_many_right_answers_as_it_saves() -> None:
+    from kiosk.tools.bench_robustness import refusals
+
+    paying = {"clean": {"by_reason": {"blurry": {"refused": 5, "right_lost": 0, "wrong_saved": 0}}},
+              "mask": {"by_reason": {"occluded": {"refused": 4, "right_lost": 1, "wrong_saved": 2}}}}
+    assert refusals(paying) == {"holds": True, "failing": []}
+    costly = {"roll_-30": {"by_reason": {"pose": {"refused": 3, "right_lost": 1, "wrong_saved": 1}}}}
+    assert refusals(costly) == {"holds": False, "failing": [
+        {"condition": "roll_-30", "reason": "pose", "refused": 3, "right_lost": 1, "wrong_saved": 1}]}

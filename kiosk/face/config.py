@@ -13,6 +13,10 @@ WALKUP_MIN_EYE_DISTANCE_PX = 8.0
 WALKUP_MIN_SHARPNESS = 4.5
 WALKUP_MAX_YAW_DEG = 45.0
 WALKUP_MAX_PITCH_DEG = 40.0
+# Reasons a walk-up frame is refused for yet still tried (embedded and matched): on ../shared/faces, with both
+# model packs, refusing them cost right answers and saved no wrong one (README "Recognition accuracy").
+WALKUP_TRY_REASONS = ("blurry", "pose", "occluded")
+Degradation = Literal["too_small", "blurry", "pose", "too_dark", "too_bright", "occluded", "cut_off"]
 
 PickPolicy = Literal["largest_center", "largest", "center"]
 
@@ -85,8 +89,13 @@ class FaceConfig(StrictModel):
                                  "for a face to count as the same walk-up.")
     track_grace_frames: int = Field(5, ge=0, le=100, description="Frames a followed face may go undetected "
                                     "before the walk-up ends.")
-    max_embeds_per_walkup: int = Field(12, ge=1, le=1000, description="Embeddings computed for one walk-up "
-                                       "without a decision before the kiosk stops trying (not recognised).")
+    max_embeds_per_walkup: int = Field(12, ge=1, le=1000, description="Embeddings of frames the quality gate "
+                                       "passed, for one walk-up without a decision, before the kiosk stops trying "
+                                       "(not recognised). Frames the gate faults but still tries "
+                                       "(quality.walkup_try_reasons, quality.covered_faces = advise) have a budget "
+                                       "of their own of the same size (a few blurred or turned frames at the start "
+                                       "do not use up the good frames' budget); either spent ends the walk-up, so it "
+                                       "costs fewer than twice this many embeddings.")
     settled_look_every_frames: int = Field(5, ge=1, le=100, description="Once a walk-up is settled (punched "
                                            "or refused), look for the face only every this many frames: "
                                            "enough to notice the person leave, at a fraction of the cost.")
@@ -126,6 +135,13 @@ class QualityConfig(StrictModel):
                                       "largest left/right head turn (degrees).")
     walkup_max_pitch_deg: float = Field(WALKUP_MAX_PITCH_DEG, ge=1, le=90, description="pose for a walk-up frame: "
                                         "largest up/down head tilt (degrees).")
+    walkup_try_reasons: list[Degradation] = Field(
+        default_factory=lambda: list(WALKUP_TRY_REASONS), description="A walk-up frame refused only for these "
+        "reasons is still embedded and matched: recognised, it counts as any other frame; not recognised, the "
+        "screen shows the reason (\"hold still\", \"look straight at the camera\"). Refusing them outright cost "
+        "right answers and saved no wrong one (`kiosk bench robustness`, README \"Recognition accuracy\"). The "
+        "others (too_small, too_dark, too_bright, cut_off: fewer than walkup_min_eye_distance_px between the eyes, "
+        "too dark even brightened, over-exposed, partly outside the picture) are always refused. [] : refuse all.")
     min_brightness: float = Field(10.0, ge=0, le=255, description="Least mean grey level (0-255) of the "
                                   "face as the camera gave it; below it: too_dark. Darker faces than "
                                   "low_light_below are brightened before they are embedded, which the recogniser "

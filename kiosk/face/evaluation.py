@@ -25,6 +25,7 @@ from kiosk.face.engine import FaceEngine
 from kiosk.face.gallery import Gallery
 from kiosk.face.images import image_files, read_image
 from kiosk.face.pack import sample_images
+from kiosk.face.quality import worth_trying
 
 PAIRS_SEED = 0
 SAME_PAIRS_PER_IDENTITY = 10
@@ -345,8 +346,8 @@ def dimmed(image: np.ndarray, light: float) -> np.ndarray:
 def gate_effect(engine: FaceEngine, gallery: Gallery, probes: list[tuple[str | None, np.ndarray]]) -> dict:
     """What the quality gate costs and saves on ``probes`` (identity or None for a stranger, camera
     frame): each frame is detected, gated and decided by ``gallery`` as one frame of a walk-up.
-    ``ungated``: every detected face decided; ``gated``: only those the gate passes. Right and wrong
-    accepts of each, and the refusals by reason."""
+    ``ungated``: every detected face decided; ``gated``: only those the gate passes or still tries
+    (quality.worth_trying). Right and wrong accepts of each, and the gate's reasons (tried or refused)."""
     out = {"probes": len(probes), "detected": 0, "refused": {},
            "ungated": {"right": 0, "wrong": 0}, "gated": {"right": 0, "wrong": 0}}
     for identity, frame in probes:
@@ -360,7 +361,7 @@ def gate_effect(engine: FaceEngine, gallery: Gallery, probes: list[tuple[str | N
         match = gallery.search(engine.embed(frame, face))
         right = match.accepted and identity is not None and match.employee_id == identity
         wrong = match.accepted and not right
-        for key, counted in (("ungated", True), ("gated", report.ok)):
+        for key, counted in (("ungated", True), ("gated", report.ok or worth_trying(report, engine.quality_cfg))):
             if counted:
                 out[key]["right"] += right
                 out[key]["wrong"] += wrong

@@ -22,7 +22,9 @@ dark and flat against the nose and cheeks; a mask makes the mouth and chin unlik
 skin under the eyes. They are reasons like the others (an enrolment photo with them is refused), but a
 walk-up still tries such a face and refuses it only when it is not recognised (kiosk.face.walkup,
 ``quality.covered_faces``): the recogniser knows many masked faces, and a refusal must not cost more right
-answers than it saves wrong ones (`kiosk bench robustness`).
+answers than it saves wrong ones (`kiosk bench robustness`). So does a walk-up frame refused only as
+blurry, turned (pose) or occluded (``quality.walkup_try_reasons``, ``worth_trying``): the reason is shown
+only when the face is not recognised.
 """
 
 from __future__ import annotations
@@ -155,9 +157,12 @@ def covered(m: dict[str, float]) -> dict[str, bool]:
 
 
 def worth_trying(report: QualityReport, cfg: QualityConfig) -> bool:
-    """Is a face the gate refused still matched? Only one refused for nothing but a mask or sunglasses, with
-    ``covered_faces = advise`` (the walk-up's 1:N search and the card holder's 1:1 check alike)."""
-    return not report.ok and cfg.covered_faces == "advise" and set(report.reasons) <= set(COVERED)
+    """Is a walk-up face the gate refused still matched (the walk-up's 1:N search and the card holder's 1:1
+    check alike)? Only when every reason it was refused for is one the recogniser may see past: a mask or
+    sunglasses with ``covered_faces = advise``, or one of ``walkup_try_reasons`` (blurred, turned, a low
+    detector score). Refusing those cost right answers and saved no wrong one (`kiosk bench robustness`)."""
+    tried = set(cfg.walkup_try_reasons) | (set(COVERED) if cfg.covered_faces == "advise" else set())
+    return not report.ok and set(report.reasons) <= tried
 
 
 def measure(frame: np.ndarray, face: Face, aligned: np.ndarray, cfg: QualityConfig | None = None) -> dict[str, float]:

@@ -17,9 +17,12 @@ spends work only where it changes the outcome:
   frames, enough to notice the person leave; and after ``face.max_embeds_per_walkup`` embeddings
   without a decision it is reported ``UNKNOWN`` (not recognised: use the card) instead of being embedded forever.
 
-A face the quality gate refuses only for a mask or sunglasses is still embedded and matched
-(``quality.covered_faces = advise``): recognised, it counts as any other frame; not recognised, it is
-``ADJUST`` with those reasons, so the screen asks for the mask or sunglasses to come off.
+A face the quality gate refuses only for a mask or sunglasses (``quality.covered_faces = advise``) or only
+for reasons in ``quality.walkup_try_reasons`` (blurred, turned, occluded) is still embedded and matched
+(kiosk.face.quality.worth_trying): recognised, it counts as any other frame; not recognised, it is ``ADJUST``
+with those reasons, so the screen says what to change (lower the mask, hold still, look at the camera). Such
+tries have a budget of their own (``face.max_embeds_per_walkup`` again), so faulted frames at the start of a
+walk-up do not use up the good frames' budget; either budget spent ends the walk-up as ``UNKNOWN``.
 
 ``FrameResult.passes`` names every detector pass a frame cost, in order ("idle", "search", "search+30",
 "search-30", "region", "region_turned", "region_large": the region once more at ``face.det_size_px`` when
@@ -111,6 +114,7 @@ class FrameProcessor:
         self._unlooked = 0
         self._last: FrameResult | None = None
         self._embeds = 0
+        self._tries = 0
         self._decided: Decision | None = None
         self._last_match: Match | None = None
         self._searches = 0
@@ -131,6 +135,7 @@ class FrameProcessor:
     def reset(self) -> None:
         """End the current walk-up."""
         self._track, self._misses, self._embeds, self._decided, self._last_match = None, 0, 0, None, None
+        self._tries = 0
         self._searches = 0  # a new walk-up is searched upright first (the likeliest)
         self._settled, self._unlooked, self._last = False, 0, None
         self.vote.reset()
@@ -240,7 +245,7 @@ class FrameProcessor:
         return replace(self._last, face=face, embedded=False, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
 
     def _worth_trying(self, report: QualityReport) -> bool:
-        """A face refused only for a mask or sunglasses is still matched (quality.covered_faces = advise)."""
+        """A refused face is still matched when the recogniser may see past every reason (worth_trying)."""
         return worth_trying(report, self.engine.quality_cfg)
 
     def _evaluate(self, frame: np.ndarray, face: Face, clock: _Clock) -> FrameResult:
@@ -248,7 +253,7 @@ class FrameProcessor:
         if self._decided is not None:
             return FrameResult(FrameState.DECIDED, face, decision=self._decided, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
-        if self._embeds >= self.cfg.max_embeds_per_walkup:
+        if max(self._embeds, self._tries) >= self.cfg.max_embeds_per_walkup:
             return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
         report = self.engine.assess_quality(frame, face, walkup=True)
@@ -256,11 +261,14 @@ class FrameProcessor:
         if not report.ok and not self._worth_trying(report):
             return FrameResult(FrameState.ADJUST, face, report, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
         vector = self.engine.embed(frame, face)
-        self._embeds += 1
+        if report.ok:
+            self._embeds += 1
+        else:
+            self._tries += 1
         clock.lap("embed")
         match = self._last_match = self.gallery.search(vector)
         if not report.ok and not match.accepted:
-            # Covered and not recognised: ask for the mask or sunglasses to come off (the vote learns nothing).
+            # Refused, tried and not recognised: say what to change (the vote learns nothing).
             return FrameResult(FrameState.ADJUST, face, report, match, embedded=True, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
         decision = self.vote.push(match)

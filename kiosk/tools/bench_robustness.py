@@ -7,7 +7,9 @@ per-frame loop, kiosk.face.walkup) with the gallery at the operating threshold t
 person standing still gives the same frame again and again, and the vote counts only accepted frames, so a
 walk-up's decision is that frame's: accepted as the person it matched, or not recognised. A frame the gate
 refuses is also embedded and matched here (what the kiosk does not do) to show what each refusal costs
-(right answers lost) and saves (wrong ones avoided).
+(right answers lost) and saves (wrong ones avoided); ``refusals`` checks that each reason, in each condition,
+costs no right answer or fewer than the wrong ones it saves. A frame the gate faults but the walk-up still
+tries (quality.worth_trying) and accepts is counted under ``tried``, not refused.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _tally() -> dict:
     return {"probes": 0, "mated": 0, "strangers": 0, "detected": 0, "rank1": 0, "accepted_right": 0,
-            "accepted_wrong": 0, "refused": {}, "ungated": {"accepted_right": 0, "accepted_wrong": 0},
+            "accepted_wrong": 0, "refused": {}, "tried": {}, "ungated": {"accepted_right": 0, "accepted_wrong": 0},
             "by_reason": {}, "stranger_max_score": None}
 
 
@@ -55,6 +57,9 @@ def _count(tally: dict, identity: str | None, result, ungated) -> None:  # noqa:
             cost["right_lost"] += right
             cost["wrong_saved"] += wrong
         return
+    if result.quality is not None:
+        for reason in result.quality.reasons:  # faulted, tried anyway and accepted
+            tally["tried"][reason] = tally["tried"].get(reason, 0) + 1
     tally["accepted_right"] += right
     tally["accepted_wrong"] += wrong
 
@@ -72,6 +77,16 @@ def _rates(tally: dict) -> dict:
     out["ungated"] = {"accepted_right": round(tally["ungated"]["accepted_right"] / mated, 4),
                       "accepted_wrong": tally["ungated"]["accepted_wrong"]}
     return out
+
+
+def refusals(conditions: dict) -> dict:
+    """The gate's criterion over every condition and reason: a reason's refusals pay when they cost no right
+    answer, or fewer right answers than the wrong ones they save (from the gated and ungated decision of the
+    same frames). ``failing`` lists each (condition, reason) where they do not."""
+    failing = [{"condition": name, "reason": reason, **cost} for name, c in conditions.items()
+               for reason, cost in c["by_reason"].items()
+               if cost["right_lost"] and cost["right_lost"] >= cost["wrong_saved"]]
+    return {"holds": not failing, "failing": failing}
 
 
 def run_robustness(config: KioskConfig, data: str, enroll_k: int, names: list[str]) -> dict:
@@ -114,7 +129,8 @@ def run_robustness(config: KioskConfig, data: str, enroll_k: int, names: list[st
     return {"model_id": engine.model_id, "data": data, "images": len(items), "enroll_k": enroll_k,
             "enrolled": gallery.employees, "threshold": gallery.cfg.threshold, "margin": gallery.cfg.margin,
             "probe_photos_without_face": sorted(no_face),
-            "conditions": {name: _rates(t) for name, t in tallies.items()}}
+            "conditions": {name: _rates(t) for name, t in tallies.items()},
+            "refusals": refusals(tallies)}
 
 
 def _refused_text(refused: dict) -> str:
@@ -152,6 +168,12 @@ def _print(r: dict) -> None:
         for reason, cost in c["by_reason"].items():
             click.echo(f"  {name:11} {reason:11} refused {cost['refused']:4d}: right lost {cost['right_lost']:4d}, "
                        f"wrong saved {cost['wrong_saved']:3d}")
+    tried = [f"{name} {_refused_text(c['tried'])}" for name, c in r["conditions"].items() if c["tried"]]
+    click.echo("faulted by the gate but tried and accepted (frames): " + ("; ".join(tried) or "none"))
+    failing = [f"{f['condition']} {f['reason']} (lost {f['right_lost']}, saved {f['wrong_saved']})"
+               for f in r["refusals"]["failing"]]
+    click.echo("every refusal costs no right answer, or fewer than the wrong ones it saves: "
+               + ("NO: " + ", ".join(failing) if failing else "yes"))
     click.echo("conditions: " + "; ".join(f"{name} = {CONDITION_TEXT[name]}" for name in r["conditions"]))
 
 
@@ -172,7 +194,8 @@ def _condition_names() -> list[str]:
               "blur_12, dim_30, jpeg_20, roll_+30, roll_-30, mask, sunglasses. Default: all.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print JSON: {"conditions": {NAME: {"probes", "detected", "rank1", "accepted_right", '
-              '"accepted_wrong", "refused": {REASON: n}, "ungated", "by_reason", "stranger_max_score"}}, ...}.')
+              '"accepted_wrong", "refused": {REASON: n}, "tried": {REASON: n}, "ungated", "by_reason", '
+              '"stranger_max_score"}}, "refusals": {"holds", "failing"}, ...}.')
 @config_options
 def bench_robustness(data: str, enroll_k: int, conditions: tuple[str, ...], as_json: bool, cfg: ConfigRef) -> None:
     """Detection, rank-1 and right/wrong accepts of the daemon's frame path under generated conditions
