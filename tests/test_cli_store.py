@@ -109,6 +109,19 @@ def test_bench_store_refuses_counts_and_folders_it_cannot_use(invoke, tmp_path: 
         assert "Invalid value" in result.output
 
 
+def test_bench_store_json_has_rates_and_cpu_per_punch_of_both_stores(invoke, tmp_path: Path) -> None:
+    result = invoke("bench", "store", "--punches", "20", "--rounds", "2", "--opens", "2", "--dir", str(tmp_path),
+                    "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.splitlines()[-1])
+    cpu = data["cpu_us_per_punch"]
+    for figure in (data["sqlcipher_punches_per_s"], data["sqlite_punches_per_s"], cpu["sqlcipher"], cpu["sqlite"]):
+        assert 0 < figure["min"] <= figure["median"] <= figure["max"]
+    # One durable append costs far more than 10 us of CPU in either store.
+    assert cpu["sqlite"]["min"] > 10 and cpu["sqlcipher_vs_sqlite"]["median"] > 0
+    assert data["rounds"] == 2 and list(tmp_path.iterdir()) == []
+
+
 def test_init_values_are_quoted_and_bad_ones_named(tmp_path: Path) -> None:
     home = tmp_path / "quoted"
     run_kiosk("init", str(home), "--name", 'Branch "7" \\ 浦东', check=True)

@@ -106,6 +106,41 @@ def test_store_templates_of_another_model_are_left_out_and_reported(fresh_store,
         gallery.add_template(roster.templates()[-1])
 
 
+def test_coarse_index_decides_as_the_exact_scan_on_real_faces_among_realistic_distractors(face_engine,
+                                                                                       face_data) -> None:
+    """`kiosk bench gallery`'s set-up, smaller: the first photo of every person of the shared set enrolled
+    among realistic distractors (60,000 templates), up to three more photos of each as probes. The coarse
+    index must give every probe the exact scan's decision, runner-up included (the margin needs it)."""
+    from kiosk.face import evaluation as ev
+    from kiosk.tools.bench_face import realistic_distractors
+
+    items, seen = [], {}
+    for item in ev.photo_set(face_data):
+        seen[item.identity] = seen.get(item.identity, 0) + 1
+        if seen[item.identity] <= 4:
+            items.append(item)
+    vectors = ev.embed_labelled(face_engine, items)
+    kept = [(item.identity, vectors[item.path]) for item in items if vectors[item.path] is not None]
+    real = np.stack([v for _, v in kept]).astype(np.float32)
+    first = {}
+    for row, (identity, _) in enumerate(kept):
+        first.setdefault(identity, row)
+    fill = 60000 - len(first)
+    gallery = Gallery("m", MatchConfig())
+    gallery.add_many(list(first) + [f"D{i // 2:05d}" for i in range(fill)],
+                     np.concatenate([real[list(first.values())], realistic_distractors(real, fill)]))
+    gallery.prepare()
+    assert gallery._coarse is not None  # the default exact_search_max leaves 60,000 templates to the index
+    probes = [(identity, real[row]) for row, (identity, _) in enumerate(kept) if row not in first.values()]
+    assert len(probes) > 100
+    coarse = [gallery.search(probe) for _, probe in probes]
+    gallery.cfg = MatchConfig(exact_search_max=100000)  # the same rows, scanned exactly
+    for (identity, probe), b in zip(probes, coarse, strict=True):
+        a = gallery.search(probe)
+        assert (b.employee_id, b.reason, b.runner_up) == (a.employee_id, a.reason, a.runner_up), (identity, a, b)
+        assert abs(a.score - b.score) < 1e-5 and abs(a.margin - b.margin) < 1e-5
+
+
 def test_large_gallery_coarse_index_agrees_with_exact_search() -> None:
     vectors = _unit(3000)
     owners = [f"E{i // 2:04d}" for i in range(3000)]

@@ -20,16 +20,18 @@ from kiosk.tools.benchkit import fmt_spread, interleave, machine, machine_line, 
 EVIDENCE_BYTES = 3000  # about what face_thumbnail makes of a 112x112 face
 
 
-def _append_rate(store: Store, count: int) -> float:
+def _append_rate(store: Store, count: int) -> tuple[float, float]:
+    """(appends/s, CPU microseconds of this process per append: the work, without the waits for the disk
+    and for other processes, so a loaded machine inflates it far less than the rate)."""
     store.roster.add("B0001", "Bench Person", exist_ok=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
         store.punches.append(PunchDraft("B0001", "card", "verified", score=0.9))
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) * 1e6 / count
 
 
-def _fresh_rate(folder: Path, name: str, connect: Callable[[Path], object], count: int) -> float:
-    """Appends/s into a new database (the same size for every round and both contenders)."""
+def _fresh_rate(folder: Path, name: str, connect: Callable[[Path], object], count: int) -> tuple[float, float]:
+    """(appends/s, CPU us per append) into a new database (the same size for every round and both contenders)."""
     path = folder / f"{name}.db"
     for leftover in folder.glob(f"{name}.db*"):
         leftover.unlink()
@@ -84,10 +86,12 @@ def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_
     key = DbKey(secrets.token_bytes(32), "bench")
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         folder = Path(tmp)
-        rates = interleave({
+        appends = interleave({
             "sqlcipher": lambda: _fresh_rate(folder, "enc", lambda p: sqlcipher_factory(p, key), count),
             "sqlite": lambda: _fresh_rate(folder, "plain", plain_factory, count),
         }, rounds)
+        rates = {name: [rate for rate, _ in runs] for name, runs in appends.items()}
+        cpu_us = {name: [cpu for _, cpu in runs] for name, runs in appends.items()}
         open_ms = [_open_ms(folder / "enc.db", key) for _ in range(opens)]
         face = interleave({
             "one": lambda: _face_punch_ms(folder, "one", key, count, True),
@@ -97,6 +101,8 @@ def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_
         "machine": machine(), "punches": count, "rounds": rounds,
         "sqlcipher_punches_per_s": spread(rates["sqlcipher"], 1), "sqlite_punches_per_s": spread(rates["sqlite"], 1),
         "sqlcipher_vs_sqlite": ratio_spread(rates["sqlcipher"], rates["sqlite"]),
+        "cpu_us_per_punch": {"sqlcipher": spread(cpu_us["sqlcipher"], 1), "sqlite": spread(cpu_us["sqlite"], 1),
+                             "sqlcipher_vs_sqlite": ratio_spread(cpu_us["sqlite"], cpu_us["sqlcipher"])},
         "open_ms": spread(open_ms, 2),
         "face_punch_with_evidence_ms": {"one_transaction": spread(face["one"], 2),
                                         "two_transactions": spread(face["two"], 2),
@@ -110,6 +116,11 @@ def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_
     click.echo(f"  SQLCipher (raw key)  {fmt_spread(result['sqlcipher_punches_per_s'], ' punches/s', 1)}")
     click.echo(f"  plain sqlite3        {fmt_spread(result['sqlite_punches_per_s'], ' punches/s', 1)}")
     click.echo(f"  SQLCipher / sqlite3  {fmt_spread(result['sqlcipher_vs_sqlite'], 'x', 3)} (per-round ratio)")
+    cpu = result["cpu_us_per_punch"]
+    click.echo(f"  CPU per punch        SQLCipher {fmt_spread(cpu['sqlcipher'], ' us', 1)}; "
+               f"plain sqlite3 {fmt_spread(cpu['sqlite'], ' us', 1)}")
+    click.echo(f"  CPU sqlite3 / SQLCipher {fmt_spread(cpu['sqlcipher_vs_sqlite'], 'x', 3)} (per-round ratio; "
+               "load inflates it far less than the rates)")
     click.echo(f"open the store (key, schema check, first read), {opens} opens: {fmt_spread(result['open_ms'], ' ms')}")
     face = result["face_punch_with_evidence_ms"]
     click.echo(f"face punch + evidence thumbnail ({EVIDENCE_BYTES} B), SQLCipher, {count} per store, in turns:")
