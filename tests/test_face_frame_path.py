@@ -5,6 +5,9 @@ and what a look costs while nobody is in view (FrameResult.passes)."""
 
 from __future__ import annotations
 
+import os
+import threading
+
 import cv2
 import numpy as np
 import pytest
@@ -122,3 +125,33 @@ def test_nobody_in_view_costs_only_the_idle_pass_the_search_passes_need_a_change
     loop = FrameProcessor(face_engine, Gallery(face_engine.model_id))
     assert [loop.process(compose(None, noise_seed=s)).passes for s in range(4)] == [
         ("idle", "search"), ("idle", "search+30"), ("idle", "search-30"), ("idle", "search")]
+
+
+def test_the_callers_work_runs_beside_recognition_until_the_walkup_is_settled(face_engine, person) -> None:
+    """``process(beside=...)``: the caller's work for the followed face (the pipeline's landmarks) runs on the
+    processor's worker thread while the frame is judged and embedded when a spare core is usable, on the
+    caller's thread on one core; its value comes back with the frame, the decision is the same, and a settled
+    walk-up's frames do not ask for it."""
+    gallery, probe, face = person
+    frame = placed(probe, face, KIOSK_EYES_PX)[0]
+    _, plain = _walkup(face_engine, gallery, frame, 2)
+    usable = os.sched_getaffinity(0)
+    for cores in ({min(usable)}, usable):
+        os.sched_setaffinity(0, cores)
+        try:
+            loop = FrameProcessor(face_engine, gallery)
+        finally:
+            os.sched_setaffinity(0, usable)
+        threads: list[str] = []
+
+        def beside(found, ran: list[str] = threads):  # noqa: ANN001, ANN202
+            return lambda: ran.append(threading.current_thread().name) or found.bbox.copy()
+
+        results = [loop.process(frame, beside=beside) for _ in range(2)]
+        assert [r.state for r in results] == [r.state for r in plain] == [FrameState.DECIDING, FrameState.DECIDED]
+        assert all(np.array_equal(r.beside, r.face.bbox) and "beside" in r.timings_ms for r in results)
+        on_worker = [name.startswith("frame-beside") for name in threads]
+        assert on_worker == [len(cores) > 1] * 2
+        loop.settle()
+        settled = loop.process(frame, beside=beside)
+        assert settled.state is FrameState.DECIDED and settled.beside is None and len(threads) == 2

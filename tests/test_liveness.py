@@ -33,6 +33,7 @@ class Judgement:
     faces: int
     live_at_s: float | None
     attempts: int
+    landmark_runs: int = 0
 
 
 def _manifest(video_data: Path) -> list[dict]:
@@ -55,14 +56,15 @@ def landmarks(face_engine) -> Landmarks106:
 
 def judge(engine, landmarks, frames, cfg: LivenessConfig, rng: random.Random | None = None,
           first: tuple[Step, ...] | None = None) -> Judgement:  # noqa: ANN001
-    """Feed (t_s, image) frames through detect -> choose -> landmarks -> liveness, as the daemon does;
-    a window that runs out (or a failed challenge) starts a new attempt, as at the kiosk. In challenge
+    """Feed (t_s, image) frames through detect -> choose -> landmarks -> liveness, as the daemon does (the
+    landmarks only while a blink is still to come, ``needs_blink``: turns are judged on the detector's five
+    keypoints); a window that runs out (or a failed challenge) starts a new attempt, as at the kiosk. In challenge
     mode the challenges come from ``rng`` (``first``, if given, is the first one); ``live_at_s`` is then
     counted from the first face, i.e. from when the screen shows the challenge."""
     check = LivenessCheck(cfg, rng=rng or random.Random(0))
     if first is not None:
         check.challenge = Challenge(first, cfg)
-    count = faces = attempts = 0
+    count = faces = attempts = runs = 0
     t0 = None
     for t_s, image in frames:
         count += 1
@@ -72,12 +74,14 @@ def judge(engine, landmarks, frames, cfg: LivenessConfig, rng: random.Random | N
         faces += 1
         t0 = t_s if t0 is None else t0
         attempts += int(check.started is None)
-        verdict = check.update(t_s, landmarks(image, face.bbox), face.kps)
+        lmk = landmarks(image, face.bbox) if check.needs_blink else None
+        runs += lmk is not None
+        verdict = check.update(t_s, lmk, face.kps)
         if verdict is Verdict.LIVE:
-            return Judgement("", count, faces, t_s - t0, attempts)
+            return Judgement("", count, faces, t_s - t0, attempts, runs)
         if verdict is Verdict.SPOOF:
             check.reset()
-    return Judgement("", count, faces, None, attempts)
+    return Judgement("", count, faces, None, attempts, runs)
 
 
 def video_frames(path: Path, max_s: float = MAX_CLIP_S, start_s: float = 0.0):
@@ -126,6 +130,16 @@ def seeded(steps: tuple[Step, ...]) -> random.Random:
     return random.Random(seed)
 
 
+def drawn_second(steps: tuple[Step, ...]) -> random.Random:
+    """A random.Random whose second challenge is ``steps`` (the pipeline draws one for each walk-up, after the
+    check's own first draw)."""
+    def second(n: int) -> tuple[Step, ...]:
+        rng = random.Random(n)
+        rng.sample(list(Step), len(steps))
+        return tuple(rng.sample(list(Step), len(steps)))
+    return random.Random(next(n for n in range(10_000) if second(n) == steps))
+
+
 def challenge_frames(clip: Path, start_s: float):
     return list(video_frames(clip, max_s=start_s + 15, start_s=start_s))
 
@@ -138,6 +152,7 @@ def test_challenge_recognises_real_turns_in_their_order(clip: str, start_s: floa
     right = judge(face_engine, landmarks, frames, cfg, rng=seeded(steps))
     assert right.live_at_s is not None and right.attempts == 1, f"{clip}: {steps} not recognised"
     assert right.live_at_s <= cfg.challenge_timeout_s
+    assert right.landmark_runs == 0  # a challenge of turns alone: the 106-point landmarks never ran
     wrong = judge(face_engine, landmarks, frames, cfg, rng=seeded(steps[::-1]))
     assert wrong.live_at_s is None and wrong.attempts >= 1, f"{clip}: the wrong order {steps[::-1]} passed"
 
@@ -147,6 +162,10 @@ def test_challenge_recognises_real_blinks(clip: str, video_data: Path, face_engi
     cfg = LivenessConfig(challenge_steps=1)
     result = judge(face_engine, landmarks, video_frames(video_data / clip), cfg, rng=seeded((B,)))
     assert result.live_at_s is not None, f"{clip}: no blink recognised in a one-step blink challenge"
+    # The landmarks ran on every frame of an attempt that waited for a blink (a timed-out attempt's next
+    # challenge, drawn anew, may be turns alone: those frames go without).
+    assert 0 < result.landmark_runs <= result.faces
+    assert result.attempts > 1 or result.landmark_runs == result.faces
 
 
 def _spoofs() -> list[str]:
@@ -337,3 +356,59 @@ def test_needs_blink_while_a_blink_is_still_to_come() -> None:
     assert not blink_first.needs_blink
     assert LivenessCheck(LivenessConfig(enabled=True, mode="blink")).needs_blink
     assert not LivenessCheck(LivenessConfig(enabled=False)).needs_blink
+
+
+def _pipeline(config_path: Path, tmp_path: Path, face_engine, landmarks, steps: tuple[Step, ...]):  # noqa: ANN001, ANN202
+    """The daemon's pipeline (a real policy and store) on a private copy of ``config_path``'s home, liveness in
+    challenge mode with ``steps`` as its first challenge; returns (pipeline, events published)."""
+    from kiosk.base.events import EventBus
+    from kiosk.config import load_config
+    from kiosk.face.calibration import roster_gallery
+    from kiosk.face.walkup import FrameProcessor
+    from kiosk.punching.policy import PunchPolicy
+    from kiosk.runtime.pipeline import Pipeline
+    from kiosk.store import open_store
+    from kiosk.time.config import ClockConfig
+    from kiosk.time.trusted import TrustedClock
+
+    home = copy_home(config_path, tmp_path / "kiosk")
+    config = load_config(home, ["punch.mode='face'", "liveness.enabled=true", "liveness.mode='challenge'",
+                                f"liveness.challenge_steps={len(steps)}"])
+    store = open_store(config)
+    gallery, _ = roster_gallery(store.roster, face_engine.pack, config.face, config.match)
+    bus = EventBus(stdout_json=False)
+    events: list = []
+    bus.subscribe(events.append)
+    policy = PunchPolicy(config, store, TrustedClock(ClockConfig(), kernel_synced=lambda: True), bus)
+    pipeline = Pipeline(config, FrameProcessor(face_engine, gallery), policy, bus,
+                        LivenessCheck(config.liveness, rng=drawn_second(steps)), landmarks)
+    return pipeline, events, store
+
+
+@pytest.mark.parametrize("steps", [(L, R), (B,)])
+def test_pipeline_runs_the_landmarks_only_while_a_blink_is_awaited(steps, video_data: Path, tmp_path: Path,
+                                                                   enrolled_from_video, face_engine,
+                                                                   landmarks) -> None:
+    """The blink clip's person (enrolled) through the daemon's pipeline: a challenge of turns alone never runs
+    the 106-point landmarks, yet the face is recognised; a blink challenge runs them beside each frame's
+    recognition until the blink, then the punch, and no more."""
+    from hardware.camera import Frame
+    from kiosk.base.events import EventKind
+    from kiosk.face.walkup import FrameState
+
+    config, clip = enrolled_from_video
+    pipeline, events, store = _pipeline(config, tmp_path, face_engine, landmarks, steps)
+    with store:
+        results = [pipeline.handle(Frame(image, int(t_s * 1e9), seq))
+                   for seq, (t_s, image) in enumerate(video_frames(clip, max_s=6))]
+    seen = [r for r in results if r is not None and r.face is not None]
+    assert any(r.state is FrameState.DECIDED and r.decision.employee_id == "V001" for r in seen)
+    ran = [r.beside is not None for r in seen]
+    punched = [e for e in events if e.kind is EventKind.PUNCHED]
+    if B not in steps:
+        assert not any(ran)
+        return
+    assert len(punched) == 1 and punched[0].employee_id == "V001"
+    first_idle = ran.index(False)  # the blink seen, the punch made: the landmarks stop
+    assert all(ran[:first_idle]) and not any(ran[first_idle:]) and first_idle >= 3
+    assert all(r.beside.shape == (106, 2) for r in seen[:first_idle])

@@ -278,9 +278,12 @@ class FaceEngine:
         matrix = similarity_transform(face.kps.astype(np.float64), ARCFACE_DST)
         return cv2.warpAffine(as_bgr(frame), matrix, (ALIGNED_SIZE_PX, ALIGNED_SIZE_PX), borderValue=0.0)
 
-    def assess_quality(self, frame: np.ndarray, face: Face, walkup: bool = False) -> QualityReport:
-        """The quality gate with the [quality] thresholds (``walkup``: a walk-up frame's, else enrolment's)."""
-        return quality.assess(frame, face, self.align(frame, face), self.quality_cfg, walkup)
+    def assess_quality(self, frame: np.ndarray, face: Face, walkup: bool = False,
+                       aligned: np.ndarray | None = None) -> QualityReport:
+        """The quality gate with the [quality] thresholds (``walkup``: a walk-up frame's, else enrolment's);
+        ``aligned``: the face's crop when the caller has aligned it already (to embed it too)."""
+        aligned = self.align(frame, face) if aligned is None else aligned
+        return quality.assess(frame, face, aligned, self.quality_cfg, walkup)
 
     def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The face's L2-normalised 512-d embedding (float32)."""

@@ -146,18 +146,20 @@ class Challenge:
     def passed(self) -> bool:
         return self.done >= len(self.steps)
 
-    def update(self, t_s: float, openness: float, yaw: float) -> Verdict:
+    def update(self, t_s: float, openness: float | None, yaw: float) -> Verdict:
+        """One frame; ``openness`` None when no blink is left to judge (its landmarks were not run)."""
         if self.started is None:
             self.started = t_s
         if self.passed:
             return Verdict.LIVE
         if len(self.starts) < START_FRAMES:
             self.starts.append(yaw)
-            self.blink.update(openness, t_s)
+            if openness is not None:
+                self.blink.update(openness, t_s)
             self.blinks_at_step = self.blink.blinks
             return Verdict.PENDING
         offset = yaw - float(np.median(self.starts))
-        if abs(offset) < self.cfg.challenge_turn_deg:
+        if openness is not None and abs(offset) < self.cfg.challenge_turn_deg:
             self.blink.update(openness, t_s)  # a blink is judged on a face not turned away
         if self._judge(offset):
             self.done += 1
@@ -232,15 +234,18 @@ class LivenessCheck:
     @property
     def needs_blink(self) -> bool:
         """Is a blink still to come (a blink step not yet done, or blink mode before its blink)? Sunglasses
-        hide it: the walk-up then asks for them to come off (kiosk.runtime.pipeline)."""
+        hide it: the walk-up then asks for them to come off (kiosk.runtime.pipeline). Only then does a frame
+        need the 106-point landmarks (eye openness): turns are judged on the detector's five keypoints."""
         if not self.cfg.enabled:
             return False
         if self.challenge is not None:
             return Step.BLINK in self.challenge.steps[self.challenge.done:] and not self.challenge.failure
         return self.blink.blinks < 1
 
-    def update(self, t_s: float, lmk106: np.ndarray, kps: np.ndarray, image: np.ndarray | None = None) -> Verdict:
-        """Feed one frame of the walk-up; LIVE once every required check has passed."""
+    def update(self, t_s: float, lmk106: np.ndarray | None, kps: np.ndarray,
+               image: np.ndarray | None = None) -> Verdict:
+        """Feed one frame of the walk-up; LIVE once every required check has passed. ``lmk106`` may be None
+        when no blink is still to come (``needs_blink`` false): the caller need not run the landmarks."""
         if not self.cfg.enabled:
             return Verdict.LIVE
         if self.started is None:
@@ -250,11 +255,12 @@ class LivenessCheck:
             if score is not None:
                 self.passive_scores.append(score)
         if self.challenge is not None:
-            verdict = self.challenge.update(t_s, eye_openness(lmk106), yaw_proxy_deg(kps))
+            openness = None if lmk106 is None else eye_openness(lmk106)
+            verdict = self.challenge.update(t_s, openness, yaw_proxy_deg(kps))
             if verdict is Verdict.LIVE and not self._passive_ok():
                 return self._pending_or_spoof(t_s, self.cfg.challenge_timeout_s)
             return verdict
-        blinks = self.blink.update(eye_openness(lmk106), t_s)
+        blinks = self.blink.blinks if lmk106 is None else self.blink.update(eye_openness(lmk106), t_s)
         self.yaws.append(yaw_proxy_deg(kps))
         if blinks >= 1 and self._turned() and self._passive_ok():
             return Verdict.LIVE

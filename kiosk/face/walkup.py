@@ -24,6 +24,11 @@ with those reasons, so the screen says what to change (lower the mask, hold stil
 tries have a budget of their own (``face.max_embeds_per_walkup`` again), so faulted frames at the start of a
 walk-up do not use up the good frames' budget; either budget spent ends the walk-up as ``UNKNOWN``.
 
+Work the caller needs for a frame's face besides recognition (the pipeline's 106-point landmarks while the
+liveness check still needs them) is handed in as ``process(frame, beside=...)``: it runs on the processor's
+worker thread while this frame is aligned, judged, embedded and matched (when more than one core is usable;
+else before them, on the caller's thread), and its value comes back as ``FrameResult.beside``.
+
 ``FrameResult.passes`` names every detector pass a frame cost, in order ("idle", "search", "search+30",
 "search-30", "region", "region_turned", "region_large": the region once more at ``face.det_size_px`` when
 the small input lost the face, "full").
@@ -35,8 +40,12 @@ face (no overlap with the followed one) is presented; the daemon's pipeline (kio
 from __future__ import annotations
 
 import enum
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +77,12 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     cpu_ms: dict[str, float] = field(default_factory=dict)
     passes: tuple[str, ...] = ()
+    beside: Any = None
+
+
+Beside = Callable[[Face], Callable[[], Any] | None]
+"""Asked on the caller's thread once a frame's followed face is known (not for a settled walk-up's frames): the
+work to run beside that frame's recognition, or None."""
 
 
 # The most proposals of one search pass that get a region pass to confirm them (the best scored first).
@@ -120,6 +135,9 @@ class FrameProcessor:
         self._searches = 0
         self._passes: list[str] = []
         self.walkup_id = 0
+        # A spare core runs the caller's work beside the embedding; on one core it runs first, in turn.
+        self._spare_core = len(os.sched_getaffinity(0)) > 1
+        self._worker: ThreadPoolExecutor | None = None
 
     def use_gallery(self, gallery: Gallery) -> None:
         """Search ``gallery`` from the next frame on (the roster changed), with the strong threshold its
@@ -221,9 +239,10 @@ class FrameProcessor:
         self._track, self._misses = face, 0
         return True
 
-    def process(self, frame: np.ndarray, moved: bool = True) -> FrameResult:
+    def process(self, frame: np.ndarray, moved: bool = True, beside: Beside | None = None) -> FrameResult:
         """One frame. ``moved``: the picture changed since the last look (the caller's motion gate); while
-        nobody is followed, only a changed picture pays for a search pass when the idle pass finds nobody."""
+        nobody is followed, only a changed picture pays for a search pass when the idle pass finds nobody.
+        ``beside``: the caller's work for the followed face, run beside recognition (module docstring)."""
         clock = _Clock()
         self._passes = []
         if self._skip_look():
@@ -237,8 +256,27 @@ class FrameProcessor:
             elif self._settled:
                 result = self._settled_result(clock, face)
             else:
+                work = beside(face) if beside is not None else None
+                pending = self._start(work, clock)
                 result = self._last = self._evaluate(frame, face, clock)
+                if isinstance(pending, Future):
+                    pending = pending.result()
+                    clock.lap("beside")  # the wait for it beyond recognition
+                result = replace(result, beside=pending, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
         return replace(result, passes=tuple(self._passes))
+
+    def _start(self, work: Callable[[], Any] | None, clock: _Clock) -> Any:
+        """The caller's work for this frame: handed to the worker thread (a Future) when a spare core can run
+        it beside recognition, else done now (its value)."""
+        if work is None:
+            return None
+        if self._spare_core:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-beside")
+            return self._worker.submit(work)
+        value = work()
+        clock.lap("beside")
+        return value
 
     def _settled_result(self, clock: _Clock, face: Face | None) -> FrameResult:
         """A settled walk-up's frame: where the face is, and the walk-up's last verdict (nothing is embedded)."""
@@ -256,11 +294,12 @@ class FrameProcessor:
         if max(self._embeds, self._tries) >= self.cfg.max_embeds_per_walkup:
             return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
-        report = self.engine.assess_quality(frame, face, walkup=True)
+        aligned = self.engine.align(frame, face)  # once: judged, then embedded
+        report = self.engine.assess_quality(frame, face, walkup=True, aligned=aligned)
         clock.lap("quality")
         if not report.ok and not self._worth_trying(report):
             return FrameResult(FrameState.ADJUST, face, report, timings_ms=clock.ms, cpu_ms=clock.cpu_ms)
-        vector = self.engine.embed(frame, face)
+        vector = self.engine.embed_aligned(aligned)
         if report.ok:
             self._embeds += 1
         else:

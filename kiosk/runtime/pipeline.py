@@ -1,7 +1,10 @@
 """The walk-up pipeline, read top to bottom: frame -> (motion gate) -> detect/quality/embed/match/vote
 (kiosk.face.walkup) -> liveness -> punch policy -> evidence.
 
-One inference thread calls ``handle(frame)`` for every frame it takes from the camera queue.
+One inference thread calls ``handle(frame)`` for every frame it takes from the camera queue. The 106-point
+landmarks the liveness check reads run only while it still waits for a blink (``LivenessCheck.needs_blink``:
+a challenge of turns alone never needs them), beside the frame's embedding on a spare core
+(``FrameProcessor.process(beside=...)``).
 """
 
 from __future__ import annotations
@@ -89,16 +92,14 @@ class Pipeline:
             self.latest = (frame, None)
             return None
         self._last_look_ns = frame.mono_ns
-        result = self.processor.process(frame.image, moved=self._moved)
+        result = self.processor.process(frame.image, moved=self._moved,
+                                        beside=lambda face: self._beside(frame, face))
         self.latest = (frame, result)
         if result.state is FrameState.IDLE or result.face is None:
             if not self.processor.tracking:
                 self.finish_walkup()
             return result
-        if self.processor.walkup_id != self.walkup.walkup_id:
-            self.finish_walkup()
-            self.walkup = WalkupState(self.processor.walkup_id, frame.mono_ns)
-            self._new_attempt()
+        self._follow_walkup(frame)
         self.walkup.embeds += int(result.embedded)
         if not self.walkup.handled:
             self._ask_uncover(result)
@@ -106,6 +107,24 @@ class Pipeline:
         if self.walkup.handled:
             self.processor.settle()  # from now on only notice the person leave
         return result
+
+    def _follow_walkup(self, frame) -> None:  # noqa: ANN001 - hardware Frame
+        """The frame processor follows a new walk-up: end the last one, start a liveness attempt for this one."""
+        if self.processor.walkup_id != self.walkup.walkup_id:
+            self.finish_walkup()
+            self.walkup = WalkupState(self.processor.walkup_id, frame.mono_ns)
+            self._new_attempt()
+
+    def _beside(self, frame, face):  # noqa: ANN001, ANN202 - hardware Frame, Face -> work or None
+        """What this frame's face needs besides recognition: the 106-point landmarks, while the walk-up's
+        liveness check still waits for a blink (asked once the frame processor follows the face)."""
+        self._follow_walkup(frame)
+        if self.landmarks is None or self.walkup.handled or not self._needs_landmarks():
+            return None
+        return lambda: self.landmarks(frame.image, face.bbox)
+
+    def _needs_landmarks(self) -> bool:
+        return self.config.liveness.enabled and not self.walkup.live and self.liveness.needs_blink
 
     def finish_walkup(self) -> None:
         """The person left (or the camera ended): say what became of an undecided walk-up."""
@@ -146,10 +165,10 @@ class Pipeline:
                                    timeout_s=self.config.liveness.challenge_timeout_s))
 
     def _live(self, frame, result: FrameResult) -> Verdict:  # noqa: ANN001
-        """The walk-up's liveness; the 106-point landmarks run only until it has passed."""
+        """The walk-up's liveness, fed the landmarks run beside the frame's recognition (``_beside``)."""
         if not self.config.liveness.enabled or self.walkup.live:
             return Verdict.LIVE
-        lmk = self.landmarks(frame.image, result.face.bbox)
+        lmk = result.beside  # None when no blink is left to see
         challenge = self.liveness.challenge
         done = challenge.done if challenge is not None else 0
         verdict = self.liveness.update(frame.mono_ns / 1e9, lmk, result.face.kps, frame.image)

@@ -257,45 +257,94 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def _walkup_round(engine, gallery, config: KioskConfig, app, frames: list[np.ndarray],  # noqa: ANN001
-                  landmarks) -> dict:  # noqa: ANN001
-    """One walk-up: every frame through the kiosk loop and plain insightface, in turns."""
+CAMERA_FPS = 15.0
+STAGES = ("detect", "quality", "embed", "match", "beside")
+
+
+def _liveness_as_shipped(config: KioskConfig):  # noqa: ANN202 - LivenessCheck
+    """The walk-up's liveness check with the configured [liveness]; in challenge mode a challenge with a blink
+    step (4 of the 6 draws of two steps): a still photo never blinks, so its landmarks run on every frame."""
+    from kiosk.face.liveness import LivenessCheck, Step
+
+    check = LivenessCheck(config.liveness)
+    if check.challenge is not None:
+        check.reset(tuple(sorted(Step, key=lambda step: step is not Step.BLINK))[:config.liveness.challenge_steps])
+    return check
+
+
+def _kiosk_contender(engine, gallery, config: KioskConfig, landmarks, live: bool):  # noqa: ANN001, ANN202
+    """One frame of the kiosk: the frame processor, and with ``live`` the liveness check of the daemon's
+    pipeline (kiosk.runtime.pipeline): the 106-point landmarks beside the frame's recognition while the check
+    still needs them (``LivenessCheck.needs_blink``), fed to the check. Without ``live``: liveness off (or a
+    challenge of turns only, whose frames cost the same), settled once decided as the pipeline does."""
     from kiosk.face.walkup import FrameProcessor, FrameState
 
     loop = FrameProcessor(engine, gallery, config.match)
-    kiosk, plain, results, marks = [], [], [], []
-    for index, frame in enumerate(frames):
-        def run_kiosk(f: np.ndarray = frame) -> None:
-            result, wall, cpu = timed(lambda: loop.process(f))
+    check = _liveness_as_shipped(config) if live and landmarks is not None else None
+
+    def frame_step(index: int, frame: np.ndarray):  # noqa: ANN202 - FrameResult
+        if check is None:
+            result = loop.process(frame)
             if result.state is FrameState.DECIDED:
-                loop.settle()  # as the daemon's pipeline does once it has punched (liveness off)
-            results.append(result)
-            kiosk.append((wall, cpu))
+                loop.settle()  # the pipeline punches and settles (liveness off)
+            return result
 
-        def run_plain(f: np.ndarray = frame) -> None:
-            plain.append(timed(lambda: app.get(f))[1:])
+        def beside(face):  # noqa: ANN001, ANN202
+            return (lambda: landmarks(frame, face.bbox)) if check.needs_blink else None
 
-        for step in (run_kiosk, run_plain) if index % 2 == 0 else (run_plain, run_kiosk):
-            step()
-        if landmarks is not None and results[-1].face is not None and results[-1].embedded:
-            marks.append(timed(lambda f=frame, r=results[-1]: landmarks(f, r.face.bbox))[1:])
-    decided = next((i + 1 for i, r in enumerate(results) if r.state is FrameState.DECIDED), None)
-    upto = decided or len(frames)
-    stages: dict[str, tuple[float, float]] = {}
-    for name in ("detect", "quality", "embed", "match"):
-        stages[name] = (sum(r.timings_ms.get(name, 0.0) for r in results[:upto]) / upto,
-                        sum(r.cpu_ms.get(name, 0.0) for r in results[:upto]) / upto)
-    return {
-        "decided_at_frame": decided, "embeddings": sum(r.embedded for r in results),
-        "employee": next((r.decision.employee_id for r in results if r.decision and r.decision.decided), None),
-        "kiosk_to_decision": [_mean([w for w, _ in kiosk[:upto]]), _mean([c for _, c in kiosk[:upto]])],
-        "plain_to_decision": [_mean([w for w, _ in plain[:upto]]), _mean([c for _, c in plain[:upto]])],
-        "kiosk_after": [_mean([w for w, _ in kiosk[upto:]]), _mean([c for _, c in kiosk[upto:]])],
-        "plain_after": [_mean([w for w, _ in plain[upto:]]), _mean([c for _, c in plain[upto:]])],
-        "until_decided_ms": [sum(w for w, _ in kiosk[:upto]), sum(w for w, _ in plain[:upto])],
-        "stages": stages,
+        result = loop.process(frame, beside=beside)
+        if result.face is not None:
+            check.update(index / CAMERA_FPS, result.beside, result.face.kps, frame)
+        return result
+
+    return frame_step
+
+
+def _walkup_round(engine, gallery, config: KioskConfig, app, frames: list[np.ndarray],  # noqa: ANN001
+                  landmarks) -> dict:  # noqa: ANN001
+    """One walk-up: every frame through the kiosk (liveness as shipped, and without landmarks) and plain
+    insightface, in turns (the one that goes first changes every frame)."""
+    from kiosk.face.walkup import FrameState
+
+    steps = {"kiosk": _kiosk_contender(engine, gallery, config, landmarks, live=True),
+             "kiosk_no_landmarks": _kiosk_contender(engine, gallery, config, landmarks, live=False)}
+    times: dict[str, list[tuple[float, float]]] = {"kiosk": [], "kiosk_no_landmarks": [], "insightface": []}
+    results: dict[str, list] = {"kiosk": [], "kiosk_no_landmarks": []}
+    marks = []
+    for index, frame in enumerate(frames):
+        def run(name: str, f: np.ndarray = frame, i: int = index) -> None:
+            if name == "insightface":
+                times[name].append(timed(lambda: app.get(f))[1:])
+                return
+            result, wall, cpu = timed(lambda: steps[name](i, f))
+            results[name].append(result)
+            times[name].append((wall, cpu))
+
+        names = list(times)
+        for name in names[index % 3:] + names[:index % 3]:
+            run(name)
+        last = results["kiosk"][-1]
+        if landmarks is not None and last.face is not None and last.embedded:
+            marks.append(timed(lambda f=frame, r=last: landmarks(f, r.face.bbox))[1:])
+    upto = {name: next((i + 1 for i, r in enumerate(rs) if r.state is FrameState.DECIDED), None) or len(frames)
+            for name, rs in results.items()}
+    upto["insightface"] = upto["kiosk"]
+    decided = next((i + 1 for i, r in enumerate(results["kiosk"]) if r.state is FrameState.DECIDED), None)
+    out = {
+        "decided_at_frame": decided, "embeddings": sum(r.embedded for r in results["kiosk"]),
+        "employee": next((r.decision.employee_id for r in results["kiosk"] if r.decision and r.decision.decided),
+                         None),
+        "stages": {stage: (sum(r.timings_ms.get(stage, 0.0) for r in results["kiosk"][:upto["kiosk"]]) / upto["kiosk"],
+                           sum(r.cpu_ms.get(stage, 0.0) for r in results["kiosk"][:upto["kiosk"]]) / upto["kiosk"])
+                   for stage in STAGES},
         "landmarks": [_mean([w for w, _ in marks]), _mean([c for _, c in marks])] if marks else None,
     }
+    for name, pairs in times.items():
+        n = upto[name]
+        out[f"{name}_to_decision"] = [_mean([w for w, _ in pairs[:n]]), _mean([c for _, c in pairs[:n]])]
+        out[f"{name}_after"] = [_mean([w for w, _ in pairs[n:]]), _mean([c for _, c in pairs[n:]])]
+        out[f"{name}_until_decided"] = sum(w for w, _ in pairs[:n])
+    return out
 
 
 def _idle_round(engine, gallery, config: KioskConfig, frame: np.ndarray, count: int) -> list[float]:  # noqa: ANN001
@@ -332,7 +381,7 @@ def run_latency(config: KioskConfig, image_path: Path, frames: int, rounds: int)
     moved = [np.roll(base, JITTER_PX[i % len(JITTER_PX)], axis=1) for i in range(frames)]
     gallery = _latency_gallery(engine, config, base)
     landmarks = None
-    if engine.pack.landmarks is not None:
+    if config.liveness.enabled and engine.pack.landmarks is not None:
         from kiosk.face.landmarks import Landmarks106
         landmarks = Landmarks106(engine)
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp, warnings.catch_warnings():
@@ -343,31 +392,43 @@ def run_latency(config: KioskConfig, image_path: Path, frames: int, rounds: int)
         walks = [_walkup_round(engine, gallery, config, app, moved, landmarks) for _ in range(rounds)]
     idle = [_idle_round(engine, gallery, config, np.full_like(base, 96), frames) for _ in range(rounds)]
     floor = _floor(engine, config.face.det_size_px)
-    kiosk_wall, plain_wall = _column(walks, "kiosk_to_decision", 0), _column(walks, "plain_to_decision", 0)
-    kiosk_cpu, plain_cpu = _column(walks, "kiosk_to_decision", 1), _column(walks, "plain_to_decision", 1)
-    after_k, after_p = _column(walks, "kiosk_after", 0), _column(walks, "plain_after", 0)
-    decided = [w["decided_at_frame"] for w in walks]
+
+    def per_frame(name: str, part: int) -> list[float]:
+        return _column(walks, f"{name}_to_decision", part)
+
+    def ratios(name: str, part: int) -> dict:
+        return ratio_spread(per_frame(name, part), per_frame("insightface", part))
+
+    live = config.liveness
     return {
         "machine": machine(), "image": str(image_path), "frames": frames, "rounds": rounds,
         "det_size": config.face.det_size_px, "threads": config.face.threads,
-        "decided_at_frame": decided,
+        "liveness": {"enabled": live.enabled and landmarks is not None, "mode": live.mode,
+                     "steps": [str(s) for s in (_liveness_as_shipped(config).challenge.steps
+                                                if live.enabled and live.mode == "challenge" else ())]},
+        "decided_at_frame": [w["decided_at_frame"] for w in walks],
         "decided_employee": walks[0]["employee"],
-        "per_frame_to_decision_ms": {"kiosk": spread(kiosk_wall), "insightface": spread(plain_wall),
-                                     "ratio": ratio_spread(kiosk_wall, plain_wall) if len(kiosk_wall) == len(
-                                         plain_wall) else spread([])},
-        "per_frame_to_decision_cpu_ms": {"kiosk": spread(kiosk_cpu), "insightface": spread(plain_cpu),
-                                         "ratio": ratio_spread(kiosk_cpu, plain_cpu)},
-        "until_decided_ms": {"kiosk": spread([w["until_decided_ms"][0] for w in walks]),
-                             "insightface": spread([w["until_decided_ms"][1] for w in walks])},
-        "per_frame_after_decision_ms": {"kiosk": spread(after_k), "insightface": spread(after_p)},
-        "stages_to_decision_ms": {name: spread([w["stages"][name][0] for w in walks]) for name in walks[0]["stages"]},
-        "stages_to_decision_cpu_ms": {name: spread([w["stages"][name][1] for w in walks])
-                                      for name in walks[0]["stages"]},
+        "per_frame_to_decision_ms": {"kiosk": spread(per_frame("kiosk", 0)),
+                                     "insightface": spread(per_frame("insightface", 0)), "ratio": ratios("kiosk", 0)},
+        "per_frame_to_decision_cpu_ms": {"kiosk": spread(per_frame("kiosk", 1)),
+                                         "insightface": spread(per_frame("insightface", 1)),
+                                         "ratio": ratios("kiosk", 1)},
+        "without_landmarks": {
+            "per_frame_to_decision_ms": {"kiosk": spread(per_frame("kiosk_no_landmarks", 0)),
+                                         "ratio": ratios("kiosk_no_landmarks", 0)},
+            "per_frame_to_decision_cpu_ms": {"kiosk": spread(per_frame("kiosk_no_landmarks", 1)),
+                                             "ratio": ratios("kiosk_no_landmarks", 1)}},
+        "until_decided_ms": {name: spread([w[f"{name}_until_decided"] for w in walks])
+                             for name in ("kiosk", "kiosk_no_landmarks", "insightface")},
+        "per_frame_after_decision_ms": {name: spread(_column(walks, f"{name}_after", 0))
+                                        for name in ("kiosk", "kiosk_no_landmarks", "insightface")},
+        "stages_to_decision_ms": {name: spread([w["stages"][name][0] for w in walks]) for name in STAGES},
+        "stages_to_decision_cpu_ms": {name: spread([w["stages"][name][1] for w in walks]) for name in STAGES},
         "landmarks_106_ms": spread(_column(walks, "landmarks", 0)) if landmarks else None,
         "landmarks_106_cpu_ms": spread(_column(walks, "landmarks", 1)) if landmarks else None,
         "idle_ms": spread([i[0] for i in idle]), "idle_cpu_ms": spread([i[1] for i in idle]),
         "floor": floor,
-        "ratio_vs_floor": round(statistics.median(kiosk_wall) / floor["floor_ms"], 3) if kiosk_wall else None,
+        "ratio_vs_floor": round(statistics.median(per_frame("kiosk", 0)) / floor["floor_ms"], 3),
     }
 
 
@@ -376,25 +437,40 @@ def _print_latency(r: dict) -> None:
     click.echo(f"per-frame latency: {r['rounds']} walk-ups of {r['frames']} frames of {r['image']} in a 640x480 "
                f"frame (detector {r['det_size']}px, {r['threads']} thread(s)); decided at frame "
                f"{', '.join(str(d) for d in r['decided_at_frame'])}; min/median/max over walk-ups")
+    live = r["liveness"]
+    shipped = (f"liveness on, {live['mode']}" + (f" {'+'.join(live['steps'])}" if live["steps"] else "")
+               if live["enabled"] else "liveness off")
     head, cpu = r["per_frame_to_decision_ms"], r["per_frame_to_decision_cpu_ms"]
-    click.echo("  per frame up to the decision (what a person waits for):")
-    click.echo(f"    kiosk loop          {fmt_spread(head['kiosk'], ' ms')}   CPU {fmt_spread(cpu['kiosk'], ' ms')}")
+    bare, bare_cpu = r["without_landmarks"]["per_frame_to_decision_ms"], \
+        r["without_landmarks"]["per_frame_to_decision_cpu_ms"]
+    click.echo("  per frame up to the decision (what a person waits for), the three in turns:")
+    click.echo(f"    kiosk ({shipped})")
+    click.echo(f"                        {fmt_spread(head['kiosk'], ' ms')}   CPU {fmt_spread(cpu['kiosk'], ' ms')}")
     click.echo(f"    plain insightface   {fmt_spread(head['insightface'], ' ms')}   "
                f"CPU {fmt_spread(cpu['insightface'], ' ms')}")
     click.echo(f"    kiosk / insightface {fmt_spread(head['ratio'], 'x', 3)}   CPU {fmt_spread(cpu['ratio'], 'x', 3)}")
+    click.echo("    kiosk without the landmarks (liveness off, or a challenge of turns only: 2 of 6 draws)")
+    click.echo(f"                        {fmt_spread(bare['kiosk'], ' ms')}   "
+               f"CPU {fmt_spread(bare_cpu['kiosk'], ' ms')}")
+    click.echo(f"      / insightface     {fmt_spread(bare['ratio'], 'x', 3)}   "
+               f"CPU {fmt_spread(bare_cpu['ratio'], 'x', 3)}")
     until = r["until_decided_ms"]
-    click.echo(f"  until decided: kiosk {fmt_spread(until['kiosk'], ' ms', 1)}; insightface on the same frames "
+    click.echo(f"  until decided: kiosk {fmt_spread(until['kiosk'], ' ms', 1)} (without the landmarks "
+               f"{fmt_spread(until['kiosk_no_landmarks'], ' ms', 1)}); insightface on the same frames "
                f"{fmt_spread(until['insightface'], ' ms', 1)}")
-    click.echo("  stages per frame up to the decision (wall | process CPU):")
+    click.echo("  kiosk's stages per frame up to the decision (wall | process CPU; with a spare core the landmarks run "
+               "beside quality, embed and match: their CPU shows there, 'beside' is the wait after them):")
     for name, wall in r["stages_to_decision_ms"].items():
         cpu_ms = r["stages_to_decision_cpu_ms"][name]
         click.echo(f"    {name:8} {fmt_spread(wall, ' ms')} | {fmt_spread(cpu_ms, ' ms')}")
     if r["landmarks_106_ms"]:
-        click.echo("    landmarks (106 points, only while liveness needs them) "
+        click.echo("    the 106-point landmarks alone, as measured apart "
                    f"{fmt_spread(r['landmarks_106_ms'], ' ms')} | {fmt_spread(r['landmarks_106_cpu_ms'], ' ms')}")
     after = r["per_frame_after_decision_ms"]
     click.echo(f"  after the decision (face still in view, no more embeddings): kiosk "
-               f"{fmt_spread(after['kiosk'], ' ms')} vs insightface {fmt_spread(after['insightface'], ' ms')}")
+               f"{fmt_spread(after['kiosk'], ' ms')} (still waiting for the liveness check), settled "
+               f"{fmt_spread(after['kiosk_no_landmarks'], ' ms')}, vs insightface "
+               f"{fmt_spread(after['insightface'], ' ms')}")
     click.echo(f"  nobody in view: {fmt_spread(r['idle_ms'], ' ms')} per look, "
                f"CPU {fmt_spread(r['idle_cpu_ms'], ' ms')}")
     g = r["floor"]
