@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -83,6 +84,20 @@ class FrameResult:
 Beside = Callable[[Face], Callable[[], Any] | None]
 """Asked on the caller's thread once a frame's followed face is known (not for a settled walk-up's frames): the
 work to run beside that frame's recognition, or None."""
+
+
+_worker: ThreadPoolExecutor | None = None
+_worker_lock = threading.Lock()
+
+
+def beside_worker() -> ThreadPoolExecutor:
+    """The one thread of this process that runs callers' work beside recognition (started on first use and
+    kept, so a walk-up's first frame does not pay for a new thread)."""
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-beside")
+        return _worker
 
 
 # The most proposals of one search pass that get a region pass to confirm them (the best scored first).
@@ -137,7 +152,6 @@ class FrameProcessor:
         self.walkup_id = 0
         # A spare core runs the caller's work beside the embedding; on one core it runs first, in turn.
         self._spare_core = len(os.sched_getaffinity(0)) > 1
-        self._worker: ThreadPoolExecutor | None = None
 
     def use_gallery(self, gallery: Gallery) -> None:
         """Search ``gallery`` from the next frame on (the roster changed), with the strong threshold its
@@ -271,9 +285,7 @@ class FrameProcessor:
         if work is None:
             return None
         if self._spare_core:
-            if self._worker is None:
-                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-beside")
-            return self._worker.submit(work)
+            return beside_worker().submit(work)
         value = work()
         clock.lap("beside")
         return value
