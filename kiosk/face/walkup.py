@@ -24,9 +24,13 @@ with those reasons, so the screen says what to change (lower the mask, hold stil
 tries have a budget of their own (``face.max_embeds_per_walkup`` again), so faulted frames at the start of a
 walk-up do not use up the good frames' budget; either budget spent ends the walk-up as ``UNKNOWN``.
 
+A detector whose landmarks barely follow a tilted head (the OpenCV Zoo pack's YuNet) has the face of a frame
+about to be judged and embedded looked at once more in its region turned each way (FaceEngine.levelled), so the
+alignment levels a head rolled up to ``face.search_roll_deg``.
+
 ``FrameResult.passes`` names every detector pass a frame cost, in order ("idle", "search", "search+30",
 "search-30", "region", "region_turned", "region_large": the region once more at ``face.det_size_px`` when
-the small input lost the face, "full").
+the small input lost the face, "full", and for such a detector "region+30", "region-30").
 
 A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
 face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.runtime.pipeline) adds liveness.
@@ -256,6 +260,9 @@ class FrameProcessor:
         if max(self._embeds, self._tries) >= self.cfg.max_embeds_per_walkup:
             return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
+        face, passes = self.engine.levelled(frame, face)  # a tilted head's landmarks, for the alignment
+        self._passes.extend(passes)
+        clock.lap("detect")
         report = self.engine.assess_quality(frame, face, walkup=True)
         clock.lap("quality")
         if not report.ok and not self._worth_trying(report):
