@@ -266,8 +266,10 @@ class FaceEngine:
         about 4, the five-point alignment leaves the face tilted and SFace's score falls (mean 0.29-0.38
         against 0.68 level on ../shared/faces). In a picture turned so the head is upright its landmarks are
         right, so the region around ``face`` is looked at once more turned by +``face.search_roll_deg`` and
-        once by -``face.search_roll_deg`` (at ``face.track_det_size_px``), and the most confident of the three
-        detections of this face is kept."""
+        once by -``face.search_roll_deg`` (at ``face.track_det_size_px``), and the landmarks and score of the most
+        confident of the three detections of this face are kept. The box stays the one found upright: a box is
+        upright in the frame, and one found turned is only carried back at its size (``mapped``), which for a face
+        filling the frame reaches past its edge and would be refused as cut off."""
         turn = self.cfg.search_roll_deg
         if self._det.kps_follow_roll or not turn:
             return face, ()
@@ -279,7 +281,7 @@ class FaceEngine:
                 inside = face.bbox[0] <= x <= face.bbox[2] and face.bbox[1] <= y <= face.bbox[3]
                 if inside and found.det_score > best.det_score:
                     best = found
-        return best, tuple(passes)
+        return Face(face.bbox, best.kps, best.det_score), tuple(passes)
 
     # -- choose ---------------------------------------------------------------
 
