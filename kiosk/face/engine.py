@@ -13,7 +13,8 @@ may need: a larger detector input for a small face in a big picture, and a padde
 tight ID-style crop, whose face is too large for the detector's anchors. ``detect_region`` looks
 only around a face followed from the previous frame (cheap, and sharper landmarks), or that region
 turned upright by the face's landmarks (``turned``: a head tilted sideways); ``detect_rolled`` is one pass over a whole
-frame turned by a given angle, for a tilted head the upright pass misses.
+frame turned by a given angle, for a tilted head the upright pass misses; ``levelled`` gives a face landmarks that show
+its tilt when the detector's own barely do (YuNet), before it is aligned.
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ def mapped(face: Face, matrix: np.ndarray) -> Face:
     return Face(np.array([cx - w, cy - h, cx + w, cy + h], np.float32), kps.astype(np.float32), face.det_score)
 
 
+def region_side(around: Face) -> float:
+    """The side in px of the square region a region pass searches around a face."""
+    return max(REGION_MIN_PX, REGION_SCALE * max(around.width, around.height))
+
+
 def relative_size(face: Face, reference: Face) -> float:
     """How large ``face`` looks next to ``reference``: the ratio of their box areas."""
     return (face.width * face.height) / max(reference.width * reference.height, 1e-6)
@@ -228,23 +234,54 @@ class FaceEngine:
         turned upright by the landmarks of ``around`` (a head tilted sideways), found faces mapped back."""
         h, w = frame.shape[:2]
         cx, cy = around.center
-        side = max(REGION_MIN_PX, REGION_SCALE * max(around.width, around.height))
+        side = region_side(around)
         size = size or self.cfg.track_det_size_px
         if turned:
-            # The region turned about the face's centre into a side x side image; what lies outside the frame
-            # is black, as if cut off.
-            matrix = cv2.getRotationMatrix2D((cx, cy), roll_deg(around), 1.0)
-            matrix[:, 2] += (side / 2 - cx, side / 2 - cy)
-            n = int(round(side))
-            region = cv2.warpAffine(as_bgr(frame), matrix, (n, n), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-            return [mapped(f, matrix) for f in self.detect(region, size=size)]
+            return self._region_turned(frame, around, roll_deg(around), size)
         x1, y1 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
         x2, y2 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
         if x2 - x1 < 16 or y2 - y1 < 16:
             return []
         crop = frame[y1:y2, x1:x2]
         return [f.shifted(x1, y1) for f in self.detect(crop, size=size)]
+
+    def _region_turned(self, frame: np.ndarray, around: Face, degrees: float, size: int) -> list[Face]:
+        """Faces in the square region around ``around`` turned ``degrees`` (counter-clockwise) about its centre,
+        mapped back to the frame; what lies outside the frame is black, as if cut off."""
+        cx, cy = around.center
+        side = region_side(around)
+        matrix = cv2.getRotationMatrix2D((cx, cy), degrees, 1.0)
+        matrix[:, 2] += (side / 2 - cx, side / 2 - cy)
+        n = int(round(side))
+        region = cv2.warpAffine(as_bgr(frame), matrix, (n, n), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        return [mapped(f, matrix) for f in self.detect(region, size=size)]
+
+    def levelled(self, frame: np.ndarray, face: Face) -> tuple[Face, tuple[str, ...]]:
+        """``face`` with landmarks that show how far the head is tilted sideways, for aligning it, and the
+        detector passes that cost (named as FrameResult.passes).
+
+        SCRFD's landmarks follow a tilted head, so ``face`` is returned as it is. YuNet's barely do
+        (``kps_follow_roll`` False): in a region pass at 160 px a head rolled 30 degrees gets landmarks rolled
+        about 4, the five-point alignment leaves the face tilted and SFace's score falls (mean 0.29-0.38
+        against 0.68 level on ../shared/faces). In a picture turned so the head is upright its landmarks are
+        right, so the region around ``face`` is looked at once more turned by +``face.search_roll_deg`` and
+        once by -``face.search_roll_deg`` (at ``face.track_det_size_px``), and the landmarks and score of the most
+        confident of the three detections of this face are kept. The box stays the one found upright: a box is
+        upright in the frame, and one found turned is only carried back at its size (``mapped``), which for a face
+        filling the frame reaches past its edge and would be refused as cut off."""
+        turn = self.cfg.search_roll_deg
+        if self._det.kps_follow_roll or not turn:
+            return face, ()
+        best, passes = face, []
+        for degrees in (turn, -turn):
+            passes.append(f"region{degrees:+g}")
+            for found in self._region_turned(frame, face, degrees, self.cfg.track_det_size_px):
+                x, y = found.center
+                inside = face.bbox[0] <= x <= face.bbox[2] and face.bbox[1] <= y <= face.bbox[3]
+                if inside and found.det_score > best.det_score:
+                    best = found
+        return Face(face.bbox, best.kps, best.det_score), tuple(passes)
 
     # -- choose ---------------------------------------------------------------
 

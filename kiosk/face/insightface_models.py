@@ -100,6 +100,7 @@ class Scrfd:
     """SCRFD: ``detect(image, input_size, det_thresh) -> (boxes n x 5, kpss n x 5 x 2)``, most confident first."""
 
     taskname = "detection"
+    kps_follow_roll = True  # the landmarks of a tilted head are tilted with it (FaceEngine.levelled)
 
     def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
         self.session = _session(path, opts)

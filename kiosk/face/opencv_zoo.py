@@ -108,6 +108,7 @@ class YuNet:
 
     taskname = "detection"
     use_kps = True
+    kps_follow_roll = False  # a tilted head gets landmarks nearly level (FaceEngine.levelled)
 
     def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
         self.session = _session(clean_graph(path, any_size=True), opts)

@@ -29,9 +29,13 @@ liveness check still needs them) is handed in as ``process(frame, beside=...)``:
 worker thread while this frame is aligned, judged, embedded and matched (when more than one core is usable;
 else before them, on the caller's thread), and its value comes back as ``FrameResult.beside``.
 
+A detector whose landmarks barely follow a tilted head (the OpenCV Zoo pack's YuNet) has the face of a frame
+about to be judged and embedded looked at once more in its region turned each way (FaceEngine.levelled), so the
+alignment levels a head rolled up to ``face.search_roll_deg``.
+
 ``FrameResult.passes`` names every detector pass a frame cost, in order ("idle", "search", "search+30",
 "search-30", "region", "region_turned", "region_large": the region once more at ``face.det_size_px`` when
-the small input lost the face, "full").
+the small input lost the face, "full", and for such a detector "region+30", "region-30").
 
 A walk-up ends when the face is not seen for ``face.track_grace_frames`` frames, or a different
 face (no overlap with the followed one) is presented; the daemon's pipeline (kiosk.runtime.pipeline) adds liveness.
@@ -306,7 +310,10 @@ class FrameProcessor:
         if max(self._embeds, self._tries) >= self.cfg.max_embeds_per_walkup:
             return FrameResult(FrameState.UNKNOWN, face, match=self._last_match, timings_ms=clock.ms,
                                cpu_ms=clock.cpu_ms)
-        aligned = self.engine.align(frame, face)  # once: judged, then embedded
+        face, passes = self.engine.levelled(frame, face)  # a tilted head's landmarks, for the alignment
+        self._passes.extend(passes)
+        clock.lap("detect")
+        aligned = self.engine.align(frame, face)  # once, on the levelled landmarks: judged, then embedded
         report = self.engine.assess_quality(frame, face, walkup=True, aligned=aligned)
         clock.lap("quality")
         if not report.ok and not self._worth_trying(report):
