@@ -278,3 +278,16 @@ def test_tries_of_refused_frames_have_their_own_budget(face_engine, face_data) -
     sharp = _masked(face_engine, face_data, "Colin_Powell", "Colin_Powell_0004.jpg", "clean")
     following = [processor.process(sharp) for _ in range(3)]
     assert following[-1].state is FrameState.DECIDED and following[-1].decision.employee_id == "Colin_Powell"
+
+
+def test_every_gate_reason_has_its_text_and_the_config_knows_every_degradation() -> None:
+    """The reasons the gate gives are named in three places (the config's ``Degradation`` values that
+    ``quality.walkup_try_reasons`` accepts, the gate's checks, the screen's sentences): a reason added to one
+    and not the others would be refused in the config or shown without a sentence."""
+    import typing
+
+    from kiosk.face.config import Degradation
+    from kiosk.face.quality import COVERED, REASON_TEXT
+
+    assert set(REASON_TEXT) == set(typing.get_args(Degradation)) | set(COVERED)
+    assert not set(typing.get_args(Degradation)) & set(COVERED)
