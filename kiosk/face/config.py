@@ -76,8 +76,9 @@ class FaceConfig(StrictModel):
                                    "(a head tilted sideways); 0: upright only. A frame that did not change (nobody "
                                    "there) never gets one. A followed face is searched turned upright by its own "
                                    "landmarks. With a detector whose landmarks barely follow a tilted head (the "
-                                   "opencv_zoo pack's YuNet) the region of a face about to be embedded is also "
-                                   "looked at turned by +/-search_roll_deg and the surest of the three is aligned.")
+                                   "opencv_zoo pack's YuNet) the region of a face about to be embedded, and of "
+                                   "every face found in a photo (enrolment, the hub's photos), is also looked at "
+                                   "turned by +/-search_roll_deg and the surest of the three is aligned.")
     pad_ratio: float = Field(0.5, ge=0.0, le=2.0, description="Border added on each side, as a fraction of "
                              "the photo's longer side, when retrying a photo where no face was found (tight "
                              "ID-style crops).")

@@ -10,7 +10,8 @@ Each stage takes and returns plain data, so it can be timed and tested alone::
 
 ``detect`` is one detector pass (camera frames); ``detect_photo`` adds the retries a still photo
 may need: a larger detector input for a small face in a big picture, and a padded border for a
-tight ID-style crop, whose face is too large for the detector's anchors. ``detect_region`` looks
+tight ID-style crop, whose face is too large for the detector's anchors; and it levels each face
+found as the frame path does (``levelled``). ``detect_region`` looks
 only around a face followed from the previous frame (cheap, and sharper landmarks), or that region
 turned upright by the face's landmarks (``turned``: a head tilted sideways); ``detect_rolled`` is one pass over a whole
 frame turned by a given angle, for a tilted head the upright pass misses; ``levelled`` gives a face landmarks that show
@@ -201,8 +202,13 @@ class FaceEngine:
                 for i in range(boxes.shape[0])]
 
     def detect_photo(self, image: np.ndarray) -> list[Face]:
-        """Faces in a still photo, retrying with a larger input and then a padded border if none."""
+        """Faces in a still photo, retrying with a larger input and then a padded border if none; each with
+        landmarks that follow a tilted head (``levelled``), as the frame path aligns it."""
         image = as_bgr(image)
+        return [self.levelled(image, face)[0] for face in self._found_in_photo(image)]
+
+    def _found_in_photo(self, image: np.ndarray) -> list[Face]:
+        """``detect_photo``'s faces as the detector gives them."""
         faces = self.detect(image)
         if faces:
             return faces
@@ -259,17 +265,20 @@ class FaceEngine:
 
     def levelled(self, frame: np.ndarray, face: Face) -> tuple[Face, tuple[str, ...]]:
         """``face`` with landmarks that show how far the head is tilted sideways, for aligning it, and the
-        detector passes that cost (named as FrameResult.passes).
+        detector passes that cost (named as FrameResult.passes). The one rule for both paths: the frame path
+        (``kiosk.face.walkup``) calls it on a face about to be judged and embedded, ``detect_photo`` on every
+        face of a photo (enrolment, the hub's photos, ``kiosk bench accuracy``).
 
         SCRFD's landmarks follow a tilted head, so ``face`` is returned as it is. YuNet's barely do
         (``kps_follow_roll`` False): in a region pass at 160 px a head rolled 30 degrees gets landmarks rolled
-        about 4, the five-point alignment leaves the face tilted and SFace's score falls (mean 0.29-0.38
-        against 0.68 level on ../shared/faces). In a picture turned so the head is upright its landmarks are
-        right, so the region around ``face`` is looked at once more turned by +``face.search_roll_deg`` and
-        once by -``face.search_roll_deg`` (at ``face.track_det_size_px``), and the landmarks and score of the most
-        confident of the three detections of this face are kept. The box stays the one found upright: a box is
-        upright in the frame, and one found turned is only carried back at its size (``mapped``), which for a face
-        filling the frame reaches past its edge and would be refused as cut off."""
+        about 4 (in a photo at 320 px, about 17), the five-point alignment leaves the face tilted and SFace's
+        score falls (mean 0.29-0.38 against 0.68 level on ../shared/faces). In a picture turned so the head is
+        upright its landmarks are right, so the region around ``face`` is looked at once more turned by
+        +``face.search_roll_deg`` and once by -``face.search_roll_deg`` (at ``face.track_det_size_px``), and the
+        landmarks and score of the most confident of the three detections of this face are kept. The box stays
+        the one found upright: a box is upright in the frame, and one found turned is only carried back at its
+        size (``mapped``), which for a face filling the frame reaches past its edge and would be refused as cut
+        off."""
         turn = self.cfg.search_roll_deg
         if self._det.kps_follow_roll or not turn:
             return face, ()
