@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, run_kiosk
 
 # Runs the real `kiosk` entry point in this process, then prints what the test asks about.
 MAIN_PROBE = """
@@ -121,3 +121,13 @@ def test_the_daemon_resumes_the_collector_at_ready(kiosk_home: Path) -> None:
                           cwd=REPO, check=True, timeout=180)
     out = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
     assert out == {"ready": True, "before": False, "after": (True, True)}, proc.stderr
+
+
+def test_a_punch_and_db_verify_start_without_numpy(kiosk_home: Path, invoke) -> None:  # noqa: ANN001 - fixture
+    """The store loads numpy only where templates are read or written (kiosk.store.roster, .enrolments)."""
+    from test_docs import heavy_modules_after
+    assert invoke("employee", "add", "E1", "--name", "Ann Lee", "--config", str(kiosk_home)).exit_code == 0
+    punched = run_kiosk("punch", "--employee", "E1", "--note", "test", "--yes", "--config", str(kiosk_home))
+    assert punched.returncode == 0, punched.stderr
+    for args in (("punch", "--employee", "E1", "--note", "test", "--yes"), ("db", "verify")):
+        assert "numpy" not in heavy_modules_after(*args, "--config", str(kiosk_home)), args
