@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from kiosk import __version__
+from kiosk.base.startup import pause_gc
 from kiosk.cli.util import KioskGroup, LazyGroup, no_library_plugins, quiet_native_libraries
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -115,6 +116,7 @@ def hub() -> None:
 
 
 def main() -> None:
+    pause_gc()  # until the command's own code starts (`kiosk run`: until READY), kiosk.base.startup
     quiet_native_libraries()
     no_library_plugins()
     cli(prog_name="kiosk")

@@ -59,7 +59,7 @@ def test_help_imports_nothing_heavy(args: tuple[str, ...]) -> None:
 
 def test_config_check_loads_no_face_runtime(tmp_path) -> None:  # noqa: ANN001 - pytest fixture
     """`kiosk config check` validates (pydantic) and counts the roster for the threshold (one SQLCipher query,
-    kiosk.store.connection: not the full store, whose sqlite-utils imports numpy), but loads no model
+    kiosk.store.quickread: not the full store), but loads no model
     runtime, image library, HTTP client or signing: the threshold comes from the calibration."""
     from kiosk.cli.store import create_home
     config = create_home(tmp_path / "home")

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from kiosk.cli.util import ConfigRef, config_options
+from kiosk.cli.util import ConfigRef, DaemonCommand, config_options
 
 
-@click.command("run")
+@click.command("run", cls=DaemonCommand)
 @click.option("--exit-when-camera-ends", is_flag=True,
               help="For file:/images: cameras: process every frame, flush, and exit 0 when the source ends.")
 @config_options

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+import types
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kiosk.base.errors import ConfigError, KioskError
+from kiosk.base.startup import resume_gc
 
 if TYPE_CHECKING:
     from kiosk.config import KioskConfig
@@ -79,7 +81,8 @@ class RoutineToDebug(logging.Filter):
 
 def open_store(config: KioskConfig, create: bool = False) -> Store:
     """The kiosk's store (kiosk.store.database.open_store), imported only when a command opens it: the
-    store pulls in sqlite-utils and SQLCipher, which `kiosk config check` and `kiosk hub ...` do not need."""
+    store pulls in SQLCipher and the record and signing code, which `kiosk --help` and `kiosk hub ...` do not
+    need."""
     from kiosk.store.database import open_store as open_kiosk_store
     return open_kiosk_store(config, create)
 
@@ -98,12 +101,45 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
 
 
+PYDANTIC_PLUGINS_OFF = ("__all__", "1", "true")  # the PYDANTIC_DISABLE_PLUGINS values that turn every plugin off
+PYDANTIC_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
 def no_library_plugins() -> None:
     """Pydantic loads any plugin an installed package declares (found by scanning every installed package's
     metadata, ~25 ms of CPU per command); the kiosk's config validation must not be altered by whatever
-    is installed on the machine, as the store's connection (no sqlite-utils plugins). Set
-    PYDANTIC_DISABLE_PLUGINS to a plugin's name list in the environment to choose otherwise."""
+    is installed on the machine. Set
+    PYDANTIC_DISABLE_PLUGINS to a plugin's name list in the environment to choose otherwise.
+
+    With every plugin off, pydantic's plugin loader still imports importlib.metadata (and with it email,
+    zipfile, csv...: ~0.02 CPU-s, a tenth of `kiosk config check`) only to return no plugins. Must run before
+    pydantic is imported: ``_PydanticPluginsOff`` stands in for that loader and gives the same answer while
+    the variable turns every plugin off; for anything else (the variable changed, a name it does not
+    have) it loads pydantic's own loader and hands over to it."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if PYDANTIC_PLUGIN_LOADER not in sys.modules:
+        sys.modules[PYDANTIC_PLUGIN_LOADER] = _PydanticPluginsOff(PYDANTIC_PLUGIN_LOADER)
+
+
+class _PydanticPluginsOff(types.ModuleType):
+    """Stands in for pydantic.plugin._loader while PYDANTIC_DISABLE_PLUGINS turns every plugin off (see
+    no_library_plugins)."""
+
+    def get_plugins(self) -> tuple:
+        if os.environ.get("PYDANTIC_DISABLE_PLUGINS") in PYDANTIC_PLUGINS_OFF:
+            return ()  # what pydantic's own get_plugins returns for these values
+        return self._hand_over().get_plugins()
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - whatever pydantic's loader has
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)  # the import system asks for __path__ and the like: a plain module's answer
+        return getattr(self._hand_over(), name)
+
+    def _hand_over(self) -> types.ModuleType:
+        """pydantic's own loader, in this stand-in's place from now on."""
+        if sys.modules.get(PYDANTIC_PLUGIN_LOADER) is self:
+            del sys.modules[PYDANTIC_PLUGIN_LOADER]
+        return importlib.import_module(PYDANTIC_PLUGIN_LOADER)
 
 
 def quiet_native_libraries() -> None:
@@ -206,8 +242,24 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+class DaemonCommand(click.Command):
+    """A command that runs a long-lived process and resumes the garbage collector itself once it has
+    started (`kiosk run`: at READY, kiosk.base.startup)."""
+
+
 class KioskGroup(LazyGroup):
-    """The root group: lazy commands; turns typed errors into sentences and exit codes."""
+    """The root group: lazy commands; turns typed errors into sentences and exit codes.
+
+    The `kiosk` command starts with the garbage collector paused (kiosk.base.startup): the command's
+    module (and with it pydantic, the config's models...) is imported paused, and the collector is
+    resumed when the command's own code starts, except for a DaemonCommand, which resumes it itself."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                             list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if not isinstance(command, DaemonCommand):
+            resume_gc()
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -8,8 +8,8 @@ __all__ = ["Store", "open_store"]
 
 
 def __getattr__(name: str) -> Any:  # noqa: ANN401 - Store or open_store
-    """Store and open_store load on first use: the full store pulls in sqlite-utils (and with it numpy),
-    which kiosk.store.connection's light reads (`kiosk config check`) do without."""
+    """Store and open_store load on first use: the full store pulls in the punch log, the roster and the
+    signing keys' code, which kiosk.store.quickread's one read (`kiosk config check`) does without."""
     if name in __all__:
         from kiosk.store import database
         return getattr(database, name)

@@ -1,5 +1,5 @@
-"""The store's SQLCipher connection, kept apart from kiosk.store.database (which loads sqlite-utils and,
-through it, numpy) so that kiosk.store.quickread can read one figure without them."""
+"""The store's SQLCipher connection, kept apart from kiosk.store.database (which loads the punch log, the
+roster, the signing keys' code...) so that kiosk.store.quickread can read one figure without them."""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlcipher3.dbapi2 as sqlcipher
-import sqlite_utils
 
 from hardware.rfid_protocols import CardFormat
 from kiosk.base.errors import StoreError
@@ -33,6 +32,7 @@ from kiosk.store.keys import DbKey, resolve_key
 from kiosk.store.punches import PunchLog
 from kiosk.store.roster import Roster
 from kiosk.store.signing import SigningKeys
+from kiosk.store.sql import Database
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,7 @@ class Store:
             self._set_pragmas()
         except DB_ERRORS as exc:
             raise explain_db_error(exc, self.path, "opening the store") from None
-        # No sqlite-utils plugins: nothing installed on the machine may alter the store's connection,
-        # and not scanning every installed package for them saves start-up time.
-        self.db = sqlite_utils.Database(self.conn, execute_plugins=False)
+        self.db = Database(self.conn)
         self.punches = PunchLog(self)
         self.roster = Roster(self, card_format)
         self.enrolments = EnrolmentOutbox(self)
@@ -195,7 +193,7 @@ class Store:
     # -- transactions ----------------------------------------------------
 
     @contextlib.contextmanager
-    def atomic(self, doing: str = "writing to the store") -> Iterator[sqlite_utils.Database]:
+    def atomic(self, doing: str = "writing to the store") -> Iterator[Database]:
         """One write transaction: all of it is durably committed on exit, or none of it."""
         with self._lock:
             if self.conn.in_transaction:
@@ -252,7 +250,7 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes for `kiosk db stats` and device health."""
-        counts = {t: self.db[t].count for t in ("employees", "cards", "templates", "punches", "audit")}
+        counts = {t: self.db.count(t) for t in ("employees", "cards", "templates", "punches", "audit")}
         active = self.query("SELECT count(*) AS n FROM employees WHERE active = 1")[0]["n"]
         span = self.query("SELECT min(ts_utc) AS first, max(ts_utc) AS last, "
                           "sum(clock_state != 'verified') AS unverified FROM punches")[0]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from kiosk.base.timeutil import iso_utc, utc_now
 
 if TYPE_CHECKING:
@@ -70,6 +68,8 @@ class EnrolmentOutbox:
                                      "ORDER BY id", ids)
         if not row["active"] or not templates:
             return None
+        import numpy as np  # only for templates: `kiosk punch` and the db commands start without numpy
+
         cards = [r["card_id"] for r in self.store.query("SELECT card_id FROM cards WHERE employee_id = ? "
                                                         "ORDER BY card_id", [row["employee_id"]])]
         return {"outbox_id": row["id"], "employee_id": row["employee_id"], "name": row["name"],

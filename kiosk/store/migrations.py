@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 from kiosk.store.signing import add_key
 
 if TYPE_CHECKING:
-    import sqlite_utils
+    from kiosk.store.sql import Database
 
-# Migrations take a sqlite_utils.Database; the name list (outstanding) is read without loading sqlite-utils.
-Migration = tuple[str, Callable[["sqlite_utils.Database"], None]]
+# Migrations take the store's Database (kiosk.store.sql); the name list (outstanding) is read without it.
+Migration = tuple[str, Callable[["Database"], None]]
 
 
-def _m001_initial(db: sqlite_utils.Database) -> None:
+def _m001_initial(db: Database) -> None:
     db.executescript(
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,7 +83,7 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-def _m003_clock_anchors(db: sqlite_utils.Database) -> None:
+def _m003_clock_anchors(db: Database) -> None:
     # Monotonic-to-true-UTC anchors: they let the hub correct punches made on an untrusted clock.
     db.executescript(
         """
@@ -105,7 +105,7 @@ def _m003_clock_anchors(db: sqlite_utils.Database) -> None:
     )
 
 
-def _m002_sync(db: sqlite_utils.Database) -> None:
+def _m002_sync(db: Database) -> None:
     statements = [
         # The hub registration; the device token lives only here, inside the encrypted store.
         "CREATE TABLE sync_registration (id INTEGER PRIMARY KEY CHECK (id = 1), hub_url TEXT NOT NULL, "
@@ -130,7 +130,7 @@ def _m002_sync(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
-def _m_enrolment_outbox(db: sqlite_utils.Database) -> None:
+def _m_enrolment_outbox(db: Database) -> None:
     # Enrolments made on this device (guided capture, import), waiting to be sent to the hub
     # (source 'device'). Rows point at templates; an erased person's rows are deleted with them.
     db.execute("CREATE TABLE enrolment_outbox (id INTEGER PRIMARY KEY, employee_id TEXT NOT NULL, "
@@ -139,7 +139,7 @@ def _m_enrolment_outbox(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX enrolment_outbox_unsent ON enrolment_outbox(sent_utc, id)")
 
 
-def _m004_punch_direction(db: sqlite_utils.Database) -> None:
+def _m004_punch_direction(db: Database) -> None:
     # Direction (IN/OUT), kind (punch/correction) and a correction's author: part of the record and of
     # its hash when set (kiosk.base.record.LATER_FIELDS), so older punches keep verifying.
     db.execute("ALTER TABLE punches ADD COLUMN direction TEXT NOT NULL DEFAULT ''")
@@ -147,19 +147,19 @@ def _m004_punch_direction(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE punches ADD COLUMN author TEXT NOT NULL DEFAULT ''")
 
 
-def _m_verified_floor_index(db: sqlite_utils.Database) -> None:
+def _m_verified_floor_index(db: Database) -> None:
     # The trusted-time floor (newest verified punch) is read at start, by every `kiosk punch` and every
     # heartbeat: this partial index answers it in O(log n) instead of walking every unverified punch.
     db.execute("CREATE INDEX punches_verified_ts ON punches(ts_utc) WHERE clock_state = 'verified'")
 
 
-def _m_employee_card_and_face(db: sqlite_utils.Database) -> None:
+def _m_employee_card_and_face(db: Database) -> None:
     # A person the face engine cannot tell from another enrolled one (twins, siblings, look-alikes)
     # punches with card + face whatever punch.mode says (kiosk.punching.policy).
     db.execute("ALTER TABLE employees ADD COLUMN card_and_face INTEGER NOT NULL DEFAULT 0")
 
 
-def _m_signing_keys(db: sqlite_utils.Database) -> None:
+def _m_signing_keys(db: Database) -> None:
     # The kiosk's Ed25519 punch-signing keys (kiosk.store.signing): the newest one not retired signs what
     # the agent sends. A store made before keys existed gets its first key here, on its next open.
     db.execute("CREATE TABLE signing_keys (id INTEGER PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, "
@@ -167,7 +167,7 @@ def _m_signing_keys(db: sqlite_utils.Database) -> None:
     add_key(db)
 
 
-def _m_consents(db: sqlite_utils.Database) -> None:
+def _m_consents(db: Database) -> None:
     # Consents to face templates taken on this kiosk (PIPL), one row per consent given or withdrawn, and the
     # consent that goes to the hub with each enrolment.
     db.execute("CREATE TABLE consents (id INTEGER PRIMARY KEY, employee_id TEXT NOT NULL, kind TEXT NOT NULL, "
@@ -177,7 +177,7 @@ def _m_consents(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE enrolment_outbox ADD COLUMN consent TEXT")
 
 
-def _m_directed_punch_index(db: sqlite_utils.Database) -> None:
+def _m_directed_punch_index(db: Database) -> None:
     # The IN/OUT rule reads a person's latest punch with a direction in the work day at every punch
     # (kiosk.punching.direction): this partial index answers it in O(log n) instead of reading every punch
     # the person ever made and sorting them.
@@ -198,14 +198,14 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-def applied(db: sqlite_utils.Database) -> set[str]:
+def applied(db: Database) -> set[str]:
     """Names of migrations already recorded."""
     if "_migrations" not in db.table_names():
         return set()
     return {row["name"] for row in db.query("SELECT name FROM _migrations")}
 
 
-def pending(db: sqlite_utils.Database) -> list[str]:
+def pending(db: Database) -> list[str]:
     """Names of migrations not yet applied, in order."""
     return outstanding(applied(db))
 
@@ -215,7 +215,7 @@ def outstanding(done: set[str]) -> list[str]:
     return [name for name, _ in MIGRATIONS if name not in done]
 
 
-def migrate(db: sqlite_utils.Database) -> list[str]:
+def migrate(db: Database) -> list[str]:
     """Apply pending migrations; the caller wraps this in one transaction. Returns what ran."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
     ran = []

@@ -1,7 +1,7 @@
 """Reads that need nothing more than the store's SQLCipher connection.
 
 A command that only needs one figure from the store (`kiosk config check`: the roster's size for the
-decision threshold) starts in a fraction of the CPU time without sqlite-utils and numpy. Anything but an
+decision threshold) starts in less CPU time on the bare connection than through the full store. Anything but an
 up-to-date kiosk store goes through the full Store.open, which says what is wrong or migrates, as for every
 other command.
 """

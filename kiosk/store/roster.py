@@ -7,14 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from hardware.rfid_protocols import CARD_TEXT_FORMS, CardFormat, FrameError, canonical_card
 from kiosk.base.errors import Conflict, InvalidInput, NotFound
 from kiosk.base.text import check_name
 from kiosk.base.timeutil import iso_utc, utc_now
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from kiosk.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,8 @@ class Roster:
 
     def add_template(self, employee_id: str, model_id: str, vector: np.ndarray, quality: float | None,
                      source: str) -> int:
+        import numpy as np  # only for templates: `kiosk punch` and the db commands start without numpy
+
         vec = np.asarray(vector, dtype=np.float32).ravel()
         if vec.size == 0 or not np.all(np.isfinite(vec)):
             raise InvalidInput("template vector is empty or holds non-finite values")
@@ -298,6 +300,8 @@ class Roster:
             sql += " AND t.model_id = ?"
             params.append(model_id)
         rows = self.store.query(sql + " ORDER BY t.id", params)
+        import numpy as np  # only for templates (see add_template)
+
         return [Template(r["id"], r["employee_id"], r["model_id"],
                          np.frombuffer(r["vector"], dtype=np.float32).copy(), r["quality"], r["source"])
                 for r in rows]

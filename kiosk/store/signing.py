@@ -28,7 +28,7 @@ class PublicKey:
 
 def add_key(db: Any, private_raw: bytes | None = None) -> PublicKey:
     """Retire the current key and store a new one, inside the caller's transaction (``db``: a connection or
-    sqlite_utils.Database of the store)."""
+    the store's kiosk.store.sql.Database)."""
     from kiosk.base.signing import key_id, new_private_key, public_key  # cryptography: only to make a key
 
     raw = private_raw or new_private_key()
