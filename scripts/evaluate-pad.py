@@ -90,26 +90,16 @@ class Clip:
 
 
 def video_frames(path: Path, fps: float, max_s: float):
-    """(t_s, image) every 1/fps s of a clip, up to max_s; a still is one frame at 0 s."""
+    """(t_s, image) every 1/fps s of a clip, up to max_s (kiosk.tools.fakecamera.video_images); a still is one
+    frame at 0 s."""
     if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
         image = cv2.imread(str(path))
         if image is not None:
             yield 0.0, image
         return
-    cap = cv2.VideoCapture(str(path))
-    native = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    step = max(1, round(native / fps))
-    index = 0
-    try:
-        while index / native <= max_s:
-            ok, image = cap.read()
-            if not ok:
-                return
-            if index % step == 0:
-                yield index / native, image
-            index += 1
-    finally:
-        cap.release()
+    from kiosk.tools.fakecamera import video_images
+    for t_ms, image in video_images(path, 0.0, max_s, fps):
+        yield t_ms / 1000, image
 
 
 def walkups(clip: Clip, scale: float, window_s: float) -> list[float]:
