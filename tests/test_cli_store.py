@@ -119,6 +119,10 @@ def test_bench_store_json_has_rates_and_cpu_per_punch_of_both_stores(invoke, tmp
         assert 0 < figure["min"] <= figure["median"] <= figure["max"]
     # One durable append costs far more than 10 us of CPU in either store.
     assert cpu["sqlite"]["min"] > 10 and cpu["sqlcipher_vs_sqlite"]["median"] > 0
+    # The same Store writes the same pages in both: the difference is what SQLCipher does to each of them.
+    pages = data["pages_per_punch"]
+    assert 4.0 <= pages["sqlite"]["median"] < 5.0
+    assert abs(pages["sqlcipher"]["median"] - pages["sqlite"]["median"]) < 0.2
     assert data["rounds"] == 2 and list(tmp_path.iterdir()) == []
 
 

@@ -18,6 +18,31 @@ from kiosk.store.punches import PunchDraft
 from kiosk.tools.benchkit import fmt_spread, interleave, machine, machine_line, ratio_spread, rounds_option, spread
 
 EVIDENCE_BYTES = 3000  # about what face_thumbnail makes of a 112x112 face
+WAL_HEADER_BYTES, WAL_FRAME_HEADER_BYTES = 32, 24
+PAGES_SAMPLE = 100  # punches over which the pages written per punch are counted
+
+
+def _bench_punch() -> PunchDraft:
+    return PunchDraft("B0001", "card", "verified", score=0.9)
+
+
+def wal_pages_per_append(store: Store, draft: PunchDraft, count: int = PAGES_SAMPLE) -> float:
+    """Database pages each durable append of ``draft`` writes to the write-ahead log: every one of them is
+    encrypted in full (AES-256 and its HMAC) in SQLCipher. Counted from the log's size with automatic
+    checkpoints held off for ``count`` appends, then restored."""
+    wal = Path(f"{store.path}-wal")
+    page = int(store.conn.execute("PRAGMA page_size").fetchone()[0])  # SQLCipher answers with text
+    auto = int(store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    store.checkpoint()
+    store.conn.execute("PRAGMA wal_autocheckpoint = 0")
+    try:
+        for _ in range(count):
+            store.punches.append(draft)
+        frames = (wal.stat().st_size - WAL_HEADER_BYTES) / (page + WAL_FRAME_HEADER_BYTES)
+    finally:
+        store.conn.execute(f"PRAGMA wal_autocheckpoint = {auto}")
+        store.checkpoint()
+    return frames / count
 
 
 def _append_rate(store: Store, count: int) -> tuple[float, float]:
@@ -26,18 +51,21 @@ def _append_rate(store: Store, count: int) -> tuple[float, float]:
     store.roster.add("B0001", "Bench Person", exist_ok=True)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
-        store.punches.append(PunchDraft("B0001", "card", "verified", score=0.9))
+        store.punches.append(_bench_punch())
     return count / (time.perf_counter() - start), (time.process_time() - cpu) * 1e6 / count
 
 
-def _fresh_rate(folder: Path, name: str, connect: Callable[[Path], object], count: int) -> tuple[float, float]:
-    """(appends/s, CPU us per append) into a new database (the same size for every round and both contenders)."""
+def _fresh_rate(folder: Path, name: str, connect: Callable[[Path], object],
+                count: int) -> tuple[float, float, float]:
+    """(appends/s, CPU us per append, pages written per append) into a new database (the same size for every
+    round and both contenders); the pages are counted after the timed appends."""
     path = folder / f"{name}.db"
     for leftover in folder.glob(f"{name}.db*"):
         leftover.unlink()
     with Store(connect(path), path) as store:
         store.migrate()
-        return _append_rate(store, count)
+        rate, cpu = _append_rate(store, count)
+        return rate, cpu, wal_pages_per_append(store, _bench_punch())
 
 
 def _face_punch_ms(folder: Path, name: str, key: DbKey, count: int, one_transaction: bool) -> float:
@@ -90,8 +118,9 @@ def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_
             "sqlcipher": lambda: _fresh_rate(folder, "enc", lambda p: sqlcipher_factory(p, key), count),
             "sqlite": lambda: _fresh_rate(folder, "plain", plain_factory, count),
         }, rounds)
-        rates = {name: [rate for rate, _ in runs] for name, runs in appends.items()}
-        cpu_us = {name: [cpu for _, cpu in runs] for name, runs in appends.items()}
+        rates = {name: [rate for rate, _, _ in runs] for name, runs in appends.items()}
+        cpu_us = {name: [cpu for _, cpu, _ in runs] for name, runs in appends.items()}
+        pages = {name: [page for _, _, page in runs] for name, runs in appends.items()}
         open_ms = [_open_ms(folder / "enc.db", key) for _ in range(opens)]
         face = interleave({
             "one": lambda: _face_punch_ms(folder, "one", key, count, True),
@@ -103,6 +132,7 @@ def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_
         "sqlcipher_vs_sqlite": ratio_spread(rates["sqlcipher"], rates["sqlite"]),
         "cpu_us_per_punch": {"sqlcipher": spread(cpu_us["sqlcipher"], 1), "sqlite": spread(cpu_us["sqlite"], 1),
                              "sqlcipher_vs_sqlite": ratio_spread(cpu_us["sqlite"], cpu_us["sqlcipher"])},
+        "pages_per_punch": {"sqlcipher": spread(pages["sqlcipher"], 2), "sqlite": spread(pages["sqlite"], 2)},
         "open_ms": spread(open_ms, 2),
         "face_punch_with_evidence_ms": {"one_transaction": spread(face["one"], 2),
                                         "two_transactions": spread(face["two"], 2),
@@ -121,6 +151,10 @@ def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_
                f"plain sqlite3 {fmt_spread(cpu['sqlite'], ' us', 1)}")
     click.echo(f"  CPU sqlite3 / SQLCipher {fmt_spread(cpu['sqlcipher_vs_sqlite'], 'x', 3)} (per-round ratio; "
                "load inflates it far less than the rates)")
+    written = result["pages_per_punch"]
+    click.echo(f"  pages written per punch  SQLCipher {written['sqlcipher']['median']:.2f}, plain sqlite3 "
+               f"{written['sqlite']['median']:.2f} (over {PAGES_SAMPLE} more punches; SQLCipher encrypts each "
+               "page in full: AES-256 and HMAC-SHA512)")
     click.echo(f"open the store (key, schema check, first read), {opens} opens: {fmt_spread(result['open_ms'], ' ms')}")
     face = result["face_punch_with_evidence_ms"]
     click.echo(f"face punch + evidence thumbnail ({EVIDENCE_BYTES} B), SQLCipher, {count} per store, in turns:")
