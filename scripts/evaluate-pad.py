@@ -26,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,17 +229,33 @@ def print_cpu(timer: Timer, scales: int) -> None:
     print(f"  model / embedding: {ratio:.2f}x (medians)")
 
 
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type for a number above 0 (a rate, a step, a length, a crop scale): 0 would divide by zero or
+    make an empty crop."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} must be above 0")
+        return value
+
+    return parse
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="the converted ONNX file (scripts/convert-pad-model.py)")
     parser.add_argument("--videos", type=Path, default=REPO.parent / "shared" / "videos")
     parser.add_argument("--faces", default=str(REPO.parent / "shared" / "faces"),
                         help="real-face photos with a MANIFEST.tsv (a genuine rate); '' to skip")
-    parser.add_argument("--faces-every", type=int, default=1, help="take every Nth photo")
-    parser.add_argument("--fps", type=float, default=5.0, help="frames sampled per second of each clip")
-    parser.add_argument("--max-s", type=float, default=20.0, help="seconds read from each clip")
-    parser.add_argument("--window-s", type=float, default=2.0, help="seconds of one walk-up")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
+    parser.add_argument("--faces-every", type=positive(int), default=1, help="take every Nth photo")
+    parser.add_argument("--fps", type=positive(float), default=5.0, help="frames sampled per second of each clip")
+    parser.add_argument("--max-s", type=positive(float), default=20.0, help="seconds read from each clip")
+    parser.add_argument("--window-s", type=positive(float), default=2.0, help="seconds of one walk-up")
+    parser.add_argument("--scales", type=positive(float), nargs="+", default=[1.0],
                         help="crop sizes, times the detector box's longer side (the package: 1.0 of MTCNN's box)")
     parser.add_argument("--threshold", type=float, default=PACKAGE_THRESHOLD)
     args = parser.parse_args()

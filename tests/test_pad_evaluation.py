@@ -99,3 +99,12 @@ def test_missing_inputs_say_what_to_do(missing: str, tmp_path: Path, video_data:
     result = _run(str(model), "--videos", str(videos), "--faces", "")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert ("convert it first" if missing == "model" else "no MANIFEST.tsv") in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--faces-every", "--fps", "--max-s", "--window-s", "--scales"])
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_a_number_that_cannot_be_used_is_refused_by_name(option: str, value: str, tmp_path: Path) -> None:
+    """0 would divide by zero (or make an empty crop): said for the option, before anything is read."""
+    result = _run(str(tmp_path / "none.onnx"), option, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument {option}" in result.stderr

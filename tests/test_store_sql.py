@@ -74,3 +74,14 @@ def test_the_encrypted_store_reads_and_counts_through_it(fresh_store) -> None:  
     stats = fresh_store.stats()
     assert stats["employees"] == 1 and stats["punches"] == 0
     assert "_migrations" in fresh_store.db.table_names()
+
+
+@pytest.mark.parametrize("statement", ["COMMIT", "END", "  -- ends it\nCOMMIT TRANSACTION", "ROLLBACK",
+                                       "RELEASE kiosk_x", "BEGIN", "VACUUM", "DETACH x"])
+def test_query_refuses_transaction_control_without_running_it(fresh_store, statement: str) -> None:  # noqa: ANN001
+    """A statement that ends, opens or leaves a transaction returns no rows: refused before it runs, so a
+    COMMIT cannot keep the writes of an atomic block that then fails."""
+    with pytest.raises(ValueError, match="only be used with SQL that returns rows"), fresh_store.atomic() as db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('probe', 'from a failed block')")
+        fresh_store.query(statement)
+    assert fresh_store.get_meta("probe") is None and not fresh_store.conn.in_transaction

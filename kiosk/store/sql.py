@@ -16,6 +16,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 QUERY_NEEDS_ROWS = "query() can only be used with SQL that returns rows - use execute() for other statements"
+# Statements that return no rows and would end, open or leave the caller's transaction (a COMMIT would keep the
+# writes of a block that then fails) or cannot run inside query()'s savepoint: refused before they run.
+QUERY_REFUSED = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH",
+                           "DETACH"})
 
 
 class Database:
@@ -41,7 +45,10 @@ class Database:
     def query(self, sql: str, params: Any = None) -> Iterator[dict[str, Any]]:  # noqa: ANN401 - DB-API parameters
         """Rows as dicts (a column name that comes twice gets ``_2``, ``_3``... on its later copies);
         ValueError, with nothing changed, for a statement that returns no rows."""
-        if _first_keyword(sql) == "PRAGMA":
+        keyword = _first_keyword(sql)
+        if keyword in QUERY_REFUSED:
+            raise ValueError(QUERY_NEEDS_ROWS)
+        if keyword == "PRAGMA":
             cursor = self.execute(sql, params)
             if cursor.description is None:
                 raise ValueError(QUERY_NEEDS_ROWS)
