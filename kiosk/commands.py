@@ -37,7 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 BENCH_COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("kiosk.tools.bench:bench_store",
-              "Durable punch appends/s: SQLCipher vs plain sqlite3 in interleaved rounds, and the time to open."),
+              "Durable punch appends/s and CPU per punch: SQLCipher vs plain sqlite3 in interleaved rounds, the pages "
+              "written per punch, and the time to open."),
     "startup": ("kiosk.tools.bench_startup:bench_startup",
                 "CPU and wall time of `kiosk --help`, `config check`, start to READY, one `kiosk punch` and "
                 "`db verify`, with a big store."),

@@ -24,7 +24,7 @@ def forbid_core_dumps() -> bool:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
-    except OSError as exc:
+    except (OSError, AttributeError) as exc:  # AttributeError: no prctl among the process's symbols
         log.warning("cannot mark the process non-dumpable (%s): a crash may leave a core file", exc)
         return False
     return libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0

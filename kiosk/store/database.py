@@ -249,15 +249,18 @@ class Store:
         return self.query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", [limit])
 
     def stats(self) -> dict[str, Any]:
-        """Counts and sizes for `kiosk db stats` and device health."""
-        counts = {t: self.db.count(t) for t in ("employees", "cards", "templates", "punches", "audit")}
-        active = self.query("SELECT count(*) AS n FROM employees WHERE active = 1")[0]["n"]
-        span = self.query("SELECT min(ts_utc) AS first, max(ts_utc) AS last, "
-                          "sum(clock_state != 'verified') AS unverified FROM punches")[0]
-        models = self.query("SELECT model_id, count(*) AS n FROM templates GROUP BY model_id")
+        """Counts and sizes for `kiosk db stats` and device health. Read under the store's lock: the reads
+        open savepoints, which another thread's punch must not take for its own transaction."""
+        with self._lock:
+            counts = {t: self.db.count(t) for t in ("employees", "cards", "templates", "punches", "audit")}
+            active = self.query("SELECT count(*) AS n FROM employees WHERE active = 1")[0]["n"]
+            span = self.query("SELECT min(ts_utc) AS first, max(ts_utc) AS last, "
+                              "sum(clock_state != 'verified') AS unverified FROM punches")[0]
+            models = self.query("SELECT model_id, count(*) AS n FROM templates GROUP BY model_id")
+            schema = sorted(migrations.applied(self.db))
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         return {
-            "path": str(self.path), "bytes": size, "schema": sorted(migrations.applied(self.db)),
+            "path": str(self.path), "bytes": size, "schema": schema,
             "employees_active": active, **counts,
             "punches_unverified_clock": span["unverified"] or 0,
             "first_punch_utc": span["first"], "last_punch_utc": span["last"],

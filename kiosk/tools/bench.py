@@ -110,7 +110,8 @@ def _open_ms(path: Path, key: DbKey) -> float:
 @rounds_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_store(count: int, opens: int, directory: Path | None, rounds: int, as_json: bool) -> None:
-    """Durable punch appends/s: SQLCipher vs plain sqlite3 in interleaved rounds, and the time to open."""
+    """Durable punch appends/s and CPU per punch: SQLCipher vs plain sqlite3 in interleaved rounds, the pages
+    written per punch, and the time to open."""
     key = DbKey(secrets.token_bytes(32), "bench")
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         folder = Path(tmp)
