@@ -36,8 +36,9 @@ demo: venv
 MUTATE_SAMPLE ?= 20
 MUTATE_GATED ?= kiosk/store/punches.py hardware/nmea.py kiosk/punching/policy.py hardware/rfid_protocols.py \
     kiosk/face/vote.py kiosk/punching/record.py kiosk/time/trusted.py kiosk/face/gallery.py sync/hub/ingest.py
-# pytest on every core (pytest-xdist; TEST_WORKERS=0 for one process): --dist loadgroup keeps the few tests
-# marked xdist_group on one worker (tests/test_liveness.py shares its video judgements within the group).
+# pytest on every core (pytest-xdist; TEST_WORKERS=0 for one process): --dist loadgroup keeps the tests
+# marked xdist_group on one worker, in file order (tests/test_ui_kiosk.py's scenario on one daemon and page;
+# tests/test_liveness.py's video tests, which share their judgements with the report).
 # A bare `pytest` (setup.cfg) still runs in one process: -x, --pdb and the stress and mutation scripts' runs.
 TEST_WORKERS ?= auto
 test: venv imports
