@@ -36,8 +36,13 @@ demo: venv
 MUTATE_SAMPLE ?= 20
 MUTATE_GATED ?= kiosk/store/punches.py hardware/nmea.py kiosk/punching/policy.py hardware/rfid_protocols.py \
     kiosk/face/vote.py kiosk/punching/record.py kiosk/time/trusted.py kiosk/face/gallery.py sync/hub/ingest.py
+# pytest on every core (pytest-xdist; TEST_WORKERS=0 for one process): --dist loadgroup keeps the tests
+# marked xdist_group on one worker, in file order (tests/test_ui_kiosk.py's scenario on one daemon and page;
+# tests/test_liveness.py's video tests, which share their judgements with the report).
+# A bare `pytest` (setup.cfg) still runs in one process: -x, --pdb and the stress and mutation scripts' runs.
+TEST_WORKERS ?= auto
 test: venv imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 	nice -n 10 $(BIN)/python scripts/mutate.py --sample $(MUTATE_SAMPLE) $(addprefix --module ,$(MUTATE_GATED))
 
 # The hardware, daemon and sync tests RUNS times under HOGS busy-loop processes; failures per test.

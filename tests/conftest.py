@@ -39,6 +39,22 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`pytest -n N --dist loadgroup` (make test): the tests marked ``xdist_group`` get their group's name after
+    an ``@`` in their node id, which is how pytest-xdist's controller sends a group to one worker. pytest-xdist
+    3.8 writes that id to ``item._nodeid``, which pytest 9.2 no longer reads (the id is ``item._id`` now), so
+    without this every group would be spread over the workers. Does nothing when xdist did it already."""
+    if not getattr(config.option, "loadgroup", False):  # set on an xdist worker under --dist loadgroup only
+        return
+    from _pytest.nodeid import NodeId
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
 def _face_data_dir() -> Path:
     return Path(os.environ.get("KIOSK_FACE_DATA", REPO.parent / "shared" / "faces"))
 

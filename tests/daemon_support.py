@@ -50,10 +50,20 @@ def enrol(config: Path, employee_id: str, name: str, photos: Sequence[Path], *ex
               *[str(p) for p in photos], *extra, *CONSENT_ARGS, "--config", str(config), check=True, timeout=300)
 
 
+def own_screen_port(sets: Sequence[str]) -> tuple[str, ...]:
+    """``sets`` with a free ``ui.port`` unless they name one: `kiosk init` turns the screen on at 8080, and daemons
+    of tests running at once (pytest -n) or of another checkout would otherwise race for it (the loser logs
+    that its screen is not served)."""
+    if any(item.startswith("ui.port=") for item in sets):
+        return tuple(sets)
+    from ui_support import free_port
+    return (*sets, f"ui.port={free_port()}")
+
+
 def run_daemon(config: Path, *sets: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess, list[dict]]:
     """`kiosk run --exit-when-camera-ends` to completion; returns the process and its events."""
     args = ["run", "--config", str(config), "--exit-when-camera-ends"]
-    for item in sets:
+    for item in own_screen_port(sets):
         args += ["--set", item]
     proc = run_kiosk(*args, timeout=timeout)
     return proc, parse_events(proc.stdout)
@@ -98,7 +108,7 @@ class RunningDaemon:
 def start_daemon(config: Path, *sets: str, env: dict | None = None) -> RunningDaemon:
     """`kiosk run` in the background (stop it with ``stop()``: SIGTERM)."""
     args = [sys.executable, "-m", "kiosk", "run", "--config", str(config)]
-    for item in sets:
+    for item in own_screen_port(sets):
         args += ["--set", item]
     return RunningDaemon(args, {**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 

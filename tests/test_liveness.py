@@ -144,12 +144,45 @@ def challenge_frames(clip: Path, start_s: float):
     return list(video_frames(clip, max_s=start_s + 15, start_s=start_s))
 
 
+_JUDGED: dict[tuple, Judgement] = {}
+
+
+def judged_once(key: tuple, compute) -> Judgement:  # noqa: ANN001 - a callable returning the Judgement
+    """The judgement ``compute`` gives, computed once per test process: the refusal tests and the report
+    judge the same clips with the same challenges (deterministic: fixed frames, seeded challenges), so
+    the report reuses what the tests before it found (they share an xdist group, see LIVENESS_CLIPS)."""
+    if key not in _JUDGED:
+        _JUDGED[key] = compute()
+    return _JUDGED[key]
+
+
+def genuine_judgement(engine, landmarks, video_data: Path, clip: str, start_s: float, steps, timeout_s: float,  # noqa: ANN001
+                      frames: list | None = None) -> Judgement:
+    """A genuine cut under the challenge it performs (GENUINE)."""
+    return judged_once(("genuine", clip, start_s, steps, timeout_s), lambda: judge(
+        engine, landmarks, frames if frames is not None else challenge_frames(video_data / clip, start_s),
+        LivenessConfig(challenge_timeout_s=timeout_s), rng=seeded(steps)))
+
+
+def replay_judgement(engine, landmarks, clip: str, frames: list, steps) -> Judgement:  # noqa: ANN001
+    """A replay's (or a still's) ``frames`` against the first challenge ``steps``, the next ones drawn as at the
+    kiosk; a clip is always given the same frames (a video: clip_frames; a still: turned_photo_frames)."""
+    return judged_once(("replay", clip, steps), lambda: judge(engine, landmarks, frames, LivenessConfig(),
+                                                              rng=random.Random(1), first=steps))
+
+
+# The tests that judge the real videos under the challenge share their judgements with the report
+# (judged_once): run on one xdist worker, the report judges only what no test did.
+LIVENESS_CLIPS = pytest.mark.xdist_group("liveness_clips")
+
+
+@LIVENESS_CLIPS
 @pytest.mark.parametrize("clip,start_s,steps,timeout_s", GENUINE)
 def test_challenge_recognises_real_turns_in_their_order(clip: str, start_s: float, steps, timeout_s: float,
                                                         video_data: Path, face_engine, landmarks) -> None:
     frames = challenge_frames(video_data / clip, start_s)
     cfg = LivenessConfig(challenge_timeout_s=timeout_s)
-    right = judge(face_engine, landmarks, frames, cfg, rng=seeded(steps))
+    right = genuine_judgement(face_engine, landmarks, video_data, clip, start_s, steps, timeout_s, frames)
     assert right.live_at_s is not None and right.attempts == 1, f"{clip}: {steps} not recognised"
     assert right.live_at_s <= cfg.challenge_timeout_s
     assert right.landmark_runs == 0  # a challenge of turns alone: the 106-point landmarks never ran
@@ -172,6 +205,7 @@ def _spoofs() -> list[str]:
     return [c for k in ("spoof_screen", "spoof_print") for c in _clips(k)]
 
 
+@LIVENESS_CLIPS
 @pytest.mark.parametrize("clip", _spoofs())
 def test_every_spoof_is_refused_whatever_the_challenge(clip: str, video_data: Path, face_engine,
                                                        landmarks) -> None:
@@ -179,14 +213,19 @@ def test_every_spoof_is_refused_whatever_the_challenge(clip: str, video_data: Pa
     challenges, the next ones drawn as at the kiosk: never live."""
     frames = _spoof_frames(video_data / clip)
     for steps in EVERY_CHALLENGE:
-        result = judge(face_engine, landmarks, frames, LivenessConfig(), rng=random.Random(1), first=steps)
+        result = replay_judgement(face_engine, landmarks, clip, frames, steps)
         assert result.faces > 0
         assert result.live_at_s is None, f"{clip} passed the challenge {steps} after {result.live_at_s:.1f} s"
 
 
+def clip_frames(path: Path) -> list:
+    """The first 20 s of a video (what the report and the refusal tests judge)."""
+    return list(video_frames(path, max_s=20))
+
+
 def _spoof_frames(path: Path) -> list:
     if path.suffix in (".mp4", ".mov"):
-        return list(video_frames(path, max_s=20))
+        return clip_frames(path)
     return list(turned_photo_frames(cv2.imread(str(path)), seconds=15, rng=np.random.default_rng(7)))
 
 
@@ -234,6 +273,7 @@ def test_eye_openness_dips_in_a_blink(video_data: Path, face_engine, landmarks) 
     assert closed < 0.65 * open_eyes
 
 
+@LIVENESS_CLIPS
 def test_report_replays_and_live_clips(video_data: Path, face_engine, landmarks, capsys) -> None:
     """The evaluation table: each genuine clip and each replay under blink mode and under the
     challenge (genuine: the cut and sequence it performs; replays: each of the 6 first challenges)."""
@@ -242,7 +282,7 @@ def test_report_replays_and_live_clips(video_data: Path, face_engine, landmarks,
         for clip in _clips(kind):
             if not clip.endswith((".mp4", ".mov")):
                 continue
-            frames = list(video_frames(video_data / clip, max_s=20))
+            frames = clip_frames(video_data / clip)
             blink = judge(face_engine, landmarks, frames, BLINK)
             assert blink.faces > 0
             summary = _challenge_summary(kind, clip, frames, video_data, face_engine, landmarks)
@@ -262,11 +302,9 @@ def _challenge_summary(kind: str, clip: str, frames: list, video_data: Path, eng
     cuts = [(start, steps, limit) for name, start, steps, limit in GENUINE if name == clip]
     if kind == "real_live" and cuts:
         start, steps, limit = cuts[0]
-        result = judge(engine, landmarks, challenge_frames(video_data / clip, start),
-                       LivenessConfig(challenge_timeout_s=limit), rng=seeded(steps))
+        result = genuine_judgement(engine, landmarks, video_data, clip, start, steps, limit)
         return f"{'+'.join(steps)} (cut at {start:.0f} s, limit {limit:.0f} s): {_verdict(result)}"
-    lived = [steps for steps in EVERY_CHALLENGE
-             if judge(engine, landmarks, frames, LivenessConfig(), rng=random.Random(1), first=steps).live_at_s]
+    lived = [steps for steps in EVERY_CHALLENGE if replay_judgement(engine, landmarks, clip, frames, steps).live_at_s]
     return f"live under {len(lived)} of {len(EVERY_CHALLENGE)} first challenges"
 
 

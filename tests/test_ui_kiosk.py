@@ -27,6 +27,10 @@ from kiosk.config import load_config
 from kiosk.store import open_store
 from kiosk.ui.config import UiConfig
 
+# One scenario in file order (see above): under `pytest -n` (make test: --dist loadgroup) every test of the module
+# runs on one worker, with the one daemon and page the earlier tests left logged in, enrolled and so on.
+pytestmark = pytest.mark.xdist_group("ui_kiosk_scenario")
+
 PIN = "135790"
 TRACK_GRACE_FRAMES = 5  # face.track_grace_frames, the default
 WAIT_MS = 20_000
