@@ -5,9 +5,10 @@ index keeps each template projected onto the gallery's top principal directions 
 quantised to int8: 6.4 MB, scored by onnxruntime's integer matmul. The rows are stored offset by
 ``ZERO_POINT`` as uint8 (MatMulInteger's zero point takes it back off, so the dot products are
 exactly the int8 ones): its u8 x s8 kernel is onnxruntime's fast path, about twice the s8 x s8 one
-on x86. The best ``rerank_k`` rows of the integer scores are picked with numpy's argpartition (the
-scores are not sorted: the candidates are re-scored anyway), then re-scored exactly against the full
-vectors, so the scores returned are exact; a true best template is missed only if the projection
+on x86. The best ``rerank_k`` rows of the integer scores are picked in the same graph (TopK, unsorted:
+the candidates are re-scored anyway; at 100,000 rows 0.8 ms for the whole pass against 2.0 ms with the
+scores handed to numpy's argpartition, which took longer than the matmul), then re-scored exactly
+against the full vectors, so the scores returned are exact; a true best template is missed only if the projection
 ranks it below ``rerank_k`` others. On real embeddings padded with realistic distractors (100,000
 and 300,000 templates) at most 35 coarse scores were above the exact best row's, and at most 49
 above the best other employee's row (which the margin needs): well inside the default ``rerank_k``
@@ -31,18 +32,23 @@ HEADROOM = 1.25
 ZERO_POINT = 128
 
 
-def _dots_session(threads: int) -> ort.InferenceSession:
-    """scores = (rows(uint8, n x d) - ZERO_POINT) . query(int8, d x 1), as int32."""
+def _candidates_session(threads: int) -> ort.InferenceSession:
+    """dots = (rows(uint8, n x d) - ZERO_POINT) . query(int8, d x 1) as int32, and the row numbers of its
+    ``k`` largest (unsorted)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    nodes = [helper.make_node("MatMulInteger", ["rows", "query", "zero_point"], ["dots"])]
+    nodes = [helper.make_node("MatMulInteger", ["rows", "query", "zero_point"], ["dots"]),
+             helper.make_node("Reshape", ["dots", "one_row"], ["scores"]),
+             helper.make_node("TopK", ["scores", "k"], ["best", "rows_best"], axis=-1, largest=1, sorted=0)]
     graph = helper.make_graph(
-        nodes, "coarse_dots",
+        nodes, "coarse_candidates",
         [helper.make_tensor_value_info("rows", TensorProto.UINT8, ["n", COARSE_DIM]),
-         helper.make_tensor_value_info("query", TensorProto.INT8, [COARSE_DIM, 1])],
-        [helper.make_tensor_value_info("dots", TensorProto.INT32, ["n", 1])],
-        initializer=[helper.make_tensor("zero_point", TensorProto.UINT8, [], [ZERO_POINT])])
+         helper.make_tensor_value_info("query", TensorProto.INT8, [COARSE_DIM, 1]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("rows_best", TensorProto.INT64, [1, "k"])],
+        initializer=[helper.make_tensor("zero_point", TensorProto.UINT8, [], [ZERO_POINT]),
+                     helper.make_tensor("one_row", TensorProto.INT64, [2], [1, -1])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     opts = ort.SessionOptions()
@@ -64,7 +70,7 @@ class CoarseIndex:
         self.scale = INT8_MAX / (spread * HEADROOM or 1.0)
         self.rows = np.full((capacity, COARSE_DIM), ZERO_POINT, np.uint8)
         self.rows[: len(vectors)] = self._stored(self._quantise(vectors @ self.basis, self.scale))
-        self._session = _dots_session(threads)
+        self._session = _candidates_session(threads)
 
     @staticmethod
     def _quantise(values: np.ndarray, scale: float) -> np.ndarray:
@@ -94,5 +100,5 @@ class CoarseIndex:
         projected = query @ self.basis
         peak = float(np.abs(projected).max()) or 1.0
         q8 = self._quantise(projected, INT8_MAX / peak).reshape(COARSE_DIM, 1)
-        (dots,) = self._session.run(None, {"rows": self.rows[:count], "query": q8})
-        return np.sort(np.argpartition(dots.ravel(), count - k)[count - k:])
+        (best,) = self._session.run(None, {"rows": self.rows[:count], "query": q8, "k": np.array([k], np.int64)})
+        return np.sort(best.ravel())
