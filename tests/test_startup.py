@@ -131,3 +131,20 @@ def test_a_punch_and_db_verify_start_without_numpy(kiosk_home: Path, invoke) -> 
     assert punched.returncode == 0, punched.stderr
     for args in (("punch", "--employee", "E1", "--note", "test", "--yes"), ("db", "verify")):
         assert "numpy" not in heavy_modules_after(*args, "--config", str(kiosk_home)), args
+
+
+def test_bench_startup_reports_every_figure_and_each_process_succeeded() -> None:
+    """`kiosk bench startup` on a small store, one round: every command it times ran (a failed child would
+    stop the bench with its message) and each figure is a positive CPU and wall time."""
+    import json
+    proc = run_kiosk("bench", "startup", "--punches", "50", "--verified", "10", "--rounds", "1", "--verify-rounds",
+                     "1", "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["punches"] == 50 and result["verified"] == 10 and list(result["trees"]) == ["this"]
+    figures = result["figures"]["this"]
+    assert set(figures) == {"python_click_floor", "help", "hub_help", "config_check", "ready", "punch", "db_verify"}
+    for name, figure in figures.items():
+        for measure in ("wall_s", "cpu_s"):
+            assert 0 < figure[measure]["min"] <= figure[measure]["median"] <= figure[measure]["max"], (name, measure)
+    assert figures["ready"]["cpu_s"]["median"] > figures["python_click_floor"]["cpu_s"]["median"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 import click
 
 from kiosk.cli.util import echo_json
-from kiosk.tools.benchkit import fmt_spread, machine, machine_line, rounds_option, spread
+from kiosk.tools.benchkit import fmt_spread, free_port, machine, machine_line, rounds_option, spread
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +86,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
 
 
-def _free_port() -> int:
-    """A TCP port free on 127.0.0.1 now: the screen of the `kiosk run` timed serves on it (on a port another
-    process holds, the screen would not start and READY would come cheaper than it is)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ready(tree: Path, config: Path, camera: Path) -> tuple[float, float]:
     """`kiosk run` from spawn to its READY event: (wall s, CPU s of all its threads); then stopped."""
-    port = _free_port()
+    port = free_port()
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", "run", "--config", str(config),
                              "--set", f"camera.source='images:{camera}?loop=1'", "--set", "events.stdout_json=true",

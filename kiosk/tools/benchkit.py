@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +23,14 @@ import click
 log = logging.getLogger(__name__)
 
 DEFAULT_ROUNDS = 5
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a benchmark or a test starts: a port another process holds
+    would make it fail or, for `kiosk run`'s screen, look cheaper than it is)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def cpu_model() -> str:
