@@ -128,15 +128,16 @@ class OnceReport:
         return asdict(self)
 
 
-def device_model(config: KioskConfig) -> tuple[str | None, int | None]:
-    """(model id, template length) of the face model this kiosk runs, or (None, None) for cards only."""
+def device_model(config: KioskConfig, store: Store) -> tuple[str | None, int | None]:
+    """(model id, template length) of the face model this kiosk runs, or (None, None) for cards only; the model
+    id as the store remembers it while the recogniser file is unchanged (kiosk.face.pack ``recall_model_id``)."""
     face_cfg = getattr(config, "face", None)
     if face_cfg is None:
         return None, None
     try:
         from kiosk.face.engine import EMBEDDING_DIM
         from kiosk.face.pack import resolve_pack
-        return resolve_pack(face_cfg).model_id, EMBEDDING_DIM
+        return resolve_pack(face_cfg, memory=store).model_id, EMBEDDING_DIM
     except (KioskError, ImportError) as exc:
         log.warning("no face model for sync (cards only): %s", exc)
         return None, None
@@ -171,7 +172,7 @@ class Agent:
     @property
     def model(self) -> tuple[str | None, int | None]:
         if self._model is None:
-            self._model = device_model(self.config)
+            self._model = device_model(self.config, self.store)
         return self._model
 
     def hub_url(self, reg: Registration) -> str:

@@ -178,8 +178,9 @@ def test_models_give_exactly_what_insightface_gives(face_engine, face_photos) ->
     from insightface.model_zoo import get_model
     from insightface.utils import face_align
 
-    from kiosk.face.engine import PROVIDERS, session_options
+    from kiosk.face.engine import session_options
     from kiosk.face.landmarks import CROP_SCALE, Landmarks106
+    from kiosk.face.sessions import PROVIDERS
     pack, opts = face_engine.pack, session_options(face_engine.cfg)
     det, rec, lmk = (get_model(str(p), providers=PROVIDERS, sess_options=opts)
                      for p in (pack.detector, pack.recognizer, pack.landmarks))

@@ -28,7 +28,7 @@ def _engine_and_gallery(config, store):  # noqa: ANN001, ANN202
     from kiosk.face.engine import FaceEngine
     from kiosk.face.gallery import pack_change
 
-    engine = FaceEngine.from_config(config.face, config.quality)
+    engine = FaceEngine.from_config(config.face, config.quality, memory=store)
     warning = pack_change(store.roster, engine.model_id)
     if warning:
         click.echo(f"warning: {warning}", err=True)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from kiosk.base.errors import ConfigError, InvalidInput, KioskError, NeedsConfirmation
+from kiosk.base.errors import ConfigError, InvalidInput, KioskError, ModelError, NeedsConfirmation
 from kiosk.base.timeutil import iso_utc, parse_iso
 from kiosk.cli.util import ConfigRef, config_options, echo_json, open_store, table
 from kiosk.config import load_config
@@ -146,14 +146,19 @@ def threshold_lines(config) -> list[str]:  # noqa: ANN001 - KioskConfig
 
     try:
         pack = resolve_pack(config.face)
-        pack.model_id  # noqa: B018 - reads the recogniser file, which may fail
     except KioskError as exc:
         return [f"face threshold: cannot tell ({exc})"]
     try:
-        employees = face_roster_size(config, pack.model_id)
+        employees = face_roster_size(config, pack)
+    except ModelError as exc:  # the recogniser file cannot be read
+        return [f"face threshold: cannot tell ({exc})"]
     except KioskError as exc:
+        try:
+            points = [operating_point(pack, config.face, config.match, n) for n in PREVIEW_ROSTERS]
+        except ModelError as unreadable:  # the recogniser file cannot be read either
+            return [f"face threshold: cannot tell ({unreadable})"]
         lines = [f"face threshold: store not readable ({str(exc).splitlines()[0]}); by roster size:"]
-        return lines + ["  " + operating_point(pack, config.face, config.match, n).describe() for n in PREVIEW_ROSTERS]
+        return lines + ["  " + point.describe() for point in points]
     return [operating_point(pack, config.face, config.match, employees).describe()]
 
 

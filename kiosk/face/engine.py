@@ -31,7 +31,8 @@ from kiosk.base.errors import ModelError
 from kiosk.face import quality
 from kiosk.face.config import FaceConfig, PickPolicy, QualityConfig
 from kiosk.face.insightface_models import ArcFace, Scrfd
-from kiosk.face.pack import ModelPack, resolve_pack
+from kiosk.face.pack import ModelMemory, ModelPack, resolve_pack
+from kiosk.face.sessions import KeptGraphs
 from kiosk.face.types import Face, QualityReport
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-PROVIDERS = ["CPUExecutionProvider"]
 # A region searched around a followed face, in face widths, and the least region side in px.
 REGION_SCALE = 2.2
 REGION_MIN_PX = 96
@@ -70,13 +70,14 @@ def session_options(cfg: FaceConfig) -> ort.SessionOptions:
     return opts
 
 
-def load_model(path, role: str, pack: ModelPack, opts: ort.SessionOptions, model_class: type):  # noqa: ANN001, ANN201
+def load_model(path, role: str, pack: ModelPack, opts: ort.SessionOptions, model_class: type,  # noqa: ANN001, ANN201
+               graphs: KeptGraphs | None = None):
     """One model of an insightface-layout pack (kiosk.face.insightface_models) from an explicit file, or a
-    ModelError naming the file."""
+    ModelError naming the file; with ``graphs``, from its kept optimised graph (kiosk.face.sessions)."""
     if not path.is_file():
         raise ModelError(f"the {role} model file {path} is missing", fix=pack.fix)
     try:
-        return model_class(path, opts)
+        return model_class(path, opts, graphs)
     except ValueError:  # a valid ONNX file of another kind of model
         raise ModelError(f"{path} is not a face {role} model", fix=pack.fix) from None
     except Exception as exc:  # onnx/onnxruntime raise many unrelated types for a damaged file
@@ -85,14 +86,14 @@ def load_model(path, role: str, pack: ModelPack, opts: ort.SessionOptions, model
                          fix=pack.fix) from None
 
 
-def load_opencv_zoo(pack: ModelPack, opts: ort.SessionOptions):  # noqa: ANN201 - (YuNet, SFace)
+def load_opencv_zoo(pack: ModelPack, opts: ort.SessionOptions, graphs: KeptGraphs | None = None):  # noqa: ANN201
     """The OpenCV Zoo pack's detector and recogniser (kiosk.face.opencv_zoo), or a ModelError naming the file."""
     from kiosk.face.opencv_zoo import SFace, YuNet
 
     models = []
     for cls, path, role in ((YuNet, pack.detector, "detector"), (SFace, pack.recognizer, "recognizer")):
         try:
-            models.append(cls(path, opts))
+            models.append(cls(path, opts, graphs))
         except Exception as exc:  # onnx/onnxruntime raise many unrelated types for a damaged file
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"the {role} model file {path} is damaged or not the OpenCV Zoo model ({first})",
@@ -156,16 +157,18 @@ def relative_size(face: Face, reference: Face) -> float:
 class FaceEngine:
     """The loaded models of one pack and the stage methods (see the module docstring)."""
 
-    def __init__(self, pack: ModelPack, cfg: FaceConfig, quality_cfg: QualityConfig) -> None:
+    def __init__(self, pack: ModelPack, cfg: FaceConfig, quality_cfg: QualityConfig,
+                 graphs: KeptGraphs | None = None) -> None:
         self.pack = pack
         self.cfg = cfg
         self.quality_cfg = quality_cfg
+        self.graphs = graphs
         opts = session_options(cfg)
         if pack.kind == "opencv_zoo":
-            self._det, self._rec = load_opencv_zoo(pack, opts)
+            self._det, self._rec = load_opencv_zoo(pack, opts, graphs)
         else:
-            self._det = load_model(pack.detector, "detector", pack, opts, Scrfd)
-            self._rec = load_model(pack.recognizer, "recognizer", pack, opts, ArcFace)
+            self._det = load_model(pack.detector, "detector", pack, opts, Scrfd, graphs)
+            self._rec = load_model(pack.recognizer, "recognizer", pack, opts, ArcFace, graphs)
         if not self._det.use_kps:
             raise ModelError(f"detector {pack.detector} gives no facial landmarks (needed for alignment)",
                              fix="Use an SCRFD detector with keypoints (*_bnkps / det_*.onnx).")
@@ -179,9 +182,12 @@ class FaceEngine:
                  pack.recognizer.name, self.model_id[:12], cfg.threads)
 
     @classmethod
-    def from_config(cls, cfg: FaceConfig, quality_cfg: QualityConfig | None = None) -> FaceEngine:
-        """Resolve the pack named by [face] and load it (no download, ever)."""
-        return cls(resolve_pack(cfg), cfg, quality_cfg or QualityConfig())
+    def from_config(cls, cfg: FaceConfig, quality_cfg: QualityConfig | None = None,
+                    memory: ModelMemory | None = None, graphs: KeptGraphs | None = None) -> FaceEngine:
+        """Resolve the pack named by [face] and load it (no download, ever); with ``memory`` (the kiosk's
+        store) the model id is taken from it while the recogniser file is unchanged (kiosk.face.pack), with
+        ``graphs`` the sessions from the graphs optimised at an earlier start (kiosk.face.sessions)."""
+        return cls(resolve_pack(cfg, memory), cfg, quality_cfg or QualityConfig(), graphs)
 
     def warm_up(self) -> None:
         """Run the detector once at each configured size and the recogniser once, on blank images: a benchmark's

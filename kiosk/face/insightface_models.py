@@ -24,14 +24,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-PROVIDERS = ["CPUExecutionProvider"]
+from kiosk.face.sessions import KeptGraphs, make_session
+
 NMS_IOU = 0.4  # insightface's SCRFD nms_thresh
 DET_MEAN, DET_STD = 127.5, 128.0
 LANDMARK_INPUT_PX = 192
-
-
-def _session(path: Path, opts: ort.SessionOptions) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), opts, providers=PROVIDERS)
 
 
 def _mean_std(path: Path, plain: tuple[float, float], landmark: bool = False) -> tuple[float, float]:
@@ -102,8 +99,8 @@ class Scrfd:
     taskname = "detection"
     kps_follow_roll = True  # the landmarks of a tilted head are tilted with it (FaceEngine.levelled)
 
-    def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
-        self.session = _session(path, opts)
+    def __init__(self, path: Path, opts: ort.SessionOptions, graphs: KeptGraphs | None = None) -> None:
+        self.session = make_session(path, opts, graphs)
         outputs = self.session.get_outputs()
         if len(outputs) not in (6, 9, 10, 15):
             raise ValueError(f"{len(outputs)} outputs, not an SCRFD detector's 6, 9, 10 or 15")
@@ -188,8 +185,8 @@ def _nms(dets: np.ndarray) -> list[int]:
 class _SingleOutput:
     """A model with one input image and one output (the recogniser, the landmark model)."""
 
-    def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
-        self.session = _session(path, opts)
+    def __init__(self, path: Path, opts: ort.SessionOptions, graphs: KeptGraphs | None = None) -> None:
+        self.session = make_session(path, opts, graphs)
         inp, outputs = self.session.get_inputs()[0], self.session.get_outputs()
         if len(outputs) != 1 or len(inp.shape) != 4 or not all(isinstance(d, int) for d in inp.shape[2:4]):
             raise ValueError("not a one-image, one-output model")
@@ -208,8 +205,8 @@ class ArcFace(_SingleOutput):
 
     taskname = "recognition"
 
-    def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
-        super().__init__(path, opts)
+    def __init__(self, path: Path, opts: ort.SessionOptions, graphs: KeptGraphs | None = None) -> None:
+        super().__init__(path, opts, graphs)
         side = self.input_size[0]
         if self.input_size[0] != self.input_size[1] or side < 112 or side % 16:
             raise ValueError(f"input {self.input_size}, not a recogniser's square of 112 px or more")
@@ -224,8 +221,8 @@ class Landmark106(_SingleOutput):
 
     taskname = "landmark_2d_106"
 
-    def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
-        super().__init__(path, opts)
+    def __init__(self, path: Path, opts: ort.SessionOptions, graphs: KeptGraphs | None = None) -> None:
+        super().__init__(path, opts, graphs)
         if self.input_size != (LANDMARK_INPUT_PX, LANDMARK_INPUT_PX):
             raise ValueError(f"input {self.input_size}, not the landmark model's 192 x 192")
         self.input_mean, self.input_std = _mean_std(path, (127.5, 128.0), landmark=True)

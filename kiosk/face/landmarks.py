@@ -25,7 +25,8 @@ class Landmarks106:
             raise ModelError(f"the model pack in {pack.directory} has no 106-point landmark model (2d106det.onnx), "
                              "which the blink liveness check needs",
                              fix="Add 2d106det.onnx to the pack, or set liveness.enabled = false.")
-        self.model = load_model(pack.landmarks, "landmark", pack, session_options(engine.cfg), Landmark106)
+        self.model = load_model(pack.landmarks, "landmark", pack, session_options(engine.cfg), Landmark106,
+                                engine.graphs)
         self.size = int(self.model.input_size[0])
 
     def __call__(self, frame: np.ndarray, bbox: np.ndarray) -> np.ndarray:

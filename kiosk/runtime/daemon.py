@@ -142,12 +142,14 @@ class KioskDaemon:
         from kiosk.face.gallery import pack_change
         from kiosk.face.landmarks import Landmarks106
         from kiosk.face.liveness import LivenessCheck, PassiveModel
+        from kiosk.face.sessions import KEPT_GRAPHS_DIR, KeptGraphs
         from kiosk.face.walkup import FrameProcessor
         from kiosk.runtime.pipeline import Pipeline
 
         # No warm-up run on blank frames: it cost ~0.05 CPU-s at every start and saved at most a few ms on
         # the first frames after it (kiosk bench startup, README).
-        self.engine = FaceEngine.from_config(self.config.face, self.config.quality)
+        graphs = KeptGraphs(self.config.store.path.parent / KEPT_GRAPHS_DIR, self.store)
+        self.engine = FaceEngine.from_config(self.config.face, self.config.quality, memory=self.store, graphs=graphs)
         change = pack_change(self.store.roster, self.engine.model_id)
         if change:
             log.warning("%s", change)

@@ -1,13 +1,15 @@
 """Reads that need nothing more than the store's SQLCipher connection.
 
 A command that only needs one figure from the store (`kiosk config check`: the roster's size for the
-decision threshold) starts in less CPU time on the bare connection than through the full store. Anything but an
+decision threshold, and the model id it is counted for, as the store remembers it) starts in less CPU time on
+the bare connection than through the full store. Nothing is written. Anything but an
 up-to-date kiosk store goes through the full Store.open, which says what is wrong or migrates, as for every
 other command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,22 @@ def _up_to_date(conn: Any) -> bool:  # noqa: ANN401 - a DB-API connection
     return kind is not None and kind[0] == STORE_KIND and not migrations.outstanding(done)
 
 
-def face_roster_size(config, model_id: str) -> int:  # noqa: ANN001 - KioskConfig
-    """How many active employees have a template of ``model_id``, read with one SQLCipher connection when
-    the store is an up-to-date kiosk store on a writable disk; otherwise through open_store, which raises
-    the StoreError that says what is wrong (or migrates the store first)."""
+class _ReadOnlyMemory:
+    """The store's meta values for a reader (what kiosk.face.pack's ``ModelMemory`` needs): anything computed
+    here is not written back (the daemon writes it at its start)."""
+
+    def __init__(self, read: Callable[[str], str | None]) -> None:
+        self.get_meta = read
+
+    def set_meta(self, key: str, value: str) -> None:
+        pass
+
+
+def face_roster_size(config, pack) -> int:  # noqa: ANN001 - KioskConfig, kiosk.face.pack.ModelPack
+    """How many active employees have a template of the pack's model id (``pack.recall_model_id``: as the
+    store remembers it while the recogniser file is unchanged), read with one SQLCipher connection when the
+    store is an up-to-date kiosk store on a writable disk; otherwise through open_store, which raises the
+    StoreError that says what is wrong (or migrates the store first)."""
     path = Path(config.store.path)
     key = resolve_key(config.store.key_file)
     if path.is_file() and path.stat().st_size > 0 and writable_in_place(path):
@@ -43,6 +57,10 @@ def face_roster_size(config, model_id: str) -> int:  # noqa: ANN001 - KioskConfi
         try:
             conn = sqlcipher_factory(path, key, config.store.busy_timeout_s)()
             if _up_to_date(conn):
+                def read(name: str) -> str | None:
+                    row = conn.execute("SELECT value FROM meta WHERE key = ?", [name]).fetchone()
+                    return row[0] if row else None
+                model_id = pack.recall_model_id(_ReadOnlyMemory(read))
                 return int(conn.execute(FACE_ROSTER_SQL, [model_id]).fetchone()[0])
         except sqlcipher.Error:
             pass  # open_store below explains it
@@ -51,4 +69,5 @@ def face_roster_size(config, model_id: str) -> int:  # noqa: ANN001 - KioskConfi
                 conn.close()
     from kiosk.store.database import open_store
     with open_store(config) as store:
+        model_id = pack.recall_model_id(_ReadOnlyMemory(store.get_meta))
         return int(store.query(FACE_ROSTER_SQL, [model_id])[0]["n"])

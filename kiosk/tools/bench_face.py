@@ -227,7 +227,8 @@ def plain_insightface(pack, config: KioskConfig, tmp: Path):  # noqa: ANN001, AN
     """insightface's FaceAnalysis on the same detector + recogniser, threads and detector size."""
     from insightface.app import FaceAnalysis
 
-    from kiosk.face.engine import PROVIDERS, session_options
+    from kiosk.face.engine import session_options
+    from kiosk.face.sessions import PROVIDERS
 
     # FaceAnalysis loads every *.onnx of a folder: give it one holding just the two models.
     os.symlink(pack.detector, tmp / pack.detector.name)
