@@ -16,8 +16,11 @@ from kiosk.face.config import FaceConfig, QualityConfig
 from kiosk.face.engine import FaceEngine
 from kiosk.face.images import image_files, read_image
 from kiosk.face.landmarks import Landmarks106
-from kiosk.face.sessions import KEPT_GRAPHS_META, KeptGraphs
+from kiosk.face.pack import MODEL_FILE_META
+from kiosk.face.sessions import KEPT_GRAPHS_DIR, KEPT_GRAPHS_META, KeptGraphs
+from kiosk.runtime.daemon import KioskDaemon
 from kiosk.store.database import open_store
+from kiosk.tools.scenes import write_scene
 
 DISABLED = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
@@ -129,3 +132,23 @@ def test_the_opencv_zoo_pack_keeps_its_cleaned_graphs_too(store, tmp_path: Path,
         want = plain.choose(plain.detect(photo), photo.shape)
         np.testing.assert_allclose(face.bbox, want.bbox, rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(engine.embed(photo, face), plain.embed(photo, want), rtol=1e-4, atol=1e-4)
+
+
+def test_the_daemon_keeps_its_graphs_beside_the_store_and_starts_from_them(kiosk_home: Path, tmp_path: Path) -> None:
+    camera = tmp_path / "camera"
+    write_scene(camera, [(None, 2, "empty")])
+    config = load_config(kiosk_home, [f"camera.source='images:{camera}?loop=1'", "ui.enabled=false"])
+    folder = config.store.path.parent / KEPT_GRAPHS_DIR
+    levels = []
+    for _ in range(2):
+        daemon = KioskDaemon(config)
+        try:
+            pipeline = daemon.pipeline
+            levels.append([m.session.get_session_options().graph_optimization_level
+                           for m in (daemon.engine._det, daemon.engine._rec, pipeline.landmarks.model)])
+            assert json.loads(daemon.store.get_meta(MODEL_FILE_META))["model_id"] == daemon.engine.model_id
+        finally:
+            daemon.store.close()
+    assert DISABLED not in levels[0] and levels[1] == [DISABLED] * 3
+    assert len(list(folder.glob("*.onnx"))) == 3
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o700)

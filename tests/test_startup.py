@@ -143,7 +143,8 @@ def test_bench_startup_reports_every_figure_and_each_process_succeeded() -> None
     result = json.loads(proc.stdout)
     assert result["punches"] == 50 and result["verified"] == 10 and list(result["trees"]) == ["this"]
     figures = result["figures"]["this"]
-    assert set(figures) == {"python_click_floor", "help", "hub_help", "config_check", "ready", "punch", "db_verify"}
+    assert set(figures) == {"python_click_floor", "help", "hub_help", "config_check_first", "ready_first",
+                            "config_check", "ready", "punch", "db_verify"}
     for name, figure in figures.items():
         for measure in ("wall_s", "cpu_s"):
             assert 0 < figure[measure]["min"] <= figure[measure]["median"] <= figure[measure]["max"], (name, measure)

@@ -144,6 +144,11 @@ def run_startup(punches: int, verified: int, rounds: int, verify_rounds: int, co
         homes = {name: _home(tree, Path(tmp) / name, punches, verified) for name, tree in trees.items()}
         figures: dict[str, dict[str, list[tuple[float, float]]]] = {name: {} for name in trees}
         names = list(trees)
+        for name in names:  # a new home's first start: nothing remembered or kept yet (kiosk.face.pack, .sessions)
+            kiosk = ("-m", "kiosk")
+            figures[name]["config_check_first"] = [_child(trees[name], *kiosk, "config", "check", "--config",
+                                                          str(homes[name]))]
+            figures[name]["ready_first"] = [_ready(trees[name], homes[name], camera)]
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 for step, value in _steps(trees[name], homes[name], camera, r < verify_rounds).items():
@@ -161,6 +166,8 @@ STEP_NAMES = {
     "python_click_floor": "python + import click (floor)",
     "help": "kiosk --help",
     "hub_help": "kiosk hub --help",
+    "config_check_first": "kiosk config check, new home",
+    "ready_first": "kiosk run: first start to READY",
     "config_check": "kiosk config check",
     "ready": "kiosk run: spawn to READY",
     "punch": "one kiosk punch",
@@ -171,7 +178,9 @@ STEP_NAMES = {
 def _print(r: dict[str, Any]) -> None:
     click.echo(machine_line(r["machine"]))
     click.echo(f"store: {r['punches']} punches, the first {r['verified']} on a verified clock; {r['rounds']} rounds "
-               f"in turns (db verify: {r['verify_rounds']}); child processes, min/median/max:")
+               f"in turns (db verify: {r['verify_rounds']}); child processes, min/median/max; first, once per home "
+               "before the rounds: config check and a start with nothing remembered or kept yet (the recogniser's "
+               "model id hashed, the models' optimised graphs written):")
     for name, steps in r["figures"].items():
         click.echo(f"  {name} ({r['trees'][name]}):")
         for step, fig in steps.items():
