@@ -152,3 +152,23 @@ def test_the_daemon_keeps_its_graphs_beside_the_store_and_starts_from_them(kiosk
     assert DISABLED not in levels[0] and levels[1] == [DISABLED] * 3
     assert len(list(folder.glob("*.onnx"))) == 3
     assert oct(folder.stat().st_mode & 0o777) == oct(0o700)
+
+
+def test_a_kept_graph_onnxruntime_refuses_is_made_again_with_a_log_line(store, tmp_path: Path, photo: np.ndarray,  # noqa: ANN001
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from kiosk.face.pack import file_identity
+    folder = tmp_path / "graphs"
+    engine, marks = _engine(store, folder)
+    expected = _figures(engine, marks, photo)
+    entries = json.loads(store.get_meta(KEPT_GRAPHS_META))
+    source = next(s for s in entries if s.endswith("w600k_mbf.onnx"))
+    kept = folder / entries[source]["file"]
+    kept.write_bytes(b"not an onnx graph")  # as if written wrong and remembered all the same
+    entries[source]["identity"] = file_identity(kept)[0]
+    store.set_meta(KEPT_GRAPHS_META, json.dumps(entries))
+    again, again_marks = _engine(store, folder)
+    assert _levels(again, again_marks) == [DISABLED, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, DISABLED]
+    assert f"kept graph {kept.name} not usable" in caplog.text
+    for got, want in zip(_figures(again, again_marks, photo), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert kept.stat().st_size > 1_000_000, "made again"

@@ -87,8 +87,8 @@ class KeptGraphs:
                 try:
                     return _without_optimisation(kept, opts)
                 except Exception as exc:  # noqa: BLE001 - onnxruntime refuses it: made again below
-                    log.warning("kept graph %s not usable (%s): optimising %s again", kept.name,
-                                str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__, source.name)
+                    log.warning("kept graph %s not usable (%s): optimising %s again", kept.name, _first_line(exc),
+                                source.name)
             else:
                 log.info("kept graph of %s changed or gone: optimising it again", source.name)
         return self._keep(source, opts, model, key)
@@ -107,6 +107,12 @@ class KeptGraphs:
         opts.optimized_model_filepath = str(partial)
         try:
             session = _plain(source, opts, model)
+        except Exception as exc:  # noqa: BLE001 - e.g. the disk is full; a bad model raises again just below
+            opts.optimized_model_filepath = ""
+            partial.unlink(missing_ok=True)
+            session = _plain(source, opts, model)
+            log.warning("optimised graph of %s not kept (%s)", source.name, _first_line(exc))
+            return session
         finally:
             opts.optimized_model_filepath = ""
         try:
@@ -115,17 +121,28 @@ class KeptGraphs:
             os.replace(partial, final)
             identity = file_identity(final)[0]
         except Exception as exc:  # noqa: BLE001 - onnxruntime wrote nothing, or the disk is full: not kept
-            log.warning("optimised graph of %s not kept (%s)", source.name, exc)
+            log.warning("optimised graph of %s not kept (%s)", source.name, _first_line(exc))
             partial.unlink(missing_ok=True)
             return session
         entries = self._load()
         old = entries.get(str(source), {}).get("file")
         entries[str(source)] = {"key": key, "file": name, "identity": identity}
-        self.memory.set_meta(KEPT_GRAPHS_META, json.dumps(entries, sort_keys=True))
+        try:
+            self.memory.set_meta(KEPT_GRAPHS_META, json.dumps(entries, sort_keys=True))
+        except Exception as exc:  # noqa: BLE001 - the store could not take it: the file is not trusted later
+            log.warning("optimised graph of %s not kept (%s)", source.name, _first_line(exc))
+            entries.pop(str(source))
+            final.unlink(missing_ok=True)
+            return session
         if old and old != name:
             (self.folder / str(old)).unlink(missing_ok=True)
         log.info("kept the optimised graph of %s for the next start (%s)", source.name, name)
         return session
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def _plain(source: Path, opts: ort.SessionOptions, model: Callable[[], bytes] | None) -> ort.InferenceSession:
