@@ -120,10 +120,9 @@ def check_photo(engine: FaceEngine, image: np.ndarray, source: str, gallery: Gal
                 employee_id: str | None = None, look_alike_ok: bool = False) -> PhotoCheck:
     """Detect, gate and embed one photo for enrolment; refuse with a named reason when unfit.
     ``look_alike_ok``: a face matching another employee is kept (the caller flags both as look-alikes)."""
-    faces = engine.detect_photo(image)
-    if not faces:
+    face, faces = engine.photo_face(image)  # only the chosen face levelled: the others are only counted
+    if face is None:
         return refuse(source, "no_face", "no face was found in the photo")
-    face = engine.choose(faces, image.shape)
     if engine.crowded(faces, face):
         return refuse(source, "several_faces",
                       f"{len(faces)} faces are in the photo; use one showing only this person", face=face)

@@ -167,7 +167,7 @@ def evaluate_photos(faces: Path, args, engine, model: DtnModel) -> dict[float, l
         image = cv2.imread(str(path))
         if image is None:
             continue
-        face = engine.choose(engine.detect_photo(image), image.shape)
+        face = engine.photo_face(image)[0]
         if face is None:
             continue
         for scale in args.scales:

@@ -16,7 +16,7 @@ from kiosk.base.errors import ModelError
 from kiosk.face.calibration import BUNDLED, at_point, operating_point
 from kiosk.face.conditions import rolled
 from kiosk.face.config import FaceConfig, MatchConfig
-from kiosk.face.engine import roll_deg
+from kiosk.face.engine import FaceEngine, roll_deg
 from kiosk.face.gallery import Gallery
 from kiosk.face.images import image_files, read_image
 from kiosk.face.pack import resolve_pack
@@ -122,6 +122,43 @@ def test_zoo_photo_path_aligns_a_head_tilted_30_degrees_on_landmarks_that_follow
     ours = face_engine.detect_photo(photo)
     theirs = face_engine.detect(photo)
     assert [f.kps.tolist() for f in ours] == [f.kps.tolist() for f in theirs]
+
+
+def test_a_photos_face_is_chosen_as_detected_and_only_it_levelled(zoo_engine, face_engine, face_data: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """``photo_face`` (enrolment's check_photo, `kiosk identify`, the benches) gives the face ``choose`` picks from
+    ``detect_photo``'s levelled faces, with the same landmarks, while levelling that face alone: on every group
+    photo of ../shared/faces and a head tilted 30 degrees, with both packs, by both pick policies."""
+    upright = read_image(face_data / TILTED_PERSON / TILTED_PROBE)
+    photos = [read_image(p) for p in image_files(face_data / "_groups")]
+    photos.append(rolled(upright, face_engine.choose(face_engine.detect(upright), upright.shape), 30))
+    assert len(photos) >= 10
+    calls = [0]
+    real = FaceEngine.levelled
+
+    def counted(self: FaceEngine, frame, face):  # noqa: ANN001, ANN202
+        calls[0] += 1
+        return real(self, frame, face)
+
+    monkeypatch.setattr(FaceEngine, "levelled", counted)
+    for engine in (zoo_engine, face_engine):
+        for image in photos:
+            calls[0] = 0
+            every = engine.detect_photo(image)
+            assert calls[0] == len(every) >= 1
+            for policy in (None, "center"):
+                calls[0] = 0
+                face, faces = engine.photo_face(image, policy)
+                assert calls[0] == 1  # the chosen face alone
+                chosen = engine.choose(every, image.shape, policy)
+                assert any(f is face for f in faces) and len(faces) == len(every)
+                assert np.array_equal(face.bbox, chosen.bbox) and np.array_equal(face.kps, chosen.kps)
+                assert face.det_score == chosen.det_score
+                assert engine.crowded(faces, face) == engine.crowded(every, chosen)
+    # The tilted head: with YuNet the levelled landmarks differ from the detector's own (levelling did something).
+    tilted = photos[-1]
+    assert not np.array_equal(zoo_engine.photo_face(tilted)[0].kps,
+                              zoo_engine.choose(zoo_engine.detect(tilted), tilted.shape).kps)
 
 
 ENROL_PERSON = "deepface_id06"  # tilted enrolment photos scored 0.37-0.58 against an upright photo; now 0.71-0.80

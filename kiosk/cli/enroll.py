@@ -191,8 +191,7 @@ def identify_command(photos: tuple[Path, ...], as_json: bool, cfg: ConfigRef) ->
             result["reason"] = "unreadable"
             result["detail"] = exc.what
             image = None
-        faces = engine.detect_photo(image) if image is not None else []
-        face = engine.choose(faces, image.shape) if faces else None
+        face, faces = engine.photo_face(image) if image is not None else (None, [])
         if face is not None:
             result.update(gallery.search(engine.embed(image, face)).to_dict())
             result["faces"] = len(faces)

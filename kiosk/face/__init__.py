@@ -8,7 +8,8 @@ Stage API (plain data in and out; each stage can be timed and tested alone)::
 
     engine = FaceEngine.from_config(cfg.face, cfg.quality)    # kiosk.face.engine
     faces = engine.detect(frame)                  # [Face(bbox, kps, det_score)], one detector pass
-    faces = engine.detect_photo(image)            # + retries for stills (large input, padded crop)
+    faces = engine.detect_photo(image)            # + retries for stills (large input, padded crop), levelled
+    face, faces = engine.photo_face(image)        # a still's presenting face, the only one levelled
     face = engine.choose(faces, frame.shape)      # the presenting face (face.pick policy) or None
     report = engine.assess_quality(frame, face)   # QualityReport(ok, reasons, metrics)
     vector = engine.embed(frame, face)            # float32 (512,), L2-normalised

@@ -3,7 +3,7 @@ see the person, then changed as a walk-up can change it (a small face, blur, low
 over the lower face, sunglasses). ``kiosk bench robustness`` runs the daemon's frame path on each.
 
 Every condition is ``make(image, face, index) -> frame``: ``face`` is the photo's face as the photo path
-found it (``FaceEngine.detect_photo``), whose landmarks set the face's size and say where a mask or
+found it (``FaceEngine.photo_face``), whose landmarks set the face's size and say where a mask or
 sunglasses go; ``index`` picks the colour of the mask or glasses from a fixed cycle, so the frames are
 the same on every run and not all of one colour. Pure image code.
 """

@@ -86,7 +86,7 @@ def embed_labelled(engine: FaceEngine, items: list[LabelledImage]) -> dict[str, 
     out: dict[str, np.ndarray | None] = {}
     for item in items:
         image = item.load()
-        face = engine.choose(engine.detect_photo(image), image.shape, policy="center")
+        face = engine.photo_face(image, policy="center")[0]
         out[item.path] = engine.embed(image, face) if face is not None else None
     return out
 
@@ -209,7 +209,7 @@ def walkup_frames(engine: FaceEngine, image: np.ndarray, count: int) -> list[np.
     photo, mirrored, darker, turned a little), in that order, repeating."""
     frames = []
     for variant in _variants(image):
-        face = engine.choose(engine.detect_photo(variant), variant.shape, policy="center")
+        face = engine.photo_face(variant, policy="center")[0]
         frames.append(engine.embed(variant, face) if face is not None else None)
     return [frames[i % len(frames)] for i in range(count)]
 

@@ -1,7 +1,7 @@
 """`kiosk bench robustness`: the daemon's frame path (detect -> quality -> embed -> decide) under capture
 conditions made from a photo set (kiosk.face.conditions), with what the quality gate costs and saves.
 
-Enrolment is the photo path (``detect_photo``, as `kiosk enroll add` does); every probe photo is put in a
+Enrolment is the photo path (``photo_face``, as `kiosk enroll add` does); every probe photo is put in a
 640x480 frame under each condition and handed to a fresh walk-up of ``FrameProcessor`` (the daemon's
 per-frame loop, kiosk.face.walkup) with the gallery at the operating threshold the kiosk would run at. A
 person standing still gives the same frame again and again, and the vote counts only accepted frames, so a
@@ -113,7 +113,7 @@ def run_robustness(config: KioskConfig, data: str, enroll_k: int, names: list[st
     no_face = []
     for index, (identity, path) in enumerate(mated + strangers):
         image = loaders[path]()
-        face = engine.choose(engine.detect_photo(image), image.shape, policy="center")
+        face = engine.photo_face(image, policy="center")[0]
         if face is None:
             no_face.append(path)
             continue

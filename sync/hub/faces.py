@@ -28,11 +28,11 @@ class HubTemplate:
 @dataclass(frozen=True)
 class FaceLook:
     """One video frame as the liveness check sees it (a field punch's clip): the face the kiosk's engine
-    chooses, its 106 landmarks and, when asked, its embedding."""
+    chooses and, when asked, its 106 landmarks and its embedding."""
 
     bbox: np.ndarray
     kps: np.ndarray
-    landmarks: np.ndarray
+    landmarks: np.ndarray | None
     vector: np.ndarray | None
 
 
@@ -48,8 +48,9 @@ class TemplateMaker(Protocol):
     def threshold(self, model_id: str, employees: int) -> float:
         """The kiosk's decision threshold for this model with ``employees`` enrolled (1: a 1:1 check)."""
 
-    def look(self, image: np.ndarray, model_id: str, embed: bool) -> FaceLook | None:
-        """The presenting face in a video frame with its landmarks (and embedding), or None if no face."""
+    def look(self, image: np.ndarray, model_id: str, embed: bool, landmarks: bool) -> FaceLook | None:
+        """The presenting face in a video frame (with its 106 landmarks, its embedding: when asked), or None if
+        no face."""
 
 
 class NoTemplateMaker:
@@ -64,7 +65,7 @@ class NoTemplateMaker:
     def threshold(self, model_id: str, employees: int) -> float:
         raise ValueError("this hub has no face model")
 
-    def look(self, image: np.ndarray, model_id: str, embed: bool) -> FaceLook | None:
+    def look(self, image: np.ndarray, model_id: str, embed: bool, landmarks: bool) -> FaceLook | None:
         raise ValueError("this hub has no face model")
 
 
@@ -121,20 +122,23 @@ class EngineTemplateMaker:
             return f"{check.reason}: {check.detail}"
         return HubTemplate(model_id, check.vector, check.quality.score if check.quality else None)
 
-    def look(self, image: np.ndarray, model_id: str, embed: bool) -> FaceLook | None:
-        """The kiosk's walk-up steps on one frame: detect, choose, the 106-point landmarks (kiosk.face.landmarks,
-        loaded on first use) and, if ``embed``, the embedding."""
+    def look(self, image: np.ndarray, model_id: str, embed: bool, landmarks: bool) -> FaceLook | None:
+        """The kiosk's walk-up steps on one frame: detect, choose and, when asked, the 106-point landmarks
+        (kiosk.face.landmarks, loaded on first use: only while the liveness check waits for a blink, as at the
+        kiosk) and the embedding."""
         from kiosk.face.landmarks import Landmarks106
         with self._lock:
             engine = self._engine(model_id)
-            if model_id not in self._landmarks:
-                self._landmarks[model_id] = Landmarks106(engine)
             face = engine.choose(engine.detect(image), image.shape)
             if face is None:
                 return None
-            landmarks = self._landmarks[model_id](image, face.bbox)
+            points = None
+            if landmarks:
+                if model_id not in self._landmarks:
+                    self._landmarks[model_id] = Landmarks106(engine)
+                points = np.asarray(self._landmarks[model_id](image, face.bbox), np.float32)
             vector = engine.embed(image, face) if embed else None
-        return FaceLook(face.bbox, face.kps, np.asarray(landmarks, np.float32), vector)
+        return FaceLook(face.bbox, face.kps, points, vector)
 
     def threshold(self, model_id: str, employees: int) -> float:
         """The kiosk's rule (kiosk.face.calibration.operating_point) at [match]'s defaults."""

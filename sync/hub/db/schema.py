@@ -238,7 +238,8 @@ CREATE TABLE field_assertions (
 """
 
 # A field punch's liveness clip (sync/hub/field/liveness.py): the challenge the hub drew, the frames judged so far
-# (time, face box, keypoints, landmarks: erased once judged), the 1:1 scores, the verdict; spent by one punch.
+# (time, face box, keypoints, landmarks while a blink was awaited: erased once judged), the 1:1 scores, the verdict;
+# spent by one punch.
 _FIELD_CLIPS = """
 CREATE TABLE field_clips (
     id TEXT PRIMARY KEY, device_id TEXT NOT NULL, steps TEXT NOT NULL, created_utc TEXT NOT NULL,

@@ -2,11 +2,15 @@
 
 The hub draws the challenge (kiosk.face.liveness `pick_steps` from the system's CSPRNG: turn left / turn right /
 blink, in a random order; or, in blink mode, any natural blink) before the phone films anything, so the phone
-cannot choose it. The phone then sends its selfie clip in small pieces while the person does it; each piece's
-frames go through the kiosk's walk-up steps (sync/hub/faces.py `look`: detect, choose, the 106-point
-landmarks) and `LivenessCheck` is run again over every frame so far, with the phone's frame times (ms from
-the start of filming); the hub's own clock bounds the whole: the clip's pieces are refused once the challenge's
-time and UPLOAD_GRACE_S have passed since it was drawn, plus the time the hub itself spent judging its pieces.
+cannot choose it. The phone then sends its selfie clip in small pieces while the person does it; `LivenessCheck`
+is run again over every frame so far (`ClipJudge`: the kept frames of the pieces before replayed, then each new
+frame as it is looked at), with the phone's frame times (ms from the start of filming). Each new frame goes
+through the kiosk's walk-up steps (sync/hub/faces.py `look`: detect, choose, and the 106-point landmarks only
+while the check still waits for a blink, `LivenessCheck.needs_blink` as at the kiosk: a challenge of turns alone
+runs none, one with a blink none after it; the replay is fed the same frames with or without landmarks as when
+they were first judged, so it reaches the same state). The hub's own clock bounds the whole: the clip's pieces
+are refused once the challenge's time and UPLOAD_GRACE_S have passed since it was drawn, plus the time the hub
+itself spent judging its pieces.
 
 Across the clip the face must stay one face: each face overlaps the one before as the kiosk's tracker requires
 (kiosk.face.walkup `iou`, face.track_iou_min), it may not leave the picture for longer than FACE_GAP_S, and
@@ -16,8 +20,8 @@ from MATCH_EARLY pieces on (another person is refused without finishing the chal
 the first refusal ends it (the person presses again and gets a new challenge); a live clip is spent by the one
 punch it prepares.
 
-Kept between pieces: each frame's time, face box, keypoints and landmarks, never an image or an embedding;
-erased as soon as the clip is judged. The clip's 1:1 scores stay (the punch's score is their median).
+Kept between pieces: each frame's time, face box, keypoints and (when they were run) landmarks, never an image
+or an embedding; erased as soon as the clip is judged. The clip's 1:1 scores stay (the punch's score is their median).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from kiosk.face.types import Face
 from kiosk.face.walkup import iou
 from sync.errors import Forbidden, PayloadTooLarge, Unauthorized
 from sync.hub.db.base import HubDb
-from sync.hub.faces import TemplateMaker
+from sync.hub.faces import FaceLook, TemplateMaker
 
 log = logging.getLogger(__name__)
 
@@ -157,38 +161,55 @@ def _owner_vectors(tx: Any, maker: TemplateMaker, employee_id: str) -> tuple[str
     return model_id, vectors, maker.threshold(model_id, 1)
 
 
-def judge(looks: list[dict[str, Any]], steps: tuple[Step, ...], cfg: LivenessConfig) -> tuple[Verdict, str, int]:
-    """The kiosk's liveness check over the clip's frames so far, and one face throughout: (verdict, why not,
-    challenge steps done)."""
-    check = LivenessCheck(cfg)
-    check.reset(steps or None)
-    previous: Face | None = None
-    seen_s: float | None = None
-    verdict = Verdict.PENDING
-    for look in looks:
-        t_s = look["t"] / 1000
+class ClipJudge:
+    """The kiosk's liveness check over a clip's frames, fed one look at a time in the order filmed, and one face
+    throughout. Replaying the kept looks of the pieces before gives back the same state, so the check's need for
+    the 106-point landmarks (``needs_landmarks``) is known before each new frame is looked at."""
+
+    def __init__(self, steps: tuple[Step, ...], cfg: LivenessConfig) -> None:
+        self.cfg = cfg
+        self.check = LivenessCheck(cfg)
+        self.check.reset(steps or None)
+        self.previous: Face | None = None
+        self.seen_s: float | None = None
+        self.last_s: float | None = None
+        self.verdict = Verdict.PENDING
+        self.why = ""
+
+    @property
+    def needs_landmarks(self) -> bool:
+        """Whether the next frame's face needs its 106-point landmarks: only while the clip is undecided and the
+        check still waits for a blink (``LivenessCheck.needs_blink``, the kiosk's own rule); turns are judged on
+        the detector's five keypoints."""
+        return self.verdict is Verdict.PENDING and self.check.needs_blink
+
+    def add(self, look: dict[str, Any]) -> None:
+        """One frame's look as kept (``lmk`` only when it was needed); nothing after the clip is decided."""
+        if self.verdict is not Verdict.PENDING:
+            return
+        t_s = self.last_s = look["t"] / 1000
         if look["bbox"] is None:
-            if seen_s is not None and t_s - seen_s > FACE_GAP_S:
-                return Verdict.SPOOF, "the face left the picture", _done(check)
-            continue
+            if self.seen_s is not None and t_s - self.seen_s > FACE_GAP_S:
+                self.verdict, self.why = Verdict.SPOOF, "the face left the picture"
+            return
         face = Face(np.asarray(look["bbox"], np.float32), np.asarray(look["kps"], np.float32), 1.0)
-        if previous is not None and iou(face, previous) < IOU_MIN:
-            return Verdict.SPOOF, "the face in the picture changed", _done(check)
-        previous, seen_s = face, t_s
-        verdict = check.update(t_s, np.asarray(look["lmk"], np.float32), face.kps)
-        if verdict is not Verdict.PENDING:
-            break
-    if verdict is Verdict.SPOOF:
-        challenge = check.challenge
-        why = FAILURES.get(challenge.failure, challenge.failure) if challenge else "no blink was seen in time"
-        return verdict, why, _done(check)
-    if verdict is Verdict.PENDING and looks and looks[-1]["t"] / 1000 > limit_s(cfg) + FACE_GAP_S:
-        return Verdict.SPOOF, "no face was seen" if previous is None else FAILURES["timeout"], _done(check)
-    return verdict, "", _done(check)
+        if self.previous is not None and iou(face, self.previous) < IOU_MIN:
+            self.verdict, self.why = Verdict.SPOOF, "the face in the picture changed"
+            return
+        self.previous, self.seen_s = face, t_s
+        lmk = look.get("lmk")
+        self.verdict = self.check.update(t_s, None if lmk is None else np.asarray(lmk, np.float32), face.kps)
+        if self.verdict is Verdict.SPOOF:
+            challenge = self.check.challenge
+            self.why = FAILURES.get(challenge.failure, challenge.failure) if challenge else "no blink was seen in time"
 
-
-def _done(check: LivenessCheck) -> int:
-    return check.challenge.done if check.challenge is not None else 0
+    def result(self) -> tuple[Verdict, str, int]:
+        """(verdict, why not, challenge steps done) over the frames so far; a clip still undecided past its time
+        (and FACE_GAP_S) is refused."""
+        done = self.check.challenge.done if self.check.challenge is not None else 0
+        if self.verdict is Verdict.PENDING and self.last_s is not None and self.last_s > limit_s(self.cfg) + FACE_GAP_S:
+            return Verdict.SPOOF, "no face was seen" if self.previous is None else FAILURES["timeout"], done
+        return self.verdict, self.why, done
 
 
 def add_frames(db: HubDb, maker: TemplateMaker, employee_id: str, device_id: str, clip_id: str,
@@ -235,23 +256,25 @@ def add_frames(db: HubDb, maker: TemplateMaker, employee_id: str, device_id: str
 def _piece(maker: TemplateMaker, owner: tuple[str, np.ndarray, float], frames: list[ClipFrame],
            images: list[np.ndarray], looks: list[dict[str, Any]], scores: list[float], steps: tuple[Step, ...],
            cfg: LivenessConfig) -> tuple[Verdict, str, int, bool]:
-    """A piece's frames looked at (appended to ``looks``, its most frontal face's 1:1 score to ``scores``),
-    then the whole clip judged: (verdict, why not, steps done, whether the face is not the owner's)."""
+    """A piece's frames looked at and judged after the clip's frames before (appended to ``looks``, its most
+    frontal face's 1:1 score to ``scores``), each with its landmarks only while the clip still needs them
+    (``ClipJudge.needs_landmarks``): (verdict, why not, steps done, whether the face is not the owner's)."""
     model_id, vectors, threshold = owner
+    clip = ClipJudge(steps, cfg)
+    for look in looks:  # the pieces before, replayed: the check as it stood after them
+        clip.add(look)
     seen = []
     for frame, image in zip(frames, images, strict=True):
-        look = maker.look(image, model_id, embed=False)
-        if look is None:
-            looks.append({"t": frame.t_ms, "bbox": None})
-            continue
-        looks.append({"t": frame.t_ms, "bbox": _rounded(look.bbox), "kps": _rounded(look.kps),
-                      "lmk": _rounded(look.landmarks)})
-        seen.append((abs(yaw_proxy_deg(look.kps)), image))
+        look = maker.look(image, model_id, embed=False, landmarks=clip.needs_landmarks)
+        looks.append(kept_look(frame.t_ms, look))
+        clip.add(looks[-1])
+        if look is not None:
+            seen.append((abs(yaw_proxy_deg(look.kps)), image))
     if seen:  # the piece's most frontal face, 1:1 (a turned face is not the kiosk's to match either)
-        embedded = maker.look(min(seen, key=lambda item: item[0])[1], model_id, embed=True)
+        embedded = maker.look(min(seen, key=lambda item: item[0])[1], model_id, embed=True, landmarks=False)
         if embedded is not None and embedded.vector is not None:
             scores.append(round(float(np.max(vectors @ embedded.vector.astype(np.float32))), 4))
-    verdict, reason, done = judge(looks, steps, cfg)
+    verdict, reason, done = clip.result()
     mismatch = _not_the_owner(scores, threshold, verdict)
     if mismatch:
         return Verdict.SPOOF, "the face does not match this phone's owner", done, True
@@ -287,6 +310,17 @@ def _not_the_owner(scores: list[float], threshold: float, verdict: Verdict) -> b
     if not scores or (verdict is Verdict.PENDING and len(scores) < MATCH_EARLY):
         return verdict is Verdict.LIVE
     return float(np.median(scores)) < threshold
+
+
+def kept_look(t_ms: int, look: FaceLook | None) -> dict[str, Any]:
+    """What is kept of a frame between pieces (``ClipJudge`` reads it): its time and, if a face was seen, its box
+    and keypoints, and its landmarks when they were run, rounded to 0.1 px."""
+    if look is None:
+        return {"t": t_ms, "bbox": None}
+    kept = {"t": t_ms, "bbox": _rounded(look.bbox), "kps": _rounded(look.kps)}
+    if look.landmarks is not None:
+        kept["lmk"] = _rounded(look.landmarks)
+    return kept
 
 
 def _rounded(values: np.ndarray) -> list[Any]:
