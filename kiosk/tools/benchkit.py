@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import random
 import socket
 import statistics
 import time
@@ -25,9 +26,43 @@ log = logging.getLogger(__name__)
 DEFAULT_ROUNDS = 5
 
 
+PORT_FLOOR = 20000  # free_port's ports: from here to below the kernel's ephemeral range
+PORT_BLOCKS = 9  # a block of them for each of up to 8 pytest-xdist workers (gw0..gw7), and one for anything else
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel picks for an outgoing connection (Linux: 32768 unless changed)."""
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (for a server a benchmark or a test starts: a port another process holds
-    would make it fail or, for `kiosk run`'s screen, look cheaper than it is)."""
+    """A TCP port free on 127.0.0.1 now, for a server a benchmark or a test starts (a port another process holds
+    would make it fail or, for `kiosk run`'s screen, look cheaper than it is). Not one the kernel gives out: a
+    port from ``bind(0)`` is in the ephemeral range, where an outgoing connection's source port or another
+    process's ``bind(0)`` can take it before the server binds it (seen with tests on two pytest-xdist workers).
+    So it comes from below that range, from a block of its own for each xdist worker, never the same twice in
+    one process; ``bind(0)`` only when there is no room below the range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker[:2] == "gw" and worker[2:].isdigit() else PORT_BLOCKS - 1
+    block = (_ephemeral_low() - PORT_FLOOR) // PORT_BLOCKS
+    if block >= 100 and index < PORT_BLOCKS:
+        start = PORT_FLOOR + index * block
+        ports = list(range(start, start + block))
+        random.Random(os.getpid() ^ time.monotonic_ns()).shuffle(ports)
+        for port in ports:
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
