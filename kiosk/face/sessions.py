@@ -1,7 +1,8 @@
 """onnxruntime sessions for the face models, from the graphs onnxruntime optimised at an earlier start.
 
 Creating a session first optimises the model's graph (constant folding, fusions and, on x86, the blocked NCHWc
-layout): for the three models of ``buffalo_sc`` about two thirds of the CPU their sessions cost at a start.
+layout): for the three models of ``buffalo_sc`` ~40 % of the CPU their sessions cost at a start (149 ms -> 90 ms
+here, README "Start-up cost").
 onnxruntime can write the graph it optimised (``optimized_model_filepath``); a process with a folder and a
 memory for them (the daemon: ``KeptGraphs``, a folder beside the store and the store's ``meta``) keeps it as it
 creates a session, and at later starts creates the session from the kept graph with optimisation off. The
