@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from counting import record_calls
 
 from conftest import CONSENT_ARGS
 from enrollment.photos import check_photo
@@ -133,23 +134,16 @@ def test_a_photos_face_is_chosen_as_detected_and_only_it_levelled(zoo_engine, fa
     photos = [read_image(p) for p in image_files(face_data / "_groups")]
     photos.append(rolled(upright, face_engine.choose(face_engine.detect(upright), upright.shape), 30))
     assert len(photos) >= 10
-    calls = [0]
-    real = FaceEngine.levelled
-
-    def counted(self: FaceEngine, frame, face):  # noqa: ANN001, ANN202
-        calls[0] += 1
-        return real(self, frame, face)
-
-    monkeypatch.setattr(FaceEngine, "levelled", counted)
+    calls = record_calls(monkeypatch, FaceEngine, "levelled")
     for engine in (zoo_engine, face_engine):
         for image in photos:
-            calls[0] = 0
+            calls.clear()
             every = engine.detect_photo(image)
-            assert calls[0] == len(every) >= 1
+            assert len(calls) == len(every) >= 1
             for policy in (None, "center"):
-                calls[0] = 0
+                calls.clear()
                 face, faces = engine.photo_face(image, policy)
-                assert calls[0] == 1  # the chosen face alone
+                assert len(calls) == 1  # the chosen face alone
                 chosen = engine.choose(every, image.shape, policy)
                 assert any(f is face for f in faces) and len(faces) == len(every)
                 assert np.array_equal(face.bbox, chosen.bbox) and np.array_equal(face.kps, chosen.kps)

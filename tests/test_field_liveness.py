@@ -7,6 +7,7 @@ replaying the frames kept between pieces, with and without landmarks, gives the 
 from __future__ import annotations
 
 import pytest
+from counting import record_calls
 
 from kiosk.face.landmarks import Landmarks106
 from kiosk.face.liveness import Step
@@ -62,17 +63,9 @@ def field_hub(face_engine, video_data, tmp_path_factory, request):  # noqa: ANN0
 
 
 @pytest.fixture
-def landmark_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many times the real 106-point landmark model runs (its own method, wrapped to count)."""
-    runs = [0]
-    real = Landmarks106.__call__
-
-    def counted(self: Landmarks106, frame, bbox):  # noqa: ANN001, ANN202
-        runs[0] += 1
-        return real(self, frame, bbox)
-
-    monkeypatch.setattr(Landmarks106, "__call__", counted)
-    return runs
+def landmark_runs(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Each run of the real 106-point landmark model (its own method, wrapped to count)."""
+    return record_calls(monkeypatch, Landmarks106, "__call__")
 
 
 def _hub_answers(hub, maker, owner: str, frames, steps, cfg) -> list[tuple[str, str, int]]:  # noqa: ANN001
@@ -133,9 +126,9 @@ def test_field_clip_runs_landmarks_only_while_a_blink_is_awaited(field_hub, face
     cfg = liveness_config(mode, max(len(steps), 1), 8.0)
     frames = decode_frames([(f["t_ms"], f["jpeg_b64"]) for f in clip_frames(video_data / clip, start_s, 8.0)])
     answers = _hub_answers(hub, maker, owner, frames, steps, cfg)
-    hub_runs = landmark_runs[0]
+    hub_runs = len(landmark_runs)
     before = _answers_with_every_landmark(maker, face_engine.model_id, frames[:len(answers) * PIECE], steps, cfg)
-    every_frame_runs = landmark_runs[0] - hub_runs
+    every_frame_runs = len(landmark_runs) - hub_runs
     assert answers[-1][0] == last, answers
     assert answers == before, (answers, before)
     if runs == "none":

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from counting import record_calls
 
 from kiosk.base.errors import ModelError
 from kiosk.config import load_config
@@ -20,14 +21,7 @@ from kiosk.store.database import open_store
 @pytest.fixture
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every file the pack code hashes, in order (the real hashing still runs)."""
-    calls: list[Path] = []
-    real = packs.file_sha256
-
-    def counting(path: Path) -> str:
-        calls.append(path)
-        return real(path)
-
-    monkeypatch.setattr(packs, "file_sha256", counting)
+    calls = record_calls(monkeypatch, packs, "file_sha256", keep=lambda path: path)
     monkeypatch.setattr(packs, "RACY_S", 0.0)  # files copied a moment ago count as settled (one test checks the rule)
     return calls
 
