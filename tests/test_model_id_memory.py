@@ -120,3 +120,17 @@ def test_config_check_reads_the_remembered_id_and_writes_nothing(own_pack: Path,
     result = invoke("config", "check", str(own_pack))
     assert result.exit_code == 0, result.output
     assert hashed == [] and "0 employee(s)" in result.output
+
+
+def test_a_store_that_cannot_take_the_model_id_costs_only_the_saving(own_pack: Path, hashed,  # noqa: ANN001
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config(own_pack, ["store.busy_timeout_s=0.2"])
+    with open_store(config) as writer, open_store(config) as store:
+        writer.conn.execute("BEGIN IMMEDIATE")  # another process holds the store's write lock
+        try:
+            pack = resolve_pack(config.face, memory=store)
+        finally:
+            writer.conn.execute("ROLLBACK")
+        assert pack.model_id == file_sha256(pack.recognizer) and hashed == [pack.recognizer]
+        assert f"model id {pack.model_id[:12]} not remembered" in caplog.text
+        assert store.get_meta(MODEL_FILE_META) is None

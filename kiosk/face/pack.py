@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from kiosk.base.errors import ModelError
+from kiosk.base.errors import KioskError, ModelError
 from kiosk.face.config import FaceConfig
 
 log = logging.getLogger(__name__)
@@ -87,16 +87,18 @@ class ModelPack:
             with self.recognizer.open("rb"):
                 pass
         except OSError as exc:
-            raise ModelError(f"cannot read model file {self.recognizer}: {exc.strerror or exc}",
-                             fix="Check the file exists and is readable by the kiosk user.") from None
+            raise _unreadable(self.recognizer, exc) from None
         entry = _remembered_entry(memory.get_meta(MODEL_FILE_META))
         if entry.get("path") == str(self.recognizer) and entry.get("identity") == identity:
             self._model_id.append(entry["model_id"])
             return self._model_id[0]
         model_id = self.model_id
         if time.time() - changed >= RACY_S:
-            memory.set_meta(MODEL_FILE_META, json.dumps({"path": str(self.recognizer), "identity": identity,
-                                                         "model_id": model_id}, sort_keys=True))
+            try:
+                memory.set_meta(MODEL_FILE_META, json.dumps({"path": str(self.recognizer), "identity": identity,
+                                                             "model_id": model_id}, sort_keys=True))
+            except KioskError as exc:  # e.g. the store busy: hashed again at the next start, nothing else
+                log.warning("model id %s not remembered: %s", model_id[:12], exc)
         return model_id
 
     @property
@@ -150,9 +152,13 @@ def file_identity(path: Path) -> tuple[str, float]:
     try:
         st = path.stat()
     except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
-                         fix="Check the file exists and is readable by the kiosk user.") from None
+        raise _unreadable(path, exc) from None
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}", st.st_ctime_ns / 1e9
+
+
+def _unreadable(path: Path, exc: OSError) -> ModelError:
+    return ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                      fix="Check the file exists and is readable by the kiosk user.")
 
 
 def _remembered_entry(value: str | None) -> dict:
@@ -174,8 +180,7 @@ def file_sha256(path: Path) -> str:
             for chunk in iter(lambda: fh.read(HASH_CHUNK_BYTES), b""):
                 digest.update(chunk)
     except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
-                         fix="Check the file exists and is readable by the kiosk user.") from None
+        raise _unreadable(path, exc) from None
     return digest.hexdigest()
 
 
