@@ -172,3 +172,20 @@ def test_a_kept_graph_onnxruntime_refuses_is_made_again_with_a_log_line(store, t
     for got, want in zip(_figures(again, again_marks, photo), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert kept.stat().st_size > 1_000_000, "made again"
+
+
+def test_graphs_of_model_files_changed_just_now_are_not_kept(store, tmp_path: Path) -> None:  # noqa: ANN001
+    import shutil
+
+    from kiosk.face.pack import bundled_pack_dir
+    pack = tmp_path / "pack"  # copied a moment ago: they may still be changing (kiosk.face.pack.settled)
+    pack.mkdir()
+    for name in ("scrfd_500m_bnkps.onnx", "w600k_mbf.onnx"):
+        shutil.copyfile(bundled_pack_dir() / name, pack / name)
+    folder = tmp_path / "graphs"
+    engine = FaceEngine.from_config(FaceConfig(pack_dir=pack), QualityConfig(), memory=store,
+                                    graphs=KeptGraphs(folder, store))
+    assert [m.session.get_session_options().graph_optimization_level for m in (engine._det, engine._rec)] == \
+        [ort.GraphOptimizationLevel.ORT_ENABLE_ALL] * 2, "optimised at this start, as without kept graphs"
+    assert not list(folder.glob("*.onnx"))
+    assert store.get_meta(KEPT_GRAPHS_META) is None

@@ -93,7 +93,7 @@ class ModelPack:
             self._model_id.append(entry["model_id"])
             return self._model_id[0]
         model_id = self.model_id
-        if time.time() - changed >= RACY_S:
+        if settled(self.recognizer, changed):
             try:
                 memory.set_meta(MODEL_FILE_META, json.dumps({"path": str(self.recognizer), "identity": identity,
                                                              "model_id": model_id}, sort_keys=True))
@@ -154,6 +154,12 @@ def file_identity(path: Path) -> tuple[str, float]:
     except OSError as exc:
         raise _unreadable(path, exc) from None
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}", st.st_ctime_ns / 1e9
+
+
+def settled(path: Path, changed: float | None = None) -> bool:
+    """Whether ``path`` last changed at least ``RACY_S`` ago (``changed``: its change time, if known), so what is
+    learnt from it now may be remembered with its identity (``file_identity``)."""
+    return time.time() - (file_identity(path)[1] if changed is None else changed) >= RACY_S
 
 
 def _unreadable(path: Path, exc: OSError) -> ModelError:

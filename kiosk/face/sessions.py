@@ -11,8 +11,9 @@ sessions compute the same numbers (tests/test_face_sessions.py).
 A kept graph is used only for the same source file (kiosk.face.pack ``file_identity``), onnxruntime version,
 optimisation level and CPU (an optimised graph can hold kernels for this CPU's instructions), and only while the
 kept file is still the file written then (its identity, remembered in the store with the rest): a kept file
-changed by anyone else is not run but made again. Anything wrong with a kept graph (gone, changed, refused by
-onnxruntime) costs one ordinary start, with a log line; it never stops the kiosk.
+changed by anyone else is not run but made again, and the graph of a model file changed less than ``RACY_S`` ago
+is not kept (kiosk.face.pack ``settled``). Anything wrong with a kept graph (gone, changed, refused by onnxruntime)
+costs one ordinary start, with a log line; it never stops the kiosk.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from kiosk.face.pack import ModelMemory, file_identity
+from kiosk.face.pack import ModelMemory, file_identity, settled
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class KeptGraphs:
 
     def _keep(self, source: Path, opts: ort.SessionOptions, model: Callable[[], bytes] | None,
               key: str) -> ort.InferenceSession:
+        if not settled(source):  # the source may change again unseen (kiosk.face.pack file_identity)
+            return _plain(source, opts, model)
         name = f"{source.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
         final, partial = self.folder / name, self.folder / f".{name}.partial"
         try:

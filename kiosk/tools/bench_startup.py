@@ -118,8 +118,11 @@ def _home(tree: Path, folder: Path, punches: int, verified: int) -> Path:
     return config
 
 
+KIOSK = ("-m", "kiosk")
+
+
 def _steps(tree: Path, config: Path, camera: Path, verify: bool) -> dict[str, tuple[float, float]]:
-    kiosk = ("-m", "kiosk")
+    kiosk = KIOSK
     out = {
         "python_click_floor": _child(tree, "-c", "import click"),
         "help": _child(tree, *kiosk, "--help"),
@@ -145,8 +148,7 @@ def run_startup(punches: int, verified: int, rounds: int, verify_rounds: int, co
         figures: dict[str, dict[str, list[tuple[float, float]]]] = {name: {} for name in trees}
         names = list(trees)
         for name in names:  # a new home's first start: nothing remembered or kept yet (kiosk.face.pack, .sessions)
-            kiosk = ("-m", "kiosk")
-            figures[name]["config_check_first"] = [_child(trees[name], *kiosk, "config", "check", "--config",
+            figures[name]["config_check_first"] = [_child(trees[name], *KIOSK, "config", "check", "--config",
                                                           str(homes[name]))]
             figures[name]["ready_first"] = [_ready(trees[name], homes[name], camera)]
         for r in range(rounds):

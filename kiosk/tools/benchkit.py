@@ -17,6 +17,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -34,7 +35,7 @@ _handed_out: set[int] = set()
 def _ephemeral_low() -> int:
     """The lowest port the kernel picks for an outgoing connection (Linux: 32768 unless changed)."""
     try:
-        return int(open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii").read().split()[0])
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii").split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
 

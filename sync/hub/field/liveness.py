@@ -235,7 +235,7 @@ def add_frames(db: HubDb, maker: TemplateMaker, employee_id: str, device_id: str
     verdict, reason, done, mismatch = _piece(maker, owner, frames, images, looks, scores, steps, cfg)
     final = verdict is not Verdict.PENDING
     # The hub's own time on this piece is given back to the phone: a busy hub must not run a genuine
-    # person's challenge out (the phone's frame times still bound the clip itself, in `judge`).
+    # person's challenge out (the phone's frame times still bound the clip itself, in `ClipJudge.result`).
     expires = parse_iso(clip["expires_utc"]) + (utc_now() - now)
     with db.transaction() as tx:
         # Kept only while the clip is judged: its landmarks go once there is a verdict.
