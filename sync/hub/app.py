@@ -6,12 +6,14 @@ import contextlib
 import logging
 import secrets
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic.warnings import UnsupportedFieldAttributeWarning
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
@@ -229,7 +231,21 @@ def create_app(config: HubConfig, db: HubDb, maker: TemplateMaker) -> FastAPI:
     app.include_router(hrapi.router(ERRORS))
     field_routes.install(app, ERRORS)
     console.install(app)
+    _quiet_false_alias_warnings()
     return app
+
+
+def _quiet_false_alias_warnings() -> None:
+    """Silence pydantic's false "alias has no effect" warning about FastAPI's request bodies, and only that.
+
+    FastAPI gives a body parameter its own name as an alias and builds the parameter's validator with that
+    warning silenced (fastapi/_compat/v2.py, ModelField). The wire models defer building their validators
+    (sync.protocol.WireModel, for the CLI's start-up), so the validator is built at a route's first request
+    instead, outside that silence, and pydantic >= 2.12 printed one warning per body parameter into the hub's
+    log (pydantic issue #12356; the alias does take effect). No model of ours sets an alias through Field():
+    every such alias is FastAPI's. A process-wide filter, added again (not twice) with every app."""
+    warnings.filterwarnings("ignore", message="The 'alias' attribute with value ",
+                            category=UnsupportedFieldAttributeWarning)
 
 
 def _outbound_lifespan(config: HubConfig, db: HubDb, maker: TemplateMaker) -> Callable:
